@@ -1,0 +1,117 @@
+// @ts-check
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+import n from "eslint-plugin-n";
+import prettier from "eslint-config-prettier";
+
+export default tseslint.config(
+  {
+    ignores: [
+      "dist/**",
+      "node_modules/**",
+      "coverage/**",
+      "bench/results/**",
+      "test/fixtures/generated/**",
+      "eslint.config.js",
+    ],
+  },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    plugins: { n },
+    rules: {
+      "@typescript-eslint/consistent-type-imports": "error",
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_" },
+      ],
+      // A daemon must never lose a promise: an unhandled rejection is a crash.
+      "@typescript-eslint/no-floating-promises": "error",
+      "@typescript-eslint/no-misused-promises": "error",
+    },
+  },
+  // Only src/agent/ touches the process (argv, signals, exit codes).
+  {
+    files: ["src/**/*.ts"],
+    ignores: ["src/agent/**"],
+    rules: {
+      "n/no-process-exit": "error",
+      "no-restricted-globals": [
+        "error",
+        {
+          name: "process",
+          message: "Only src/agent/ touches process; take what you need as a parameter.",
+        },
+      ],
+    },
+  },
+  // Layouts are pure renderers: no disk, no network, no sync.
+  {
+    files: ["src/layout/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: [
+                "node:fs",
+                "node:fs/*",
+                "fs",
+                "fs/*",
+                "node:net",
+                "node:http",
+                "node:https",
+                "undici",
+                "**/sync/**",
+                "**/agent/**",
+                "**/state/**",
+              ],
+              message: "Layouts are pure: package records in, files out.",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  // Sync never knows a format's details, and never reaches up into agent/.
+  {
+    files: ["src/sync/**/*.ts", "src/state/**/*.ts", "src/signing/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["**/agent/**"],
+              message: "Imports flow agent → sync → {layout, signing, state}.",
+            },
+            {
+              group: [
+                "**/layout/apt*",
+                "**/layout/yum*",
+                "**/layout/pacman*",
+                "**/layout/pypi*",
+                "**/layout/json*",
+                "**/layout/formats/**",
+              ],
+              message: "sync must not know a format: go through layoutFor().",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ["test/**/*.ts", "bench/**/*.ts"],
+    rules: {
+      "@typescript-eslint/no-unsafe-assignment": "off",
+      "@typescript-eslint/no-unsafe-member-access": "off",
+      "@typescript-eslint/no-non-null-assertion": "off",
+    },
+  },
+  prettier,
+);

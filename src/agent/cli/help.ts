@@ -1,0 +1,32 @@
+export const HELP = `packrat-agent: keep a package mirror in step with a packrat master and publish it
+as signed apt, yum/dnf, pacman, PyPI and JSON repositories.
+
+Usage: packrat-agent <command> [options]
+
+Commands:
+  run                 Run the daemon in the foreground (for systemd): long-poll the master,
+                      apply changes, full sync every full_sync_interval seconds.
+                      SIGHUP reloads the config, SIGUSR1 runs a full sync now.
+  sync                Run one sync pass and exit; the exit code says whether it succeeded.
+      --full          Full sync (the default for a one-off sync).
+      --deep          Re-hash every file on disk instead of trusting fingerprints.
+      --force         Apply even when the safety valve would refuse the removals.
+  verify              Read every published repo as its clients do and report problems.
+      --deep          Re-hash every package file.
+      --json          Machine-readable report.
+  status              Last sync, per-repo files, generations, failures, key expiry.
+      --json          Machine-readable output.
+  inspect FILE        Print the index entry the agent would publish for FILE
+                      (.deb, .rpm, .pkg.tar.*, .whl, sdist).
+  keygen              Make a new signing key without gpg.
+      --name NAME     User ID of the key, e.g. "Example Mirror <ops@example.com>".
+      --out FILE      Where to write the armored secret key (mode 0600).
+  demo                Start a bundled fake master with sample packages, sync, and serve
+                      the result over HTTP.
+
+Options:
+  -c, --config PATH   Config file (default: $PACKRAT_AGENT_CONFIG, else /etc/packrat/mirror.conf)
+      --log-level LVL fatal, error, warn, info, debug, trace (overrides log_level)
+  -h, --help          Show this help.
+  -V, --version       Show the version.
+`;

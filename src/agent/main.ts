@@ -1,0 +1,56 @@
+import { describeError, PackratError } from "../errors.js";
+import { HELP } from "./cli/help.js";
+import { agentVersion } from "./version.js";
+
+/** Exit codes: 0 ok, 1 the command ran and failed, 2 usage, 70 internal error (EX_SOFTWARE). */
+export const EXIT = { ok: 0, failed: 1, usage: 2, internal: 70 } as const;
+
+type Command = (argv: string[]) => Promise<number>;
+
+/** Commands load lazily so `--help` stays instant and a broken format cannot stop the others. */
+const COMMANDS: Record<string, () => Promise<Command>> = {};
+
+export function registerCommand(name: string, load: () => Promise<Command>): void {
+  COMMANDS[name] = load;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === "-h" || first === "--help" || first === "help") {
+    process.stdout.write(HELP);
+    return first === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (first === "-V" || first === "--version" || first === "version") {
+    process.stdout.write(`packrat-agent ${agentVersion()}\n`);
+    return EXIT.ok;
+  }
+  const load = COMMANDS[first];
+  if (!load) {
+    process.stderr.write(`packrat-agent: unknown command "${first}"; see packrat-agent --help\n`);
+    return EXIT.usage;
+  }
+  try {
+    const command = await load();
+    return await command(rest);
+  } catch (err) {
+    return reportFatal(err);
+  }
+}
+
+export function reportFatal(err: unknown): number {
+  if (err instanceof PackratError) {
+    process.stderr.write(`packrat-agent: ${describeError(err)}\n`);
+    return err.code === "PACKRAT_USAGE" ? EXIT.usage : EXIT.failed;
+  }
+  const stack = err instanceof Error && err.stack ? err.stack : String(err);
+  process.stderr.write(
+    `packrat-agent: internal error (please report it with this output):\n${stack}\n`,
+  );
+  return EXIT.internal;
+}
+
+/** Entry point used by bin/packrat-agent. */
+export async function runCli(): Promise<void> {
+  await import("./commands.js");
+  process.exitCode = await main(process.argv.slice(2));
+}

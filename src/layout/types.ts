@@ -1,0 +1,133 @@
+import type { Signer } from "../signing/signer.js";
+import type { DistroVersion, PackageFile, Repo } from "../types.js";
+
+/**
+ * Random access to a package's bytes. Parsers take this, not a path, so layouts stay pure
+ * (no fs) and read only what they need (a .deb's control.tar, an RPM's headers, a wheel's
+ * central directory). The sync side implements it over a file handle; tests over a Buffer.
+ */
+export interface ByteSource {
+  readonly size: number;
+  /** Up to `length` bytes at `offset`; fewer only at the end of the data. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** A ByteSource over bytes in memory. */
+export function bufferSource(bytes: Uint8Array): ByteSource {
+  return {
+    size: bytes.length,
+    read: (offset, length) =>
+      Promise.resolve(bytes.subarray(offset, Math.min(bytes.length, offset + length))),
+  };
+}
+
+/**
+ * Parsed package metadata: JSON-serialisable, cached in the state DB by the file's sha256 so
+ * that each package is parsed once, ever. Its shape is the layout's own business.
+ */
+export type PackageMeta = Record<string, unknown>;
+
+/** Options layouts read; filled from Settings by the agent. */
+export interface LayoutOptions {
+  aptArchitectures: readonly string[];
+  aptValidUntilSeconds: number | null;
+  yumCompression: "gz" | "zstd";
+  rpmChangelogLimit: number;
+  signRpmPackages: boolean;
+  /** pacman repo names by filesystem_dir. */
+  pacmanRepoNames: Readonly<Record<string, string>>;
+  /** The mirror's description (used for apt Origin/Label/Description defaults). */
+  mirrorDescription: string;
+}
+
+export const DEFAULT_LAYOUT_OPTIONS: LayoutOptions = {
+  aptArchitectures: [],
+  aptValidUntilSeconds: null,
+  yumCompression: "gz",
+  rpmChangelogLimit: 10,
+  signRpmPackages: false,
+  pacmanRepoNames: {},
+  mirrorDescription: "",
+};
+
+/** Where a package file sits, and what the layout needs to decide it. */
+export interface PlacementInput {
+  repo: Repo;
+  file: PackageFile;
+  distroVersion: DistroVersion;
+  /** Every packrat arch present among the repo's files (pacman puts `all` files in each). */
+  repoArches: readonly string[];
+  options: LayoutOptions;
+}
+
+/** One package as it goes into a render: the master's record, where it sits, what it holds. */
+export interface PublishedPackage {
+  file: PackageFile;
+  distroVersion: DistroVersion;
+  /** Paths relative to the repo directory (placement order; the first is canonical). */
+  paths: string[];
+  /** Bytes on disk (after any transform, e.g. RPM signing). */
+  size: number;
+  /** SHA-256 of the bytes on disk (differs from file.sha256 only after a transform). */
+  sha256: string;
+  meta: PackageMeta;
+}
+
+export interface RenderInput {
+  repo: Repo;
+  /** The repo's distro versions, by URI. */
+  distroVersions: ReadonlyMap<string, DistroVersion>;
+  /** Sorted by file URI; the layout sorts as its format requires. */
+  packages: readonly PublishedPackage[];
+  signer: Signer | null;
+  options: LayoutOptions;
+  /** The generation's timestamp (Release Date, repomd revision...). */
+  now: Date;
+}
+
+/**
+ * A metadata file the publisher writes. Stages are switched in increasing order, each one
+ * whole and fsynced before the next begins, so that every reference already resolves
+ * (FIELD_NOTES §1): content-addressed files in stage 0, plain-name indexes after them,
+ * signed entry points last.
+ */
+export interface RenderedFile {
+  /** Relative to the repo directory, forward slashes, never `..` or absolute. */
+  path: string;
+  content: Uint8Array;
+  /**
+   * true: the path names its content (by-hash, checksum-named repodata); it is never
+   * rewritten, and when a later generation drops it, it stays for metadata_grace_seconds.
+   */
+  contentAddressed: boolean;
+  stage: number;
+}
+
+export interface RenderResult {
+  files: RenderedFile[];
+  /** Lines for the log (e.g. "publishing unsigned: no signing key configured"). */
+  warnings: string[];
+}
+
+export interface RepoLayout {
+  readonly managerType: string;
+  /** Package file types (PackageFile.type) this layout publishes; others are skipped. */
+  readonly fileTypes: readonly string[];
+  /** Where a package file goes, relative to the repo directory; first path canonical. */
+  placePackage(input: PlacementInput): string[];
+  /** Parse a package's bytes; throws PackratError PACKRAT_PACKAGE_INVALID naming `filename`. */
+  parse(source: ByteSource, filename: string): Promise<PackageMeta>;
+  render(input: RenderInput): Promise<RenderResult>;
+  /**
+   * Optional rewrite of a verified download before it is published (yum: add an RPM header
+   * signature when sign_rpm_packages is on). Returns null when the bytes stay as they are.
+   */
+  transform?(
+    source: ByteSource,
+    filename: string,
+    signer: Signer | null,
+    options: LayoutOptions,
+  ): Promise<Uint8Array | null>;
+  /** Human-readable index entry for `packrat-agent inspect` (e.g. a Packages stanza). */
+  describe(meta: PackageMeta, filename: string): string;
+}

@@ -1,0 +1,108 @@
+/**
+ * The agent's settings after mirror.conf is parsed and validated (src/agent/config.ts).
+ * This is the one documented place for defaults of the keys this project added; the original
+ * agent's keys keep their meaning. etc/mirror.conf.example documents every key.
+ */
+
+export interface PackratSettings {
+  /** Master base URL, `http(s)://name[:port]`, no trailing slash. Required. */
+  host: string;
+  /** This mirror's name on the master. Required. */
+  name: string;
+  /** Pre-shared key for login; when absent the agent does not log in. */
+  psk: string | null;
+  /** HTTP(S) proxy URL for every request to the master. */
+  proxy: string | null;
+}
+
+export interface MirrorSettings {
+  description: string;
+  /** Absolute path of the published tree. Required. */
+  rootDir: string;
+  /** ID of the (sub)key to sign with: 8/16 hex key ID or a fingerprint; null = unsigned. */
+  gpgSignKey: string | null;
+  /** Absolute path of the SQLite state database. */
+  stateDb: string;
+  /** Seconds between full syncs. */
+  fullSyncInterval: number;
+  /** Paths relative to root_dir that cleanup never removes. */
+  keepFileList: string[];
+
+  // ---- keys added by this project (all optional) ----
+  /** ASCII-armored secret key export holding gpg_sign_key. */
+  gpgKeyFile: string | null;
+  /** File holding the passphrase of a protected key. */
+  gpgPassphraseFile: string | null;
+  /** Basename of the exported public key: `<name>` (armored) and `<name>.gpg` (binary). */
+  publicKeyName: string;
+  /** Warn when the signing key expires within this many days. */
+  keyExpiryWarnDays: number;
+  /** Parallel downloads. */
+  downloadConcurrency: number;
+  /** Every Nth full sync re-hashes every file. */
+  deepVerifyEvery: number;
+  /** Refuse a sync that would remove more than this fraction of managed files. */
+  maxRemovalRatio: number;
+  /** Debounce for poll answers, per repo. */
+  triggerDebounceMs: number;
+  /** How long superseded metadata and dropped packages stay on disk. */
+  metadataGraceSeconds: number;
+  /** Long-poll timeout sent to the master (seconds); the HTTP timeout is this + 30. */
+  pollTimeout: number;
+  /** Timeout for every other request to the master (seconds). */
+  requestTimeout: number;
+  /** Watch root_dir with chokidar while `run` is going, to repair tampering quickly. */
+  watchTree: boolean;
+  /** Debian architectures published in every apt dist; empty = those present plus amd64. */
+  aptArchitectures: string[];
+  /** When set, Release gets Valid-Until = Date + this many seconds. */
+  aptValidUntilSeconds: number | null;
+  /** yum metadata compression. */
+  yumCompression: "gz" | "zstd";
+  /** Changelog entries per RPM in other.xml. */
+  rpmChangelogLimit: number;
+  /** Add an RPM v4 header signature to each RPM before publishing. */
+  signRpmPackages: boolean;
+  /** pacman repo names by filesystem_dir (`dir:name, dir2:name2`); default is filesystem_dir. */
+  pacmanRepoNames: Record<string, string>;
+  /** `host:port` for the Prometheus endpoint; null = off. */
+  metricsListen: string | null;
+  /** pino level. */
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+}
+
+export interface Settings {
+  /** Path of the file these settings came from, for messages. */
+  source: string;
+  packrat: PackratSettings;
+  mirror: MirrorSettings;
+}
+
+/** Defaults of optional keys. The original agent's defaults are kept where it had one. */
+export const MIRROR_DEFAULTS: Readonly<Omit<MirrorSettings, "rootDir">> = Object.freeze({
+  description: "",
+  gpgSignKey: null,
+  stateDb: "/var/lib/packratAgent/state.db",
+  fullSyncInterval: 900,
+  keepFileList: [],
+  gpgKeyFile: null,
+  gpgPassphraseFile: null,
+  publicKeyName: "repo-key",
+  keyExpiryWarnDays: 30,
+  downloadConcurrency: 4,
+  deepVerifyEvery: 8,
+  maxRemovalRatio: 0.5,
+  triggerDebounceMs: 250,
+  metadataGraceSeconds: 86400,
+  pollTimeout: 30,
+  requestTimeout: 30,
+  watchTree: true,
+  aptArchitectures: [],
+  aptValidUntilSeconds: null,
+  yumCompression: "gz",
+  rpmChangelogLimit: 10,
+  signRpmPackages: false,
+  pacmanRepoNames: {},
+  metricsListen: null,
+  logLevel: "info",
+});
