@@ -1,0 +1,55 @@
+import path from "node:path";
+import { PackratError } from "../errors.js";
+
+/** The master's own rule for package filenames (PACKRAT_API.md). */
+const SAFE_BASENAME = /^[0-9a-zA-Z._-]+$/;
+
+/**
+ * Refuse any filename from the master that is not a plain basename. The master enforces the
+ * same pattern, but a master that lies must never make the agent write outside its tree.
+ */
+export function assertSafeFilename(name: string, context: string): string {
+  if (!SAFE_BASENAME.test(name) || name === "." || name === ".." || name.startsWith(".")) {
+    throw new PackratError(
+      "PACKRAT_UNSAFE_FILENAME",
+      `${context}: filename ${JSON.stringify(name)} is not a safe basename (expected ^[0-9a-zA-Z._-]+$, not starting with ".")`,
+      { hint: "the file is skipped; fix its name on the master" },
+    );
+  }
+  return name;
+}
+
+/**
+ * Check a relative path made of safe segments (a repo's filesystem_dir, a layout's output path)
+ * and return it normalised with forward slashes.
+ */
+export function assertSafeRelativePath(rel: string, context: string): string {
+  const segments = rel.split("/").filter((s) => s !== "");
+  const bad =
+    rel.includes("\0") ||
+    rel.includes("\\") ||
+    rel.startsWith("/") ||
+    segments.length === 0 ||
+    segments.some((s) => s === "." || s === ".." || !/^[0-9a-zA-Z._+~@:-]+$/.test(s));
+  if (bad) {
+    throw new PackratError(
+      "PACKRAT_UNSAFE_FILENAME",
+      `${context}: path ${JSON.stringify(rel)} is not a safe relative path (segments of [0-9a-zA-Z._+~@:-], no "." or "..")`,
+    );
+  }
+  return segments.join("/");
+}
+
+/** Join a checked relative path onto root, and prove the result is still inside root. */
+export function resolveInside(root: string, rel: string, context: string): string {
+  const clean = assertSafeRelativePath(rel, context);
+  const full = path.resolve(root, clean);
+  const rootResolved = path.resolve(root);
+  if (full !== rootResolved && !full.startsWith(rootResolved + path.sep)) {
+    throw new PackratError(
+      "PACKRAT_UNSAFE_FILENAME",
+      `${context}: ${JSON.stringify(rel)} resolves outside ${rootResolved}`,
+    );
+  }
+  return full;
+}
