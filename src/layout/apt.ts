@@ -1,0 +1,291 @@
+/**
+ * The apt layout: pool/ and dists/ as the original packrat agent laid them out, with the
+ * indexes dpkg-scanpackages and apt-ftparchive would write, by-hash copies, and InRelease.
+ *
+ * Origin and Label are the repo's name (stable: users pin on them with `o=`/`l=`);
+ * Description is the repo's description, else the mirror's, else the repo name.
+ */
+import { createHash } from "node:crypto";
+import { promisify } from "node:util";
+import { gzip, constants as zlibConstants } from "node:zlib";
+import { xz } from "@napi-rs/lzma";
+import { PackratError } from "../errors.js";
+import type { DistroVersion } from "../types.js";
+import type { DebMeta } from "./formats/deb.js";
+import { asDebMeta, parseDeb } from "./formats/deb.js";
+import type { ControlField } from "./formats/deb-control.js";
+import { controlValue, renderStanza } from "./formats/deb-control.js";
+import { compareDebianVersions } from "./formats/debian-version.js";
+import type {
+  PlacementInput,
+  PublishedPackage,
+  RenderedFile,
+  RenderInput,
+  RenderResult,
+  RepoLayout,
+} from "./types.js";
+
+const gzipAsync = promisify(gzip);
+const COMPONENT = "main";
+
+/** Packrat architecture names → Debian ones; others pass through. */
+export function debianArch(packratArch: string): string {
+  return packratArch === "x86_64" ? "amd64" : packratArch;
+}
+
+/** A path component from master data: refuse anything that could leave its directory. */
+function safeComponent(value: string, what: string): string {
+  if (!/^[0-9A-Za-z._+~-]+$/.test(value) || value === "." || value === "..") {
+    throw new PackratError(
+      "PACKRAT_UNSAFE_FILENAME",
+      `${what} ${JSON.stringify(value)} is not a safe path component`,
+      {
+        hint: "expected letters, digits and ._+~- only",
+      },
+    );
+  }
+  return value;
+}
+
+export function poolPath(packageName: string, filename: string): string {
+  const prefix = safeComponent(packageName, "package name").slice(0, 6);
+  return `pool/${safeComponent(prefix, "pool directory")}/${safeComponent(filename, "filename")}`;
+}
+
+/** The dists/ directory name: the DistroVersion's version (its name when version is null). */
+export function codenameOf(dv: DistroVersion): string {
+  return safeComponent(dv.version ?? dv.name, `distro version ${dv.name}: codename`);
+}
+
+interface IndexEntry {
+  name: string;
+  version: string;
+  filename: string;
+  arch: string;
+  stanza: string;
+}
+
+function stanzaFor(
+  control: readonly ControlField[],
+  meta: DebMeta,
+  path: string,
+  size: number,
+): string {
+  // Filename, Size and the checksums replace any the control file carries (dpkg-scanpackages
+  // sets them the same way); renderStanza puts every field in dpkg's order.
+  const drop = new Set(["filename", "size", "md5sum", "sha1", "sha256"]);
+  const fields: [string, string][] = control.filter(([n]) => !drop.has(n.toLowerCase()));
+  fields.push(
+    ["Filename", path],
+    ["Size", String(size)],
+    ["MD5sum", meta.md5],
+    ["SHA1", meta.sha1],
+    ["SHA256", meta.sha256],
+  );
+  return renderStanza(fields);
+}
+
+function compareEntries(a: IndexEntry, b: IndexEntry): number {
+  if (a.name !== b.name) return a.name < b.name ? -1 : 1;
+  const v = compareDebianVersions(a.version, b.version);
+  if (v !== 0) return v;
+  return a.filename < b.filename ? -1 : a.filename > b.filename ? 1 : 0;
+}
+
+const oneLine = (s: string) => s.replace(/\s+/g, " ").trim();
+
+/** RFC 2822 in UTC, as apt-ftparchive writes it. */
+export function releaseDate(d: Date): string {
+  return d.toUTCString().replace(/GMT$/, "UTC");
+}
+
+interface IndexFile {
+  /** Relative to dists/<codename>/. */
+  name: string;
+  content: Uint8Array;
+}
+
+function checksumLines(files: readonly IndexFile[], algo: string): string {
+  return files
+    .map((f) => {
+      const hash = createHash(algo).update(f.content).digest("hex");
+      return ` ${hash} ${String(f.content.length).padStart(16)} ${f.name}\n`;
+    })
+    .join("");
+}
+
+const encoder = new TextEncoder();
+
+interface Dist {
+  codename: string;
+  packages: PublishedPackage[];
+}
+
+async function renderDist(
+  dist: Dist,
+  input: RenderInput,
+  warnings: string[],
+): Promise<RenderedFile[]> {
+  const { repo, options } = input;
+  const entries: IndexEntry[] = [];
+  const present = new Set<string>();
+  for (const pkg of dist.packages) {
+    const meta = asDebMeta(pkg.meta, pkg.file.filename);
+    if (meta.sha256 !== pkg.sha256 || meta.size !== pkg.size) {
+      throw new Error(
+        `apt: ${pkg.file.filename}: parsed metadata (sha256 ${meta.sha256}, ${meta.size} bytes) does not describe the file on disk (${pkg.sha256}, ${pkg.size} bytes)`,
+      );
+    }
+    const arch = controlValue(meta.control, "Architecture") ?? debianArch(pkg.file.arch);
+    if (arch !== debianArch(pkg.file.arch)) {
+      warnings.push(
+        `apt repo ${repo.name}: ${pkg.file.filename} is Architecture ${arch} but the master says ${pkg.file.arch}; indexed as ${arch}`,
+      );
+    }
+    if (arch !== "all") present.add(arch);
+    const path = pkg.paths[0];
+    if (path === undefined) throw new Error(`apt: ${pkg.file.filename} has no path`);
+    entries.push({
+      name: controlValue(meta.control, "Package") ?? pkg.file.packageName,
+      version: controlValue(meta.control, "Version") ?? pkg.file.version,
+      filename: path,
+      arch,
+      stanza: stanzaFor(meta.control, meta, path, pkg.size),
+    });
+  }
+  entries.sort(compareEntries);
+
+  const architectures =
+    options.aptArchitectures.length > 0
+      ? [...new Set(options.aptArchitectures)].map((a) =>
+          safeComponent(debianArch(a), "architecture"),
+        )
+      : [...new Set([...present, "amd64"])].map((a) => safeComponent(a, "architecture"));
+  architectures.sort();
+
+  const origin = oneLine(repo.name);
+  const description = oneLine(repo.description) || oneLine(options.mirrorDescription) || origin;
+  const indexFiles: IndexFile[] = [];
+  for (const arch of architectures) {
+    const dir = `${COMPONENT}/binary-${arch}`;
+    const text = entries
+      .filter((e) => e.arch === arch || e.arch === "all")
+      .map((e) => `${e.stanza}\n`)
+      .join("");
+    const plain = encoder.encode(text);
+    const [gz, xzed] = await Promise.all([
+      gzipAsync(plain, { level: zlibConstants.Z_BEST_COMPRESSION }),
+      xz.compress(plain),
+    ]);
+    const archRelease = encoder.encode(
+      `Archive: ${dist.codename}\nOrigin: ${origin}\nLabel: ${origin}\nCodename: ${dist.codename}\n` +
+        `Component: ${COMPONENT}\nArchitecture: ${arch}\n`,
+    );
+    indexFiles.push(
+      { name: `${dir}/Packages`, content: plain },
+      { name: `${dir}/Packages.gz`, content: new Uint8Array(gz) },
+      { name: `${dir}/Packages.xz`, content: new Uint8Array(xzed) },
+      { name: `${dir}/Release`, content: archRelease },
+    );
+  }
+  indexFiles.sort((a, b) => (a.name < b.name ? -1 : 1));
+
+  let release =
+    `Origin: ${origin}\nLabel: ${origin}\nSuite: ${dist.codename}\nCodename: ${dist.codename}\n` +
+    `Date: ${releaseDate(input.now)}\n`;
+  if (options.aptValidUntilSeconds !== null) {
+    release += `Valid-Until: ${releaseDate(new Date(input.now.getTime() + options.aptValidUntilSeconds * 1000))}\n`;
+  }
+  // Only SHA256 by-hash copies exist, so SHA512 is not listed: apt fetches by-hash for the
+  // strongest hash the Release names (FIELD_NOTES §7).
+  release +=
+    `Acquire-By-Hash: yes\nArchitectures: ${architectures.join(" ")}\nComponents: ${COMPONENT}\n` +
+    `Description: ${description}\n` +
+    `MD5Sum:\n${checksumLines(indexFiles, "md5")}` +
+    `SHA1:\n${checksumLines(indexFiles, "sha1")}` +
+    `SHA256:\n${checksumLines(indexFiles, "sha256")}`;
+
+  const base = `dists/${dist.codename}`;
+  const out: RenderedFile[] = [];
+  // Stage 0: by-hash copies (content-addressed, never rewritten). Stage 1: the plain-name
+  // indexes, for clients without by-hash. Stage 2: Release and Release.gpg, which name both.
+  // Stage 3: InRelease, the entry point apt reads first, so it appears only once everything
+  // it names resolves. (Release and Release.gpg cannot switch together; apt prefers
+  // InRelease, and an old-Release/new-Release.gpg mix lasts one rename.)
+  for (const f of indexFiles) {
+    const hash = createHash("sha256").update(f.content).digest("hex");
+    const dir = f.name.slice(0, f.name.lastIndexOf("/"));
+    out.push({
+      path: `${base}/${dir}/by-hash/SHA256/${hash}`,
+      content: f.content,
+      contentAddressed: true,
+      stage: 0,
+    });
+    out.push({ path: `${base}/${f.name}`, content: f.content, contentAddressed: false, stage: 1 });
+  }
+  const releaseBytes = encoder.encode(release);
+  out.push({ path: `${base}/Release`, content: releaseBytes, contentAddressed: false, stage: 2 });
+  if (input.signer) {
+    const [detached, cleartext] = await Promise.all([
+      input.signer.signDetachedArmored(releaseBytes),
+      input.signer.signCleartext(release),
+    ]);
+    out.push({
+      path: `${base}/Release.gpg`,
+      content: encoder.encode(detached),
+      contentAddressed: false,
+      stage: 2,
+    });
+    out.push({
+      path: `${base}/InRelease`,
+      content: encoder.encode(cleartext),
+      contentAddressed: false,
+      stage: 3,
+    });
+  }
+  return out;
+}
+
+/** Distributions of the repo: one per codename, each with only its own packages. */
+function groupDists(input: RenderInput): Dist[] {
+  const dists = new Map<string, Dist>();
+  const add = (dv: DistroVersion) => {
+    const codename = codenameOf(dv);
+    let dist = dists.get(codename);
+    if (!dist) dists.set(codename, (dist = { codename, packages: [] }));
+    return dist;
+  };
+  for (const dv of input.distroVersions.values()) add(dv);
+  for (const pkg of input.packages) add(pkg.distroVersion).packages.push(pkg);
+  return [...dists.values()].sort((a, b) => (a.codename < b.codename ? -1 : 1));
+}
+
+async function renderApt(input: RenderInput): Promise<RenderResult> {
+  const warnings: string[] = [];
+  if (!input.signer) {
+    warnings.push(
+      `apt repo ${input.repo.name}: publishing unsigned: no signing key configured (apt will refuse it unless told [trusted=yes])`,
+    );
+  }
+  const files: RenderedFile[] = [];
+  for (const dist of groupDists(input)) files.push(...(await renderDist(dist, input, warnings)));
+  files.sort((a, b) => a.stage - b.stage || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { files, warnings };
+}
+
+/** The Packages stanza the agent publishes for a parsed .deb (for `packrat-agent inspect`). */
+export function describeDeb(metaIn: Record<string, unknown>, filename: string): string {
+  const meta = asDebMeta(metaIn, filename);
+  const name = controlValue(meta.control, "Package") ?? "";
+  return stanzaFor(meta.control, meta, poolPath(name, filename), meta.size);
+}
+
+export const aptLayout: RepoLayout = {
+  managerType: "apt",
+  fileTypes: ["deb"],
+  placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],
+  parse: (source, filename) =>
+    parseDeb(source, filename) as unknown as Promise<Record<string, unknown>>,
+  render: renderApt,
+  describe: describeDeb,
+};

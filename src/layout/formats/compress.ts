@@ -1,0 +1,227 @@
+/**
+ * Decompression with a hard cap on the output size (a decompression bomb is cut off, not
+ * buffered), and deterministic compression for published indexes. Generic: any layout may
+ * use it. Errors are plain `DecompressError`s; callers wrap them in a PackratError that names
+ * their file.
+ */
+import { gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
+import { xz } from "@napi-rs/lzma";
+import { Decompress as ZstdDecompress } from "fzstd";
+import { compress as zstdCompressNative } from "zstd-napi";
+
+export type Compression = "gzip" | "xz" | "zstd" | "none";
+
+export class DecompressError extends Error {
+  override readonly name = "DecompressError";
+}
+
+/** The compression a member name ends with (`control.tar.gz` → gzip), or null if unknown. */
+export function compressionForSuffix(suffix: string): Compression | null {
+  switch (suffix) {
+    case "":
+      return "none";
+    case ".gz":
+      return "gzip";
+    case ".xz":
+      return "xz";
+    case ".zst":
+      return "zstd";
+    default:
+      return null;
+  }
+}
+
+/** Decompress `data`; throws DecompressError if it is corrupt or would exceed `maxOutput`. */
+export function decompress(
+  data: Uint8Array,
+  compression: Compression,
+  maxOutput: number,
+): Uint8Array {
+  switch (compression) {
+    case "none":
+      if (data.length > maxOutput) throw tooLarge(maxOutput);
+      return data;
+    case "gzip":
+      return gunzipCapped(data, maxOutput);
+    case "xz":
+      return unxzCapped(data, maxOutput);
+    case "zstd":
+      return unzstdCapped(data, maxOutput);
+  }
+}
+
+function tooLarge(maxOutput: number): DecompressError {
+  return new DecompressError(`decompressed size exceeds the limit of ${maxOutput} bytes`);
+}
+
+function gunzipCapped(data: Uint8Array, maxOutput: number): Uint8Array {
+  try {
+    // maxOutputLength makes zlib stop (RangeError) instead of growing the buffer further.
+    return gunzipSync(data, { maxOutputLength: Math.max(1, maxOutput) });
+  } catch (err) {
+    if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") throw tooLarge(maxOutput);
+    throw new DecompressError(`gzip: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function unzstdCapped(data: Uint8Array, maxOutput: number): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  // fzstd's streaming decoder hands over one block (≤128 KiB) at a time, so the cap holds
+  // to within a block and a bomb never lands in memory whole.
+  const stream = new ZstdDecompress((chunk) => {
+    total += chunk.length;
+    if (total > maxOutput) throw tooLarge(maxOutput);
+    parts.push(chunk.slice());
+  });
+  try {
+    stream.push(data, true);
+  } catch (err) {
+    if (err instanceof DecompressError) throw err;
+    throw new DecompressError(`zstd: ${(err as Error).message}`, { cause: err });
+  }
+  return concat(parts, total);
+}
+
+function unxzCapped(data: Uint8Array, maxOutput: number): Uint8Array {
+  // @napi-rs/lzma has no output limit, so the exact output size is read from the LZMA2
+  // chunk headers first (cheap: no decoding). liblzma rejects a chunk whose data does not
+  // produce exactly the size its header states, so the sum is a hard bound.
+  const size = xzDecompressedSize(data);
+  if (size > maxOutput) throw tooLarge(maxOutput);
+  let out: Uint8Array;
+  try {
+    out = xz.decompressSync(data);
+  } catch (err) {
+    throw new DecompressError(`xz: ${(err as Error).message}`, { cause: err });
+  }
+  if (out.length !== size) {
+    throw new DecompressError(`xz: decoded ${out.length} bytes, chunk headers state ${size}`);
+  }
+  return out;
+}
+
+const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
+const XZ_CHECK_SIZES: Record<number, number> = { 0: 0, 1: 4, 4: 8, 10: 32 };
+
+/**
+ * The decompressed size of an xz file (one or more streams), summed from the LZMA2 chunk
+ * headers of every block (xz file format 1.0.4 §3, LZMA2 chunk format). Throws on anything
+ * that does not follow the format.
+ */
+export function xzDecompressedSize(data: Uint8Array): number {
+  const bad = (what: string) => new DecompressError(`xz: ${what}`);
+  const need = (pos: number, n: number) => {
+    if (pos + n > data.length) throw bad("truncated");
+  };
+  const readVli = (pos: number): [number, number] => {
+    let value = 0;
+    for (let i = 0; i < 9; i++) {
+      need(pos + i, 1);
+      const byte = data[pos + i]!;
+      value += (byte & 0x7f) * 2 ** (7 * i);
+      if ((byte & 0x80) === 0) return [value, pos + i + 1];
+    }
+    throw bad("variable-length integer too long");
+  };
+
+  let total = 0;
+  let pos = 0;
+  let streams = 0;
+  while (pos < data.length) {
+    // Stream padding between streams: null bytes in multiples of four.
+    if (streams > 0 && data[pos] === 0) {
+      need(pos, 4);
+      if (data[pos + 1] !== 0 || data[pos + 2] !== 0 || data[pos + 3] !== 0)
+        throw bad("bad stream padding");
+      pos += 4;
+      continue;
+    }
+    need(pos, 12);
+    for (let i = 0; i < 6; i++) if (data[pos + i] !== XZ_MAGIC[i]) throw bad("not an xz stream");
+    const checkType = data[pos + 7]! & 0x0f;
+    const checkSize = XZ_CHECK_SIZES[checkType];
+    if (data[pos + 6] !== 0 || checkSize === undefined) throw bad("unsupported stream flags");
+    pos += 12;
+    streams++;
+    // Blocks, until the index indicator (a zero header-size byte).
+    for (;;) {
+      need(pos, 1);
+      const headerSizeByte = data[pos]!;
+      if (headerSizeByte === 0) break;
+      const headerSize = (headerSizeByte + 1) * 4;
+      need(pos, headerSize);
+      pos += headerSize;
+      // LZMA2 chunks (the last filter of an xz block is always LZMA2).
+      for (;;) {
+        need(pos, 1);
+        const control = data[pos]!;
+        if (control === 0x00) {
+          pos += 1;
+          break;
+        }
+        if (control === 0x01 || control === 0x02) {
+          need(pos, 3);
+          const size = ((data[pos + 1]! << 8) | data[pos + 2]!) + 1;
+          total += size;
+          pos += 3 + size;
+        } else if (control >= 0x80) {
+          need(pos, 5);
+          const unpacked = (((control & 0x1f) << 16) | (data[pos + 1]! << 8) | data[pos + 2]!) + 1;
+          const packed = ((data[pos + 3]! << 8) | data[pos + 4]!) + 1;
+          const propsByte = control >= 0xc0 ? 1 : 0;
+          total += unpacked;
+          pos += 5 + propsByte + packed;
+        } else {
+          throw bad(`invalid LZMA2 chunk control byte 0x${control.toString(16)}`);
+        }
+        need(pos, 0);
+      }
+      // Block padding to a multiple of four, then the check. Padding is relative to the
+      // block start, which is four-aligned with the stream, so aligning `pos` works.
+      while (pos % 4 !== 0) pos++;
+      pos += checkSize;
+      need(pos, 0);
+    }
+    // Index: indicator, record count, records, padding, CRC32; then the stream footer.
+    let [records, p] = readVli(pos + 1);
+    for (; records > 0; records--) {
+      [, p] = readVli(p);
+      [, p] = readVli(p);
+    }
+    while (p % 4 !== 0) p++;
+    pos = p + 4 + 12;
+    need(pos, 0);
+  }
+  if (streams === 0) throw bad("empty input");
+  return total;
+}
+
+function concat(parts: readonly Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
+ * gzip as Debian archive tools write it: mtime 0 and no file name in the header (Node's
+ * gzip writes neither), maximum compression, so the same input always gives the same bytes.
+ */
+export function gzipDeterministic(data: Uint8Array): Uint8Array {
+  return gzipSync(data, { level: zlibConstants.Z_BEST_COMPRESSION });
+}
+
+/** xz with liblzma's default preset (6) and CRC64: deterministic for the same input. */
+export function xzCompress(data: Uint8Array): Uint8Array {
+  return xz.compressSync(data);
+}
+
+/** zstd (native, level 3 by default). */
+export function zstdCompress(data: Uint8Array): Uint8Array {
+  return zstdCompressNative(data);
+}

@@ -1,0 +1,180 @@
+/**
+ * Reading a .deb (deb(5)) from a ByteSource: the ar members `debian-binary`, `control.tar[.gz|
+ * .xz|.zst]` and `data.tar*`. Only the control member is read and decompressed (with a cap);
+ * data.tar is never touched except to hash the whole file.
+ */
+import { createHash } from "node:crypto";
+import { PackratError } from "../../errors.js";
+import type { ByteSource, PackageMeta } from "../types.js";
+import { ArError, readArMember, readArMembers } from "./ar.js";
+import type { Compression } from "./compress.js";
+import { compressionForSuffix, decompress, DecompressError } from "./compress.js";
+import type { ControlField } from "./deb-control.js";
+import { ControlParseError, controlValue, parseControlStanza } from "./deb-control.js";
+import { findTarFile, readTar, TarError } from "./tar.js";
+
+/** What a .deb parse yields; JSON-serialisable, cached by the file's sha256. */
+export interface DebMeta {
+  format: "deb";
+  /** The control stanza's fields in file order, values as found (see parseControlStanza). */
+  control: ControlField[];
+  controlCompression: Compression;
+  size: number;
+  md5: string;
+  sha1: string;
+  sha256: string;
+  sha512: string;
+}
+
+export interface DebLimits {
+  /** Largest control.tar member accepted, compressed (bytes). */
+  maxControlMember: number;
+  /** Largest control.tar accepted after decompression (bytes): the bomb cap. */
+  maxControlTar: number;
+  /** Largest control file accepted (bytes). */
+  maxControlFile: number;
+}
+
+export const DEFAULT_DEB_LIMITS: DebLimits = {
+  maxControlMember: 16 * 1024 * 1024,
+  maxControlTar: 16 * 1024 * 1024,
+  maxControlFile: 1024 * 1024,
+};
+
+const HASH_CHUNK = 1024 * 1024;
+
+/** md5, sha1, sha256 and sha512 of a whole source, read once in chunks. */
+export async function hashSource(
+  source: ByteSource,
+): Promise<{ size: number; md5: string; sha1: string; sha256: string; sha512: string }> {
+  const hashes = ["md5", "sha1", "sha256", "sha512"].map((a) => createHash(a));
+  let offset = 0;
+  while (offset < source.size) {
+    const chunk = await source.read(offset, Math.min(HASH_CHUNK, source.size - offset));
+    if (chunk.length === 0) break;
+    for (const h of hashes) h.update(chunk);
+    offset += chunk.length;
+  }
+  const [md5, sha1, sha256, sha512] = hashes.map((h) => h.digest("hex")) as [
+    string,
+    string,
+    string,
+    string,
+  ];
+  return { size: offset, md5, sha1, sha256, sha512 };
+}
+
+const invalid = (filename: string, what: string, cause?: unknown) =>
+  new PackratError("PACKRAT_PACKAGE_INVALID", `${filename}: ${what}`, {
+    hint: "the package file is corrupt or not a Debian binary package; rebuild it with dpkg-deb",
+    cause,
+  });
+
+/** Parse a .deb; throws PackratError PACKRAT_PACKAGE_INVALID naming `filename`. */
+export async function parseDeb(
+  source: ByteSource,
+  filename: string,
+  limits: DebLimits = DEFAULT_DEB_LIMITS,
+): Promise<DebMeta> {
+  const sums = await hashSource(source);
+  if (sums.size !== source.size) {
+    throw invalid(filename, `read ${sums.size} bytes, expected ${source.size} (truncated)`);
+  }
+  try {
+    const members = await readArMembers(source);
+    const [first, ...rest] = members;
+    if (!first || first.name !== "debian-binary") {
+      throw invalid(
+        filename,
+        `first ar member is ${first ? JSON.stringify(first.name) : "missing"}, expected "debian-binary"`,
+      );
+    }
+    const version = new TextDecoder().decode(await readArMember(source, first));
+    if (!/^2\.[0-9]+\n/.test(version)) {
+      throw invalid(
+        filename,
+        `debian-binary says ${JSON.stringify(version.slice(0, 16))}, expected "2.0\\n"`,
+      );
+    }
+    // dpkg skips members starting with "_" between debian-binary and control.tar.
+    const controlMember = rest.find((m) => !m.name.startsWith("_"));
+    if (!controlMember || !controlMember.name.startsWith("control.tar")) {
+      throw invalid(
+        filename,
+        `no control.tar member after debian-binary (found ${controlMember ? JSON.stringify(controlMember.name) : "nothing"})`,
+      );
+    }
+    const compression = compressionForSuffix(controlMember.name.slice("control.tar".length));
+    if (compression === null) {
+      throw invalid(
+        filename,
+        `unknown control member compression ${JSON.stringify(controlMember.name)}; expected control.tar, .gz, .xz or .zst`,
+      );
+    }
+    if (controlMember.size > limits.maxControlMember) {
+      throw invalid(
+        filename,
+        `${controlMember.name} is ${controlMember.size} bytes, more than the ${limits.maxControlMember} allowed`,
+      );
+    }
+    const packed = await readArMember(source, controlMember);
+    const tar = decompress(packed, compression, limits.maxControlTar);
+    const control = findTarFile(readTar(tar), "control");
+    if (!control) throw invalid(filename, `${controlMember.name} has no ./control file`);
+    if (control.size > limits.maxControlFile) {
+      throw invalid(
+        filename,
+        `control file is ${control.size} bytes, more than the ${limits.maxControlFile} allowed`,
+      );
+    }
+    const fields = parseControlStanza(new TextDecoder().decode(control.data));
+    for (const required of ["Package", "Version", "Architecture"]) {
+      const value = controlValue(fields, required);
+      if (value === undefined || !/^\S+$/.test(value)) {
+        throw invalid(
+          filename,
+          `control file has ${value === undefined ? "no" : "a malformed"} ${required} field`,
+        );
+      }
+    }
+    return { format: "deb", control: fields, controlCompression: compression, ...sums };
+  } catch (err) {
+    if (
+      err instanceof ArError ||
+      err instanceof TarError ||
+      err instanceof DecompressError ||
+      err instanceof ControlParseError
+    ) {
+      throw invalid(filename, err.message, err);
+    }
+    throw err;
+  }
+}
+
+/** Check a cached meta's shape (it comes back from the state DB as plain JSON). */
+export function asDebMeta(meta: PackageMeta, filename: string): DebMeta {
+  const m = meta as Partial<DebMeta>;
+  const hex = (v: unknown, len: number) =>
+    typeof v === "string" && v.length === len && /^[0-9a-f]+$/.test(v);
+  if (
+    m.format !== "deb" ||
+    !Array.isArray(m.control) ||
+    !m.control.every(
+      (f) => Array.isArray(f) && f.length === 2 && f.every((s) => typeof s === "string"),
+    ) ||
+    typeof m.size !== "number" ||
+    !hex(m.md5, 32) ||
+    !hex(m.sha1, 40) ||
+    !hex(m.sha256, 64) ||
+    !hex(m.sha512, 128)
+  ) {
+    throw new PackratError(
+      "PACKRAT_PACKAGE_INVALID",
+      `${filename}: cached package metadata is not a .deb record`,
+      {
+        hint: "the cached parse is stale or from another layout; it will be re-parsed",
+      },
+    );
+  }
+  return m as DebMeta;
+}
