@@ -1,0 +1,165 @@
+/**
+ * Streaming decompression of a package file read through a ByteSource, with caps against
+ * decompression bombs: the output is counted as it is produced and cut off at a limit, so a
+ * 1 MB file that claims 100 GB costs at most `maxOutput` bytes of work and never that much
+ * memory. zstd and gzip stream (zstd-napi, node:zlib); xz has no streaming binding here, so
+ * its exact decompressed size is read from the xz index first and refused if too large.
+ *
+ * Errors are plain `StreamError`s; the caller wraps them in a PackratError naming its file.
+ */
+import type { Transform } from "node:stream";
+import { Readable, pipeline } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { xz } from "@napi-rs/lzma";
+import { DecompressStream } from "zstd-napi";
+import type { ByteSource } from "../types.js";
+
+export type StreamCompression = "zstd" | "xz" | "gzip" | "none";
+
+export class StreamError extends Error {
+  override readonly name = "StreamError";
+}
+
+const READ_CHUNK = 1 << 20;
+
+/** The compression a file uses, from its magic bytes (the name can lie). */
+export async function sniffCompression(source: ByteSource): Promise<StreamCompression | null> {
+  const head = await source.read(0, 512);
+  const starts = (...bytes: number[]) => bytes.every((b, i) => head[i] === b);
+  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return "zstd";
+  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return "xz";
+  if (starts(0x1f, 0x8b)) return "gzip";
+  if (head.length >= 262 && String.fromCharCode(...head.subarray(257, 262)) === "ustar") {
+    return "none";
+  }
+  return null;
+}
+
+/** The raw bytes of a source, in chunks, with `onChunk` seeing each (for hashing). */
+export async function* sourceChunks(
+  source: ByteSource,
+  onChunk?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  for (let offset = 0; offset < source.size;) {
+    const chunk = await source.read(offset, Math.min(READ_CHUNK, source.size - offset));
+    if (chunk.length === 0) throw new StreamError(`unexpected end of data at byte ${offset}`);
+    onChunk?.(chunk);
+    offset += chunk.length;
+    yield chunk;
+  }
+}
+
+export interface DecompressLimits {
+  /** Most decompressed bytes accepted. */
+  maxOutput: number;
+}
+
+/**
+ * The decompressed bytes of `source` in chunks. `onRaw` sees every compressed chunk once, in
+ * order (so the caller can hash the file in the same pass).
+ */
+export async function* decompressedChunks(
+  source: ByteSource,
+  compression: StreamCompression,
+  limits: DecompressLimits,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  let total = 0;
+  const count = (chunk: Uint8Array): Uint8Array => {
+    total += chunk.length;
+    if (total > limits.maxOutput) {
+      throw new StreamError(`decompressed size exceeds the limit of ${limits.maxOutput} bytes`);
+    }
+    return chunk;
+  };
+  if (compression === "none") {
+    for await (const chunk of sourceChunks(source, onRaw)) yield count(chunk);
+    return;
+  }
+  if (compression === "xz") {
+    yield* unxzChunks(source, limits, onRaw);
+    return;
+  }
+  const decoder: Transform = compression === "gzip" ? createGunzip() : new DecompressStream();
+  const out = pipeline(Readable.from(sourceChunks(source, onRaw)), decoder, () => {
+    // Errors surface through the async iteration below.
+  });
+  try {
+    for await (const chunk of out as AsyncIterable<Uint8Array>) yield count(chunk);
+  } catch (err) {
+    if (err instanceof StreamError) throw err;
+    throw new StreamError(`${compression}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    out.destroy();
+  }
+}
+
+async function* unxzChunks(
+  source: ByteSource,
+  limits: DecompressLimits,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  // The whole compressed file is needed in memory; refuse absurd sizes before reading it.
+  if (source.size > limits.maxOutput) {
+    throw new StreamError(`xz file of ${source.size} bytes exceeds the limit`);
+  }
+  const parts: Uint8Array[] = [];
+  for await (const chunk of sourceChunks(source, onRaw)) parts.push(chunk);
+  const data = Buffer.concat(parts);
+  const size = xzUncompressedSize(data);
+  if (size > limits.maxOutput) {
+    throw new StreamError(
+      `xz index declares ${size} decompressed bytes, over the limit of ${limits.maxOutput}`,
+    );
+  }
+  let out: Uint8Array;
+  try {
+    out = xz.decompressSync(data);
+  } catch (err) {
+    throw new StreamError(`xz: ${(err as Error).message}`, { cause: err });
+  }
+  // liblzma checks the data against the index, so this only guards a binding bug.
+  if (out.length !== size) throw new StreamError(`xz: ${out.length} bytes, index says ${size}`);
+  for (let i = 0; i < out.length; i += READ_CHUNK) yield out.subarray(i, i + READ_CHUNK);
+}
+
+/**
+ * The uncompressed size of a single-stream .xz file, from its index (xz file format 1.0.4,
+ * §4: the stream footer gives the index size; the index lists every block's sizes).
+ */
+export function xzUncompressedSize(data: Uint8Array): number {
+  const bad = (why: string) => new StreamError(`xz: ${why}`);
+  if (data.length < 32) throw bad("file too short");
+  const footer = data.length - 12;
+  if (data[footer + 10] !== 0x59 || data[footer + 11] !== 0x5a) {
+    throw bad("no stream footer (stream padding or concatenated streams are not supported)");
+  }
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const indexSize = (view.getUint32(footer + 4, true) + 1) * 4;
+  const indexStart = footer - indexSize;
+  if (indexStart < 12 || data[indexStart] !== 0x00) throw bad("index not found");
+  let pos = indexStart + 1;
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 0; shift < 63; shift += 7) {
+      if (pos >= footer) throw bad("truncated index");
+      const byte = data[pos++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if ((byte & 0x80) === 0) return value;
+    }
+    throw bad("index number too long");
+  };
+  const records = varint();
+  let uncompressed = 0;
+  let compressed = 0;
+  for (let i = 0; i < records; i++) {
+    const unpadded = varint();
+    compressed += Math.ceil(unpadded / 4) * 4;
+    uncompressed += varint();
+  }
+  // Header (12) + blocks + index + footer (12) must be the whole file: one stream only.
+  if (12 + compressed + indexSize + 12 !== data.length) {
+    throw bad("the file is not exactly one xz stream");
+  }
+  return uncompressed;
+}

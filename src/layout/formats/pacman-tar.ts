@@ -1,0 +1,360 @@
+/**
+ * A small streaming tar reader (ustar, pax `x` headers, GNU long names) that keeps only the
+ * members a caller asks for, and a deterministic ustar writer for pacman databases. Written
+ * for hostile input: header checksums are verified, every size is bounded, and anything
+ * malformed throws a plain `TarError` that the caller wraps with its file name.
+ */
+
+export class TarError extends Error {
+  override readonly name = "TarError";
+}
+
+export interface TarMember {
+  /** The path as stored (pax `path` or GNU long name when present). */
+  name: string;
+  /** The ustar typeflag: "0" file, "5" directory, "2" symlink, "1" hard link... */
+  type: string;
+  size: number;
+}
+
+export interface TarReadOptions {
+  /** Members whose bytes the caller wants (others are skipped). */
+  wantContent(member: TarMember): boolean;
+  /** Most bytes kept for one wanted member. */
+  maxContent: number;
+  /** Most members accepted. */
+  maxMembers: number;
+  onMember(member: TarMember, content: Uint8Array | null): void;
+}
+
+const BLOCK = 512;
+const MAX_META = 1 << 20;
+
+/** Reads a tar stream chunk by chunk; the data never has to be whole in memory. */
+export async function readTar(
+  chunks: AsyncIterable<Uint8Array>,
+  options: TarReadOptions,
+): Promise<void> {
+  const reader = new TarStreamReader(options);
+  for await (const chunk of chunks) {
+    reader.push(chunk);
+    if (reader.ended) return;
+  }
+  reader.finish();
+}
+
+class TarStreamReader {
+  ended = false;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private members = 0;
+  /** Bytes of the current member's data still to skip (data + padding). */
+  private skip = 0;
+  /** The member whose data is being collected, or null while reading headers. */
+  private collecting: {
+    member: TarMember;
+    kind: "content" | "pax" | "longname";
+    total: number;
+    padded: number;
+  } | null = null;
+  private paxPath: string | null = null;
+  private paxSize: number | null = null;
+  private longName: string | null = null;
+  private sawZeroBlock = false;
+
+  constructor(private readonly options: TarReadOptions) {}
+
+  push(chunk: Uint8Array): void {
+    let data = chunk;
+    while (data.length > 0 && !this.ended) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, data.length);
+        this.skip -= n;
+        data = data.subarray(n);
+        continue;
+      }
+      const need = this.collecting ? this.collecting.padded : BLOCK;
+      const take = Math.min(need - this.pendingBytes, data.length);
+      this.pending.push(data.subarray(0, take));
+      this.pendingBytes += take;
+      data = data.subarray(take);
+      if (this.pendingBytes === need) {
+        const whole = this.pending.length === 1 ? this.pending[0]! : concat(this.pending);
+        this.pending = [];
+        this.pendingBytes = 0;
+        if (this.collecting) this.finishCollect(whole);
+        else this.header(whole);
+      }
+    }
+  }
+
+  finish(): void {
+    if (this.ended) return;
+    // A missing end-of-archive marker is tolerated (GNU tar does); a cut member is not.
+    if (this.skip > 0 || this.collecting || this.pendingBytes > 0) {
+      throw new TarError("truncated archive: it ends inside a member");
+    }
+    if (this.members === 0) throw new TarError("empty archive");
+  }
+
+  private header(block: Uint8Array): void {
+    if (block.every((b) => b === 0)) {
+      // Two zero blocks end the archive; bsdtar writes them, some writers write one.
+      if (this.sawZeroBlock) this.ended = true;
+      this.sawZeroBlock = true;
+      return;
+    }
+    if (this.sawZeroBlock) throw new TarError("data after an end-of-archive block");
+    const stored = parseOctal(block, 148, 8, "checksum");
+    let sum = 0;
+    for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i]!;
+    if (sum !== stored) throw new TarError(`bad header checksum at member ${this.members + 1}`);
+    const type = block[156] === 0 ? "0" : String.fromCharCode(block[156]!);
+    let size = parseOctal(block, 124, 12, "size");
+    const ustar = ascii(block, 257, 5) === "ustar";
+    let name = cString(block, 0, 100);
+    if (ustar) {
+      const prefix = cString(block, 345, 155);
+      if (prefix) name = `${prefix}/${name}`;
+    }
+    if (type === "x" || type === "L") {
+      if (size > MAX_META) throw new TarError(`${type} header of ${size} bytes is too large`);
+      this.startCollect({ name, type, size }, type === "x" ? "pax" : "longname");
+      return;
+    }
+    if (type === "g" || type === "K") {
+      // Global pax headers and GNU long link names carry nothing the file list needs.
+      this.skip = padded(size);
+      return;
+    }
+    if (this.paxSize !== null) size = this.paxSize;
+    if (this.longName !== null) name = this.longName;
+    if (this.paxPath !== null) name = this.paxPath;
+    this.paxPath = this.paxSize = this.longName = null;
+    // Only regular files carry data; a hard link's or directory's size field is ignored.
+    const dataSize = type === "0" || type === "7" ? size : 0;
+    const member: TarMember = { name, type, size: dataSize };
+    if (++this.members > this.options.maxMembers) {
+      throw new TarError(`more than ${this.options.maxMembers} members`);
+    }
+    if (this.options.wantContent(member)) {
+      if (dataSize > this.options.maxContent) {
+        throw new TarError(
+          `${name} is ${dataSize} bytes, over the limit of ${this.options.maxContent}`,
+        );
+      }
+      if (dataSize > 0) {
+        this.startCollect(member, "content");
+        return;
+      }
+      this.options.onMember(member, new Uint8Array(0));
+      return;
+    }
+    this.options.onMember(member, null);
+    this.skip = padded(dataSize);
+  }
+
+  private startCollect(member: TarMember, kind: "content" | "pax" | "longname"): void {
+    if (member.size === 0) {
+      this.finishCollectWith(member, kind, new Uint8Array(0));
+      return;
+    }
+    this.collecting = { member, kind, total: member.size, padded: padded(member.size) };
+  }
+
+  private finishCollect(whole: Uint8Array): void {
+    const { member, kind, total } = this.collecting!;
+    this.collecting = null;
+    this.finishCollectWith(member, kind, whole.subarray(0, total));
+  }
+
+  private finishCollectWith(
+    member: TarMember,
+    kind: "content" | "pax" | "longname",
+    data: Uint8Array,
+  ): void {
+    if (kind === "content") {
+      this.options.onMember(member, data);
+    } else if (kind === "longname") {
+      this.longName = new TextDecoder().decode(data).replace(/\0.*$/s, "");
+    } else {
+      for (const [key, value] of parsePax(data)) {
+        if (key === "path") this.paxPath = value;
+        if (key === "size") {
+          if (!/^\d{1,15}$/.test(value))
+            throw new TarError(`bad pax size ${JSON.stringify(value)}`);
+          this.paxSize = Number(value);
+        }
+      }
+    }
+  }
+}
+
+function padded(size: number): number {
+  return Math.ceil(size / BLOCK) * BLOCK;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function ascii(block: Uint8Array, offset: number, length: number): string {
+  return String.fromCharCode(...block.subarray(offset, offset + length));
+}
+
+function cString(block: Uint8Array, offset: number, length: number): string {
+  const field = block.subarray(offset, offset + length);
+  const end = field.indexOf(0);
+  return new TextDecoder().decode(end === -1 ? field : field.subarray(0, end));
+}
+
+function parseOctal(block: Uint8Array, offset: number, length: number, what: string): number {
+  if ((block[offset]! & 0x80) !== 0) {
+    // GNU base-256: big-endian binary in the remaining bytes (sizes over 8 GiB).
+    let value = 0;
+    for (let i = 1; i < length; i++) value = value * 256 + block[offset + i]!;
+    if (!Number.isSafeInteger(value)) throw new TarError(`${what} field out of range`);
+    return value;
+  }
+  const text = ascii(block, offset, length)
+    .replace(/[\0 ]+$/, "")
+    .replace(/^ +/, "");
+  if (!/^[0-7]*$/.test(text)) throw new TarError(`bad ${what} field ${JSON.stringify(text)}`);
+  return text === "" ? 0 : parseInt(text, 8);
+}
+
+/** pax extended header records: "<len> <key>=<value>\n". */
+function parsePax(data: Uint8Array): [string, string][] {
+  const out: [string, string][] = [];
+  let pos = 0;
+  while (pos < data.length) {
+    let space = pos;
+    while (space < data.length && data[space] !== 0x20) space++;
+    const len = Number(ascii(data, pos, space - pos));
+    if (!Number.isInteger(len) || len <= space - pos || pos + len > data.length) {
+      throw new TarError("bad pax record length");
+    }
+    const record = new TextDecoder().decode(data.subarray(space + 1, pos + len - 1));
+    const eq = record.indexOf("=");
+    if (eq <= 0) throw new TarError("bad pax record");
+    out.push([record.slice(0, eq), record.slice(eq + 1)]);
+    pos += len;
+  }
+  return out;
+}
+
+export interface TarWriteEntry {
+  name: string;
+  /** Absent for a directory. */
+  content?: Uint8Array;
+  mode?: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * A ustar archive of `entries`, in the order given, with uid/gid 0, owner root and the given
+ * mtimes: the same input always gives the same bytes. Names over 100 bytes use the ustar
+ * prefix when they split at a slash, else a pax `path` record.
+ */
+export function writeTar(entries: readonly TarWriteEntry[]): Uint8Array {
+  const blocks: Uint8Array[] = [];
+  for (const entry of entries) {
+    const isDir = entry.content === undefined;
+    const name = encoder.encode(entry.name);
+    let nameField = name;
+    let prefixField = new Uint8Array(0);
+    if (name.length > 100) {
+      const split = findPrefixSplit(name);
+      if (split === -1) {
+        const record = paxRecord("path", entry.name);
+        blocks.push(
+          header(
+            encoder.encode("././@PaxHeader"),
+            new Uint8Array(0),
+            "x",
+            record.length,
+            0o644,
+            entry.mtime,
+          ),
+          record,
+          zeroPad(record.length),
+        );
+        nameField = name.subarray(0, 100);
+      } else {
+        prefixField = name.subarray(0, split);
+        nameField = name.subarray(split + 1);
+      }
+    }
+    const size = isDir ? 0 : entry.content!.length;
+    blocks.push(
+      header(
+        nameField,
+        prefixField,
+        isDir ? "5" : "0",
+        size,
+        entry.mode ?? (isDir ? 0o755 : 0o644),
+        entry.mtime,
+      ),
+    );
+    if (!isDir && size > 0) blocks.push(entry.content!, zeroPad(size));
+  }
+  blocks.push(new Uint8Array(BLOCK * 2));
+  return concat(blocks);
+}
+
+function findPrefixSplit(name: Uint8Array): number {
+  for (let i = Math.min(155, name.length - 1); i > 0; i--) {
+    if (name[i] === 0x2f && name.length - i - 1 <= 100 && name.length - i - 1 > 0) return i;
+  }
+  return -1;
+}
+
+function paxRecord(key: string, value: string): Uint8Array {
+  const body = ` ${key}=${value}\n`;
+  const bodyLen = encoder.encode(body).length;
+  let len = bodyLen + String(bodyLen).length;
+  if (String(len).length + bodyLen !== len) len = String(len + 1).length + bodyLen;
+  return encoder.encode(`${len}${body}`);
+}
+
+function zeroPad(size: number): Uint8Array {
+  return new Uint8Array(padded(size) - size);
+}
+
+function header(
+  name: Uint8Array,
+  prefix: Uint8Array,
+  type: string,
+  size: number,
+  mode: number,
+  mtime: number,
+): Uint8Array {
+  const block = new Uint8Array(BLOCK);
+  const octal = (value: number, offset: number, length: number) =>
+    block.set(encoder.encode(value.toString(8).padStart(length - 1, "0")), offset);
+  block.set(name.subarray(0, 100), 0);
+  octal(mode, 100, 8);
+  octal(0, 108, 8);
+  octal(0, 116, 8);
+  octal(size, 124, 12);
+  octal(mtime, 136, 12);
+  block.fill(0x20, 148, 156);
+  block[156] = type.charCodeAt(0);
+  block.set(encoder.encode("ustar\x0000"), 257);
+  block.set(encoder.encode("root"), 265);
+  block.set(encoder.encode("root"), 297);
+  block.set(prefix.subarray(0, 155), 345);
+  let sum = 0;
+  for (const b of block) sum += b;
+  block.set(encoder.encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
+  return block;
+}
