@@ -123,11 +123,11 @@ export class OpenPgpSigner implements Signer {
    * without it and puts the armor line right after the last line; we do the same, so InRelease
    * looks like Debian's (no blank line before the signature). openpgp.js dash-escapes lines
    * starting with "-", writes `Hash: SHA512` (v4 signatures), and, as the RFC requires, the
-   * signed text has no trailing spaces on its lines and CRLF line ends are written as LF.
+   * signed text has no trailing spaces on its lines.
    */
   async signCleartext(text: string): Promise<string> {
     const body = text.endsWith("\n") ? text.slice(0, -1) : text;
-    return this.#sign(async (date) =>
+    const signed = await this.#sign(async (date) =>
       openpgp.sign({
         message: await openpgp.createCleartextMessage({ text: body }),
         signingKeys: this.#key,
@@ -136,6 +136,10 @@ export class OpenPgpSigner implements Signer {
         config: SIGNING_CONFIG,
       }),
     );
+    // openpgp.js writes the text in its canonical CRLF form; apt reads the fields of InRelease
+    // itself and would keep the CRs. The signature is over the canonical form either way, and
+    // the armor (base64) holds no CR, so LF throughout verifies the same.
+    return signed.replace(/\r\n/g, "\n");
   }
 
   publicKeyArmored(): string {
