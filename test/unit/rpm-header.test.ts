@@ -1,0 +1,134 @@
+import { createHash } from "node:crypto";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { isPackratError } from "../../src/errors.js";
+import { parseRpm } from "../../src/layout/formats/rpm-meta.js";
+import { bufferSource } from "../../src/layout/types.js";
+import { Sense } from "../../src/layout/formats/rpm-tags.js";
+import { buildSyntheticRpm } from "../support/rpm-builder.js";
+
+const sample = () =>
+  buildSyntheticRpm({
+    name: "demo",
+    version: "1.2",
+    release: "4",
+    epoch: 3,
+    arch: "x86_64",
+    summary: "Demo <pkg>",
+    requires: [
+      { name: "/bin/sh", flags: Sense.SCRIPT_PRE },
+      { name: "libfoo", flags: Sense.GREATER | Sense.EQUAL, version: "1:2.0-5" },
+      { name: "/usr/bin/demo" },
+    ],
+    files: { "/usr/bin/demo": "#!/bin/sh\n", "/usr/share/demo/data": "x", "/etc/demo.conf": "c" },
+    changelog: [
+      { time: 1700000200, author: "New <n@x> - 1.2-4", text: "- newer" },
+      { time: 1700000100, author: "Old <o@x> - 1.2-3", text: "- older" },
+    ],
+    compress: "gzip",
+  });
+
+describe("parseRpm", () => {
+  it("reads the fields primary.xml needs from a synthetic RPM", async () => {
+    const bytes = sample();
+    const meta = await parseRpm(bufferSource(bytes), "demo.rpm");
+    expect(meta).toMatchObject({
+      name: "demo",
+      epoch: 3,
+      version: "1.2",
+      release: "4",
+      arch: "x86_64",
+      summary: "Demo <pkg>",
+      license: "MIT",
+      packageSize: bytes.length,
+      sha256: createHash("sha256").update(bytes).digest("hex"),
+      sourceRpm: "demo-1.2-4.src.rpm",
+    });
+    // requires: rpmlib() and the package's own primary file are dropped; /bin/sh is pre.
+    expect(meta.requires).toEqual([
+      { name: "/bin/sh", pre: true },
+      { name: "libfoo", flags: "GE", epoch: "1", ver: "2.0", rel: "5" },
+    ]);
+    expect(meta.provides).toEqual([
+      { name: "demo", flags: "EQ", epoch: "3", ver: "1.2", rel: "4" },
+    ]);
+    expect(meta.files).toEqual([
+      { path: "/etc/demo.conf", type: "file" },
+      { path: "/usr/bin/demo", type: "file" },
+      { path: "/usr/share/demo/data", type: "file" },
+    ]);
+    expect(meta.changelogs.map((c) => c.text)).toEqual(["- newer", "- older"]);
+    expect(meta.headerStart % 8).toBe(0);
+    expect(meta.headerEnd).toBeGreaterThan(meta.headerStart);
+    expect(JSON.parse(JSON.stringify(meta))).toEqual(meta);
+  });
+
+  it("gives PACKRAT_PACKAGE_INVALID naming the file for a truncated RPM", async () => {
+    const bytes = sample();
+    for (const cut of [0, 50, 96, 100, 200, bytes.length >> 1]) {
+      const err = await parseRpm(bufferSource(bytes.subarray(0, cut)), "cut.rpm").catch(
+        (e: unknown) => e,
+      );
+      if (cut < 400) {
+        expect(isPackratError(err, "PACKRAT_PACKAGE_INVALID")).toBe(true);
+        expect((err as Error).message).toContain("cut.rpm");
+      }
+    }
+  });
+
+  it("refuses a header claiming a huge index or store without allocating it", async () => {
+    const bytes = Buffer.from(sample());
+    const hostile = Buffer.from(bytes);
+    hostile.writeUInt32BE(0x00ffffff, 96 + 8); // il of the signature header
+    await expect(parseRpm(bufferSource(hostile), "big.rpm")).rejects.toMatchObject({
+      code: "PACKRAT_PACKAGE_INVALID",
+    });
+    const hostile2 = Buffer.from(bytes);
+    hostile2.writeUInt32BE(0x0fffffff, 96 + 12); // dl
+    await expect(parseRpm(bufferSource(hostile2), "big.rpm")).rejects.toMatchObject({
+      code: "PACKRAT_PACKAGE_INVALID",
+    });
+  });
+
+  it("never throws anything but a PackratError on mutated headers", async () => {
+    const base = sample();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat({ max: 2047 }), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        async (edits) => {
+          const bytes = Buffer.from(base);
+          for (const [at, value] of edits) bytes[at % bytes.length] = value;
+          try {
+            const meta = await parseRpm(bufferSource(bytes), "fuzz.rpm");
+            expect(typeof meta.name).toBe("string");
+          } catch (err) {
+            if (!isPackratError(err, "PACKRAT_PACKAGE_INVALID")) throw err;
+          }
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it("never throws anything but a PackratError on arbitrary bytes", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 600 }), async (raw) => {
+        // Give most inputs a valid lead so the header parser is reached.
+        const bytes = Buffer.from(raw);
+        if (bytes.length > 100 && (bytes[0] ?? 0) % 2 === 0) {
+          Buffer.from([0xed, 0xab, 0xee, 0xdb, 3, 0]).copy(bytes, 0);
+          Buffer.from([0x8e, 0xad, 0xe8, 0x01]).copy(bytes, 96);
+        }
+        try {
+          await parseRpm(bufferSource(bytes), "random.rpm");
+        } catch (err) {
+          if (!isPackratError(err, "PACKRAT_PACKAGE_INVALID")) throw err;
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
