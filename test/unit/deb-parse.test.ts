@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { isPackratError, PackratError } from "../../src/errors.js";
+import type { PackratError } from "../../src/errors.js";
+import { isPackratError } from "../../src/errors.js";
 import { readArMembers } from "../../src/layout/formats/ar.js";
 import { decompress, xzDecompressedSize } from "../../src/layout/formats/compress.js";
 import { parseDeb } from "../../src/layout/formats/deb.js";
