@@ -1,0 +1,256 @@
+/**
+ * The real pacman (6.0.2) against a rendered, signed pacman repo: private --config, --dbpath,
+ * --root, --cachedir and --gpgdir (pacman-key --init, the test key imported and locally
+ * signed), SigLevel = Required. Never touches /etc/pacman.conf or /var/lib/pacman.
+ */
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { gunzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { pacmanLayout } from "../../src/layout/pacman.js";
+import type { PacmanPublishedPackage } from "../../src/layout/pacman.js";
+import type { RenderedFile } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
+import type { Signer } from "../../src/signing/signer.js";
+import { buildPacmanPackage, pacmanRepo, publishedPacman } from "../support/pacman-builder.js";
+import type { BuiltPacmanPackage } from "../support/pacman-builder.js";
+import { startStaticServer } from "../support/static-server.js";
+import type { StaticServer } from "../support/static-server.js";
+import { makeTestSigner } from "../support/test-signer.js";
+import { writeTree } from "../support/write-tree.js";
+import { readTar } from "../../src/layout/formats/pacman-tar.js";
+
+const run = promisify(execFile);
+
+let work: string;
+let gpgdir: string;
+let signer: Signer;
+let built: BuiltPacmanPackage[];
+
+const PACKAGES = [
+  {
+    name: "hello",
+    version: "1.0-1",
+    compression: "zst" as const,
+    files: { "usr/bin/hello": "#!/bin/sh\necho hello\n" },
+  },
+  {
+    name: "world-data",
+    version: "1:2.0-1",
+    arch: "any",
+    compression: "xz" as const,
+    files: { "usr/share/world/a.txt": "a\n" },
+  },
+  { name: "gzpkg", version: "0.5-2", compression: "gz" as const, files: { "usr/lib/gz/x": "x" } },
+  { name: "armonly", version: "1.0-1", arch: "aarch64", files: { "usr/bin/arm": "arm" } },
+];
+
+interface Served {
+  root: string;
+  server: StaticServer;
+  files: RenderedFile[];
+}
+
+/** Render the repo (optionally with tampering) into a fresh dir and serve it. */
+async function serve(options: { badPackageSig?: string } = {}): Promise<Served> {
+  const published: PacmanPublishedPackage[] = [];
+  const repoArches = [
+    ...new Set(
+      built.map((b) =>
+        b.spec.arch === "any"
+          ? "all"
+          : b.spec.arch === "aarch64"
+            ? "arm64"
+            : (b.spec.arch ?? "x86_64"),
+      ),
+    ),
+  ];
+  for (const b of built) {
+    const meta = await pacmanLayout.parse(bufferSource(b.bytes), b.filename);
+    const file = publishedPacman(b, meta, []).file;
+    const paths = pacmanLayout.placePackage({
+      repo: pacmanRepo(),
+      file,
+      distroVersion: publishedPacman(b, meta, []).distroVersion,
+      repoArches,
+      options: DEFAULT_LAYOUT_OPTIONS,
+    });
+    // A "tampered" package signature: a valid signature, but over other bytes.
+    const sigData =
+      options.badPackageSig === b.spec.name ? new TextEncoder().encode("other") : b.bytes;
+    published.push(publishedPacman(b, meta, paths, await signer.signDetachedBinary(sigData)));
+  }
+  const result = await pacmanLayout.render({
+    repo: pacmanRepo(),
+    distroVersions: new Map(),
+    packages: published,
+    signer,
+    options: DEFAULT_LAYOUT_OPTIONS,
+    now: new Date(0),
+  });
+  const root = await mkdtemp(path.join(work, "tree-"));
+  await writeTree(
+    root,
+    result.files,
+    published.map((p, i) => ({ paths: p.paths, content: built[i]!.bytes })),
+  );
+  return { root, server: await startStaticServer(root), files: result.files };
+}
+
+/** A private pacman: its own config, db, root, cache and keyring dirs. */
+async function pacman(served: Served, args: string[]): Promise<{ ok: boolean; output: string }> {
+  const base = await mkdtemp(path.join(work, "pacman-"));
+  const dirs = ["db", "root", "cache"].map((d) => path.join(base, d));
+  for (const d of dirs) await mkdir(d, { recursive: true });
+  const config = path.join(base, "pacman.conf");
+  await writeFile(
+    config,
+    [
+      "[options]",
+      "Architecture = x86_64",
+      "SigLevel = Required",
+      "LocalFileSigLevel = Required",
+      "",
+      "[testrepo]",
+      `Server = ${served.server.url}/$arch`,
+      "",
+    ].join("\n"),
+  );
+  const common = [
+    "--config",
+    config,
+    "--dbpath",
+    dirs[0]!,
+    "--root",
+    dirs[1]!,
+    "--cachedir",
+    dirs[2]!,
+    "--gpgdir",
+    gpgdir,
+    "--logfile",
+    path.join(base, "log"),
+    "--noconfirm",
+    "--noprogressbar",
+  ];
+  try {
+    const sy = await run("pacman", [...common, "-Sy"]);
+    let output = sy.stdout + sy.stderr;
+    if (args.length > 0) {
+      const r = await run("pacman", [...common, ...args]);
+      output += r.stdout + r.stderr;
+    }
+    return { ok: true, output };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? e.message}` };
+  }
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(path.join(tmpdir(), "packrat-pacman-"));
+  ({ signer } = await makeTestSigner());
+  built = PACKAGES.map((p) => buildPacmanPackage(p));
+  gpgdir = path.join(work, "gnupg");
+  await run("pacman-key", ["--gpgdir", gpgdir, "--init"]);
+  const keyFile = path.join(work, "key.asc");
+  await writeFile(keyFile, signer.publicKeyArmored());
+  await run("pacman-key", ["--gpgdir", gpgdir, "--add", keyFile]);
+  await run("pacman-key", ["--gpgdir", gpgdir, "--lsign-key", signer.primaryFingerprint]);
+}, 120_000);
+
+afterAll(async () => {
+  // gpg-agent/dirmngr may have been started for the private keyring; stop them.
+  await run("gpgconf", ["--homedir", gpgdir, "--kill", "all"]).catch(() => undefined);
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("real pacman, SigLevel = Required", () => {
+  test("-Sy and -Sw of every x86_64 and any package succeed, fetched by the short db names", async () => {
+    const served = await serve();
+    try {
+      const names = ["hello", "world-data", "gzpkg"];
+      const result = await pacman(served, ["-Sw", ...names]);
+      expect(result.output, result.output).not.toMatch(/error/i);
+      expect(result.ok, result.output).toBe(true);
+      expect(result.output).toContain("checking package integrity");
+      const fetched = served.server.requests.filter((r) => r.status === 200).map((r) => r.path);
+      expect(fetched).toContain("/x86_64/testrepo.db");
+      expect(fetched).toContain("/x86_64/testrepo.db.sig");
+      expect(fetched.some((p) => p.endsWith(".tar.gz") && p.includes("testrepo"))).toBe(false);
+      for (const b of built.filter((b) => b.spec.arch !== "aarch64")) {
+        expect(fetched).toContain(`/x86_64/${b.filename}`);
+      }
+    } finally {
+      await served.server.close();
+    }
+  }, 60_000);
+
+  test("the any package sits in every arch directory; %SHA256SUM% and %CSIZE% match the files", async () => {
+    const served = await serve();
+    try {
+      for (const arch of ["x86_64", "aarch64"]) {
+        const db = gunzipSync(await readFile(path.join(served.root, arch, "testrepo.db")));
+        const descs: string[] = [];
+        await readTar(
+          (async function* () {
+            yield db;
+          })(),
+          {
+            maxContent: 1 << 20,
+            maxMembers: 100,
+            wantContent: (m) => m.name.endsWith("/desc"),
+            onMember: (_m, c) => {
+              if (c) descs.push(new TextDecoder().decode(c));
+            },
+          },
+        );
+        const expected = built.filter(
+          (b) => (b.spec.arch ?? "x86_64") === arch || b.spec.arch === "any",
+        );
+        expect(descs).toHaveLength(expected.length);
+        for (const desc of descs) {
+          const field = (f: string) => new RegExp(`%${f}%\\n(.*)\\n`).exec(desc)![1]!;
+          const bytes = await readFile(path.join(served.root, arch, field("FILENAME")));
+          expect(createHash("sha256").update(bytes).digest("hex")).toBe(field("SHA256SUM"));
+          expect(String(bytes.length)).toBe(field("CSIZE"));
+        }
+        // The .db and .db.tar.gz are real files with the same bytes.
+        expect(await readFile(path.join(served.root, arch, "testrepo.db.tar.gz"))).toEqual(
+          await readFile(path.join(served.root, arch, "testrepo.db")),
+        );
+      }
+    } finally {
+      await served.server.close();
+    }
+  }, 60_000);
+
+  test("a tampered database signature is rejected", async () => {
+    const served = await serve();
+    try {
+      const other = await signer.signDetachedBinary(new TextEncoder().encode("not the db"));
+      await writeFile(path.join(served.root, "x86_64", "testrepo.db.sig"), other);
+      const result = await pacman(served, []);
+      expect(result.ok, result.output).toBe(false);
+      expect(result.output).toContain("invalid or corrupted database (PGP signature)");
+    } finally {
+      await served.server.close();
+    }
+  }, 60_000);
+
+  test("a tampered package signature is rejected", async () => {
+    const served = await serve({ badPackageSig: "hello" });
+    try {
+      const good = await pacman(served, ["-Sw", "gzpkg"]);
+      expect(good.ok, good.output).toBe(true);
+      const bad = await pacman(served, ["-Sw", "hello"]);
+      expect(bad.ok, bad.output).toBe(false);
+      expect(bad.output).toContain("invalid or corrupted package (PGP signature)");
+    } finally {
+      await served.server.close();
+    }
+  }, 60_000);
+});
