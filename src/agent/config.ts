@@ -1,0 +1,459 @@
+/**
+ * mirror.conf: find it, read it, and turn it into frozen Settings.
+ *
+ * parse (config/ini.ts, the configparser dialect the original agent's files are written in) →
+ * interpolate (config/interpolation.ts) → typed values (config/keys.ts, config/values.ts) →
+ * checks across keys (here). Every problem is collected with its file:line, section, key, the
+ * value found and what was expected, and all of them are thrown together in one
+ * PACKRAT_CONFIG_INVALID error. Unknown sections and keys are warnings, not errors, so a file
+ * written for a newer or older agent still loads.
+ */
+import { readFile } from "node:fs/promises";
+import { posix } from "node:path";
+import { PackratError } from "../errors.js";
+import { redactUrl } from "../log.js";
+import {
+  MIRROR_DEFAULTS,
+  type MirrorSettings,
+  type PackratSettings,
+  type Settings,
+} from "../settings.js";
+import {
+  DEFAULT_SECTION,
+  parseIni,
+  type IniDocument,
+  type IniEntry,
+  type IniSection,
+} from "./config/ini.js";
+import { interpolate } from "./config/interpolation.js";
+import {
+  keyOf,
+  keysOf,
+  SECTION_NAMES,
+  SECTIONS,
+  type KeySpec,
+  type SectionName,
+} from "./config/keys.js";
+import { closest } from "./config/suggest.js";
+
+export const DEFAULT_CONFIG_PATH = "/etc/packrat/mirror.conf";
+export const CONFIG_PATH_ENV = "PACKRAT_AGENT_CONFIG";
+
+export interface ConfigResult {
+  settings: Settings;
+  /** One line each, `file:line: what`, for unknown sections and keys. */
+  warnings: string[];
+}
+
+/** PACKRAT_CONFIG_INVALID with the problems as a list, for callers that show or count them. */
+export class ConfigInvalidError extends PackratError {
+  readonly problems: readonly string[];
+  readonly warnings: readonly string[];
+
+  constructor(source: string, problems: string[], warnings: string[]) {
+    const count = problems.length === 1 ? "1 problem" : `${problems.length} problems`;
+    super("PACKRAT_CONFIG_INVALID", `${source} has ${count}:\n${problems.join("\n")}`, {
+      hint: "etc/mirror.conf.example documents every key",
+    });
+    this.name = "ConfigInvalidError";
+    this.problems = Object.freeze([...problems]);
+    this.warnings = Object.freeze([...warnings]);
+  }
+}
+
+/** --config, else $PACKRAT_AGENT_CONFIG, else /etc/packrat/mirror.conf. Empty means unset. */
+export function resolveConfigPath(options: {
+  flag?: string | undefined;
+  env: Record<string, string | undefined>;
+}): string {
+  if (options.flag) return options.flag;
+  const fromEnv = options.env[CONFIG_PATH_ENV];
+  return fromEnv ? fromEnv : DEFAULT_CONFIG_PATH;
+}
+
+/** Read and validate a config file; warnings go to `onWarning`, problems are thrown. */
+export async function loadConfig(
+  path: string,
+  options: { onWarning?: (warning: string) => void } = {},
+): Promise<Settings> {
+  const { settings, warnings } = await readConfig(path);
+  for (const w of warnings) options.onWarning?.(w);
+  return settings;
+}
+
+/** Read and validate a config file, returning its warnings beside the settings. */
+export async function readConfig(path: string): Promise<ConfigResult> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw notReadable(path, err);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (err) {
+    throw new PackratError("PACKRAT_CONFIG_INVALID", `${path} is not UTF-8 text`, {
+      hint: "save it as UTF-8",
+      cause: err,
+    });
+  }
+  return parseConfigWithWarnings(text, path);
+}
+
+/** Validate config text; `source` names it in messages (a path, or e.g. "mirror.conf"). */
+export function parseConfig(
+  text: string,
+  source: string,
+  onWarning?: (warning: string) => void,
+): Settings {
+  const { settings, warnings } = parseConfigWithWarnings(text, source);
+  if (onWarning) for (const w of warnings) onWarning(w);
+  return settings;
+}
+
+export function parseConfigWithWarnings(text: string, source: string): ConfigResult {
+  const doc = parseIni(text);
+  const report = new Report(source);
+  for (const p of doc.problems) report.problem(p.line, p.message);
+  warnUnknown(doc, report);
+
+  const packrat = readSection(doc, "packrat", report) as Partial<Values<PackratSettings>>;
+  const mirror = readSection(doc, "mirror", report) as Partial<Values<MirrorSettings>>;
+  checkAcrossKeys(doc, mirror, report);
+
+  if (report.problems.length > 0) {
+    throw new ConfigInvalidError(source, report.sortedProblems(), report.warnings);
+  }
+  const settings: Settings = {
+    source,
+    packrat: {
+      host: packrat.host?.value ?? "",
+      name: packrat.name?.value ?? "",
+      psk: packrat.psk?.value ?? null,
+      proxy: packrat.proxy?.value ?? null,
+    },
+    mirror: { ...cloneDefaults(), ...unwrap(mirror) } as MirrorSettings,
+  };
+  return { settings: deepFreeze(settings), warnings: report.warnings };
+}
+
+/** A copy of the settings that is safe to log: the psk and proxy credentials are hidden. */
+export function describeSettings(settings: Settings): Record<string, unknown> {
+  const { packrat, mirror } = settings;
+  return {
+    source: settings.source,
+    packrat: {
+      ...packrat,
+      psk: packrat.psk === null ? null : "[redacted]",
+      proxy: packrat.proxy === null ? null : redactUrl(packrat.proxy),
+    },
+    mirror: {
+      ...mirror,
+      keepFileList: [...mirror.keepFileList],
+      aptArchitectures: [...mirror.aptArchitectures],
+      pacmanRepoNames: { ...mirror.pacmanRepoNames },
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** A value read from the file, with where it was written (for checks across keys). */
+interface Found<T> {
+  value: T;
+  entry: IniEntry;
+  section: string;
+}
+
+type Values<S> = { [F in keyof S]: Found<NonNullable<S[F]>> };
+
+class Report {
+  readonly problems: { line: number | null; text: string }[] = [];
+  readonly warnings: string[] = [];
+
+  constructor(readonly source: string) {}
+
+  at(line: number | null): string {
+    return line === null || line === 0 ? this.source : `${this.source}:${line}`;
+  }
+
+  problem(line: number | null, message: string): void {
+    this.problems.push({ line, text: `${this.at(line)}: ${message}` });
+  }
+
+  /** `[mirror] full_sync_interval = "ten": expected whole seconds, e.g. 900` */
+  valueProblem(section: string, entry: IniEntry, shown: string, expected: string): void {
+    this.problem(entry.line, `[${section}] ${entry.key} = ${JSON.stringify(shown)}: ${expected}`);
+  }
+
+  warn(line: number | null, message: string): void {
+    this.warnings.push(`${this.at(line)}: ${message}`);
+  }
+
+  /** File order; problems without a line (a missing section) last. */
+  sortedProblems(): string[] {
+    return this.problems
+      .map((p, i) => ({ ...p, i }))
+      .sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || a.i - b.i)
+      .map((p) => p.text);
+  }
+}
+
+function shownValue(spec: KeySpec<unknown>, raw: string): string {
+  if (spec.secret) return "[redacted]";
+  return spec.show ? spec.show(raw) : raw;
+}
+
+function warnUnknown(doc: IniDocument, report: Report): void {
+  for (const section of doc.sections.values()) {
+    if ((SECTION_NAMES as string[]).includes(section.name)) {
+      warnUnknownKeys(section, section.name as SectionName, report);
+      continue;
+    }
+    const guess = closest(section.name, SECTION_NAMES);
+    report.warn(
+      section.line,
+      guess
+        ? `unknown section [${section.name}] is ignored; did you mean [${guess}]?`
+        : `unknown section [${section.name}] is ignored (this agent reads [packrat] and [mirror])`,
+    );
+  }
+  const everyKey = SECTION_NAMES.flatMap(keysOf);
+  for (const entry of doc.defaults.entries.values()) {
+    if (everyKey.includes(entry.key)) continue;
+    const guess = closest(entry.key, everyKey);
+    report.warn(
+      entry.line,
+      `[${DEFAULT_SECTION}] unknown key "${entry.key}" is ignored${guess ? `; did you mean ${guess}?` : ""}`,
+    );
+  }
+}
+
+function warnUnknownKeys(section: IniSection, name: SectionName, report: Report): void {
+  const known = keysOf(name);
+  for (const entry of section.entries.values()) {
+    if (known.includes(entry.key)) continue;
+    const home = SECTION_NAMES.find((s) => s !== name && keysOf(s).includes(entry.key));
+    const guess = closest(entry.key, known);
+    const advice = home ? `; it belongs under [${home}]` : guess ? `; did you mean ${guess}?` : "";
+    report.warn(entry.line, `[${name}] unknown key "${entry.key}" is ignored${advice}`);
+  }
+}
+
+/** Parse every key of one section; a key not written is left out (its default applies). */
+function readSection(
+  doc: IniDocument,
+  name: SectionName,
+  report: Report,
+): Partial<Record<string, Found<unknown>>> {
+  const section = doc.sections.get(name);
+  const lookup = (key: string): string | undefined =>
+    (section?.entries.get(key) ?? doc.defaults.entries.get(key))?.value;
+  const out: Partial<Record<string, Found<unknown>>> = {};
+  const specs = SECTIONS[name] as Record<string, KeySpec<unknown>>;
+
+  for (const [field, spec] of Object.entries(specs)) {
+    const key = keyOf(field);
+    const local = section?.entries.get(key);
+    const entry = local ?? doc.defaults.entries.get(key);
+    const where = local ? name : DEFAULT_SECTION;
+    if (entry === undefined) {
+      if (spec.required) report.problem(section?.line ?? null, missing(doc, name, key, spec));
+      continue;
+    }
+    const interpolated = interpolate(entry.value, lookup);
+    if ("problem" in interpolated) {
+      report.valueProblem(where, entry, shownValue(spec, entry.value), interpolated.problem);
+      continue;
+    }
+    const raw = interpolated.value;
+    // An empty value means "not set", as in the original agent (`proxy:`, `gpg_sign_key:`).
+    if (raw === "" && !spec.required) continue;
+    const parsed = spec.parse(raw);
+    if ("expected" in parsed) {
+      report.valueProblem(where, entry, shownValue(spec, raw), parsed.expected);
+      continue;
+    }
+    out[field] = { value: parsed.value, entry, section: where };
+  }
+  return out;
+}
+
+function missing(doc: IniDocument, name: SectionName, key: string, spec: KeySpec<unknown>): string {
+  const line = `"${key}: ${spec.example}" (${spec.what})`;
+  const advice = doc.sections.has(name)
+    ? `add a line ${line} under [${name}]`
+    : `add a [${name}] section with a line ${line}`;
+  const misplaced = [...doc.sections.values()].find((s) => s.name !== name && s.entries.has(key));
+  const note = misplaced
+    ? `; it is on line ${misplaced.entries.get(key)?.line ?? "?"} under [${misplaced.name}], which is the wrong section`
+    : "";
+  return `[${name}] ${key} is missing: ${advice}${note}`;
+}
+
+function isInside(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(`${dir}/`);
+}
+
+/** Checks that involve more than one key; each runs only if its keys parsed. */
+function checkAcrossKeys(
+  doc: IniDocument,
+  m: Partial<Values<MirrorSettings>>,
+  report: Report,
+): void {
+  const problemAt = (f: Found<unknown>, expected: string): void =>
+    report.valueProblem(f.section, f.entry, f.entry.value, expected);
+
+  if (m.gpgSignKey && !m.gpgKeyFile) {
+    const id = m.gpgSignKey.value;
+    problemAt(
+      m.gpgSignKey,
+      "gpg_key_file is not set. This agent signs with OpenPGP.js and never runs a gpg binary or " +
+        "reads a keyring, so export the key once: " +
+        `gpg --export-secret-subkeys --armor ${id} > /etc/packrat/signing-key.asc && ` +
+        "chmod 600 /etc/packrat/signing-key.asc, then add the line " +
+        '"gpg_key_file: /etc/packrat/signing-key.asc" under [mirror]',
+    );
+  }
+  if (m.gpgKeyFile && !m.gpgSignKey) {
+    problemAt(
+      m.gpgKeyFile,
+      "gpg_sign_key is not set, so nothing would be signed: add the key ID to sign with " +
+        '(e.g. "gpg_sign_key: 4A9E8B1C"; gpg --list-secret-keys --keyid-format long shows it), ' +
+        "or remove gpg_key_file to publish unsigned",
+    );
+  }
+  if (m.gpgPassphraseFile && !m.gpgKeyFile) {
+    problemAt(
+      m.gpgPassphraseFile,
+      "gpg_key_file is not set, so there is no key to unlock: set gpg_key_file or remove this line",
+    );
+  }
+  if (m.signRpmPackages?.value === true && !m.gpgSignKey) {
+    problemAt(
+      m.signRpmPackages,
+      "signing RPMs needs a key: set gpg_sign_key and gpg_key_file, or set sign_rpm_packages: no",
+    );
+  }
+  if (m.aptValidUntilSeconds) {
+    const interval = m.fullSyncInterval?.value ?? MIRROR_DEFAULTS.fullSyncInterval;
+    if (m.aptValidUntilSeconds.value <= interval) {
+      problemAt(
+        m.aptValidUntilSeconds,
+        `expected more than full_sync_interval (${interval} s), or Release files would expire ` +
+          "between two syncs and apt would refuse them, e.g. 604800",
+      );
+    }
+  }
+
+  const root = m.rootDir;
+  if (!root) return;
+  // Private files inside the published tree would be served to anyone, and cleanup deletes what
+  // the master does not list.
+  const privateFiles = [
+    ["state_db", m.stateDb, MIRROR_DEFAULTS.stateDb],
+    ["gpg_key_file", m.gpgKeyFile, null],
+    ["gpg_passphrase_file", m.gpgPassphraseFile, null],
+  ] as const;
+  for (const [key, found, fallback] of privateFiles) {
+    const path = found?.value ?? fallback;
+    if (path === null || !isInside(path, root.value)) continue;
+    const why = "the web server would publish it and cleanup would delete it";
+    if (found) {
+      problemAt(found, `expected a path outside root_dir (${root.value}): ${why}`);
+    } else {
+      problemAt(
+        root,
+        `contains ${key} (${path}, the default): ${why}; set ${key} to a path outside root_dir`,
+      );
+    }
+  }
+
+  if (m.keepFileList) {
+    const relative: string[] = [];
+    for (const item of m.keepFileList.value) {
+      if (!item.startsWith("/")) {
+        if (!relative.includes(item)) relative.push(item);
+        continue;
+      }
+      // The original agent's files list absolute paths (keep_file_list: /var/www/repo/repo-key).
+      if (!isInside(item, root.value) || item === root.value) {
+        problemAt(
+          m.keepFileList,
+          `${item} is not inside root_dir (${root.value}): expected paths relative to root_dir, e.g. repo-key`,
+        );
+        continue;
+      }
+      const rel = posix.relative(root.value, item);
+      if (!relative.includes(rel)) relative.push(rel);
+    }
+    m.keepFileList = { ...m.keepFileList, value: relative };
+  }
+}
+
+/** MIRROR_DEFAULTS with its arrays and records copied, so freezing the result cannot alias it. */
+function cloneDefaults(): Omit<MirrorSettings, "rootDir"> {
+  const d = MIRROR_DEFAULTS;
+  return {
+    ...d,
+    keepFileList: [...d.keepFileList],
+    aptArchitectures: [...d.aptArchitectures],
+    pacmanRepoNames: { ...d.pacmanRepoNames },
+  };
+}
+
+function unwrap<S>(values: Partial<Values<S>>): Partial<S> {
+  const out: Record<string, unknown> = {};
+  for (const [field, found] of Object.entries(values)) {
+    if (found) out[field] = (found as Found<unknown>).value;
+  }
+  return out as Partial<S>;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function notReadable(path: string, err: unknown): PackratError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const where =
+    "create it from etc/mirror.conf.example, or give its path with --config PATH or " +
+    `$${CONFIG_PATH_ENV} (default ${DEFAULT_CONFIG_PATH})`;
+  if (code === "ENOENT" || code === "ENOTDIR") {
+    return new PackratError("PACKRAT_CONFIG_NOT_FOUND", `config file ${path} does not exist`, {
+      hint: where,
+      cause: err,
+    });
+  }
+  if (code === "EACCES" || code === "EPERM") {
+    return new PackratError(
+      "PACKRAT_CONFIG_NOT_FOUND",
+      `config file ${path} cannot be read: permission denied`,
+      {
+        hint: "make it readable by the user the agent runs as, and by no one else: it holds the psk (chmod 640)",
+        cause: err,
+      },
+    );
+  }
+  if (code === "EISDIR") {
+    return new PackratError(
+      "PACKRAT_CONFIG_NOT_FOUND",
+      `config file ${path} is a directory, not a file`,
+      { hint: where, cause: err },
+    );
+  }
+  const reason = err instanceof Error ? err.message : String(err);
+  return new PackratError(
+    "PACKRAT_CONFIG_NOT_FOUND",
+    `config file ${path} cannot be read: ${reason}`,
+    {
+      hint: where,
+      cause: err,
+    },
+  );
+}

@@ -1,0 +1,199 @@
+/**
+ * Every mirror.conf key: its section, parser and an example. A key is the snake_case of its
+ * Settings field (`rootDir` → `root_dir`). The mapped types make this table fail to compile when
+ * src/settings.ts gains a field without a key here. Defaults are not here: they live in
+ * MIRROR_DEFAULTS (src/settings.ts), the one place for them.
+ */
+import { redactUrl } from "../../log.js";
+import type { MirrorSettings, PackratSettings } from "../../settings.js";
+import {
+  absolutePath,
+  architectureList,
+  boolean,
+  fileName,
+  fraction,
+  gpgKeyId,
+  integer,
+  keepPaths,
+  listenAddress,
+  masterUrl,
+  oneOf,
+  pacmanRepoNames,
+  proxyUrl,
+  text,
+  type ValueParser,
+} from "./values.js";
+
+export interface KeySpec<T> {
+  parse: ValueParser<T>;
+  /** A valid value, for "add a line ..." hints. */
+  example: string;
+  /** What the key is, for messages about a missing key. */
+  what: string;
+  required?: boolean;
+  /** Never shown in messages or logs. */
+  secret?: boolean;
+  /** How a value appears in messages, when it may hold credentials. */
+  show?: (raw: string) => string;
+}
+
+export type SectionSpec<S> = { [F in keyof S]-?: KeySpec<NonNullable<S[F]>> };
+
+/** Node's timers cannot wait longer than 2^31-1 ms; a longer delay would fire at once. */
+const MAX_TIMER_SECONDS = 2_147_483;
+
+export const PACKRAT_KEYS: SectionSpec<PackratSettings> = {
+  host: {
+    parse: masterUrl(),
+    example: "http://packrat.example.com",
+    what: "the packrat master's URL",
+    required: true,
+  },
+  name: {
+    parse: (raw) =>
+      /^[^\s:/]+$/.test(raw)
+        ? { value: raw }
+        : {
+            expected: `expected the mirror's name on the master, without spaces, ":" or "/", e.g. prod`,
+          },
+    example: "prod",
+    what: "this mirror's name on the master",
+    required: true,
+  },
+  psk: { parse: text(), example: "s3cret", what: "the mirror's pre-shared key", secret: true },
+  proxy: {
+    parse: proxyUrl(),
+    example: "http://proxy.example.com:3128",
+    what: "the HTTP proxy",
+    show: redactUrl,
+  },
+};
+
+export const MIRROR_KEYS: SectionSpec<MirrorSettings> = {
+  description: { parse: text(), example: "Packrat Mirror", what: "a description" },
+  rootDir: {
+    parse: absolutePath("/var/www/repo"),
+    example: "/var/www/repo",
+    what: "the directory the web server publishes",
+    required: true,
+  },
+  gpgSignKey: { parse: gpgKeyId(), example: "4A9E8B1C", what: "the signing key ID" },
+  stateDb: {
+    parse: absolutePath("/var/lib/packratAgent/state.db"),
+    example: "/var/lib/packratAgent/state.db",
+    what: "the state database",
+  },
+  fullSyncInterval: {
+    parse: integer({ min: 60, max: MAX_TIMER_SECONDS, unit: "whole seconds", example: 900 }),
+    example: "900",
+    what: "seconds between full syncs",
+  },
+  keepFileList: { parse: keepPaths(), example: "repo-key, index.html", what: "files to keep" },
+  gpgKeyFile: {
+    parse: absolutePath("/etc/packrat/signing-key.asc"),
+    example: "/etc/packrat/signing-key.asc",
+    what: "the exported secret signing key",
+  },
+  gpgPassphraseFile: {
+    parse: absolutePath("/etc/packrat/signing-key.pass"),
+    example: "/etc/packrat/signing-key.pass",
+    what: "the file holding the key's passphrase",
+  },
+  publicKeyName: {
+    parse: fileName("repo-key"),
+    example: "repo-key",
+    what: "the published public key's file name",
+  },
+  keyExpiryWarnDays: {
+    parse: integer({ min: 0, max: 3650, unit: "a whole number of days", example: 30 }),
+    example: "30",
+    what: "days of warning before the key expires",
+  },
+  downloadConcurrency: {
+    parse: integer({ min: 1, max: 64, unit: "a whole number of downloads", example: 4 }),
+    example: "4",
+    what: "parallel downloads",
+  },
+  deepVerifyEvery: {
+    parse: integer({ min: 1, max: 10_000, unit: "a whole number of full syncs", example: 8 }),
+    example: "8",
+    what: "full syncs between deep verifies",
+  },
+  maxRemovalRatio: {
+    parse: fraction({ example: 0.5 }),
+    example: "0.5",
+    what: "the largest fraction of files one sync may remove",
+  },
+  triggerDebounceMs: {
+    parse: integer({ min: 0, max: 60_000, unit: "whole milliseconds", example: 250 }),
+    example: "250",
+    what: "the poll debounce",
+  },
+  metadataGraceSeconds: {
+    parse: integer({ min: 0, max: 31_536_000, unit: "whole seconds", example: 86400 }),
+    example: "86400",
+    what: "how long superseded files stay",
+  },
+  pollTimeout: {
+    // The master raises anything under 10 to 10 (PACKRAT_API.md).
+    parse: integer({ min: 10, max: 3600, unit: "whole seconds", example: 30 }),
+    example: "30",
+    what: "the long-poll timeout",
+  },
+  requestTimeout: {
+    parse: integer({ min: 1, max: 3600, unit: "whole seconds", example: 30 }),
+    example: "30",
+    what: "the request timeout",
+  },
+  watchTree: { parse: boolean(), example: "yes", what: "whether to watch root_dir" },
+  aptArchitectures: {
+    parse: architectureList(),
+    example: "amd64, arm64",
+    what: "the apt architectures",
+  },
+  aptValidUntilSeconds: {
+    parse: integer({ min: 3600, max: 31_536_000, unit: "whole seconds", example: 604800 }),
+    example: "604800",
+    what: "the Release Valid-Until window",
+  },
+  yumCompression: {
+    parse: oneOf(["gz", "zstd"] as const),
+    example: "gz",
+    what: "the yum metadata compression",
+  },
+  rpmChangelogLimit: {
+    parse: integer({ min: 0, max: 1000, unit: "a whole number of entries", example: 10 }),
+    example: "10",
+    what: "changelog entries per RPM",
+  },
+  signRpmPackages: { parse: boolean(), example: "no", what: "whether to sign each RPM" },
+  pacmanRepoNames: {
+    parse: pacmanRepoNames(),
+    example: "arch-prod:prod",
+    what: "pacman repo names",
+  },
+  metricsListen: {
+    parse: listenAddress(),
+    example: "127.0.0.1:9100",
+    what: "the metrics listen address",
+  },
+  logLevel: {
+    parse: oneOf(["fatal", "error", "warn", "info", "debug", "trace"] as const),
+    example: "info",
+    what: "the log level",
+  },
+};
+
+/** `rootDir` → `root_dir`. */
+export function keyOf(field: string): string {
+  return field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+export const SECTIONS = { packrat: PACKRAT_KEYS, mirror: MIRROR_KEYS } as const;
+export type SectionName = keyof typeof SECTIONS;
+export const SECTION_NAMES = Object.keys(SECTIONS) as SectionName[];
+
+/** Config keys of a section, in table order. */
+export function keysOf(section: SectionName): string[] {
+  return Object.keys(SECTIONS[section]).map(keyOf);
+}
