@@ -1,0 +1,89 @@
+/**
+ * The `json` repository of the original agent: package files at `<package>/<filename>` and a
+ * manifest per architecture at `_repo_main/MANIFEST_<arch>.json` (+ `.gpg`, a detached armored
+ * signature), listing every file of that arch by package:
+ * `{ "<package>": [{ version, path, type, sha256, size }] }`, keys sorted, 2-space indent, as
+ * the original wrote it. `MANIFEST_all.json` is always written (clients of the original read it).
+ */
+import type { PackageMeta, RenderInput, RenderResult, RenderedFile, RepoLayout } from "./types.js";
+
+const MANIFEST_DIR = "_repo_main";
+
+interface ManifestEntry {
+  version: string;
+  path: string;
+  type: string;
+  sha256: string;
+  size: number;
+}
+
+/** JSON.stringify with keys sorted at every level, like Python's json.dumps(sort_keys=True). */
+function stableStringify(value: unknown): string {
+  const sortKeys = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sortKeys);
+    if (v !== null && typeof v === "object") {
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
+      );
+    }
+    return v;
+  };
+  return JSON.stringify(sortKeys(value), null, 2);
+}
+
+async function render(input: RenderInput): Promise<RenderResult> {
+  const byArch = new Map<string, Record<string, ManifestEntry[]>>([["all", {}]]);
+  for (const pkg of input.packages) {
+    const arch = pkg.file.arch;
+    const manifest = byArch.get(arch) ?? {};
+    byArch.set(arch, manifest);
+    const path = pkg.paths[0];
+    if (path === undefined) continue;
+    (manifest[pkg.file.packageName] ??= []).push({
+      version: pkg.file.version,
+      path,
+      type: pkg.file.type,
+      sha256: pkg.sha256,
+      size: pkg.size,
+    });
+  }
+  const files: RenderedFile[] = [];
+  const warnings: string[] = [];
+  const encoder = new TextEncoder();
+  for (const [arch, manifest] of [...byArch].sort(([a], [b]) => a.localeCompare(b))) {
+    for (const entries of Object.values(manifest)) {
+      entries.sort((a, b) => a.path.localeCompare(b.path));
+    }
+    const content = encoder.encode(stableStringify(manifest));
+    const name = `${MANIFEST_DIR}/MANIFEST_${arch}.json`;
+    // The signature first, then the manifest: a client that reads the new manifest finds its
+    // signature already there (the reverse order would pair a new manifest with an old .gpg).
+    if (input.signer) {
+      const sig = await input.signer.signDetachedArmored(content);
+      files.push({
+        path: `${name}.gpg`,
+        content: encoder.encode(sig),
+        contentAddressed: false,
+        stage: 0,
+      });
+    }
+    files.push({ path: name, content, contentAddressed: false, stage: 1 });
+  }
+  if (!input.signer)
+    warnings.push(
+      `repo ${input.repo.name}: manifests published unsigned (no signing key configured)`,
+    );
+  return { files, warnings };
+}
+
+export const jsonLayout: RepoLayout = {
+  managerType: "json",
+  fileTypes: ["*"],
+  placePackage: ({ file }) => [`${file.packageName}/${file.filename}`],
+  parse: (): Promise<PackageMeta> => Promise.resolve({}),
+  render,
+  describe: (_meta, filename) =>
+    `${filename}: json repositories list files as they are; nothing to parse`,
+};

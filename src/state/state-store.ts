@@ -1,0 +1,161 @@
+/**
+ * What the sync engine, the publisher, `status` and `verify` need from the state DB.
+ * Implemented over better-sqlite3 in db.ts (WAL, versioned migrations, original-agent import).
+ * All paths are relative to root_dir, with forward slashes.
+ */
+import type { DistroVersion, PackageFile, Repo } from "../types.js";
+
+export interface RepoRow {
+  repo: Repo;
+  distroVersions: DistroVersion[];
+  /** When the master last answered for this repo (ms since epoch), null if never. */
+  lastMasterContact: number | null;
+}
+
+/** A package file of a repo as last read from the master (or imported from the original agent). */
+export interface PackageFileRow {
+  repo: string;
+  file: PackageFile;
+  /** The distro and version of its DistroVersion, denormalised for the original-agent import. */
+  distro: string | null;
+  distroVersion: string | null;
+  /** SHA-256 of the bytes on disk: file.sha256, or the hash after a layout transform (signed RPM). */
+  diskSha256: string | null;
+  /** Fingerprint of the signer used for the transform, when there was one. */
+  transformKey: string | null;
+  size: number | null;
+}
+
+/** stat() data recorded right after a verified write or hash, for the no-hash fast path. */
+export interface Fingerprint {
+  path: string;
+  sha256: string;
+  size: number;
+  /** mtime in ns as a decimal string (bigint stat) so equality is exact. */
+  mtimeNs: string;
+  ino: string;
+  verifiedAt: number;
+}
+
+export interface PublishedFileRow {
+  repo: string;
+  path: string;
+  sha256: string;
+  kind: "metadata" | "package";
+  generation: number;
+  /** When a later generation stopped naming it (ms since epoch); null while current. */
+  supersededAt: number | null;
+}
+
+export interface GenerationRow {
+  repo: string;
+  generation: number;
+  inputsHash: string;
+  publishedAt: number;
+  fileCount: number;
+  packageCount: number;
+}
+
+export interface DownloadFailureRow {
+  repo: string;
+  uri: string;
+  filename: string;
+  error: string;
+  attempts: number;
+  lastAttemptAt: number;
+}
+
+export interface SyncRunRow {
+  id: number;
+  kind: "full" | "incremental";
+  startedAt: number;
+  finishedAt: number | null;
+  result: "running" | "ok" | "failed" | "refused";
+  message: string | null;
+  stats: Record<string, number>;
+}
+
+export interface StateStore {
+  readonly path: string;
+  close(): void;
+  /** Run fn in one write transaction (better-sqlite3 transactions are synchronous). */
+  transaction<T>(fn: () => T): T;
+
+  // repos
+  listRepos(): RepoRow[];
+  upsertRepo(repo: Repo, distroVersions: DistroVersion[], contactAt: number | null): void;
+  deleteRepo(name: string): void;
+  touchMasterContact(repoName: string, at: number): void;
+
+  // package files
+  listPackageFiles(repo?: string): PackageFileRow[];
+  /** Replace the whole file set of a repo (full sync). */
+  replacePackageFiles(repo: string, rows: PackageFileRow[]): void;
+  /** Replace only the files of the named packages (incremental sync). */
+  replacePackagesOfRepo(
+    repo: string,
+    packageNames: readonly string[],
+    rows: PackageFileRow[],
+  ): void;
+  setDiskSha256(
+    repo: string,
+    uri: string,
+    diskSha256: string,
+    transformKey: string | null,
+    size: number,
+  ): void;
+
+  // fingerprints
+  getFingerprint(path: string): Fingerprint | undefined;
+  listFingerprints(): Fingerprint[];
+  putFingerprint(fp: Fingerprint): void;
+  deleteFingerprint(path: string): void;
+
+  // parsed metadata cache (by sha256 and layout)
+  getPackageMeta(
+    sha256: string,
+    layout: string,
+  ): { meta: Record<string, unknown> | null; error: string | null } | undefined;
+  putPackageMeta(
+    sha256: string,
+    layout: string,
+    meta: Record<string, unknown> | null,
+    error: string | null,
+  ): void;
+
+  // publishing
+  latestGeneration(repo: string): GenerationRow | undefined;
+  /**
+   * Record a new generation: rows for every file it names (metadata and package paths);
+   * files of earlier generations that it does not name get supersededAt = now.
+   */
+  recordGeneration(
+    gen: GenerationRow,
+    files: Omit<PublishedFileRow, "generation" | "supersededAt">[],
+    now: number,
+  ): void;
+  listPublishedFiles(repo?: string): PublishedFileRow[];
+  /** Forget superseded files older than the cutoff; returns their paths (the caller deletes them). */
+  expireSuperseded(cutoff: number): PublishedFileRow[];
+  /** Forget every published file row of a repo that left the mirror. */
+  deletePublishedFiles(repo: string): void;
+
+  // failures and runs
+  recordDownloadFailure(row: Omit<DownloadFailureRow, "attempts">): void;
+  clearDownloadFailure(repo: string, uri: string): void;
+  listDownloadFailures(): DownloadFailureRow[];
+  startSyncRun(kind: SyncRunRow["kind"], at: number): number;
+  finishSyncRun(
+    id: number,
+    result: SyncRunRow["result"],
+    message: string | null,
+    stats: Record<string, number>,
+    at: number,
+  ): void;
+  lastSyncRun(kind?: SyncRunRow["kind"]): SyncRunRow | undefined;
+  lastSuccessfulSyncRun(kind?: SyncRunRow["kind"]): SyncRunRow | undefined;
+
+  // small counters and flags (full sync count for deep_verify_every, published key fingerprint...)
+  getValue(key: string): string | undefined;
+  setValue(key: string, value: string): void;
+}

@@ -1,0 +1,215 @@
+/**
+ * The long-running part of `packrat-agent run`: a full sync at start and every
+ * full_sync_interval seconds, one long-poll per repo feeding the trigger coalescer, and one
+ * sync at a time (full and incremental passes share one queue, so they never interleave).
+ */
+import PQueue from "p-queue";
+import { describeError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { StateStore } from "../state/state-store.js";
+import { backoffDelay, realSleep, type Sleep } from "./download.js";
+import type { SyncEngine, SyncOptions, SyncReport } from "./engine.js";
+import type { MasterClient } from "./master-types.js";
+import { TriggerCoalescer } from "./triggers.js";
+
+export interface DaemonSettings {
+  fullSyncInterval: number;
+  pollTimeout: number;
+  triggerDebounceMs: number;
+}
+
+export interface DaemonDeps {
+  engine: SyncEngine;
+  client: MasterClient;
+  store: StateStore;
+  log: Logger;
+  settings: DaemonSettings;
+  sleep?: Sleep;
+  /** Called after every pass (status, metrics, the tamper watcher). */
+  onSync?: (report: SyncReport | null, err: unknown) => void;
+}
+
+const POLL_RETRY = { attempts: Infinity, baseDelayMs: 1000, maxDelayMs: 30_000 };
+
+export class MirrorDaemon {
+  private readonly queue = new PQueue({ concurrency: 1 });
+  private readonly coalescer: TriggerCoalescer;
+  private readonly stopController = new AbortController();
+  private pollers = new Map<string, AbortController>();
+  private fullSyncTimer: NodeJS.Timeout | null = null;
+  private fullSyncQueued = false;
+  private masterReachable: boolean | null = null;
+  private consecutiveFullFailures = 0;
+
+  constructor(private deps: DaemonDeps) {
+    this.coalescer = new TriggerCoalescer(
+      deps.settings.triggerDebounceMs,
+      (repo, packages) => this.enqueueIncremental(repo, packages),
+      (repo, err) => {
+        deps.log.error(
+          { repo },
+          `incremental sync failed: ${describeError(err)}; a full sync will repair it`,
+        );
+        this.scheduleFullSync(5_000);
+      },
+    );
+  }
+
+  get signal(): AbortSignal {
+    return this.stopController.signal;
+  }
+
+  /** Start: first full sync now; pollers start once the repos are known. */
+  start(): void {
+    this.requestFullSync("start");
+  }
+
+  /** SIGUSR1, or after an error: run a full sync as soon as the queue allows. */
+  requestFullSync(reason: string, opts: SyncOptions = {}): void {
+    if (this.stopController.signal.aborted || this.fullSyncQueued) return;
+    if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
+    this.fullSyncTimer = null;
+    this.fullSyncQueued = true;
+    this.deps.log.info({ reason }, "full sync queued");
+    void this.queue.add(async () => {
+      this.fullSyncQueued = false;
+      if (this.stopController.signal.aborted) return;
+      let delay = this.deps.settings.fullSyncInterval * 1000;
+      try {
+        const report = await this.deps.engine.fullSync({
+          ...opts,
+          signal: this.stopController.signal,
+        });
+        this.consecutiveFullFailures = 0;
+        this.markMaster(true);
+        this.deps.onSync?.(report, null);
+        this.restartPollers();
+      } catch (err) {
+        if (this.stopController.signal.aborted) return;
+        this.consecutiveFullFailures++;
+        this.deps.log.error(`full sync failed: ${describeError(err)}; the tree stays as it was`);
+        this.deps.onSync?.(null, err);
+        // Retry sooner than the interval while the master is failing, with backoff.
+        delay = Math.min(
+          delay,
+          5_000 +
+            backoffDelay(
+              { attempts: 0, baseDelayMs: 5_000, maxDelayMs: 300_000 },
+              this.consecutiveFullFailures,
+            ),
+        );
+        this.restartPollers();
+      }
+      this.scheduleFullSync(delay);
+    });
+  }
+
+  /** Swap in new dependencies after SIGHUP (a new config). Pollers restart with the new client. */
+  reload(deps: DaemonDeps): void {
+    this.deps = deps;
+    this.stopPollers();
+    this.requestFullSync("config reloaded");
+  }
+
+  /** Stop pollers and timers; wait for the running pass up to the deadline, then abort it. */
+  async stop(deadlineMs: number): Promise<boolean> {
+    this.coalescer.stop();
+    this.stopPollers();
+    if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
+    this.queue.clear();
+    const idle = this.queue.onIdle().then(() => true);
+    const timeout = new Promise<boolean>((resolve) =>
+      setTimeout(() => resolve(false), deadlineMs).unref(),
+    );
+    const finished = await Promise.race([idle, timeout]);
+    this.stopController.abort(new Error("agent stopping"));
+    if (!finished)
+      await Promise.race([this.queue.onIdle(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    return finished;
+  }
+
+  /** For tests and `status`: wait until no pass is queued or running. */
+  async idle(): Promise<void> {
+    await this.coalescer.idle();
+    await this.queue.onIdle();
+  }
+
+  private scheduleFullSync(delayMs: number): void {
+    if (this.stopController.signal.aborted) return;
+    if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
+    this.fullSyncTimer = setTimeout(() => {
+      this.fullSyncTimer = null;
+      this.requestFullSync("interval");
+    }, delayMs);
+  }
+
+  private enqueueIncremental(repo: string, packages: string[]): Promise<void> {
+    return this.queue.add(async () => {
+      if (this.stopController.signal.aborted) return;
+      this.deps.log.info({ repo, packages: packages.length }, "applying changes from the master");
+      const report = await this.deps.engine.incrementalSync(repo, packages, {
+        signal: this.stopController.signal,
+      });
+      this.deps.onSync?.(report, null);
+    });
+  }
+
+  private stopPollers(): void {
+    for (const c of this.pollers.values()) c.abort(new Error("poller stopped"));
+    this.pollers.clear();
+  }
+
+  private restartPollers(): void {
+    const repos = this.deps.store.listRepos();
+    const wanted = new Map(repos.map((r) => [r.repo.name, r.repo.uri]));
+    for (const [name, controller] of this.pollers) {
+      if (!wanted.has(name)) {
+        controller.abort(new Error("repo left the mirror"));
+        this.pollers.delete(name);
+      }
+    }
+    for (const [name, uri] of wanted) {
+      if (this.pollers.has(name)) continue;
+      const controller = new AbortController();
+      this.pollers.set(name, controller);
+      void this.pollLoop(name, uri, controller.signal);
+    }
+  }
+
+  private async pollLoop(repo: string, uri: string, signal: AbortSignal): Promise<void> {
+    const sleep = this.deps.sleep ?? realSleep;
+    let failures = 0;
+    while (!signal.aborted && !this.stopController.signal.aborted) {
+      try {
+        const names = await this.deps.client.poll(uri, this.deps.settings.pollTimeout, signal);
+        failures = 0;
+        this.markMaster(true);
+        if (names.length > 0) {
+          this.deps.log.debug({ repo, packages: names }, "poll answered");
+          this.coalescer.notify(repo, names);
+        }
+      } catch (err) {
+        if (signal.aborted || this.stopController.signal.aborted) return;
+        failures++;
+        this.markMaster(false, err);
+        try {
+          await sleep(1000 + backoffDelay(POLL_RETRY, failures), signal);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  /** One log line per change of the master's health, each way (verdaccio's proxy does this). */
+  private markMaster(reachable: boolean, err?: unknown): void {
+    if (this.masterReachable === reachable) return;
+    const before = this.masterReachable;
+    this.masterReachable = reachable;
+    if (reachable && before === false) this.deps.log.info("master reachable again");
+    if (!reachable)
+      this.deps.log.warn(
+        `master unreachable: ${describeError(err)}; retrying with backoff, serving the tree as it is`,
+      );
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Disk primitives for the sync engine and the publisher: hashing, stat fingerprints, a
+ * ByteSource over a file, durable atomic writes, and a tree walk that never follows symlinks.
+ * Temporary files live in `<root>/.packrat-tmp/` so that rename(2) into place never crosses a
+ * filesystem (the original agent downloaded to /tmp and moved across filesystems: not atomic).
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import type { ByteSource } from "../layout/types.js";
+import type { Fingerprint } from "../state/state-store.js";
+
+export const TMP_DIR = ".packrat-tmp";
+
+export interface StatInfo {
+  size: number;
+  mtimeNs: string;
+  ino: string;
+}
+
+export async function statInfo(full: string): Promise<StatInfo | null> {
+  try {
+    const st = await fs.lstat(full, { bigint: true });
+    if (!st.isFile()) return null;
+    return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: st.ino.toString() };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+}
+
+export function fingerprintMatches(fp: Fingerprint | undefined, st: StatInfo | null): boolean {
+  return (
+    fp !== undefined &&
+    st !== null &&
+    fp.size === st.size &&
+    fp.mtimeNs === st.mtimeNs &&
+    fp.ino === st.ino
+  );
+}
+
+export async function sha256File(full: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(full, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+  }
+  return hash.digest("hex");
+}
+
+export function sha256Bytes(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Open a file as a ByteSource for a layout's parser; call close() when done. */
+export async function openFileSource(
+  full: string,
+): Promise<ByteSource & { close(): Promise<void> }> {
+  const handle = await fs.open(full, "r");
+  const { size } = await handle.stat();
+  return {
+    size,
+    async read(offset, length) {
+      const want = Math.max(0, Math.min(length, size - offset));
+      const buf = Buffer.alloc(want);
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await handle.read(buf, got, want - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
+    },
+    close: () => handle.close(),
+  };
+}
+
+export function tmpPath(root: string, hint: string): string {
+  const safe = hint.replace(/[^0-9a-zA-Z._-]/g, "_").slice(0, 60);
+  return path.join(root, TMP_DIR, `${randomBytes(6).toString("hex")}-${safe}`);
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Write bytes at `full` so that a reader sees the old file or the new one, never a part:
+ * temp file in <root>/.packrat-tmp, fsync, rename, fsync the directory.
+ */
+export async function writeFileAtomic(
+  root: string,
+  full: string,
+  content: Uint8Array,
+): Promise<void> {
+  const tmp = tmpPath(root, path.basename(full));
+  await fs.mkdir(path.dirname(tmp), { recursive: true });
+  const handle = await fs.open(tmp, "w", 0o644);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.mkdir(path.dirname(full), { recursive: true });
+  try {
+    await fs.rename(tmp, full);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(path.dirname(full));
+}
+
+/** Place another name for an existing file (pacman `any` packages in each arch dir). */
+export async function linkAtomic(root: string, existing: string, full: string): Promise<void> {
+  const tmp = tmpPath(root, path.basename(full));
+  await fs.mkdir(path.dirname(tmp), { recursive: true });
+  try {
+    await fs.link(existing, tmp);
+  } catch {
+    // Hard links can fail (EXDEV on bind mounts, EPERM): a copy gives clients the same bytes.
+    await fs.copyFile(existing, tmp);
+  }
+  await fs.mkdir(path.dirname(full), { recursive: true });
+  await fs.rename(tmp, full);
+  await fsyncDir(path.dirname(full));
+}
+
+export interface WalkEntry {
+  /** Relative to the walked root, forward slashes. */
+  rel: string;
+  kind: "file" | "dir" | "symlink" | "other";
+}
+
+/** Every entry under root, depth first (children before their directory); symlinks are reported, never followed. */
+export async function walkTree(root: string): Promise<WalkEntry[]> {
+  const out: WalkEntry[] = [];
+  const visit = async (relDir: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await fs.readdir(path.join(root, relDir), { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    for (const entry of entries) {
+      const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`;
+      if (entry.isDirectory()) {
+        await visit(rel);
+        out.push({ rel, kind: "dir" });
+      } else if (entry.isSymbolicLink()) {
+        out.push({ rel, kind: "symlink" });
+      } else if (entry.isFile()) {
+        out.push({ rel, kind: "file" });
+      } else {
+        out.push({ rel, kind: "other" });
+      }
+    }
+  };
+  await visit("");
+  return out;
+}

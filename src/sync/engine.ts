@@ -1,0 +1,781 @@
+/**
+ * The sync engine: master state → state DB → disk → published metadata.
+ * A full sync reads everything, checks the disk (fingerprints; a deep re-hash every Nth time),
+ * fetches what is missing or wrong, republishes repos whose inputs changed, and removes what
+ * nothing names. An incremental sync does the same for the packages a poll named, in one repo,
+ * without the cleanup walk (the periodic full sync stays the backstop).
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import PQueue from "p-queue";
+import { PackratError, describeError, isPackratError } from "../errors.js";
+import { layoutAccepts } from "../layout/index.js";
+import type { LayoutOptions, PublishedPackage, RepoLayout } from "../layout/types.js";
+import type { Logger } from "../log.js";
+import type { Signer } from "../signing/signer.js";
+import type { PackageFileRow, StateStore } from "../state/state-store.js";
+import type { DistroVersion, PackageFile, Repo } from "../types.js";
+import {
+  TMP_DIR,
+  fsyncDir,
+  linkAtomic,
+  openFileSource,
+  sha256Bytes,
+  sha256File,
+  statInfo,
+  walkTree,
+  writeFileAtomic,
+} from "./disk.js";
+import { type RetryPolicy, type Sleep, downloadVerified } from "./download.js";
+import { assertSafeRelativePath } from "./filename-guard.js";
+import type { MasterClient } from "./master-types.js";
+import { publishRepo } from "./publish.js";
+import {
+  type DesiredFile,
+  type PathObservation,
+  checkMasterSanity,
+  needsHash,
+  planFetches,
+  planRemovals,
+} from "./reconcile.js";
+
+export interface EngineSettings {
+  rootDir: string;
+  keepFileList: readonly string[];
+  downloadConcurrency: number;
+  deepVerifyEvery: number;
+  maxRemovalRatio: number;
+  metadataGraceSeconds: number;
+}
+
+/** Files the engine writes at root_dir itself (the exported public key), owned by the agent. */
+export interface RootFile {
+  path: string;
+  content: Uint8Array;
+}
+
+export interface EngineDeps {
+  settings: EngineSettings;
+  client: MasterClient;
+  store: StateStore;
+  log: Logger;
+  signer: Signer | null;
+  layoutFor: (managerType: string) => RepoLayout | undefined;
+  layoutOptions: LayoutOptions;
+  /** Public key files to keep published at root_dir (empty without a signer). */
+  rootFiles?: readonly RootFile[];
+  now?: () => number;
+  retry?: RetryPolicy;
+  sleep?: Sleep;
+  /** Download progress: called with bytes as they arrive, and per finished file. */
+  progress?: {
+    onPlan?(files: number, bytes: number | null): void;
+    onBytes?(n: number): void;
+    onFile?(): void;
+  };
+}
+
+export interface SyncOptions {
+  deep?: boolean;
+  force?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface SyncReport {
+  kind: "full" | "incremental";
+  repos: number;
+  packageFiles: number;
+  downloaded: number;
+  linked: number;
+  hashed: number;
+  repaired: number;
+  failed: { repo: string; file: string; error: string }[];
+  published: string[];
+  removed: number;
+  expired: number;
+  refused: string | null;
+  durationMs: number;
+}
+
+interface RepoPlan {
+  repo: Repo;
+  layout: RepoLayout;
+  distroVersions: Map<string, DistroVersion>;
+  desired: DesiredFile[];
+}
+
+function emptyReport(kind: SyncReport["kind"]): SyncReport {
+  return {
+    kind,
+    repos: 0,
+    packageFiles: 0,
+    downloaded: 0,
+    linked: 0,
+    hashed: 0,
+    repaired: 0,
+    failed: [],
+    published: [],
+    removed: 0,
+    expired: 0,
+    refused: null,
+    durationMs: 0,
+  };
+}
+
+export class SyncEngine {
+  private readonly now: () => number;
+  private readonly root: string;
+  /** Directories of repos the master lists but this agent skips (docker): never touched. */
+  private skippedDirs: string[] = [];
+
+  constructor(private readonly deps: EngineDeps) {
+    this.now = deps.now ?? Date.now;
+    this.root = path.resolve(deps.settings.rootDir);
+  }
+
+  /** Read the whole mirror from the master and make the disk match it. */
+  async fullSync(opts: SyncOptions = {}): Promise<SyncReport> {
+    const started = this.now();
+    const report = emptyReport("full");
+    const { store, client, log } = this.deps;
+    const runId = store.startSyncRun("full", started);
+    try {
+      await fs.mkdir(this.root, { recursive: true });
+      await this.clearTemp();
+      await client.checkVersion(opts.signal);
+      const mirror = await client.getMirror(opts.signal);
+      const repos = await client.getRepos(mirror.repoUris, opts.signal);
+      const distroVersions = new Map(
+        (await client.getDistroVersions(opts.signal)).map((d) => [d.uri, d]),
+      );
+      const filesByRepo = new Map<string, PackageFile[]>();
+      for (const repo of repos) {
+        filesByRepo.set(repo.name, await client.listPackageFiles(repo.uri, null, opts.signal));
+      }
+      const contactAt = this.now();
+
+      const plans = this.planRepos(repos, distroVersions, filesByRepo);
+      this.checkSanity(plans, opts.force ?? false);
+
+      const fullCount = Number(store.getValue("full_sync_count") ?? "0") + 1;
+      const deep =
+        opts.deep === true ||
+        (this.deps.settings.deepVerifyEvery > 0 &&
+          fullCount % this.deps.settings.deepVerifyEvery === 0);
+      if (deep) log.info({ fullSyncCount: fullCount }, "deep check: re-hashing every file");
+
+      store.transaction(() => {
+        for (const plan of plans) {
+          store.upsertRepo(plan.repo, [...plan.distroVersions.values()], contactAt);
+          store.replacePackageFiles(plan.repo.name, this.rowsFor(plan));
+        }
+        const current = new Set(plans.map((p) => p.repo.name));
+        for (const row of store.listRepos()) {
+          if (!current.has(row.repo.name)) {
+            log.info({ repo: row.repo.name }, "repo left the mirror; its files go at cleanup");
+            store.deleteRepo(row.repo.name);
+            store.deletePublishedFiles(row.repo.name);
+          }
+        }
+      });
+
+      await this.syncRepos(plans, { deep, signal: opts.signal }, report);
+      await this.writeRootFiles();
+      await this.cleanup(plans, opts.force ?? false, report);
+
+      store.setValue("full_sync_count", String(fullCount));
+      await client.heartbeat(opts.signal);
+      report.repos = plans.length;
+      report.durationMs = this.now() - started;
+      const result = report.refused ? "refused" : report.failed.length > 0 ? "failed" : "ok";
+      store.finishSyncRun(
+        runId,
+        result,
+        report.refused ??
+          (report.failed.length > 0 ? `${report.failed.length} file(s) failed` : null),
+        this.stats(report),
+        this.now(),
+      );
+      log.info(this.stats(report), "full sync finished");
+      return report;
+    } catch (err) {
+      const refused = isPackratError(err, "PACKRAT_SAFETY_VALVE");
+      store.finishSyncRun(
+        runId,
+        refused ? "refused" : "failed",
+        describeError(err),
+        this.stats(report),
+        this.now(),
+      );
+      throw err;
+    }
+  }
+
+  /** Re-read the named packages of one repo and republish it. */
+  async incrementalSync(
+    repoName: string,
+    packageNames: readonly string[],
+    opts: SyncOptions = {},
+  ): Promise<SyncReport> {
+    const started = this.now();
+    const report = emptyReport("incremental");
+    const { store, client } = this.deps;
+    const known = store.listRepos().find((r) => r.repo.name === repoName);
+    if (!known) {
+      throw new PackratError(
+        "PACKRAT_MASTER_INCONSISTENT",
+        `poll named repo ${repoName}, which the state DB does not know yet; a full sync will pick it up`,
+      );
+    }
+    const runId = store.startSyncRun("incremental", started);
+    try {
+      const changed = await client.listPackageFiles(known.repo.uri, packageNames, opts.signal);
+      const others = store
+        .listPackageFiles(repoName)
+        .filter((r) => !packageNames.includes(r.file.packageName))
+        .map((r) => r.file);
+      const distroVersions = new Map(known.distroVersions.map((d) => [d.uri, d]));
+      const plans = this.planRepos(
+        [known.repo],
+        distroVersions,
+        new Map([[repoName, [...others, ...changed]]]),
+      );
+      store.transaction(() => {
+        for (const plan of plans) {
+          store.touchMasterContact(repoName, this.now());
+          store.replacePackageFiles(repoName, this.rowsFor(plan));
+        }
+      });
+      await this.syncRepos(plans, { deep: false, signal: opts.signal }, report);
+      report.repos = plans.length;
+      report.durationMs = this.now() - started;
+      store.finishSyncRun(
+        runId,
+        report.failed.length > 0 ? "failed" : "ok",
+        null,
+        this.stats(report),
+        this.now(),
+      );
+      return report;
+    } catch (err) {
+      store.finishSyncRun(runId, "failed", describeError(err), this.stats(report), this.now());
+      throw err;
+    }
+  }
+
+  // ---- planning -------------------------------------------------------------------------
+
+  private planRepos(
+    repos: readonly Repo[],
+    allDistroVersions: ReadonlyMap<string, DistroVersion>,
+    filesByRepo: ReadonlyMap<string, PackageFile[]>,
+  ): RepoPlan[] {
+    const { log } = this.deps;
+    const plans: RepoPlan[] = [];
+    const dirs = new Map<string, string>();
+    this.skippedDirs = [];
+    for (const repo of repos) {
+      const layout = this.deps.layoutFor(repo.managerType);
+      if (!layout) {
+        try {
+          this.skippedDirs.push(assertSafeRelativePath(repo.filesystemDir, `repo ${repo.name}`));
+        } catch {
+          // an unsafe dir names nothing inside root_dir that we could protect
+        }
+        log.warn(
+          { repo: repo.name, managerType: repo.managerType },
+          "manager type not published by this agent; repo skipped, its directory left untouched",
+        );
+        continue;
+      }
+      let dir: string;
+      try {
+        dir = assertSafeRelativePath(repo.filesystemDir, `repo ${repo.name} filesystem_dir`);
+      } catch (err) {
+        log.error({ repo: repo.name }, describeError(err));
+        continue;
+      }
+      const clash = [...dirs].find(
+        ([other]) => other === dir || other.startsWith(`${dir}/`) || dir.startsWith(`${other}/`),
+      );
+      if (clash) {
+        log.error(
+          { repo: repo.name },
+          `filesystem_dir ${dir} overlaps repo ${clash[1]}'s ${clash[0]}; repo skipped`,
+        );
+        continue;
+      }
+      dirs.set(dir, repo.name);
+      const distroVersions = new Map<string, DistroVersion>();
+      for (const uri of repo.distroVersionUris) {
+        const dv = allDistroVersions.get(uri);
+        if (dv) distroVersions.set(uri, dv);
+      }
+      const files = (filesByRepo.get(repo.name) ?? []).filter((f) => {
+        if (!layoutAccepts(layout, f.type)) {
+          log.warn(
+            { repo: repo.name, file: f.filename, type: f.type },
+            `a ${f.type} file does not belong in a ${layout.managerType} repo; skipped`,
+          );
+          return false;
+        }
+        if (!distroVersions.has(f.distroVersionUri)) {
+          log.warn(
+            { repo: repo.name, file: f.filename, distroVersion: f.distroVersionUri },
+            "file's distro version is not one of the repo's; skipped",
+          );
+          return false;
+        }
+        return true;
+      });
+      const repoArches = [...new Set(files.map((f) => f.arch))].sort();
+      const previous = new Map(
+        this.deps.store.listPackageFiles(repo.name).map((r) => [r.file.uri, r]),
+      );
+      const desired: DesiredFile[] = [];
+      for (const file of files) {
+        const distroVersion = distroVersions.get(file.distroVersionUri);
+        if (!distroVersion) continue;
+        try {
+          const paths = layout
+            .placePackage({
+              repo,
+              file,
+              distroVersion,
+              repoArches,
+              options: this.deps.layoutOptions,
+            })
+            .map(
+              (p) =>
+                `${dir}/${assertSafeRelativePath(p, `repo ${repo.name} file ${file.filename}`)}`,
+            );
+          desired.push({
+            repo: repo.name,
+            file,
+            paths,
+            expectedSha256: this.expectedDiskSha(layout, file, previous.get(file.uri)),
+          });
+        } catch (err) {
+          log.error({ repo: repo.name, file: file.uri }, describeError(err));
+        }
+      }
+      plans.push({ repo, layout, distroVersions, desired });
+    }
+    return plans;
+  }
+
+  private transformActive(layout: RepoLayout): boolean {
+    return (
+      layout.transform !== undefined &&
+      this.deps.layoutOptions.signRpmPackages &&
+      this.deps.signer !== null
+    );
+  }
+
+  /** The bytes on disk are the master's unless a transform (RPM signing) rewrote them. */
+  private expectedDiskSha(
+    layout: RepoLayout,
+    file: PackageFile,
+    previous: PackageFileRow | undefined,
+  ): string {
+    if (!this.transformActive(layout)) return file.sha256;
+    const key = this.deps.signer?.fingerprint ?? null;
+    if (
+      previous &&
+      previous.file.sha256 === file.sha256 &&
+      previous.transformKey === key &&
+      previous.diskSha256
+    ) {
+      return previous.diskSha256;
+    }
+    // Unknown until transformed: a value no file hashes to, so the file is fetched and signed.
+    return `pending-transform:${file.sha256}`;
+  }
+
+  private rowsFor(plan: RepoPlan): PackageFileRow[] {
+    const previous = new Map(
+      this.deps.store.listPackageFiles(plan.repo.name).map((r) => [r.file.uri, r]),
+    );
+    return plan.desired.map((d) => {
+      const dv = plan.distroVersions.get(d.file.distroVersionUri);
+      const prev = previous.get(d.file.uri);
+      const same = prev !== undefined && prev.file.sha256 === d.file.sha256;
+      return {
+        repo: plan.repo.name,
+        file: d.file,
+        distro: dv?.distro ?? null,
+        distroVersion: dv?.version ?? null,
+        diskSha256: same ? prev.diskSha256 : null,
+        transformKey: same ? prev.transformKey : null,
+        size: same ? prev.size : null,
+      };
+    });
+  }
+
+  private checkSanity(plans: readonly RepoPlan[], force: boolean): void {
+    const previous = new Map<string, Set<string>>();
+    for (const row of this.deps.store.listPackageFiles()) {
+      let set = previous.get(row.repo);
+      if (!set) previous.set(row.repo, (set = new Set()));
+      set.add(row.file.uri);
+    }
+    const current = new Map(
+      plans.map((p) => [p.repo.name, new Set(p.desired.map((d) => d.file.uri))]),
+    );
+    const refused = checkMasterSanity({
+      previous,
+      current,
+      maxRemovalRatio: this.deps.settings.maxRemovalRatio,
+    });
+    if (refused) {
+      if (force) {
+        this.deps.log.warn(`--force: ${refused}`);
+        return;
+      }
+      this.deps.log.error(refused);
+      throw new PackratError("PACKRAT_SAFETY_VALVE", refused);
+    }
+  }
+
+  // ---- disk -----------------------------------------------------------------------------
+
+  private async syncRepos(
+    plans: readonly RepoPlan[],
+    opts: { deep: boolean; signal: AbortSignal | undefined },
+    report: SyncReport,
+  ): Promise<void> {
+    const { store, log } = this.deps;
+    const desired = plans.flatMap((p) => p.desired);
+    report.packageFiles += desired.length;
+
+    // Observe: stat every path, hash the ones whose fingerprint does not vouch for them.
+    const observations = new Map<string, PathObservation>();
+    for (const d of desired) {
+      for (const rel of d.paths) {
+        const full = path.join(this.root, rel);
+        const obs: PathObservation = {
+          stat: await statInfo(full),
+          fingerprint: store.getFingerprint(rel),
+        };
+        if (needsHash(obs, d.expectedSha256, opts.deep)) {
+          obs.hashed = await sha256File(full);
+          report.hashed++;
+          if (obs.hashed !== d.expectedSha256) {
+            if (d.expectedSha256.startsWith("pending-transform:"))
+              log.info({ file: rel }, "package needs signing");
+            else
+              log.warn(
+                { file: rel, expected: d.expectedSha256, actual: obs.hashed },
+                "file on disk does not match its SHA-256; fetching it again",
+              );
+          }
+        }
+        observations.set(rel, obs);
+      }
+    }
+
+    const plan = planFetches({ desired, observations });
+    for (const v of plan.verified) {
+      const st = observations.get(v.path)?.stat;
+      if (st)
+        store.putFingerprint({ path: v.path, sha256: v.sha256, ...st, verifiedAt: this.now() });
+    }
+
+    const failed = new Set<string>();
+    const queue = new PQueue({ concurrency: this.deps.settings.downloadConcurrency });
+    this.deps.progress?.onPlan?.(plan.fetch.length, null);
+    for (const action of plan.fetch) {
+      void queue.add(async () => {
+        const d = action.desired;
+        const canonical = d.paths[0];
+        if (canonical === undefined) return;
+        try {
+          if (action.reason === "mismatch") {
+            // Never leave wrong bytes where an index may point: remove first, fetch after.
+            await fs.rm(path.join(this.root, canonical), { force: true });
+            report.repaired++;
+          }
+          if (action.linkFrom) {
+            await linkAtomic(
+              this.root,
+              path.join(this.root, action.linkFrom),
+              path.join(this.root, canonical),
+            );
+            await this.recordFingerprint(canonical, d.expectedSha256);
+            report.linked++;
+          } else {
+            await this.fetchOne(d, plans, opts.signal);
+            report.downloaded++;
+          }
+          for (const extra of d.paths.slice(1)) {
+            await linkAtomic(
+              this.root,
+              path.join(this.root, canonical),
+              path.join(this.root, extra),
+            );
+          }
+          store.clearDownloadFailure(d.repo, d.file.uri);
+        } catch (err) {
+          if (opts.signal?.aborted) throw err;
+          failed.add(d.file.uri);
+          report.failed.push({ repo: d.repo, file: canonical, error: describeError(err) });
+          store.recordDownloadFailure({
+            repo: d.repo,
+            uri: d.file.uri,
+            filename: d.file.filename,
+            error: describeError(err),
+            lastAttemptAt: this.now(),
+          });
+          log.error(
+            { repo: d.repo, file: canonical, code: isPackratError(err) ? err.code : undefined },
+            `not published: ${describeError(err)}`,
+          );
+        } finally {
+          this.deps.progress?.onFile?.();
+        }
+      });
+    }
+    for (const l of plan.link) {
+      await linkAtomic(this.root, path.join(this.root, l.from), path.join(this.root, l.to));
+      report.linked++;
+    }
+    await queue.onIdle();
+    opts.signal?.throwIfAborted();
+
+    for (const p of plans) {
+      const outcome = await this.publish(p, failed);
+      if (outcome) report.published.push(p.repo.name);
+    }
+  }
+
+  private async recordFingerprint(rel: string, sha256: string): Promise<void> {
+    const st = await statInfo(path.join(this.root, rel));
+    if (st) this.deps.store.putFingerprint({ path: rel, sha256, ...st, verifiedAt: this.now() });
+  }
+
+  /** Download, verify, optionally transform, and rename into place. */
+  private async fetchOne(
+    d: DesiredFile,
+    plans: readonly RepoPlan[],
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const canonical = d.paths[0] ?? "";
+    const { tmp, size } = await downloadVerified(
+      { fileUrl: d.file.fileUrl, sha256: d.file.sha256, label: canonical },
+      {
+        client: this.deps.client,
+        root: this.root,
+        log: this.deps.log,
+        ...(this.deps.retry ? { retry: this.deps.retry } : {}),
+        ...(this.deps.sleep ? { sleep: this.deps.sleep } : {}),
+        ...(signal ? { signal } : {}),
+        onBytes: (n: number) => this.deps.progress?.onBytes?.(n),
+      },
+    );
+    let diskSha = d.file.sha256;
+    let diskSize = size;
+    let transformKey: string | null = null;
+    const layout = plans.find((p) => p.repo.name === d.repo)?.layout;
+    try {
+      if (layout?.transform && this.transformActive(layout)) {
+        const source = await openFileSource(tmp);
+        let rewritten: Uint8Array | null;
+        try {
+          rewritten = await layout.transform(
+            source,
+            d.file.filename,
+            this.deps.signer,
+            this.deps.layoutOptions,
+          );
+        } finally {
+          await source.close();
+        }
+        if (rewritten) {
+          const handle = await fs.open(tmp, "w");
+          try {
+            await handle.writeFile(rewritten);
+            await handle.sync();
+          } finally {
+            await handle.close();
+          }
+          diskSha = sha256Bytes(rewritten);
+          diskSize = rewritten.length;
+          transformKey = this.deps.signer?.fingerprint ?? null;
+        }
+      }
+      const full = path.join(this.root, canonical);
+      await fs.mkdir(path.dirname(full), { recursive: true });
+      await fs.rename(tmp, full);
+      await fsyncDir(path.dirname(full));
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+    d.expectedSha256 = diskSha;
+    this.deps.store.setDiskSha256(d.repo, d.file.uri, diskSha, transformKey, diskSize);
+    await this.recordFingerprint(canonical, diskSha);
+  }
+
+  // ---- publishing -----------------------------------------------------------------------
+
+  private async publish(plan: RepoPlan, failed: ReadonlySet<string>): Promise<boolean> {
+    const { store, log, layoutOptions, signer } = this.deps;
+    const dir = assertSafeRelativePath(plan.repo.filesystemDir, `repo ${plan.repo.name}`);
+    const packages: PublishedPackage[] = [];
+    for (const d of [...plan.desired].sort((a, b) => a.file.uri.localeCompare(b.file.uri))) {
+      if (failed.has(d.file.uri)) continue;
+      const canonical = d.paths[0];
+      if (canonical === undefined) continue;
+      const st = await statInfo(path.join(this.root, canonical));
+      if (st === null) continue;
+      const meta = await this.metaFor(plan.layout, d, canonical);
+      if (meta === null) continue;
+      packages.push({
+        file: d.file,
+        distroVersion: plan.distroVersions.get(d.file.distroVersionUri) as DistroVersion,
+        paths: d.paths.map((p) => p.slice(dir.length + 1)),
+        size: st.size,
+        sha256: d.expectedSha256,
+        meta,
+      });
+    }
+    try {
+      const outcome = await publishRepo(
+        {
+          layout: plan.layout,
+          repoDir: dir,
+          salt: JSON.stringify([layoutOptions, signer?.fingerprint ?? null]),
+          input: {
+            repo: plan.repo,
+            distroVersions: plan.distroVersions,
+            packages,
+            signer,
+            options: layoutOptions,
+            now: new Date(this.now()),
+          },
+        },
+        { root: this.root, store, log, now: this.now },
+      );
+      return outcome.published;
+    } catch (err) {
+      log.error(
+        { repo: plan.repo.name },
+        `publish failed; the previous generation stays served: ${describeError(err)}`,
+      );
+      throw err;
+    }
+  }
+
+  /** Parsed metadata from the cache, parsing the file once if this sha256 was never seen. */
+  private async metaFor(
+    layout: RepoLayout,
+    d: DesiredFile,
+    rel: string,
+  ): Promise<Record<string, unknown> | null> {
+    const { store, log } = this.deps;
+    const cached = store.getPackageMeta(d.expectedSha256, layout.managerType);
+    if (cached) return cached.meta;
+    const source = await openFileSource(path.join(this.root, rel));
+    try {
+      const meta = await layout.parse(source, d.file.filename);
+      store.putPackageMeta(d.expectedSha256, layout.managerType, meta, null);
+      return meta;
+    } catch (err) {
+      if (!isPackratError(err)) throw err;
+      store.putPackageMeta(d.expectedSha256, layout.managerType, null, describeError(err));
+      log.error(
+        { repo: d.repo, file: rel, code: err.code },
+        `left out of the index: ${describeError(err)}`,
+      );
+      return null;
+    } finally {
+      await source.close();
+    }
+  }
+
+  private async writeRootFiles(): Promise<void> {
+    for (const f of this.deps.rootFiles ?? []) {
+      const full = path.join(this.root, f.path);
+      const st = await statInfo(full);
+      if (st && st.size === f.content.length && (await sha256File(full)) === sha256Bytes(f.content))
+        continue;
+      await writeFileAtomic(this.root, full, f.content);
+    }
+  }
+
+  // ---- cleanup --------------------------------------------------------------------------
+
+  private async clearTemp(): Promise<void> {
+    // Only this agent writes here and it holds the state DB lock, so anything left is debris
+    // from a crash: never a final path, safe to drop.
+    await fs.rm(path.join(this.root, TMP_DIR), { recursive: true, force: true });
+  }
+
+  private async cleanup(
+    plans: readonly RepoPlan[],
+    force: boolean,
+    report: SyncReport,
+  ): Promise<void> {
+    const { store, log, settings } = this.deps;
+    const cutoff = this.now() - settings.metadataGraceSeconds * 1000;
+    report.expired = store.expireSuperseded(cutoff).length;
+
+    const expected = new Set<string>();
+    for (const p of plans) for (const d of p.desired) for (const rel of d.paths) expected.add(rel);
+    for (const row of store.listPublishedFiles()) expected.add(row.path);
+    for (const f of this.deps.rootFiles ?? []) expected.add(f.path);
+
+    // Directories of repos this agent does not publish (docker) are never touched.
+    const skipped = this.skippedDirs;
+    const entries = (await walkTree(this.root)).filter(
+      (e) =>
+        e.rel !== TMP_DIR &&
+        !e.rel.startsWith(`${TMP_DIR}/`) &&
+        !skipped.some((s) => e.rel === s || e.rel.startsWith(`${s}/`)),
+    );
+    const diskFiles = entries.filter((e) => e.kind !== "dir").map((e) => e.rel);
+    const removal = planRemovals({
+      diskFiles,
+      expected,
+      keep: settings.keepFileList,
+      maxRemovalRatio: settings.maxRemovalRatio,
+      force,
+    });
+    if (removal.refused) {
+      report.refused = removal.refused;
+      log.error(removal.refused);
+      return;
+    }
+    for (const rel of removal.remove) {
+      log.info({ file: rel }, "removing a file nothing names");
+      await fs.rm(path.join(this.root, rel), { force: true });
+      store.deleteFingerprint(rel);
+      report.removed++;
+    }
+    // Prune empty directories, deepest first (walkTree lists children before parents).
+    for (const e of entries) {
+      if (e.kind !== "dir") continue;
+      try {
+        await fs.rmdir(path.join(this.root, e.rel));
+      } catch {
+        // not empty: fine
+      }
+    }
+  }
+
+  private stats(r: SyncReport): Record<string, number> {
+    return {
+      repos: r.repos,
+      packageFiles: r.packageFiles,
+      downloaded: r.downloaded,
+      linked: r.linked,
+      hashed: r.hashed,
+      repaired: r.repaired,
+      failed: r.failed.length,
+      published: r.published.length,
+      removed: r.removed,
+      expired: r.expired,
+      durationMs: r.durationMs,
+    };
+  }
+}
