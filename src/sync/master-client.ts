@@ -311,7 +311,8 @@ class HttpMasterClient implements MasterClient {
     });
     const src = res.body;
     src.on("error", (err) => {
-      const mapped = this.transportError(err, "GET", url, guard, `after ${received} bytes`);
+      const progress = size === null ? `${received} bytes` : `${received} of ${size} bytes`;
+      const mapped = this.transportError(err, "GET", url, guard, progress);
       out.destroy(mapped instanceof Error ? mapped : new Error(String(mapped)));
     });
     out.on("close", () => {
@@ -436,28 +437,35 @@ class HttpMasterClient implements MasterClient {
     }
   }
 
+  /**
+   * Map an undici/network error to a PackratError. `progress` is set for a download body that
+   * broke off ("4 of 14 bytes"), so the message says how far it got.
+   */
   private transportError(
     err: unknown,
     verb: string,
     url: string,
     guard: Deadline,
-    detail = "",
+    progress?: string,
   ): unknown {
     if (guard.callerAborted()) return guard.callerReason();
     if (err instanceof PackratError) return err;
     const code = errorCode(err);
-    const suffix = detail ? ` ${detail}` : "";
     if (guard.timedOut || (code !== null && TIMEOUT_CODES.has(code))) {
       return new PackratError(
         "PACKRAT_MASTER_TIMEOUT",
-        `${verb} ${url}: no answer within ${guard.timeoutMs} ms${suffix}`,
+        progress
+          ? `${verb} ${url}: the transfer stalled for ${guard.timeoutMs} ms after ${progress}`
+          : `${verb} ${url}: no answer within ${guard.timeoutMs} ms`,
         { hint: "the master or the network is slow or down; the agent retries later", cause: err },
       );
     }
     const message = err instanceof Error ? err.message : String(err);
     return new PackratError(
       "PACKRAT_MASTER_UNREACHABLE",
-      `${verb} ${url}: cannot reach the master${suffix} (${code ?? "error"}: ${message})`,
+      progress
+        ? `${verb} ${url}: the connection broke after ${progress} (${code ?? "error"}: ${message})`
+        : `${verb} ${url}: cannot reach the master (${code ?? "error"}: ${message})`,
       { hint: "check [packrat] host and proxy, and that the master is running", cause: err },
     );
   }
@@ -729,7 +737,7 @@ function contentLength(headers: Record<string, string | string[] | undefined>): 
 function truncated(url: string, received: number, size: number): PackratError {
   return new PackratError(
     "PACKRAT_MASTER_UNREACHABLE",
-    `GET ${url}: the connection ended after ${received} of ${size} bytes`,
+    `GET ${url}: the answer ended after ${received} of ${size} bytes`,
     { hint: "the download is retried" },
   );
 }
