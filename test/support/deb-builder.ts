@@ -11,7 +11,12 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import type { Compression } from "../../src/layout/formats/compress.js";
+import { aptLayout } from "../../src/layout/apt.js";
 import { xzCompress, zstdCompress } from "../../src/layout/formats/compress.js";
+import { parseDeb } from "../../src/layout/formats/deb.js";
+import type { PackageMeta, PublishedPackage, RenderInput } from "../../src/layout/types.js";
+import { bufferSource, DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/types.js";
+import type { DistroVersion, PackageFile, Repo } from "../../src/types.js";
 
 const run = promisify(execFile);
 const encoder = new TextEncoder();
@@ -181,4 +186,90 @@ export async function buildDebWithDpkg(
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+}
+
+// ---- render inputs for apt layout tests -----------------------------------------------------
+
+export function testRepo(name = "prod-apt", overrides: Partial<Repo> = {}): Repo {
+  return {
+    uri: `/api/v2/Repo/Repo:${name}:`,
+    name,
+    description: "Production apt",
+    filesystemDir: name,
+    managerType: "apt",
+    distroVersionUris: [],
+    tag: "prod",
+    showOnlyLatest: false,
+    ...overrides,
+  };
+}
+
+export function testDistroVersion(name: string, version: string | null = name): DistroVersion {
+  return {
+    uri: `/api/v2/Attrib/DistroVersion:${name}:`,
+    name,
+    distro: "debian",
+    version,
+    fileType: "deb",
+    releaseNames: "",
+  };
+}
+
+let nextFileId = 1;
+
+/** A PublishedPackage for a .deb's bytes: parsed, placed where the apt layout puts it. */
+export async function publishDeb(
+  bytes: Uint8Array,
+  filename: string,
+  dv: DistroVersion,
+  repo: Repo = testRepo(),
+  packratArch?: string,
+): Promise<PublishedPackage & { content: Uint8Array }> {
+  const meta = await parseDeb(bufferSource(bytes), filename);
+  const packageName = meta.control.find(([n]) => n === "Package")?.[1] ?? "x";
+  const arch = meta.control.find(([n]) => n === "Architecture")?.[1] ?? "all";
+  const file: PackageFile = {
+    uri: `/api/v2/Package/PackageFile:${nextFileId++}:`,
+    packageName,
+    distroVersionUri: dv.uri,
+    version: meta.control.find(([n]) => n === "Version")?.[1] ?? "0",
+    type: "deb",
+    arch: packratArch ?? (arch === "amd64" ? "x86_64" : arch),
+    fileUrl: `/files/${filename}`,
+    filename,
+    sha256: meta.sha256,
+    tags: [repo.tag],
+  };
+  const paths = aptLayout.placePackage({
+    repo,
+    file,
+    distroVersion: dv,
+    repoArches: [],
+    options: DEFAULT_LAYOUT_OPTIONS,
+  });
+  return {
+    file,
+    distroVersion: dv,
+    paths,
+    size: bytes.length,
+    sha256: meta.sha256,
+    meta: meta as unknown as PackageMeta,
+    content: bytes,
+  };
+}
+
+export function renderInput(
+  packages: readonly PublishedPackage[],
+  distroVersions: readonly DistroVersion[],
+  overrides: Partial<RenderInput> = {},
+): RenderInput {
+  return {
+    repo: testRepo(),
+    distroVersions: new Map(distroVersions.map((dv) => [dv.uri, dv])),
+    packages,
+    signer: null,
+    options: DEFAULT_LAYOUT_OPTIONS,
+    now: new Date("2026-01-02T03:04:05Z"),
+    ...overrides,
+  };
 }
