@@ -58,6 +58,8 @@ export class OpenPgpSigner implements Signer {
   readonly expiresAt: Date | null;
   /** When the primary key expires (null = never); it ends the subkey's validity too. */
   readonly primaryExpiresAt: Date | null;
+  /** When the signing (sub)key itself expires (null = never). */
+  readonly signingKeyExpiresAt: Date | null;
   /** The user IDs of the key, for messages and status. */
   readonly userIds: readonly string[];
 
@@ -79,6 +81,7 @@ export class OpenPgpSigner implements Signer {
     this.keyId = signing.keyId;
     this.primaryFingerprint = primary.fingerprint;
     this.primaryExpiresAt = primary.expiresAt;
+    this.signingKeyExpiresAt = signing.expiresAt;
     this.expiresAt = earliest(primary.expiresAt, signing.expiresAt);
     this.userIds = key.getUserIDs();
     this.#publicKey = publicKeyWithOnly(key, signing.subkey);
