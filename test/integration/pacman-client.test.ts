@@ -17,7 +17,7 @@ import type { RenderedFile } from "../../src/layout/types.js";
 import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
 import type { Signer } from "../../src/signing/signer.js";
 import { buildPacmanPackage, pacmanRepo, publishedPacman } from "../support/pacman-builder.js";
-import type { BuiltPacmanPackage } from "../support/pacman-builder.js";
+import type { BuiltPacmanPackage, PacmanPackageSpec } from "../support/pacman-builder.js";
 import { startStaticServer } from "../support/static-server.js";
 import type { StaticServer } from "../support/static-server.js";
 import { makeTestSigner } from "../support/test-signer.js";
@@ -31,7 +31,7 @@ let gpgdir: string;
 let signer: Signer;
 let built: BuiltPacmanPackage[];
 
-const PACKAGES = [
+const PACKAGES: PacmanPackageSpec[] = [
   {
     name: "hello",
     version: "1.0-1",
@@ -45,7 +45,7 @@ const PACKAGES = [
     compression: "xz" as const,
     files: { "usr/share/world/a.txt": "a\n" },
   },
-  { name: "gzpkg", version: "0.5-2", compression: "gz" as const, files: { "usr/lib/gz/x": "x" } },
+  { name: "gzpkg", version: "0.5-2", compression: "gz", files: { "usr/lib/gz/x": "x" } },
   { name: "armonly", version: "1.0-1", arch: "aarch64", files: { "usr/bin/arm": "arm" } },
 ];
 
@@ -195,19 +195,14 @@ describe("real pacman, SigLevel = Required", () => {
       for (const arch of ["x86_64", "aarch64"]) {
         const db = gunzipSync(await readFile(path.join(served.root, arch, "testrepo.db")));
         const descs: string[] = [];
-        await readTar(
-          (async function* () {
-            yield db;
-          })(),
-          {
-            maxContent: 1 << 20,
-            maxMembers: 100,
-            wantContent: (m) => m.name.endsWith("/desc"),
-            onMember: (_m, c) => {
-              if (c) descs.push(new TextDecoder().decode(c));
-            },
+        await readTar([db], {
+          maxContent: 1 << 20,
+          maxMembers: 100,
+          wantContent: (m) => m.name.endsWith("/desc"),
+          onMember: (_m, c) => {
+            if (c) descs.push(new TextDecoder().decode(c));
           },
-        );
+        });
         const expected = built.filter(
           (b) => (b.spec.arch ?? "x86_64") === arch || b.spec.arch === "any",
         );

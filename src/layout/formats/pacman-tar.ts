@@ -32,7 +32,7 @@ const MAX_META = 1 << 20;
 
 /** Reads a tar stream chunk by chunk; the data never has to be whole in memory. */
 export async function readTar(
-  chunks: AsyncIterable<Uint8Array>,
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options: TarReadOptions,
 ): Promise<void> {
   const reader = new TarStreamReader(options);
