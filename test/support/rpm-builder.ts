@@ -254,6 +254,9 @@ const FILEDEVICES = 1095;
 const FILEINODES = 1096;
 const FILELANGS = 1097;
 const FILEDIGESTALGO = 5011;
+const PAYLOADDIGEST = 5092;
+const PAYLOADDIGESTALGO = 5093;
+const PAYLOADDIGESTALT = 5097;
 
 /** A minimal valid binary RPM, built in memory. */
 export function buildSyntheticRpm(input: SyntheticRpmInput): Uint8Array {
@@ -310,6 +313,11 @@ export function buildSyntheticRpm(input: SyntheticRpmInput): Uint8Array {
     stringEntry(Tag.PAYLOADFORMAT, "cpio"),
     stringEntry(Tag.PAYLOADCOMPRESSOR, input.compress === "gzip" ? "gzip" : "identity"),
     stringEntry(Tag.PAYLOADFLAGS, input.compress === "gzip" ? "9" : "0"),
+    // Without a payload digest rpm 4.14+ reports "DIGESTS SIGNATURES NOT OK" for a package
+    // whose only signature is a header signature.
+    stringArrayEntry(PAYLOADDIGEST, [createHash("sha256").update(payload).digest("hex")]),
+    int32Entry(PAYLOADDIGESTALGO, [8]),
+    stringArrayEntry(PAYLOADDIGESTALT, [createHash("sha256").update(archive).digest("hex")]),
     ...depEntries(provides, Tag.PROVIDENAME, Tag.PROVIDEFLAGS, Tag.PROVIDEVERSION),
     ...depEntries(
       [
