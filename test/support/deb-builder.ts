@@ -273,3 +273,99 @@ export function renderInput(
     ...overrides,
   };
 }
+
+// ---- the fixture set of the apt integration and differential tests ---------------------------
+// Built with the real dpkg-deb: epochs, tildes, Architecture all, multi-line descriptions,
+// Depends/Pre-Depends/Provides, and every control.tar compression (dpkg-deb -Z applies to both
+// members).
+
+export interface FixtureDeb {
+  filename: string;
+  name: string;
+  version: string;
+  arch: string;
+  compression: Compression;
+  bytes: Uint8Array;
+}
+
+interface FixtureSpec {
+  name: string;
+  version: string;
+  arch: string;
+  compression: Compression;
+  extra?: string;
+}
+
+export const FIXTURE_SPECS: readonly FixtureSpec[] = [
+  {
+    name: "hello-packrat",
+    version: "1:2.0~rc1-3",
+    arch: "amd64",
+    compression: "gzip",
+    extra:
+      "Depends: libc6 (>= 2.3), hello-data | hello-extra\nPre-Depends: dpkg (>= 1.15)\nProvides: hello\n" +
+      "Section: misc\nPriority: optional\nHomepage: https://example.com/hello\n" +
+      "Description: says hello\n A longer text that spans\n several lines.\n .\n   An indented block\n stays indented.\n",
+  },
+  {
+    name: "hello-packrat",
+    version: "1:2.0-1",
+    arch: "amd64",
+    compression: "xz",
+    extra: "Depends: libc6\nDescription: says hello, final\n",
+  },
+  {
+    name: "hello-data",
+    version: "0.9~beta+dfsg-1~bpo12+1",
+    arch: "all",
+    compression: "zstd",
+    extra:
+      "Multi-Arch: foreign\nX-Packrat-Note: custom field\nDescription: shared data\n for hello\n",
+  },
+  {
+    name: "tiny",
+    version: "3",
+    arch: "all",
+    compression: "none",
+    extra: "Description: no compression at all\n",
+  },
+  {
+    name: "armtool",
+    version: "1.0-1",
+    arch: "arm64",
+    compression: "xz",
+    extra: "Description: an arm64-only package\n",
+  },
+];
+
+export function fixtureFilename(spec: { name: string; version: string; arch: string }): string {
+  // The file name dpkg-name would give, epoch dropped (":" is not a safe filename character).
+  return `${spec.name}_${spec.version.replace(/^[0-9]+:/, "")}_${spec.arch}.deb`;
+}
+
+export async function buildFixtureDebs(
+  dir: string,
+  specs: readonly FixtureSpec[] = FIXTURE_SPECS,
+): Promise<FixtureDeb[]> {
+  const out: FixtureDeb[] = [];
+  for (const spec of specs) {
+    const filename = fixtureFilename(spec);
+    const control =
+      `Package: ${spec.name}\nVersion: ${spec.version}\nArchitecture: ${spec.arch}\n` +
+      `Maintainer: Packrat Tests <tests@packrat.invalid>\nInstalled-Size: 1\n${spec.extra ?? "Description: x\n"}`;
+    const bytes = await buildDebWithDpkg(dir, filename, {
+      control,
+      compression: spec.compression,
+      files: { [`usr/share/doc/${spec.name}/README`]: `${spec.name} ${spec.version}\n` },
+    });
+    out.push({
+      filename,
+      name: spec.name,
+      version: spec.version,
+      arch: spec.arch,
+      compression: spec.compression,
+      bytes,
+    });
+  }
+  return out;
+}
