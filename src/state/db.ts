@@ -1,0 +1,855 @@
+/**
+ * The state DB: StateStore over better-sqlite3.
+ *
+ * Durability: WAL journal with synchronous=NORMAL. In WAL mode NORMAL still writes every
+ * commit to the WAL before returning, so a crash of the agent process (our crash model:
+ * kill -9, OOM, a bug) never loses or tears a committed transaction; only an OS crash or power
+ * loss may lose the last transactions (never corrupt the file), and the next full sync
+ * repairs that state from the master and the disk. FULL would fsync on every commit for no
+ * gain against process crashes. WAL also lets `status` and `verify` read while the daemon
+ * writes, and busy_timeout makes a second writer wait for the lock instead of failing at once.
+ *
+ * One agent per DB is enforced by the agent's lock file; if two writers still collide,
+ * SQLite's locking keeps the file whole and SQLITE_BUSY surfaces as PACKRAT_STATE_LOCKED.
+ */
+import { mkdirSync, existsSync } from "node:fs";
+import { dirname } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import type { DistroVersion, PackageFile, Repo } from "../types.js";
+import type {
+  DownloadFailureRow,
+  Fingerprint,
+  GenerationRow,
+  PackageFileRow,
+  PublishedFileRow,
+  RepoRow,
+  StateStore,
+  SyncRunRow,
+} from "./state-store.js";
+import { MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaState } from "./migrations.js";
+import { stateDbError, translateSqliteError } from "./sqlite-errors.js";
+
+type Db = BetterSqlite3.Database;
+
+export interface OpenStateStoreOptions {
+  /** For `status` and `verify`: no migrations, no writes; works while the daemon writes. */
+  readonly?: boolean;
+  /** Clock for values the store stamps itself (ms since epoch). */
+  now?: () => number;
+  /** How long a writer waits for another connection's write lock. */
+  busyTimeoutMs?: number;
+}
+
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/** sync_runs keeps this many recent runs (plus the last successful run of each kind). */
+export const SYNC_RUNS_KEPT = 1000;
+
+export function openStateStore(path: string, opts: OpenStateStoreOptions = {}): StateStore {
+  const now = opts.now ?? Date.now;
+  const db = openDatabase(path, opts.readonly ?? false, opts.busyTimeoutMs, now);
+  try {
+    return new SqliteStateStore(path, db, now);
+  } catch (err) {
+    db.close();
+    throw translateSqliteError(err, path, "preparing statements") ?? err;
+  }
+}
+
+function openDatabase(
+  path: string,
+  readonly: boolean,
+  busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS,
+  now: () => number,
+): Db {
+  if (readonly && !existsSync(path)) {
+    throw stateDbError(
+      path,
+      "does not exist",
+      "The agent creates it on its first `packrat-agent run` or `sync`; check [mirror] state_db.",
+    );
+  }
+  if (!readonly) {
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (err) {
+      throw (
+        translateSqliteError(err, path, `creating its directory ${dirname(path)}`) ??
+        stateDbError(path, `cannot create its directory ${dirname(path)}`, "Check the path.", err)
+      );
+    }
+  }
+
+  let db: Db;
+  try {
+    db = new BetterSqlite3(path, { readonly, fileMustExist: readonly, timeout: busyTimeoutMs });
+  } catch (err) {
+    throw (
+      translateSqliteError(err, path, "opening") ??
+      stateDbError(path, "cannot open it", "Check the path and its permissions.", err)
+    );
+  }
+
+  try {
+    checkSchema(db, path, readonly);
+    db.pragma("foreign_keys = ON");
+    if (!readonly) {
+      // Persistent in the file; a reader opened later sees WAL too.
+      const mode = db.pragma("journal_mode = WAL", { simple: true });
+      if (String(mode).toLowerCase() !== "wal") {
+        throw stateDbError(
+          path,
+          `SQLite could not switch it to WAL journal mode (it stayed in ${String(mode)})`,
+          "Put the state DB on a local file system (WAL needs shared memory, which network file systems often lack).",
+        );
+      }
+      db.pragma("synchronous = NORMAL");
+      migrate(db, now);
+    }
+    return db;
+  } catch (err) {
+    db.close();
+    throw (
+      translateSqliteError(err, path, readonly ? "reading its schema" : "migrating its schema") ??
+      err
+    );
+  }
+}
+
+/** Refuse, before touching anything, databases this agent must not write to. */
+function checkSchema(db: Db, path: string, readonly: boolean): void {
+  const state = readSchemaState(db);
+  if (state.kind === "foreign") {
+    throw stateDbError(
+      path,
+      `holds tables (${state.tables.slice(0, 5).join(", ")}) but no "control" table, so it is not a packrat-agent state DB; refusing to touch it`,
+      "[mirror] state_db points at another program's database; fix the path.",
+    );
+  }
+  if (state.kind === "versioned" && Number.isNaN(state.version)) {
+    throw stateDbError(
+      path,
+      `control.version is ${JSON.stringify(state.raw)}, expected a whole number; refusing to touch it`,
+      "The file was edited or written by something else; move it aside and let the next full sync rebuild the state.",
+    );
+  }
+  const version = state.kind === "versioned" ? state.version : 0;
+  if (version > SCHEMA_VERSION) {
+    throw stateDbError(
+      path,
+      `schema version ${version} is newer than this agent understands (${SCHEMA_VERSION}); refusing to open it so the newer data is not damaged`,
+      "Run the newer packrat-agent that wrote it, or point [mirror] state_db at another file.",
+    );
+  }
+  if (readonly && version < SCHEMA_VERSION) {
+    const what =
+      state.kind === "empty"
+        ? "is empty: no agent has initialised it yet"
+        : `is at schema version ${version} and needs migrating to ${SCHEMA_VERSION}, which a read-only open does not do`;
+    throw stateDbError(
+      path,
+      what,
+      "Start the agent once (`packrat-agent sync` or `run`); it migrates the state DB in place.",
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row shapes as stored.
+
+interface RepoDbRow {
+  name: string;
+  repo_json: string;
+  distro_versions_json: string;
+  last_master_contact: number | null;
+}
+
+interface PackageFileDbRow {
+  repo: string;
+  uri: string;
+  package_name: string;
+  distro_version_uri: string;
+  version: string;
+  type: string;
+  arch: string;
+  file_url: string;
+  filename: string;
+  sha256: string;
+  tags_json: string;
+  distro: string | null;
+  distro_version: string | null;
+  disk_sha256: string | null;
+  transform_key: string | null;
+  size: number | null;
+}
+
+interface FingerprintDbRow {
+  path: string;
+  sha256: string;
+  size: number;
+  mtime_ns: string;
+  ino: string;
+  verified_at: number;
+}
+
+interface GenerationDbRow {
+  repo: string;
+  generation: number;
+  inputs_hash: string;
+  published_at: number;
+  file_count: number;
+  package_count: number;
+}
+
+interface PublishedFileDbRow {
+  repo: string;
+  path: string;
+  sha256: string;
+  kind: PublishedFileRow["kind"];
+  generation: number;
+  superseded_at: number | null;
+}
+
+interface DownloadFailureDbRow {
+  repo: string;
+  uri: string;
+  filename: string;
+  error: string;
+  attempts: number;
+  last_attempt_at: number;
+}
+
+interface SyncRunDbRow {
+  id: number;
+  kind: SyncRunRow["kind"];
+  started_at: number;
+  finished_at: number | null;
+  result: SyncRunRow["result"];
+  message: string | null;
+  stats_json: string;
+}
+
+function toRepoRow(r: RepoDbRow): RepoRow {
+  return {
+    repo: JSON.parse(r.repo_json) as Repo,
+    distroVersions: JSON.parse(r.distro_versions_json) as DistroVersion[],
+    lastMasterContact: r.last_master_contact,
+  };
+}
+
+function toPackageFileRow(r: PackageFileDbRow): PackageFileRow {
+  const file: PackageFile = {
+    uri: r.uri,
+    packageName: r.package_name,
+    distroVersionUri: r.distro_version_uri,
+    version: r.version,
+    type: r.type,
+    arch: r.arch,
+    fileUrl: r.file_url,
+    filename: r.filename,
+    sha256: r.sha256,
+    tags: JSON.parse(r.tags_json) as string[],
+  };
+  return {
+    repo: r.repo,
+    file,
+    distro: r.distro,
+    distroVersion: r.distro_version,
+    diskSha256: r.disk_sha256,
+    transformKey: r.transform_key,
+    size: r.size,
+  };
+}
+
+function toPackageFileParams(row: PackageFileRow): PackageFileDbRow {
+  return {
+    repo: row.repo,
+    uri: row.file.uri,
+    package_name: row.file.packageName,
+    distro_version_uri: row.file.distroVersionUri,
+    version: row.file.version,
+    type: row.file.type,
+    arch: row.file.arch,
+    file_url: row.file.fileUrl,
+    filename: row.file.filename,
+    sha256: row.file.sha256,
+    tags_json: JSON.stringify(row.file.tags),
+    distro: row.distro,
+    distro_version: row.distroVersion,
+    disk_sha256: row.diskSha256,
+    transform_key: row.transformKey,
+    size: row.size,
+  };
+}
+
+function toFingerprint(r: FingerprintDbRow): Fingerprint {
+  return {
+    path: r.path,
+    sha256: r.sha256,
+    size: r.size,
+    mtimeNs: r.mtime_ns,
+    ino: r.ino,
+    verifiedAt: r.verified_at,
+  };
+}
+
+function toGenerationRow(r: GenerationDbRow): GenerationRow {
+  return {
+    repo: r.repo,
+    generation: r.generation,
+    inputsHash: r.inputs_hash,
+    publishedAt: r.published_at,
+    fileCount: r.file_count,
+    packageCount: r.package_count,
+  };
+}
+
+function toPublishedFileRow(r: PublishedFileDbRow): PublishedFileRow {
+  return {
+    repo: r.repo,
+    path: r.path,
+    sha256: r.sha256,
+    kind: r.kind,
+    generation: r.generation,
+    supersededAt: r.superseded_at,
+  };
+}
+
+function toDownloadFailureRow(r: DownloadFailureDbRow): DownloadFailureRow {
+  return {
+    repo: r.repo,
+    uri: r.uri,
+    filename: r.filename,
+    error: r.error,
+    attempts: r.attempts,
+    lastAttemptAt: r.last_attempt_at,
+  };
+}
+
+function toSyncRunRow(r: SyncRunDbRow): SyncRunRow {
+  return {
+    id: r.id,
+    kind: r.kind,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    result: r.result,
+    message: r.message,
+    stats: JSON.parse(r.stats_json) as Record<string, number>,
+  };
+}
+
+function isThenable(value: unknown): boolean {
+  return (
+    value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A package file row that is upserted with null disk_sha256 / transform_key / size keeps the
+ * stored values while the master's sha256 is unchanged: null means "not known in this row",
+ * so a full sync that re-reads the master does not forget what is on disk (signed RPMs,
+ * imported rows). A new master sha256 drops them, since they described other bytes.
+ */
+const UPSERT_PACKAGE_FILE = `
+INSERT INTO package_files (repo, uri, package_name, distro_version_uri, version, type, arch,
+  file_url, filename, sha256, tags_json, distro, distro_version, disk_sha256, transform_key, size)
+VALUES (@repo, @uri, @package_name, @distro_version_uri, @version, @type, @arch, @file_url,
+  @filename, @sha256, @tags_json, @distro, @distro_version, @disk_sha256, @transform_key, @size)
+ON CONFLICT (repo, uri) DO UPDATE SET
+  package_name = excluded.package_name,
+  distro_version_uri = excluded.distro_version_uri,
+  version = excluded.version,
+  type = excluded.type,
+  arch = excluded.arch,
+  file_url = excluded.file_url,
+  filename = excluded.filename,
+  sha256 = excluded.sha256,
+  tags_json = excluded.tags_json,
+  distro = excluded.distro,
+  distro_version = excluded.distro_version,
+  disk_sha256 = CASE WHEN excluded.disk_sha256 IS NULL AND package_files.sha256 = excluded.sha256
+    THEN package_files.disk_sha256 ELSE excluded.disk_sha256 END,
+  transform_key = CASE WHEN excluded.disk_sha256 IS NULL AND package_files.sha256 = excluded.sha256
+    THEN package_files.transform_key ELSE excluded.transform_key END,
+  size = CASE WHEN excluded.size IS NULL AND package_files.sha256 = excluded.sha256
+    THEN package_files.size ELSE excluded.size END`;
+
+class SqliteStateStore implements StateStore {
+  readonly path: string;
+  private readonly db: Db;
+  private readonly now: () => number;
+  private readonly s;
+
+  constructor(path: string, db: Db, now: () => number) {
+    this.path = path;
+    this.db = db;
+    this.now = now;
+    // Every statement prepared once, here.
+    this.s = {
+      listRepos: db.prepare<[], RepoDbRow>("SELECT * FROM repos ORDER BY name"),
+      repoExists: db.prepare<[string], { one: number }>(
+        "SELECT 1 AS one FROM repos WHERE name = ?",
+      ),
+      upsertRepo: db.prepare<[string, string, string, string, number | null]>(
+        `INSERT INTO repos (name, uri, repo_json, distro_versions_json, last_master_contact)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET
+           uri = excluded.uri,
+           repo_json = excluded.repo_json,
+           distro_versions_json = excluded.distro_versions_json,
+           last_master_contact = coalesce(excluded.last_master_contact, repos.last_master_contact)`,
+      ),
+      deleteRepo: db.prepare<[string]>("DELETE FROM repos WHERE name = ?"),
+      touchMasterContact: db.prepare<[number, string]>(
+        "UPDATE repos SET last_master_contact = ? WHERE name = ?",
+      ),
+
+      listAllFiles: db.prepare<[], PackageFileDbRow>(
+        "SELECT * FROM package_files ORDER BY repo, uri",
+      ),
+      listRepoFiles: db.prepare<[string], PackageFileDbRow>(
+        "SELECT * FROM package_files WHERE repo = ? ORDER BY uri",
+      ),
+      repoFileUris: db.prepare<[string], { uri: string }>(
+        "SELECT uri FROM package_files WHERE repo = ?",
+      ),
+      packageFileUris: db.prepare<[string, string], { uri: string }>(
+        "SELECT uri FROM package_files WHERE repo = ? AND package_name = ?",
+      ),
+      upsertFile: db.prepare<PackageFileDbRow>(UPSERT_PACKAGE_FILE),
+      deleteFile: db.prepare<[string, string]>(
+        "DELETE FROM package_files WHERE repo = ? AND uri = ?",
+      ),
+      setDiskSha256: db.prepare<[string, string | null, number, string, string]>(
+        `UPDATE package_files SET disk_sha256 = ?, transform_key = ?, size = ?
+         WHERE repo = ? AND uri = ?`,
+      ),
+
+      getFingerprint: db.prepare<[string], FingerprintDbRow>(
+        "SELECT * FROM fingerprints WHERE path = ?",
+      ),
+      listFingerprints: db.prepare<[], FingerprintDbRow>(
+        "SELECT * FROM fingerprints ORDER BY path",
+      ),
+      putFingerprint: db.prepare<FingerprintDbRow>(
+        `INSERT OR REPLACE INTO fingerprints (path, sha256, size, mtime_ns, ino, verified_at)
+         VALUES (@path, @sha256, @size, @mtime_ns, @ino, @verified_at)`,
+      ),
+      deleteFingerprint: db.prepare<[string]>("DELETE FROM fingerprints WHERE path = ?"),
+
+      getPackageMeta: db.prepare<
+        [string, string],
+        { meta_json: string | null; error: string | null }
+      >("SELECT meta_json, error FROM package_meta WHERE sha256 = ? AND layout = ?"),
+      putPackageMeta: db.prepare<[string, string, string | null, string | null, number]>(
+        `INSERT OR REPLACE INTO package_meta (sha256, layout, meta_json, error, cached_at)
+         VALUES (?, ?, ?, ?, ?)`,
+      ),
+
+      latestGeneration: db.prepare<[string], GenerationDbRow>(
+        "SELECT * FROM generations WHERE repo = ? ORDER BY generation DESC LIMIT 1",
+      ),
+      insertGeneration: db.prepare<GenerationDbRow>(
+        `INSERT INTO generations (repo, generation, inputs_hash, published_at, file_count, package_count)
+         VALUES (@repo, @generation, @inputs_hash, @published_at, @file_count, @package_count)`,
+      ),
+      upsertPublished: db.prepare<[string, string, string, string, number]>(
+        `INSERT INTO published_files (repo, path, sha256, kind, generation, superseded_at)
+         VALUES (?, ?, ?, ?, ?, NULL)
+         ON CONFLICT (repo, path) DO UPDATE SET
+           sha256 = excluded.sha256, kind = excluded.kind,
+           generation = excluded.generation, superseded_at = NULL`,
+      ),
+      supersedeOlder: db.prepare<[number, string, number]>(
+        `UPDATE published_files SET superseded_at = ?
+         WHERE repo = ? AND generation < ? AND superseded_at IS NULL`,
+      ),
+      listAllPublished: db.prepare<[], PublishedFileDbRow>(
+        "SELECT * FROM published_files ORDER BY repo, path",
+      ),
+      listRepoPublished: db.prepare<[string], PublishedFileDbRow>(
+        "SELECT * FROM published_files WHERE repo = ? ORDER BY path",
+      ),
+      expiredPublished: db.prepare<[number], PublishedFileDbRow>(
+        `SELECT * FROM published_files WHERE superseded_at IS NOT NULL AND superseded_at < ?
+         ORDER BY repo, path`,
+      ),
+      deleteExpired: db.prepare<[number]>(
+        "DELETE FROM published_files WHERE superseded_at IS NOT NULL AND superseded_at < ?",
+      ),
+      deletePublished: db.prepare<[string]>("DELETE FROM published_files WHERE repo = ?"),
+
+      recordFailure: db.prepare<[string, string, string, string, number]>(
+        `INSERT INTO download_failures (repo, uri, filename, error, attempts, last_attempt_at)
+         VALUES (?, ?, ?, ?, 1, ?)
+         ON CONFLICT (repo, uri) DO UPDATE SET
+           filename = excluded.filename, error = excluded.error,
+           attempts = download_failures.attempts + 1, last_attempt_at = excluded.last_attempt_at`,
+      ),
+      clearFailure: db.prepare<[string, string]>(
+        "DELETE FROM download_failures WHERE repo = ? AND uri = ?",
+      ),
+      clearRepoFailures: db.prepare<[string]>("DELETE FROM download_failures WHERE repo = ?"),
+      listFailures: db.prepare<[], DownloadFailureDbRow>(
+        "SELECT * FROM download_failures ORDER BY repo, uri",
+      ),
+
+      startRun: db.prepare<[string, number]>(
+        `INSERT INTO sync_runs (kind, started_at, result, stats_json)
+         VALUES (?, ?, 'running', '{}')`,
+      ),
+      finishRun: db.prepare<[string, string | null, string, number, number]>(
+        `UPDATE sync_runs SET result = ?, message = ?, stats_json = ?, finished_at = ?
+         WHERE id = ?`,
+      ),
+      pruneRuns: db.prepare<[number]>(
+        `DELETE FROM sync_runs
+         WHERE id <= (SELECT max(id) FROM sync_runs) - ?
+           AND id NOT IN (SELECT max(id) FROM sync_runs WHERE result = 'ok' GROUP BY kind)`,
+      ),
+      lastRun: db.prepare<[], SyncRunDbRow>("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1"),
+      lastRunOfKind: db.prepare<[string], SyncRunDbRow>(
+        "SELECT * FROM sync_runs WHERE kind = ? ORDER BY id DESC LIMIT 1",
+      ),
+      lastOkRun: db.prepare<[], SyncRunDbRow>(
+        "SELECT * FROM sync_runs WHERE result = 'ok' ORDER BY id DESC LIMIT 1",
+      ),
+      lastOkRunOfKind: db.prepare<[string], SyncRunDbRow>(
+        "SELECT * FROM sync_runs WHERE result = 'ok' AND kind = ? ORDER BY id DESC LIMIT 1",
+      ),
+
+      getValue: db.prepare<[string], { value: string }>("SELECT value FROM kv WHERE key = ?"),
+      setValue: db.prepare<[string, string]>(
+        "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+      ),
+    };
+  }
+
+  /** Run one store operation; environmental SQLite failures become PackratErrors. */
+  private guard<T>(doing: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw translateSqliteError(err, this.path, doing) ?? err;
+    }
+  }
+
+  /** A write transaction that takes the write lock up front (IMMEDIATE), so it waits for
+   * busy_timeout instead of failing half-way when it upgrades from read to write. */
+  private write<T>(doing: string, fn: () => T): T {
+    return this.guard(doing, () => this.db.transaction(fn).immediate());
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.write("transaction", () => {
+      const result = fn();
+      // better-sqlite3 commits when fn returns; an async fn would run its awaits after COMMIT.
+      if (isThenable(result)) {
+        throw new Error(
+          "StateStore.transaction(fn): fn returned a promise; it must be synchronous",
+        );
+      }
+      return result;
+    });
+  }
+
+  // repos
+
+  listRepos(): RepoRow[] {
+    return this.guard("listing repos", () => this.s.listRepos.all().map(toRepoRow));
+  }
+
+  upsertRepo(repo: Repo, distroVersions: DistroVersion[], contactAt: number | null): void {
+    this.guard(`saving repo ${repo.name}`, () => {
+      this.s.upsertRepo.run(
+        repo.name,
+        repo.uri,
+        JSON.stringify(repo),
+        JSON.stringify(distroVersions),
+        contactAt,
+      );
+    });
+  }
+
+  /** The repo, its package files (by foreign key) and its download failures. Published
+   * files stay until deletePublishedFiles, so the caller can still delete them from disk. */
+  deleteRepo(name: string): void {
+    this.write(`deleting repo ${name}`, () => {
+      this.s.clearRepoFailures.run(name);
+      this.s.deleteRepo.run(name);
+    });
+  }
+
+  touchMasterContact(repoName: string, at: number): void {
+    this.guard(`updating repo ${repoName}`, () => {
+      this.s.touchMasterContact.run(at, repoName);
+    });
+  }
+
+  // package files
+
+  listPackageFiles(repo?: string): PackageFileRow[] {
+    return this.guard("listing package files", () =>
+      (repo === undefined ? this.s.listAllFiles.all() : this.s.listRepoFiles.all(repo)).map(
+        toPackageFileRow,
+      ),
+    );
+  }
+
+  private upsertFilesOf(repo: string, rows: PackageFileRow[], replacing: Iterable<string>): void {
+    if (this.s.repoExists.get(repo) === undefined) {
+      throw new Error(
+        `package files of repo ${repo}: the repo is not in the state DB (upsertRepo first)`,
+      );
+    }
+    const incoming = new Set<string>();
+    for (const row of rows) {
+      if (row.repo !== repo) {
+        throw new Error(
+          `package files of repo ${repo}: row ${row.file.uri} belongs to ${row.repo}`,
+        );
+      }
+      incoming.add(row.file.uri);
+      this.s.upsertFile.run(toPackageFileParams(row));
+    }
+    for (const uri of replacing) {
+      if (!incoming.has(uri)) this.s.deleteFile.run(repo, uri);
+    }
+  }
+
+  replacePackageFiles(repo: string, rows: PackageFileRow[]): void {
+    this.write(`replacing package files of ${repo}`, () => {
+      const existing = this.s.repoFileUris.all(repo).map((r) => r.uri);
+      this.upsertFilesOf(repo, rows, existing);
+    });
+  }
+
+  replacePackagesOfRepo(
+    repo: string,
+    packageNames: readonly string[],
+    rows: PackageFileRow[],
+  ): void {
+    this.write(`replacing packages of ${repo}`, () => {
+      const existing: string[] = [];
+      for (const name of new Set(packageNames)) {
+        for (const r of this.s.packageFileUris.all(repo, name)) existing.push(r.uri);
+      }
+      this.upsertFilesOf(repo, rows, existing);
+    });
+  }
+
+  /** A no-op when the row is gone (a sync removed it while the file was being written). */
+  setDiskSha256(
+    repo: string,
+    uri: string,
+    diskSha256: string,
+    transformKey: string | null,
+    size: number,
+  ): void {
+    this.guard(`recording the on-disk hash of ${uri}`, () => {
+      this.s.setDiskSha256.run(diskSha256, transformKey, size, repo, uri);
+    });
+  }
+
+  // fingerprints
+
+  getFingerprint(path: string): Fingerprint | undefined {
+    return this.guard("reading a fingerprint", () => {
+      const row = this.s.getFingerprint.get(path);
+      return row && toFingerprint(row);
+    });
+  }
+
+  listFingerprints(): Fingerprint[] {
+    return this.guard("listing fingerprints", () =>
+      this.s.listFingerprints.all().map(toFingerprint),
+    );
+  }
+
+  putFingerprint(fp: Fingerprint): void {
+    this.guard(`recording the fingerprint of ${fp.path}`, () => {
+      this.s.putFingerprint.run({
+        path: fp.path,
+        sha256: fp.sha256,
+        size: fp.size,
+        mtime_ns: fp.mtimeNs,
+        ino: fp.ino,
+        verified_at: fp.verifiedAt,
+      });
+    });
+  }
+
+  deleteFingerprint(path: string): void {
+    this.guard(`forgetting the fingerprint of ${path}`, () => {
+      this.s.deleteFingerprint.run(path);
+    });
+  }
+
+  // parsed metadata cache
+
+  getPackageMeta(
+    sha256: string,
+    layout: string,
+  ): { meta: Record<string, unknown> | null; error: string | null } | undefined {
+    return this.guard("reading cached package metadata", () => {
+      const row = this.s.getPackageMeta.get(sha256, layout);
+      if (row === undefined) return undefined;
+      return {
+        meta:
+          row.meta_json === null ? null : (JSON.parse(row.meta_json) as Record<string, unknown>),
+        error: row.error,
+      };
+    });
+  }
+
+  putPackageMeta(
+    sha256: string,
+    layout: string,
+    meta: Record<string, unknown> | null,
+    error: string | null,
+  ): void {
+    this.guard("caching package metadata", () => {
+      this.s.putPackageMeta.run(
+        sha256,
+        layout,
+        meta === null ? null : JSON.stringify(meta),
+        error,
+        this.now(),
+      );
+    });
+  }
+
+  // publishing
+
+  latestGeneration(repo: string): GenerationRow | undefined {
+    return this.guard(`reading the latest generation of ${repo}`, () => {
+      const row = this.s.latestGeneration.get(repo);
+      return row && toGenerationRow(row);
+    });
+  }
+
+  recordGeneration(
+    gen: GenerationRow,
+    files: Omit<PublishedFileRow, "generation" | "supersededAt">[],
+    now: number,
+  ): void {
+    this.write(`recording generation ${gen.generation} of ${gen.repo}`, () => {
+      this.s.insertGeneration.run({
+        repo: gen.repo,
+        generation: gen.generation,
+        inputs_hash: gen.inputsHash,
+        published_at: gen.publishedAt,
+        file_count: gen.fileCount,
+        package_count: gen.packageCount,
+      });
+      for (const f of files) {
+        if (f.repo !== gen.repo) {
+          throw new Error(
+            `generation ${gen.generation} of ${gen.repo} names ${f.path} of ${f.repo}`,
+          );
+        }
+        this.s.upsertPublished.run(f.repo, f.path, f.sha256, f.kind, gen.generation);
+      }
+      // Rows it named now carry this generation; every older one still current is superseded.
+      // Rows superseded earlier keep their earlier time, so they expire first.
+      this.s.supersedeOlder.run(now, gen.repo, gen.generation);
+    });
+  }
+
+  listPublishedFiles(repo?: string): PublishedFileRow[] {
+    return this.guard("listing published files", () =>
+      (repo === undefined ? this.s.listAllPublished.all() : this.s.listRepoPublished.all(repo)).map(
+        toPublishedFileRow,
+      ),
+    );
+  }
+
+  expireSuperseded(cutoff: number): PublishedFileRow[] {
+    return this.write("expiring superseded files", () => {
+      const rows = this.s.expiredPublished.all(cutoff).map(toPublishedFileRow);
+      this.s.deleteExpired.run(cutoff);
+      return rows;
+    });
+  }
+
+  deletePublishedFiles(repo: string): void {
+    this.guard(`forgetting published files of ${repo}`, () => {
+      this.s.deletePublished.run(repo);
+    });
+  }
+
+  // failures and runs
+
+  recordDownloadFailure(row: Omit<DownloadFailureRow, "attempts">): void {
+    this.guard(`recording a download failure of ${row.uri}`, () => {
+      this.s.recordFailure.run(row.repo, row.uri, row.filename, row.error, row.lastAttemptAt);
+    });
+  }
+
+  clearDownloadFailure(repo: string, uri: string): void {
+    this.guard(`clearing the download failure of ${uri}`, () => {
+      this.s.clearFailure.run(repo, uri);
+    });
+  }
+
+  listDownloadFailures(): DownloadFailureRow[] {
+    return this.guard("listing download failures", () =>
+      this.s.listFailures.all().map(toDownloadFailureRow),
+    );
+  }
+
+  startSyncRun(kind: SyncRunRow["kind"], at: number): number {
+    return this.guard(`starting a ${kind} sync run`, () =>
+      Number(this.s.startRun.run(kind, at).lastInsertRowid),
+    );
+  }
+
+  finishSyncRun(
+    id: number,
+    result: SyncRunRow["result"],
+    message: string | null,
+    stats: Record<string, number>,
+    at: number,
+  ): void {
+    this.write(`finishing sync run ${id}`, () => {
+      this.s.finishRun.run(result, message, JSON.stringify(stats), at, id);
+      this.s.pruneRuns.run(SYNC_RUNS_KEPT);
+    });
+  }
+
+  lastSyncRun(kind?: SyncRunRow["kind"]): SyncRunRow | undefined {
+    return this.guard("reading the last sync run", () => {
+      const row = kind === undefined ? this.s.lastRun.get() : this.s.lastRunOfKind.get(kind);
+      return row && toSyncRunRow(row);
+    });
+  }
+
+  lastSuccessfulSyncRun(kind?: SyncRunRow["kind"]): SyncRunRow | undefined {
+    return this.guard("reading the last successful sync run", () => {
+      const row = kind === undefined ? this.s.lastOkRun.get() : this.s.lastOkRunOfKind.get(kind);
+      return row && toSyncRunRow(row);
+    });
+  }
+
+  // small values
+
+  getValue(key: string): string | undefined {
+    return this.guard(`reading ${key}`, () => this.s.getValue.get(key)?.value);
+  }
+
+  setValue(key: string, value: string): void {
+    this.guard(`writing ${key}`, () => {
+      this.s.setValue.run(key, value);
+    });
+  }
+}
+
+/** For tests and `status`: the schema version this agent writes, and how many migrations. */
+export const STATE_SCHEMA = { version: SCHEMA_VERSION, migrations: MIGRATIONS.length } as const;
