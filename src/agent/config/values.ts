@@ -185,6 +185,12 @@ export function keepPaths(): ValueParser<string[]> {
         );
       }
       const normalized = posix.normalize(item).replace(/\/+$/, "");
+      // "." (or "./") would keep the whole tree, which turns cleanup off without saying so.
+      if (normalized === "." || normalized === "") {
+        return expected(
+          `expected paths of files under root_dir, not root_dir itself, e.g. repo-key`,
+        );
+      }
       if (!out.includes(normalized)) out.push(normalized);
     }
     return ok(out);
