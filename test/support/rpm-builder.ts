@@ -46,6 +46,8 @@ export interface SpecInput {
   ghosts?: string[];
   /** Changelog entries, newest first: [date "Mon Jan 01 2024", author, text]. */
   changelog?: [string, string, string][];
+  /** Build the source RPM (rpmbuild -bs) instead of the binary one. */
+  source?: boolean;
 }
 
 function specText(s: SpecInput): string {
@@ -109,12 +111,12 @@ export async function buildRpmsWithRpmbuild(
         "--nodeps",
         "--target",
         s.arch,
-        "-bb",
+        s.source ? "-bs" : "-bb",
         spec,
       ],
       { env: { ...process.env, SOURCE_DATE_EPOCH: "1700000000", LC_ALL: "C" } },
     );
-    const rpmDir = path.join(top, "RPMS", s.arch);
+    const rpmDir = s.source ? path.join(top, "SRPMS") : path.join(top, "RPMS", s.arch);
     const built = (await readdir(rpmDir)).filter((f) => f.endsWith(".rpm"));
     if (built.length !== 1) throw new Error(`rpmbuild made ${built.length} RPMs for ${s.name}`);
     out.push(path.join(rpmDir, built[0]!));

@@ -144,10 +144,16 @@ export function isPrimaryFile(path: string): boolean {
   return path.startsWith("/etc/") || path === "/usr/lib/sendmail" || path.includes("bin/");
 }
 
+/** What a requirement must equal to be satisfied by the package itself (createrepo_c). */
+function providedKey(name: string, flags: number, version: string): string {
+  return `${name}\0${FLAG_NAMES[flags & (Sense.LESS | Sense.GREATER | Sense.EQUAL)] ?? ""}\0${version}`;
+}
+
 function readDependencies(
   h: HeaderReader,
   kind: DepKind,
   ownFiles: ReadonlySet<string>,
+  provided: Set<string>,
 ): RpmDependency[] {
   const [nameTag, flagsTag, versionTag] = DEP_TAGS[kind];
   const names = h.strings(nameTag);
@@ -169,7 +175,10 @@ function readDependencies(
       // primary files: dnf resolves neither from repo metadata.
       if (name.startsWith("rpmlib(")) return;
       if (name.startsWith("/") && ownFiles.has(name) && isPrimaryFile(name)) return;
+      // ...and requirements the package provides itself, e.g. config(foo) = 1.0-1.
+      if (provided.has(providedKey(name, f, version))) return;
     }
+    if (kind === "provides") provided.add(providedKey(name, f, version));
     const dep: RpmDependency = { name };
     const cmp = FLAG_NAMES[f & (Sense.LESS | Sense.GREATER | Sense.EQUAL)];
     if (cmp !== undefined && version !== "") {
@@ -264,7 +273,10 @@ export async function parseRpm(source: ByteSource, filename: string): Promise<Rp
 
   const files = readFiles(h);
   const ownFiles = new Set(files.map((f) => f.path));
-  const deps = (kind: DepKind) => readDependencies(h, kind, ownFiles);
+  const provided = new Set<string>();
+  // provides first: requires consult what the package provides.
+  const provides = readDependencies(h, "provides", ownFiles, provided);
+  const deps = (kind: DepKind) => readDependencies(h, kind, ownFiles, provided);
   const text = (tag: number) => h.string(tag) ?? "";
 
   const meta: RpmMeta = {
@@ -295,7 +307,7 @@ export async function parseRpm(source: ByteSource, filename: string): Promise<Rp
     sourceRpm: text(Tag.SOURCERPM),
     headerStart: header.start,
     headerEnd: header.end,
-    provides: deps("provides"),
+    provides,
     requires: deps("requires"),
     conflicts: deps("conflicts"),
     obsoletes: deps("obsoletes"),

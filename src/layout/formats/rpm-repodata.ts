@@ -164,10 +164,10 @@ export interface RepomdData {
 export function repomdXml(revision: number, data: readonly RepomdData[]): string {
   const items = data.map(
     (d) =>
-      `  <data type="${xmlEscape(d.type)}">\n` +
+      `  <data${xmlAttrs({ type: d.type })}>\n` +
       `    <checksum type="sha256">${d.checksum}</checksum>\n` +
       `    <open-checksum type="sha256">${d.openChecksum}</open-checksum>\n` +
-      `    <location href="${xmlEscape(d.href)}"/>\n` +
+      `    <location${xmlAttrs({ href: d.href })}/>\n` +
       `    <timestamp>${d.timestamp}</timestamp>\n` +
       `    <size>${d.size}</size>\n` +
       `    <open-size>${d.openSize}</open-size>\n` +

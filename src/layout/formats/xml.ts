@@ -15,8 +15,15 @@ const ENTITIES: Record<string, string> = {
   '"': "&quot;",
 };
 
-/** Escape text content or an attribute value (double-quoted). */
+/** Escape text content (quotes stay as they are, as libxml2 writes them). */
 export function xmlEscape(value: string | number): string {
+  return String(value)
+    .replace(FORBIDDEN, "")
+    .replace(/[&<>]/g, (c) => ENTITIES[c] ?? c);
+}
+
+/** Escape an attribute value (double-quoted). */
+export function xmlAttrEscape(value: string | number): string {
   return String(value)
     .replace(FORBIDDEN, "")
     .replace(/[&<>"]/g, (c) => ENTITIES[c] ?? c);
@@ -26,7 +33,7 @@ export function xmlEscape(value: string | number): string {
 export function xmlAttrs(attrs: Record<string, string | number | undefined>): string {
   let out = "";
   for (const [k, v] of Object.entries(attrs)) {
-    if (v !== undefined) out += ` ${k}="${xmlEscape(v)}"`;
+    if (v !== undefined) out += ` ${k}="${xmlAttrEscape(v)}"`;
   }
   return out;
 }
