@@ -25,6 +25,8 @@ export interface TarReadOptions {
   /** Most members accepted. */
   maxMembers: number;
   onMember(member: TarMember, content: Uint8Array | null): void;
+  /** Stop reading once this returns true (checked after each chunk). */
+  done?(): boolean;
 }
 
 const BLOCK = 512;
@@ -38,7 +40,7 @@ export async function readTar(
   const reader = new TarStreamReader(options);
   for await (const chunk of chunks) {
     reader.push(chunk);
-    if (reader.ended) return;
+    if (reader.ended || options.done?.()) return;
   }
   reader.finish();
 }

@@ -1,0 +1,363 @@
+/**
+ * Reading the core metadata of Python distributions: a wheel's `<name>-<ver>.dist-info/METADATA`
+ * (a zip) and an sdist's `<top>/PKG-INFO` (.tar.gz, .tar.xz, .tar or .zip). The metadata is in
+ * the email-header format of the Core Metadata spec (packaging.python.org, "Core metadata
+ * specifications"). Zips are read through their central directory, so only the member that
+ * matters is read; tar sdists stream and stop at PKG-INFO. All sizes are bounded.
+ */
+import { inflateRawSync } from "node:zlib";
+import { PackratError } from "../../errors.js";
+import type { ByteSource } from "../types.js";
+import { decompressedChunks, sniffCompression } from "./pacman-stream.js";
+import { readTar } from "./pacman-tar.js";
+
+export interface PythonDistMeta {
+  format: "python";
+  kind: "wheel" | "sdist";
+  /** The Name field as declared (normalize with normalizeProjectName for URLs). */
+  name: string;
+  version: string;
+  requiresPython: string | null;
+  summary: string | null;
+  metadataVersion: string | null;
+  /** Every header (lower-case keys) except the description; repeated fields as arrays. */
+  metadata: Record<string, string | string[]>;
+}
+
+export const PYTHON_LIMITS = {
+  maxMetadataBytes: 16 << 20,
+  maxCentralDirectoryBytes: 64 << 20,
+  maxZipEntries: 1_000_000,
+  maxSdistScanBytes: 2 * 2 ** 30,
+  maxTarMembers: 1_000_000,
+};
+
+/** PEP 503: runs of -, _ and . become one -, lower case. */
+export function normalizeProjectName(name: string): string {
+  return name.replace(/[-_.]+/g, "-").toLowerCase();
+}
+
+/** Fields that may repeat (Core Metadata 2.4). */
+const MULTI = new Set([
+  "platform",
+  "supported-platform",
+  "classifier",
+  "requires-dist",
+  "requires-external",
+  "project-url",
+  "provides-extra",
+  "provides-dist",
+  "obsoletes-dist",
+  "dynamic",
+  "license-file",
+]);
+
+/** Parses Core Metadata headers; the body (the long description) is dropped. */
+export function parseCoreMetadata(text: string): Record<string, string | string[]> {
+  const fields: Record<string, string | string[]> = {};
+  let last: string | null = null;
+  for (const line of text.replace(/\r\n/g, "\n").split("\n")) {
+    if (line === "") break;
+    if (/^[ \t]/.test(line)) {
+      // A folded continuation line (the Description field's, mostly).
+      if (last !== null && last !== "description") {
+        const prev = fields[last]!;
+        if (Array.isArray(prev)) prev[prev.length - 1] += `\n${line.trim()}`;
+        else fields[last] = `${prev}\n${line.trim()}`;
+      }
+      continue;
+    }
+    const colon = line.indexOf(":");
+    if (colon <= 0)
+      throw new Error(`metadata line ${JSON.stringify(line.slice(0, 80))} is not a header`);
+    const key = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    last = key;
+    if (key === "description") continue;
+    const prev = fields[key];
+    if (MULTI.has(key)) {
+      if (Array.isArray(prev)) prev.push(value);
+      else fields[key] = [value];
+    } else if (prev === undefined) {
+      fields[key] = value;
+    }
+  }
+  return fields;
+}
+
+function single(fields: Record<string, string | string[]>, key: string): string | null {
+  const v = fields[key];
+  return typeof v === "string" && v !== "" ? v : null;
+}
+
+/** Reads a wheel's or an sdist's metadata; PACKRAT_PACKAGE_INVALID (naming the file) if it can't. */
+export async function readPythonDist(
+  source: ByteSource,
+  filename: string,
+  limits = PYTHON_LIMITS,
+): Promise<PythonDistMeta> {
+  const invalid = (what: string, cause?: unknown) =>
+    new PackratError("PACKRAT_PACKAGE_INVALID", `${filename}: ${what}`, {
+      hint: "expected a wheel (.whl with *.dist-info/METADATA) or an sdist (.tar.gz or .zip with PKG-INFO)",
+      cause,
+    });
+  let kind: "wheel" | "sdist";
+  let text: string;
+  try {
+    if (filename.endsWith(".whl")) {
+      kind = "wheel";
+      text = await readWheelMetadata(source, filename, limits);
+    } else if (/\.(tar\.gz|tgz|tar\.xz|tar|zip)$/.test(filename)) {
+      kind = "sdist";
+      text = filename.endsWith(".zip")
+        ? await readZipSdistMetadata(source, limits)
+        : await readTarSdistMetadata(source, limits);
+    } else {
+      throw invalid("not a wheel or sdist file name (.whl, .tar.gz, .zip)");
+    }
+  } catch (err) {
+    if (err instanceof PackratError) throw err;
+    throw invalid((err as Error).message, err);
+  }
+  let metadata: Record<string, string | string[]>;
+  try {
+    metadata = parseCoreMetadata(text);
+  } catch (err) {
+    throw invalid((err as Error).message, err);
+  }
+  const name = single(metadata, "name");
+  const version = single(metadata, "version");
+  if (name === null || version === null) throw invalid("metadata has no Name or no Version");
+  return {
+    format: "python",
+    kind,
+    name,
+    version,
+    requiresPython: single(metadata, "requires-python"),
+    summary: single(metadata, "summary"),
+    metadataVersion: single(metadata, "metadata-version"),
+    metadata,
+  };
+}
+
+async function readTarSdistMetadata(
+  source: ByteSource,
+  limits: typeof PYTHON_LIMITS,
+): Promise<string> {
+  const compression = await sniffCompression(source);
+  if (compression === null || compression === "zstd")
+    throw new Error("not a .tar.gz, .tar.xz or .tar");
+  let found: Uint8Array | null = null;
+  await readTar(decompressedChunks(source, compression, { maxOutput: limits.maxSdistScanBytes }), {
+    maxMembers: limits.maxTarMembers,
+    maxContent: limits.maxMetadataBytes,
+    wantContent: (m) =>
+      found === null && isTopLevel(m.name, "PKG-INFO") && (m.type === "0" || m.type === "7"),
+    onMember: (_m, content) => {
+      if (content !== null) found = content;
+    },
+    done: () => found !== null,
+  });
+  if (found === null) throw new Error("no <project>-<version>/PKG-INFO in the archive");
+  return decode(found);
+}
+
+/** `top/PKG-INFO` exactly one directory down (a leading "./" is allowed). */
+function isTopLevel(name: string, file: string): boolean {
+  const parts = name.replace(/^\.\//, "").split("/");
+  return parts.length === 2 && parts[0] !== "" && parts[0] !== ".." && parts[1] === file;
+}
+
+async function readZipSdistMetadata(
+  source: ByteSource,
+  limits: typeof PYTHON_LIMITS,
+): Promise<string> {
+  const entries = await readCentralDirectory(source, limits);
+  const entry = entries.find((e) => isTopLevel(e.name, "PKG-INFO"));
+  if (!entry) throw new Error("no <project>-<version>/PKG-INFO in the zip");
+  return decode(await readZipEntry(source, entry, limits));
+}
+
+async function readWheelMetadata(
+  source: ByteSource,
+  filename: string,
+  limits: typeof PYTHON_LIMITS,
+): Promise<string> {
+  const entries = await readCentralDirectory(source, limits);
+  const candidates = entries.filter((e) => /^[^/]+\.dist-info\/METADATA$/.test(e.name));
+  // PEP 427: the wheel `{distribution}-{version}-...` has `{distribution}-{version}.dist-info`.
+  const [dist, version] = filename.split("-");
+  const expected = `${dist}-${version}.dist-info/METADATA`;
+  const entry =
+    candidates.find((e) => e.name === expected) ??
+    candidates.find((e) => e.name.toLowerCase() === expected.toLowerCase()) ??
+    (candidates.length === 1 ? candidates[0] : undefined);
+  if (!entry) {
+    throw new Error(
+      candidates.length === 0
+        ? "no *.dist-info/METADATA in the wheel"
+        : `several .dist-info directories and none is ${expected.replace("/METADATA", "")}`,
+    );
+  }
+  return decode(await readZipEntry(source, entry, limits));
+}
+
+function decode(bytes: Uint8Array): string {
+  return new TextDecoder("utf-8").decode(bytes);
+}
+
+interface ZipEntry {
+  name: string;
+  method: number;
+  compressedSize: number;
+  size: number;
+  localOffset: number;
+}
+
+const EOCD_SIG = 0x06054b50;
+const ZIP64_LOCATOR_SIG = 0x07064b50;
+const ZIP64_EOCD_SIG = 0x06064b50;
+const CDH_SIG = 0x02014b50;
+const LOCAL_SIG = 0x04034b50;
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function u64(v: DataView, at: number): number {
+  const n = Number(v.getBigUint64(at, true));
+  if (!Number.isSafeInteger(n)) throw new Error("zip64 value out of range");
+  return n;
+}
+
+/** The zip's central directory (APPNOTE 6.3.10 §4.3.16 end record; §4.3.14 zip64). */
+async function readCentralDirectory(
+  source: ByteSource,
+  limits: typeof PYTHON_LIMITS,
+): Promise<ZipEntry[]> {
+  const tailLength = Math.min(source.size, 22 + 0xffff);
+  const tailStart = source.size - tailLength;
+  const tail = await source.read(tailStart, tailLength);
+  const tv = view(tail);
+  let eocd = -1;
+  for (let i = tail.length - 22; i >= 0; i--) {
+    if (tv.getUint32(i, true) === EOCD_SIG) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd === -1) throw new Error("not a zip file (no end of central directory record)");
+  let count = tv.getUint16(eocd + 10, true);
+  let cdSize = tv.getUint32(eocd + 12, true);
+  let cdOffset = tv.getUint32(eocd + 16, true);
+  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
+    if (eocd < 20 || tv.getUint32(eocd - 20, true) !== ZIP64_LOCATOR_SIG) {
+      throw new Error("zip64 end record locator missing");
+    }
+    const z64Offset = u64(tv, eocd - 20 + 8);
+    const z64 = view(await source.read(z64Offset, 56));
+    if (z64.byteLength < 56 || z64.getUint32(0, true) !== ZIP64_EOCD_SIG) {
+      throw new Error("zip64 end record missing");
+    }
+    count = u64(z64, 32);
+    cdSize = u64(z64, 40);
+    cdOffset = u64(z64, 48);
+  }
+  if (cdSize > limits.maxCentralDirectoryBytes)
+    throw new Error(`central directory of ${cdSize} bytes is too large`);
+  if (count > limits.maxZipEntries) throw new Error(`${count} zip entries is too many`);
+  if (cdOffset + cdSize > source.size) throw new Error("central directory lies outside the file");
+  const cd = await source.read(cdOffset, cdSize);
+  const cv = view(cd);
+  const entries: ZipEntry[] = [];
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    if (pos + 46 > cd.length || cv.getUint32(pos, true) !== CDH_SIG) {
+      throw new Error(`central directory entry ${i + 1} is damaged`);
+    }
+    const nameLen = cv.getUint16(pos + 28, true);
+    const extraLen = cv.getUint16(pos + 30, true);
+    const commentLen = cv.getUint16(pos + 32, true);
+    if (pos + 46 + nameLen + extraLen + commentLen > cd.length)
+      throw new Error("central directory is truncated");
+    const entry: ZipEntry = {
+      name: decode(cd.subarray(pos + 46, pos + 46 + nameLen)),
+      method: cv.getUint16(pos + 10, true),
+      compressedSize: cv.getUint32(pos + 20, true),
+      size: cv.getUint32(pos + 24, true),
+      localOffset: cv.getUint32(pos + 42, true),
+    };
+    applyZip64Extra(entry, cd.subarray(pos + 46 + nameLen, pos + 46 + nameLen + extraLen));
+    entries.push(entry);
+    pos += 46 + nameLen + extraLen + commentLen;
+  }
+  return entries;
+}
+
+/** Sizes and offset saturated at 0xffffffff live in the zip64 extra field (id 1), in order. */
+function applyZip64Extra(entry: ZipEntry, extra: Uint8Array): void {
+  const ev = view(extra);
+  for (let p = 0; p + 4 <= extra.length;) {
+    const id = ev.getUint16(p, true);
+    const len = ev.getUint16(p + 2, true);
+    if (id === 1) {
+      let q = p + 4;
+      const next = () => {
+        if (q + 8 > p + 4 + len || q + 8 > extra.length)
+          throw new Error("zip64 extra field too short");
+        const v = u64(ev, q);
+        q += 8;
+        return v;
+      };
+      if (entry.size === 0xffffffff) entry.size = next();
+      if (entry.compressedSize === 0xffffffff) entry.compressedSize = next();
+      if (entry.localOffset === 0xffffffff) entry.localOffset = next();
+      return;
+    }
+    p += 4 + len;
+  }
+}
+
+async function readZipEntry(
+  source: ByteSource,
+  entry: ZipEntry,
+  limits: typeof PYTHON_LIMITS,
+): Promise<Uint8Array> {
+  if (entry.size > limits.maxMetadataBytes || entry.compressedSize > limits.maxMetadataBytes) {
+    throw new Error(`${entry.name} is larger than ${limits.maxMetadataBytes} bytes`);
+  }
+  const local = await source.read(entry.localOffset, 30);
+  const lv = view(local);
+  if (local.length < 30 || lv.getUint32(0, true) !== LOCAL_SIG)
+    throw new Error(`${entry.name}: bad local header`);
+  const dataStart = entry.localOffset + 30 + lv.getUint16(26, true) + lv.getUint16(28, true);
+  const data = await source.read(dataStart, entry.compressedSize);
+  if (data.length !== entry.compressedSize) throw new Error(`${entry.name}: truncated`);
+  if (entry.method === 0) return data;
+  if (entry.method !== 8)
+    throw new Error(`${entry.name}: unsupported compression method ${entry.method}`);
+  let out: Uint8Array;
+  try {
+    out = inflateRawSync(data, { maxOutputLength: Math.max(1, limits.maxMetadataBytes) });
+  } catch (err) {
+    throw new Error(`${entry.name}: ${(err as Error).message}`, { cause: err });
+  }
+  if (out.length !== entry.size)
+    throw new Error(`${entry.name}: ${out.length} bytes, the directory says ${entry.size}`);
+  return out;
+}
+
+/** Narrow an unknown cached meta back to a Python one (the state DB stores JSON). */
+export function asPythonMeta(meta: unknown, filename: string): PythonDistMeta {
+  const m = meta as Partial<PythonDistMeta> | null;
+  if (m === null || typeof m !== "object" || m.format !== "python" || typeof m.name !== "string") {
+    throw new PackratError(
+      "PACKRAT_PACKAGE_INVALID",
+      `${filename}: cached metadata is not a Python distribution's`,
+      {
+        hint: "the file will be parsed again on the next full sync",
+      },
+    );
+  }
+  return m as PythonDistMeta;
+}
