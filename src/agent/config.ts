@@ -118,9 +118,14 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   for (const p of doc.problems) report.problem(p.line, p.message);
   warnUnknown(doc, report);
 
-  const packrat = readSection(doc, "packrat", report) as Partial<Values<PackratSettings>>;
-  const mirror = readSection(doc, "mirror", report) as Partial<Values<MirrorSettings>>;
-  checkAcrossKeys(doc, mirror, report);
+  const failed = new Set<string>();
+  const packrat = readSection(doc, "packrat", report, failed) as Partial<Values<PackratSettings>>;
+  const mirror = readSection(doc, "mirror", report, failed) as Partial<Values<MirrorSettings>>;
+  checkAcrossKeys(mirror, failed, report);
+  const keepFileList =
+    mirror.keepFileList && mirror.rootDir
+      ? resolveKeepList(mirror.keepFileList, mirror.rootDir, report)
+      : undefined;
 
   if (report.problems.length > 0) {
     throw new ConfigInvalidError(source, report.sortedProblems(), report.warnings);
@@ -133,7 +138,11 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
       psk: packrat.psk?.value ?? null,
       proxy: packrat.proxy?.value ?? null,
     },
-    mirror: { ...cloneDefaults(), ...unwrap(mirror) } as MirrorSettings,
+    mirror: {
+      ...cloneDefaults(),
+      ...unwrap(mirror),
+      ...(keepFileList ? { keepFileList } : {}),
+    } as MirrorSettings,
   };
   return { settings: deepFreeze(settings), warnings: report.warnings };
 }
@@ -241,11 +250,15 @@ function warnUnknownKeys(section: IniSection, name: SectionName, report: Report)
   }
 }
 
-/** Parse every key of one section; a key not written is left out (its default applies). */
+/**
+ * Parse every key of one section. A key not written, or written empty, is left out (its default
+ * applies); a key whose value is refused is left out and its field added to `failed`.
+ */
 function readSection(
   doc: IniDocument,
   name: SectionName,
   report: Report,
+  failed: Set<string>,
 ): Partial<Record<string, Found<unknown>>> {
   const section = doc.sections.get(name);
   const lookup = (key: string): string | undefined =>
@@ -265,6 +278,7 @@ function readSection(
     const interpolated = interpolate(entry.value, lookup);
     if ("problem" in interpolated) {
       report.valueProblem(where, entry, shownValue(spec, entry.value), interpolated.problem);
+      failed.add(field);
       continue;
     }
     const raw = interpolated.value;
@@ -273,6 +287,7 @@ function readSection(
     const parsed = spec.parse(raw);
     if ("expected" in parsed) {
       report.valueProblem(where, entry, shownValue(spec, raw), parsed.expected);
+      failed.add(field);
       continue;
     }
     out[field] = { value: parsed.value, entry, section: where };
@@ -296,18 +311,25 @@ function isInside(path: string, dir: string): boolean {
   return path === dir || path.startsWith(`${dir}/`);
 }
 
-/** Checks that involve more than one key; each runs only if its keys parsed. */
+function problemAt(report: Report, f: Found<unknown>, expected: string): void {
+  report.valueProblem(f.section, f.entry, f.entry.value, expected);
+}
+
+/**
+ * Checks that involve more than one key. A key whose own value was refused (`failed`) counts
+ * neither as set nor as unset, so one mistake is reported once.
+ */
 function checkAcrossKeys(
-  doc: IniDocument,
   m: Partial<Values<MirrorSettings>>,
+  failed: ReadonlySet<string>,
   report: Report,
 ): void {
-  const problemAt = (f: Found<unknown>, expected: string): void =>
-    report.valueProblem(f.section, f.entry, f.entry.value, expected);
+  const unset = (field: keyof MirrorSettings): boolean => !m[field] && !failed.has(field);
 
-  if (m.gpgSignKey && !m.gpgKeyFile) {
+  if (m.gpgSignKey && unset("gpgKeyFile")) {
     const id = m.gpgSignKey.value;
     problemAt(
+      report,
       m.gpgSignKey,
       "gpg_key_file is not set. This agent signs with OpenPGP.js and never runs a gpg binary or " +
         "reads a keyring, so export the key once: " +
@@ -316,30 +338,34 @@ function checkAcrossKeys(
         '"gpg_key_file: /etc/packrat/signing-key.asc" under [mirror]',
     );
   }
-  if (m.gpgKeyFile && !m.gpgSignKey) {
+  if (m.gpgKeyFile && unset("gpgSignKey")) {
     problemAt(
+      report,
       m.gpgKeyFile,
       "gpg_sign_key is not set, so nothing would be signed: add the key ID to sign with " +
         '(e.g. "gpg_sign_key: 4A9E8B1C"; gpg --list-secret-keys --keyid-format long shows it), ' +
         "or remove gpg_key_file to publish unsigned",
     );
   }
-  if (m.gpgPassphraseFile && !m.gpgKeyFile) {
+  if (m.gpgPassphraseFile && unset("gpgKeyFile")) {
     problemAt(
+      report,
       m.gpgPassphraseFile,
       "gpg_key_file is not set, so there is no key to unlock: set gpg_key_file or remove this line",
     );
   }
-  if (m.signRpmPackages?.value === true && !m.gpgSignKey) {
+  if (m.signRpmPackages?.value === true && unset("gpgSignKey")) {
     problemAt(
+      report,
       m.signRpmPackages,
       "signing RPMs needs a key: set gpg_sign_key and gpg_key_file, or set sign_rpm_packages: no",
     );
   }
-  if (m.aptValidUntilSeconds) {
+  if (m.aptValidUntilSeconds && !failed.has("fullSyncInterval")) {
     const interval = m.fullSyncInterval?.value ?? MIRROR_DEFAULTS.fullSyncInterval;
     if (m.aptValidUntilSeconds.value <= interval) {
       problemAt(
+        report,
         m.aptValidUntilSeconds,
         `expected more than full_sync_interval (${interval} s), or Release files would expire ` +
           "between two syncs and apt would refuse them, e.g. 604800",
@@ -352,7 +378,7 @@ function checkAcrossKeys(
   // Private files inside the published tree would be served to anyone, and cleanup deletes what
   // the master does not list.
   const privateFiles = [
-    ["state_db", m.stateDb, MIRROR_DEFAULTS.stateDb],
+    ["state_db", m.stateDb, failed.has("stateDb") ? null : MIRROR_DEFAULTS.stateDb],
     ["gpg_key_file", m.gpgKeyFile, null],
     ["gpg_passphrase_file", m.gpgPassphraseFile, null],
   ] as const;
@@ -361,35 +387,40 @@ function checkAcrossKeys(
     if (path === null || !isInside(path, root.value)) continue;
     const why = "the web server would publish it and cleanup would delete it";
     if (found) {
-      problemAt(found, `expected a path outside root_dir (${root.value}): ${why}`);
+      problemAt(report, found, `expected a path outside root_dir (${root.value}): ${why}`);
     } else {
       problemAt(
+        report,
         root,
         `contains ${key} (${path}, the default): ${why}; set ${key} to a path outside root_dir`,
       );
     }
   }
+}
 
-  if (m.keepFileList) {
-    const relative: string[] = [];
-    for (const item of m.keepFileList.value) {
-      if (!item.startsWith("/")) {
-        if (!relative.includes(item)) relative.push(item);
-        continue;
-      }
-      // The original agent's files list absolute paths (keep_file_list: /var/www/repo/repo-key).
-      if (!isInside(item, root.value) || item === root.value) {
-        problemAt(
-          m.keepFileList,
-          `${item} is not inside root_dir (${root.value}): expected paths relative to root_dir, e.g. repo-key`,
-        );
-        continue;
-      }
-      const rel = posix.relative(root.value, item);
-      if (!relative.includes(rel)) relative.push(rel);
+/**
+ * keep_file_list as paths relative to root_dir. The original agent's files list absolute paths
+ * (keep_file_list: /var/www/repo/repo-key), which are accepted when they are inside root_dir.
+ */
+function resolveKeepList(keep: Found<string[]>, root: Found<string>, report: Report): string[] {
+  const relative: string[] = [];
+  for (const item of keep.value) {
+    if (!item.startsWith("/")) {
+      if (!relative.includes(item)) relative.push(item);
+      continue;
     }
-    m.keepFileList = { ...m.keepFileList, value: relative };
+    if (!isInside(item, root.value) || item === root.value) {
+      problemAt(
+        report,
+        keep,
+        `${item} is not inside root_dir (${root.value}): expected paths relative to root_dir, e.g. repo-key`,
+      );
+      continue;
+    }
+    const rel = posix.relative(root.value, item);
+    if (!relative.includes(rel)) relative.push(rel);
   }
+  return relative;
 }
 
 /** MIRROR_DEFAULTS with its arrays and records copied, so freezing the result cannot alias it. */

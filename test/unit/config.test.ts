@@ -695,6 +695,19 @@ log_level: loud
     );
   });
 
+  it("reports one mistake once: a refused key counts neither as set nor as unset", () => {
+    expect(problemsOf(withMirror("gpg_sign_key: 4A9E8B1C\ngpg_key_file: key.asc"))).toEqual([
+      'mirror.conf:8: [mirror] gpg_key_file = "key.asc": expected an absolute path, e.g. /etc/packrat/signing-key.asc',
+    ]);
+    expect(problemsOf(withMirror("gpg_sign_key: nope\ngpg_key_file: /etc/k.asc"))).toHaveLength(1);
+    expect(
+      problemsOf(withMirror("full_sync_interval: x\napt_valid_until_seconds: 3600")),
+    ).toHaveLength(1);
+    expect(problemsOf(MINIMAL.replace("/var/www/repo", "/var/lib") + "state_db: db")).toHaveLength(
+      1,
+    );
+  });
+
   it("never shows the psk or proxy credentials", () => {
     const text = MINIMAL.replace(
       "name: mirror",
