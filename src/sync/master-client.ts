@@ -97,6 +97,8 @@ interface Answer {
   text: string;
 }
 
+export { MasterHttpError } from "./cinp.js";
+
 export function createMasterClient(options: MasterClientOptions): MasterClient {
   return new HttpMasterClient(options);
 }
@@ -238,6 +240,9 @@ class HttpMasterClient implements MasterClient {
 
   async poll(repoUri: string, timeoutSeconds: number, signal?: AbortSignal): Promise<string[]> {
     expectModel(repoUri, REPO_MODEL, "poll");
+    if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 0) {
+      throw new RangeError(`poll timeout must be whole seconds >= 0, got ${timeoutSeconds}`);
+    }
     const ans = await this.call("CALL", `${repoUri}(poll)`, {
       body: { timeout: timeoutSeconds },
       timeoutMs: timeoutSeconds * 1000 + this.pollGraceMs,
@@ -336,10 +341,9 @@ class HttpMasterClient implements MasterClient {
     let ans = await this.exchange(verb, uri, options, tokenUsed);
     if (ans.status === 401 && this.psk !== null) {
       this.log.info({ url: ans.url }, "master session expired; logging in again");
-      if (this.token === tokenUsed) {
-        this.token = null;
-        await this.login();
-      }
+      // Concurrent 401s share one re-login: the first drops the stale token, all wait on login().
+      if (this.token === tokenUsed) this.token = null;
+      if (this.token === null) await this.login();
       ans = await this.exchange(verb, uri, options, this.token);
     }
     if (ans.status === 401) {

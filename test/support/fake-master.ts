@@ -54,6 +54,7 @@ export async function startRawHttpServer(handler: RawHandler): Promise<RawHttpSe
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
     sockets.add(socket);
+    socket.setNoDelay(true);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => undefined);
     let buffered: Buffer = Buffer.alloc(0);
@@ -152,9 +153,10 @@ class Response implements RawResponse {
     this.finished = true;
     const bytes = typeof body === "string" ? Buffer.from(body) : body;
     if (!this.socket.destroyed) {
-      this.socket.write(this.head(status, headers, bytes.length));
-      if (this.keepAlive) this.socket.write(bytes);
-      else this.socket.end(bytes);
+      // One write: a head and a body in two small segments meet Nagle + delayed ACK (40 ms).
+      const whole = Buffer.concat([Buffer.from(this.head(status, headers, bytes.length)), bytes]);
+      if (this.keepAlive) this.socket.write(whole);
+      else this.socket.end(whole);
     }
     this.onDone();
   }
@@ -580,13 +582,13 @@ class FakeMasterImpl implements FakeMaster {
 
   // --- polls ---
 
-  private repoHasFile(repo: RepoRow, row: FileRow, tags: Iterable<string>): boolean {
-    return repo.distroVersions.includes(row.distroVersion) && [...tags].includes(repo.tag);
+  private repoHasFile(repo: RepoRow, row: FileRow, tags: ReadonlySet<string>): boolean {
+    return repo.distroVersions.includes(row.distroVersion) && tags.has(repo.tag);
   }
 
   /** A file changed under these tags: wake the polls of every repo whose set it touches. */
   private notify(row: FileRow, tags: Iterable<string>): void {
-    const tagList = [...tags];
+    const tagList = new Set(tags);
     for (const repo of this.repos.values()) {
       if (!this.repoHasFile(repo, row, tagList)) continue;
       // Like packrat (LISTEN only while a poll is open), nobody waiting means nobody is told.

@@ -791,6 +791,21 @@ describe("master client against the fake master", () => {
       expect(secured.heartbeats).toHaveLength(1);
     });
 
+    it("shares one re-login between concurrent calls that all hit an expired session", async () => {
+      const c = securedClient();
+      await c.getMirror();
+      secured.expireSessions();
+      const [mirror, dvs] = await Promise.all([
+        c.getMirror(),
+        c.getDistroVersions(),
+        c.heartbeat(),
+        c.listPackageFiles(REPO_APT),
+      ]);
+      expect(mirror.name).toBe("prod");
+      expect(dvs).toHaveLength(3);
+      expect(logins()).toHaveLength(2);
+    });
+
     it("fails with PACKRAT_MASTER_AUTH when the 401 persists after the re-login", async () => {
       secured.faults.add({ kind: "status", status: 401, uri: "Mirror" });
       const e = await expectCode(
@@ -886,6 +901,19 @@ describe("master client against the fake master", () => {
       });
     });
     afterEach(() => proxy.close());
+
+    it("reports a proxy that refuses the request", async () => {
+      const strict = await startRawHttpServer((_req, res) =>
+        res.send(407, { "Proxy-Authenticate": 'Basic realm="p"' }, ""),
+      );
+      try {
+        const c = client({ proxy: strict.url });
+        const e = await expectCode(c.getMirror(), "PACKRAT_MASTER_UNREACHABLE", /407/);
+        expect(e.message).toContain(`GET ${fm.url}/api/v2/Repo/Mirror:prod:`);
+      } finally {
+        await strict.close();
+      }
+    });
 
     it("sends every call and download through the proxy, with its credentials", async () => {
       const id = addDeb(fm, "foo", "1");
