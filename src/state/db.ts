@@ -93,6 +93,9 @@ function openDatabase(
     checkSchema(db, path, readonly);
     db.pragma("foreign_keys = ON");
     if (!readonly) {
+      // Migrate first, so a database this agent refuses or fails to migrate keeps its
+      // journal mode too (the original agent used the default rollback journal).
+      migrateOrExplain(db, path, now);
       // Persistent in the file; a reader opened later sees WAL too.
       const mode = db.pragma("journal_mode = WAL", { simple: true });
       if (String(mode).toLowerCase() !== "wal") {
@@ -103,7 +106,6 @@ function openDatabase(
         );
       }
       db.pragma("synchronous = NORMAL");
-      migrate(db, now);
     }
     return db;
   } catch (err) {
@@ -111,6 +113,24 @@ function openDatabase(
     throw (
       translateSqliteError(err, path, readonly ? "reading its schema" : "migrating its schema") ??
       err
+    );
+  }
+}
+
+/** Each migration is one transaction, so a failure leaves the database as it was. */
+function migrateOrExplain(db: Db, path: string, now: () => number): void {
+  const from = readSchemaState(db);
+  try {
+    migrate(db, now);
+  } catch (err) {
+    const translated = translateSqliteError(err, path, "migrating its schema");
+    if (translated) throw translated;
+    const version = from.kind === "versioned" ? from.version : 0;
+    throw stateDbError(
+      path,
+      `migrating it from schema version ${version} to ${SCHEMA_VERSION} failed (${err instanceof Error ? err.message : String(err)}); the failed step was rolled back`,
+      "The file holds something this agent does not expect. Keep a copy of it for a bug report, then move it aside: the agent creates a new state DB and the next full sync rebuilds it.",
+      err,
     );
   }
 }

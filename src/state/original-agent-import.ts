@@ -54,17 +54,23 @@ export function renameOriginalAgentTables(db: Db): LegacyTables | null {
   const found: LegacyTables = { repos: null, files: null };
   // files first: it references repos, and SQLite rewrites that reference on the second rename.
   if (tableExists(db, "files")) {
-    db.exec(`ALTER TABLE "files" RENAME TO "${LEGACY_FILES_TABLE}"`);
-    found.files = LEGACY_FILES_TABLE;
+    found.files = freeName(db, LEGACY_FILES_TABLE);
+    db.exec(`ALTER TABLE "files" RENAME TO "${found.files}"`);
   }
   if (tableExists(db, "repos")) {
-    db.exec(`ALTER TABLE "repos" RENAME TO "${LEGACY_REPOS_TABLE}"`);
-    found.repos = LEGACY_REPOS_TABLE;
+    found.repos = freeName(db, LEGACY_REPOS_TABLE);
+    db.exec(`ALTER TABLE "repos" RENAME TO "${found.repos}"`);
   }
   return found.repos || found.files ? found : null;
 }
 
-/** A column value as text (the original declared char(n) but SQLite stores what it is given). */
+/** The name itself, or name_2, name_3...: an earlier copy (restored by hand) is never replaced. */
+function freeName(db: Db, name: string): string {
+  let candidate = name;
+  for (let i = 2; tableExists(db, candidate); i++) candidate = `${name}_${i}`;
+  return candidate;
+}
+
 function text(value: unknown): string {
   if (value === null || value === undefined) return "";
   if (typeof value === "string") return value;

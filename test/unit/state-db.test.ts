@@ -669,6 +669,49 @@ describe.each(["plain", "signed"] as const)("a database of the original agent (%
   });
 });
 
+describe("the original agent's tables, renamed", () => {
+  it("never replace an existing legacy table of the same name", () => {
+    const path = join(dir, "packrat-agent.db");
+    const fx = makeOriginalDb(path, "plain");
+    const db = new BetterSqlite3(path);
+    db.exec(
+      "CREATE TABLE legacy_files_v2 (note TEXT); INSERT INTO legacy_files_v2 VALUES ('mine')",
+    );
+    db.close();
+    const s = store(path);
+    expect(s.listPackageFiles().length).toBeGreaterThan(0);
+    s.close();
+    const check = raw(path);
+    expect(check.prepare("SELECT note FROM legacy_files_v2").all()).toEqual([{ note: "mine" }]);
+    expect(check.prepare("SELECT count(*) AS n FROM legacy_files_v2_2").get()).toEqual({
+      n: fx.files.length,
+    });
+    check.close();
+  });
+
+  it("a migration that fails leaves the original database as it was", () => {
+    const path = join(dir, "packrat-agent.db");
+    makeOriginalDb(path, "plain");
+    const db = new BetterSqlite3(path);
+    // Something the new schema cannot create over: its CREATE TABLE kv fails half-way.
+    db.exec("CREATE VIEW kv AS SELECT 1 AS key");
+    db.close();
+
+    const err = expectPackratError(() => store(path), "PACKRAT_STATE_DB");
+    expect(err.message).toMatch(/from schema version 2 to 3 failed .*kv.*rolled back/);
+    expect(err.message).toContain(path);
+
+    const check = raw(path);
+    expect(check.prepare("SELECT value FROM control").get()).toEqual({ value: "2" });
+    const tables = check
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      .all();
+    expect(tables).toEqual([{ name: "control" }, { name: "files" }, { name: "repos" }]);
+    expect(check.pragma("journal_mode", { simple: true })).toBe("delete");
+    check.close();
+  });
+});
+
 describe("databases this agent must not open", () => {
   it("refuses, without touching it, a database of a newer schema", () => {
     const path = join(dir, "newer.db");
