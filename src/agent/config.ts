@@ -301,9 +301,14 @@ function missing(doc: IniDocument, name: SectionName, key: string, spec: KeySpec
     ? `add a line ${line} under [${name}]`
     : `add a [${name}] section with a line ${line}`;
   const misplaced = [...doc.sections.values()].find((s) => s.name !== name && s.entries.has(key));
+  const misspelled = [...(doc.sections.get(name)?.entries.values() ?? [])].find(
+    (e) => closest(e.key, [key]) !== undefined,
+  );
   const note = misplaced
     ? `; it is on line ${misplaced.entries.get(key)?.line ?? "?"} under [${misplaced.name}], which is the wrong section`
-    : "";
+    : misspelled
+      ? `; is "${misspelled.key}" on line ${misspelled.line} meant to be ${key}?`
+      : "";
   return `[${name}] ${key} is missing: ${advice}${note}`;
 }
 

@@ -559,6 +559,10 @@ describe("parseConfig problems", () => {
         "(this mirror's name on the master)",
     ]);
     expect(problemsOf("")).toHaveLength(3);
+    expect(problemOf(MINIMAL.replace("root_dir", "root_dri"))).toBe(
+      'mirror.conf:5: [mirror] root_dir is missing: add a line "root_dir: /var/www/repo" ' +
+        '(the directory the web server publishes) under [mirror]; is "root_dri" on line 6 meant to be root_dir?',
+    );
     expect(problemOf(MINIMAL.replace("name: mirror", "name:"))).toBe(
       `mirror.conf:3: [packrat] name = "": expected the mirror's name on the master, without spaces, ":" or "/", e.g. prod`,
     );
