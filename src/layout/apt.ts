@@ -85,6 +85,26 @@ function stanzaFor(
   return renderStanza(fields);
 }
 
+/**
+ * Two files with the same name, version and architecture in one dist: apt keeps one of them
+ * arbitrarily, so a client may get either. Say so (the master should not allow it).
+ */
+function warnDuplicates(entries: readonly IndexEntry[], where: string, warnings: string[]): void {
+  for (let i = 1; i < entries.length; i++) {
+    const a = entries[i - 1]!;
+    const b = entries[i]!;
+    if (
+      a.name === b.name &&
+      a.arch === b.arch &&
+      compareDebianVersions(a.version, b.version) === 0
+    ) {
+      warnings.push(
+        `${where}: ${a.name} ${a.version} (${a.arch}) is published twice, as ${a.filename} and ${b.filename}; apt will use either`,
+      );
+    }
+  }
+}
+
 function compareEntries(a: IndexEntry, b: IndexEntry): number {
   if (a.name !== b.name) return a.name < b.name ? -1 : 1;
   const v = compareDebianVersions(a.version, b.version);
@@ -154,14 +174,19 @@ async function renderDist(
     });
   }
   entries.sort(compareEntries);
+  warnDuplicates(entries, `apt repo ${repo.name} dist ${dist.codename}`, warnings);
 
-  const architectures =
-    options.aptArchitectures.length > 0
-      ? [...new Set(options.aptArchitectures)].map((a) =>
-          safeComponent(debianArch(a), "architecture"),
-        )
-      : [...new Set([...present, "amd64"])].map((a) => safeComponent(a, "architecture"));
-  architectures.sort();
+  // `all` is not a binary-<arch> of its own here: its packages go into every listed arch.
+  const architectures = [
+    ...new Set(
+      options.aptArchitectures.length > 0
+        ? options.aptArchitectures.map(debianArch)
+        : [...present, "amd64"],
+    ),
+  ]
+    .filter((a) => a !== "all")
+    .map((a) => safeComponent(a, "architecture"))
+    .sort();
 
   const origin = oneLine(repo.name);
   const description = oneLine(repo.description) || oneLine(options.mirrorDescription) || origin;
@@ -267,6 +292,22 @@ async function renderApt(input: RenderInput): Promise<RenderResult> {
       `apt repo ${input.repo.name}: publishing unsigned: no signing key configured (apt will refuse it unless told [trusted=yes])`,
     );
   }
+  // One pool path for two different files (two dists sharing a filename with other bytes):
+  // only one of them can be on disk, so one dist's index would name the wrong bytes.
+  const byPath = new Map<string, string>();
+  for (const pkg of input.packages) {
+    const path = pkg.paths[0];
+    if (path === undefined) continue;
+    const seen = byPath.get(path);
+    if (seen !== undefined && seen !== pkg.sha256) {
+      throw new PackratError(
+        "PACKRAT_MASTER_INCONSISTENT",
+        `apt repo ${input.repo.name}: two different files (sha256 ${seen} and ${pkg.sha256}) both belong at ${path}`,
+        { hint: "the master has two package files with the same filename but different contents" },
+      );
+    }
+    byPath.set(path, pkg.sha256);
+  }
   const files: RenderedFile[] = [];
   for (const dist of groupDists(input)) files.push(...(await renderDist(dist, input, warnings)));
   files.sort((a, b) => a.stage - b.stage || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -284,8 +325,7 @@ export const aptLayout: RepoLayout = {
   managerType: "apt",
   fileTypes: ["deb"],
   placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],
-  parse: (source, filename) =>
-    parseDeb(source, filename) as unknown as Promise<Record<string, unknown>>,
+  parse: (source, filename) => parseDeb(source, filename),
   render: renderApt,
   describe: describeDeb,
 };

@@ -72,7 +72,7 @@ describe("apt placement", () => {
   });
   it("refuses names that could escape the pool", async () => {
     const p = await publishDeb(
-      deb({ Package: "x", Version: "1", Architecture: "all" }),
+      deb({ Package: "xx", Version: "1", Architecture: "all" }),
       "x_1_all.deb",
       bookworm,
     );
@@ -255,5 +255,58 @@ describe("apt describe", () => {
   });
   it("refuses metadata that is not a .deb record", () => {
     expect(() => aptLayout.describe({ format: "rpm" }, "x.deb")).toThrow(/not a \.deb record/);
+  });
+});
+
+describe("apt render checks", () => {
+  it("warns when the control Architecture and the master's arch disagree", async () => {
+    const p = await publishDeb(
+      deb({ Package: "mixed", Version: "1", Architecture: "amd64", Description: "m" }),
+      "mixed_1_amd64.deb",
+      bookworm,
+      testRepo(),
+      "arm64",
+    );
+    const r = await aptLayout.render(renderInput([p], [bookworm]));
+    expect(r.warnings.some((w) => /Architecture amd64 but the master says arm64/.test(w))).toBe(
+      true,
+    );
+  });
+  it("warns about the same name, version and arch published twice", async () => {
+    const a = await publishDeb(
+      deb({ Package: "twice", Version: "1", Architecture: "all", Description: "a" }),
+      "twice_1_all.deb",
+      bookworm,
+    );
+    const b = await publishDeb(
+      deb({ Package: "twice", Version: "1", Architecture: "all", Description: "b" }),
+      "twice_1_all_rebuilt.deb",
+      bookworm,
+    );
+    const r = await aptLayout.render(renderInput([a, b], [bookworm]));
+    expect(r.warnings.some((w) => /twice 1 \(all\) is published twice/.test(w))).toBe(true);
+  });
+  it("refuses two different files at one pool path", async () => {
+    const a = await publishDeb(
+      deb({ Package: "clash", Version: "1", Architecture: "all", Description: "a" }),
+      "clash_1_all.deb",
+      bookworm,
+    );
+    const b = await publishDeb(
+      deb({ Package: "clash", Version: "1", Architecture: "all", Description: "b" }),
+      "clash_1_all.deb",
+      trixie,
+    );
+    await expect(aptLayout.render(renderInput([a, b], [bookworm, trixie]))).rejects.toMatchObject({
+      code: "PACKRAT_MASTER_INCONSISTENT",
+    });
+  });
+  it("leaves `all` out of the architecture list", async () => {
+    const r = await aptLayout.render(
+      renderInput(pkgs, [bookworm], {
+        options: { ...DEFAULT_LAYOUT_OPTIONS, aptArchitectures: ["all", "arm64"] },
+      }),
+    );
+    expect(text(r, "dists/bookworm/Release")).toMatch(/\nArchitectures: arm64\n/);
   });
 });

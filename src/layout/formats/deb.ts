@@ -13,8 +13,11 @@ import type { ControlField } from "./deb-control.js";
 import { ControlParseError, controlValue, parseControlStanza } from "./deb-control.js";
 import { findTarFile, readTar, TarError } from "./tar.js";
 
-/** What a .deb parse yields; JSON-serialisable, cached by the file's sha256. */
-export interface DebMeta {
+/**
+ * What a .deb parse yields; JSON-serialisable, cached by the file's sha256. (A type alias, not
+ * an interface, so that it is assignable to PackageMeta's index signature.)
+ */
+export type DebMeta = {
   format: "deb";
   /** The control stanza's fields in file order, values as found (see parseControlStanza). */
   control: ControlField[];
@@ -24,7 +27,7 @@ export interface DebMeta {
   sha1: string;
   sha256: string;
   sha512: string;
-}
+};
 
 export interface DebLimits {
   /** Largest control.tar member accepted, compressed (bytes). */
@@ -128,9 +131,16 @@ export async function parseDeb(
       );
     }
     const fields = parseControlStanza(new TextDecoder().decode(control.data));
-    for (const required of ["Package", "Version", "Architecture"]) {
+    // Package and Architecture end up in paths and index names: hold them to dpkg's syntax
+    // (deb-control(5): lower case, digits, + - .; architectures lower case, digits, -).
+    const syntax: Record<string, RegExp> = {
+      Package: /^[a-z0-9][a-z0-9+.-]+$/,
+      Version: /^[0-9A-Za-z.+~:-]+$/,
+      Architecture: /^[a-z0-9][a-z0-9-]*$/,
+    };
+    for (const [required, pattern] of Object.entries(syntax)) {
       const value = controlValue(fields, required);
-      if (value === undefined || !/^\S+$/.test(value)) {
+      if (value === undefined || !pattern.test(value)) {
         throw invalid(
           filename,
           `control file has ${value === undefined ? "no" : "a malformed"} ${required} field`,
