@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import BetterSqlite3 from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { PackratError } from "../../src/errors.js";
 import { openStateStore, SYNC_RUNS_KEPT, type OpenStateStoreOptions } from "../../src/state/db.js";
 import { migrate, SCHEMA_VERSION } from "../../src/state/migrations.js";
@@ -134,6 +134,19 @@ describe("a new state DB", () => {
     );
     expect(tables).not.toContain("legacy_repos_v2");
     db.close();
+  });
+
+  it("sets synchronous=NORMAL and foreign keys on its connection (per-connection settings)", () => {
+    const pragma = vi.spyOn(BetterSqlite3.prototype, "pragma");
+    try {
+      store();
+      const calls = pragma.mock.calls.map((c) => c[0]);
+      expect(calls).toEqual(
+        expect.arrayContaining(["foreign_keys = ON", "journal_mode = WAL", "synchronous = NORMAL"]),
+      );
+    } finally {
+      pragma.mockRestore();
+    }
   });
 
   it("reopens with its data, and migrations are not applied twice", () => {
