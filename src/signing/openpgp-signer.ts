@@ -30,6 +30,9 @@ const SIGNING_CONFIG: openpgp.PartialConfig = {
   preferredHashAlgorithm: openpgp.enums.hash.sha512,
 };
 
+/** openpgp.js's own floor (minRSABits 2047) rounded to the sizes keys are made in. */
+const MIN_RSA_BITS = 2048;
+
 type AnyKeyPacket = openpgp.Key["keyPacket"] | openpgp.Subkey["keyPacket"];
 
 /** One primary key or subkey of the file, with what we learned about it at `now`. */
@@ -40,6 +43,8 @@ interface KeyComponent {
   keyId: string;
   algorithm: string;
   created: Date;
+  /** An RSA key under 2048 bits: openpgp.js refuses to sign with it, and so do we. */
+  weak: boolean;
   /** Key flags of its newest self-signature or binding signature; null when absent. */
   flags: number | null;
   hasSecret: boolean;
@@ -180,6 +185,17 @@ export async function loadSigner(opts: LoadSignerOptions): Promise<OpenPgpSigner
   const primary = components.find((c) => c.key === signing.key && c.subkey === null);
   if (!primary) throw new Error("signing key without its primary key");
 
+  const version = (signing.subkey ?? signing.key).keyPacket.version;
+  if (version !== 4) {
+    // A v5/v6 key makes v5/v6 signatures, and gpgv 2.2 (apt on Debian 12) rejects those.
+    throw new PackratError(
+      "PACKRAT_SIGNING_KEY",
+      `key ${signing.keyId} in ${opts.keyFile} is a v${version} OpenPGP key; apt on Debian 12 (gpgv 2.2) cannot check v${version} signatures`,
+      {
+        hint: "use a v4 key: `gpg --quick-gen-key` with gpg 2.2/2.4 defaults or `packrat-agent keygen` make one",
+      },
+    );
+  }
   await unlock(signing, opts.passphraseFile, opts.keyFile);
 
   // What openpgp.js itself will use when signing; catches what our checks do not model
@@ -286,7 +302,7 @@ function identity(
   packet: AnyKeyPacket,
   fingerprint: string,
   keyId: openpgp.KeyID,
-): Pick<KeyComponent, "fingerprint" | "keyId" | "algorithm" | "created"> {
+): Pick<KeyComponent, "fingerprint" | "keyId" | "algorithm" | "created" | "weak"> {
   const info = packet.getAlgorithmInfo();
   const algorithm =
     info.curve !== undefined
@@ -297,6 +313,7 @@ function identity(
     keyId: keyId.toHex().toUpperCase(),
     algorithm,
     created: packet.getCreationTime(),
+    weak: info.algorithm.startsWith("rsa") && (info.bits ?? 0) < MIN_RSA_BITS,
   };
 }
 
@@ -319,6 +336,7 @@ function canSign(c: KeyComponent): boolean {
 function usable(c: KeyComponent, primary: KeyComponent): boolean {
   return (
     canSign(c) &&
+    !c.weak &&
     c.hasSecret &&
     !c.revoked &&
     !c.expired &&
@@ -381,10 +399,11 @@ function bestOfPrimary(components: KeyComponent[], primary: KeyComponent): KeyCo
   return [...subkeys, primary].find((c) => usable(c, primary)) ?? null;
 }
 
-type Problem = "cannot-sign" | "revoked" | "expired" | "no-secret" | "invalid";
+type Problem = "cannot-sign" | "weak" | "revoked" | "expired" | "no-secret" | "invalid";
 
 function whyUnusable(c: KeyComponent): Problem | null {
   if (!canSign(c)) return "cannot-sign";
+  if (c.weak) return "weak";
   if (c.revoked) return "revoked";
   if (c.expired) return "expired";
   if (!c.hasSecret) return "no-secret";
@@ -424,6 +443,7 @@ function noUsableKey(
   // Report the problem of the most promising candidate: one that could sign but for one reason.
   const candidate =
     signers.find((c) => whyUnusable(c) === "expired") ??
+    signers.find((c) => whyUnusable(c) === "weak") ??
     signers.find((c) => whyUnusable(c) === "revoked") ??
     signers.find((c) => whyUnusable(c) === "no-secret") ??
     signers.find((c) => whyUnusable(c) === "invalid");
@@ -453,6 +473,14 @@ function unusableError(
         "PACKRAT_SIGNING_KEY",
         `${what} is not able to sign (${describeFlags(c)}); keys in the file: ${listKeys(components)}`,
         { hint: 'set gpg_sign_key to a key marked "can sign" ([S] in `gpg --list-keys`)' },
+      );
+    case "weak":
+      return new PackratError(
+        "PACKRAT_SIGNING_KEY",
+        `${what} is ${c.algorithm}: RSA keys need at least ${MIN_RSA_BITS} bits`,
+        {
+          hint: `add a stronger signing subkey (\`gpg --quick-add-key ${primary.fingerprint} rsa3072 sign 1y\` or ed25519) and set gpg_sign_key to it`,
+        },
       );
     case "revoked":
       return new PackratError("PACKRAT_SIGNING_KEY", `${what} is revoked`, {
@@ -515,6 +543,7 @@ function listKeys(components: KeyComponent[]): string {
   return components
     .map((c) => {
       const notes: string[] = [describeFlags(c)];
+      if (c.weak) notes.push("too weak");
       if (!c.hasSecret) notes.push("no secret part");
       if (c.revoked) notes.push("revoked");
       if (c.expired) notes.push(`expired ${isoDay(c.expiresAt)}`);

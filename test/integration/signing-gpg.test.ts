@@ -21,7 +21,11 @@ class GpgHome {
   constructor(readonly dir: string) {}
 
   static async create(): Promise<GpgHome> {
-    return new GpgHome(await mkdtemp(path.join(tmpdir(), "packrat-gpg-")));
+    const dir = await mkdtemp(path.join(tmpdir(), "packrat-gpg-"));
+    // gpg-agent calibrates the passphrase hashing to ~100 ms of C; openpgp.js then takes
+    // seconds per attempt. The minimum count keeps the protected-key tests fast.
+    await writeFile(path.join(dir, "gpg-agent.conf"), "s2k-count 65536\n");
+    return new GpgHome(dir);
   }
 
   async gpg(args: string[], input?: string): Promise<string> {
@@ -262,9 +266,9 @@ interface KeyCase {
 
 const cases: KeyCase[] = [
   {
-    label: "gpg RSA 3072 primary + RSA 3072 signing subkey (export-secret-subkeys)",
+    label: "gpg RSA 2048 primary + RSA 3072 signing subkey (export-secret-subkeys)",
     make: async () => {
-      const primary = await home.genPrimary("RSA Mirror <rsa@packrat.invalid>", "rsa3072");
+      const primary = await home.genPrimary("RSA Mirror <rsa@packrat.invalid>", "rsa2048");
       const sub = await home.addSubkey(primary, "rsa3072", "sign");
       const file = await keyFile("rsa.asc", await home.exportSecretSubkeys([`${sub}!`]));
       return { file, signKeyId: sub.slice(-16), expectFingerprint: sub };
@@ -416,7 +420,7 @@ describe("which key signs", () => {
       "--faked-system-time",
       `${t0 + 1000}!`,
     ]);
-    newer = await home.addSubkey(primary, "rsa2048", "sign", "1y", "", [
+    newer = await home.addSubkey(primary, "ed25519", "sign", "1y", "", [
       "--faked-system-time",
       `${t0 + 2000}!`,
     ]);
@@ -638,14 +642,38 @@ describe("errors", () => {
     expect(signer.fingerprint).toBe(a);
   });
 
+  it("an RSA key shorter than 2048 bits", async () => {
+    const p = await home.genPrimary("Weak <weak@packrat.invalid>", "ed25519");
+    const s = await home.addSubkey(p, "rsa1024", "sign");
+    const f = await keyFile("weak.asc", await home.exportSecretSubkeys([`${s}!`]));
+    const e = await loadError({ keyFile: f, signKeyId: s });
+    expect(e.message).toBe(
+      `subkey ${s.slice(-16)} (${s}) in ${f} is rsaEncryptSign1024: RSA keys need at least 2048 bits`,
+    );
+  });
+
+  it("a v6 key, whose signatures gpgv 2.2 cannot check", async () => {
+    const { privateKey } = await openpgp.generateKey({
+      type: "curve25519",
+      userIDs: [{ name: "v6" }],
+      subkeys: [{ sign: true }],
+      config: { v6Keys: true },
+    });
+    const f = await keyFile("v6.asc", privateKey);
+    const e = await loadError({ keyFile: f });
+    expect(e.message).toMatch(
+      /is a v6 OpenPGP key; apt on Debian 12 \(gpgv 2\.2\) cannot check v6 signatures/,
+    );
+  });
+
   describe("passphrase-protected key", () => {
     let p: string;
     let s: string;
     let f: string;
 
     beforeAll(async () => {
-      p = await home.genPrimary("Locked <locked@packrat.invalid>", "rsa3072", "2y", "s3cret pass");
-      s = await home.addSubkey(p, "rsa2048", "sign", "1y", "s3cret pass");
+      p = await home.genPrimary("Locked <locked@packrat.invalid>", "ed25519", "2y", "s3cret pass");
+      s = await home.addSubkey(p, "ed25519", "sign", "1y", "s3cret pass");
       const armored = await home.gpg([
         "--pinentry-mode",
         "loopback",
