@@ -746,6 +746,48 @@ describe("master client against the fake master", () => {
       expect(createHash("sha256").update(bytes).digest("hex")).not.toBe(file!.sha256);
     });
 
+    it("errors the body stream with the caller's abort reason mid-file", async () => {
+      const id = fm.addPackageFile({
+        package: "big",
+        distroVersion: "bookworm",
+        version: "1",
+        type: "deb",
+        arch: "all",
+        filename: "big.deb",
+        content: Buffer.alloc(8 * 1024 * 1024, 1),
+      });
+      const ac = new AbortController();
+      const d = await client().download(`/files/${id}/big.deb`, ac.signal);
+      let received = 0;
+      const err = await rejection(
+        (async () => {
+          for await (const chunk of d.body) {
+            received += (chunk as Buffer).length;
+            ac.abort(new Error("shutting down"));
+          }
+        })(),
+      );
+      expect(err).toEqual(new Error("shutting down"));
+      expect(received).toBeLessThan(8 * 1024 * 1024);
+    });
+
+    it("ends an open poll when the client is closed", async () => {
+      const c = createMasterClient({
+        host: fm.url,
+        name: "prod",
+        psk: null,
+        proxy: null,
+        requestTimeoutMs: 2000,
+        log: logs.log,
+      });
+      const p = c.poll(REPO_APT, 30);
+      await until(() => fm.openPolls === 1);
+      const outcome = rejection(p);
+      await c.close();
+      expect(await outcome).toBeInstanceOf(PackratError);
+      await until(() => fm.openPolls === 0);
+    });
+
     it("refuses a file URL that is not a path", async () => {
       await expectCode(client().download("http://evil.example/x"), "PACKRAT_MASTER_PROTOCOL");
       await expectCode(client().download("//evil.example/x"), "PACKRAT_MASTER_PROTOCOL");
