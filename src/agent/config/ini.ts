@@ -53,16 +53,24 @@ export interface IniDocument {
  */
 const PY_SPACE =
   "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const LEADING_SPACE = new RegExp(`^[${PY_SPACE}]+`);
-const TRAILING_SPACE = new RegExp(`[${PY_SPACE}]+$`);
+const SPACE_CHAR = new RegExp(`[${PY_SPACE}]`);
 const NON_SPACE = new RegExp(`[^${PY_SPACE}]`);
 
+// Loops rather than /\s+$/: that regex is quadratic on a long run of spaces before a non-space.
+function isSpace(s: string, i: number): boolean {
+  return SPACE_CHAR.test(s.charAt(i));
+}
+
 export function pyStrip(s: string): string {
-  return s.replace(LEADING_SPACE, "").replace(TRAILING_SPACE, "");
+  let start = 0;
+  while (start < s.length && isSpace(s, start)) start++;
+  return pyRstrip(s.slice(start));
 }
 
 function pyRstrip(s: string): string {
-  return s.replace(TRAILING_SPACE, "");
+  let end = s.length;
+  while (end > 0 && isSpace(s, end - 1)) end--;
+  return s.slice(0, end);
 }
 
 const COMMENT_PREFIXES = ["#", ";"];
