@@ -192,14 +192,14 @@ export async function loadSigner(opts: LoadSignerOptions): Promise<OpenPgpSigner
       "PACKRAT_SIGNING_KEY",
       `key ${signing.keyId} in ${opts.keyFile} is a v${version} OpenPGP key; apt on Debian 12 (gpgv 2.2) cannot check v${version} signatures`,
       {
-        hint: "use a v4 key: `gpg --quick-gen-key` with gpg 2.2/2.4 defaults or `packrat-agent keygen` make one",
+        hint: "make a v4 key with `packrat-agent keygen` or with gpg 2.2/2.4 (`gpg --quick-gen-key`)",
       },
     );
   }
   await unlock(signing, opts.passphraseFile, opts.keyFile);
 
   // What openpgp.js itself will use when signing; catches what our checks do not model
-  // (a missing back-signature, an RSA key under 2048 bits, a rejected curve).
+  // (a missing back-signature on the subkey, a curve openpgp.js rejects).
   try {
     await signing.key.getSigningKey((signing.subkey ?? signing.key).getKeyID(), now, undefined, {
       ...openpgp.config,

@@ -467,6 +467,28 @@ describe("which key signs", () => {
     expect(signer.fingerprint).toBe(good);
   });
 
+  it("signs with the primary key when it may sign and has no signing subkey", async () => {
+    // genPrimary makes certify-only keys; this one may also sign, and has no subkey.
+    await home.gpg([
+      "--pinentry-mode",
+      "loopback",
+      "--passphrase",
+      "",
+      "--quick-gen-key",
+      "Both <both@packrat.invalid>",
+      "ed25519",
+      "sign,cert",
+      "1y",
+    ]);
+    const [both] = await home.fingerprints("Both <both@packrat.invalid>");
+    const f = await keyFile("both.asc", await home.exportSecretKey(both!));
+    const signer = await loadSigner({ keyFile: f, signKeyId: null, passphraseFile: null });
+    expect(signer.fingerprint).toBe(both);
+    expect(signer.primaryFingerprint).toBe(both);
+    const sig = await signer.signDetachedBinary(new TextEncoder().encode("y"));
+    expect(await gpgv(signer.publicKeyBinary(), sig, "y")).toContain("Good signature");
+  });
+
   it("uses a full secret key (not only a subkey export)", async () => {
     const f = await keyFile("full.asc", await home.exportSecretKey(primary));
     const signer = await loadSigner({ keyFile: f, signKeyId: older, passphraseFile: null });
