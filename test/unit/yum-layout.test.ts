@@ -237,7 +237,7 @@ describe("yumLayout.render", () => {
     expect(asc.stage).toBeGreaterThan(repomd.stage);
     expect((await gpgv(signer.publicKeyBinary(), asc.content, repomd.content)).ok).toBe(true);
     const tampered = Buffer.from(repomd.content);
-    tampered[tampered.length - 3] ^= 1;
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 3) ^ 1, tampered.length - 3);
     expect((await gpgv(signer.publicKeyBinary(), asc.content, tampered)).ok).toBe(false);
   });
 });
@@ -282,7 +282,8 @@ describe("RPM signing helpers", () => {
     const { signer } = await makeTestSigner();
     const bytes = Buffer.from(buildSyntheticRpm({ name: "x", version: "1", release: "1" }));
     const meta = await yumLayout.parse(bufferSource(bytes), "x.rpm");
-    bytes[(meta.headerEnd as number) - 2] ^= 1;
+    const at = (meta.headerEnd as number) - 2;
+    bytes.writeUInt8(bytes.readUInt8(at) ^ 1, at);
     await expect(signRpm(bufferSource(bytes), "x.rpm", signer)).rejects.toMatchObject({
       code: "PACKRAT_PACKAGE_INVALID",
     });
