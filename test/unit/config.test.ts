@@ -189,6 +189,11 @@ describe("parseIni agrees with Python's configparser", () => {
     "= no key",
     ": also no key",
     "[]",
+    "[ spaced ]",
+    "Key With Spaces = v",
+    "pct: 50%(",
+    "up: %(NAME)s/%(host)s",
+    "\u00a0nbsp: x\u00a0",
   );
   const TEXT = fc
     .tuple(fc.array(LINE, { maxLength: 12 }), fc.constantFrom("\n", "\r\n", "\r"))
