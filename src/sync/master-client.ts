@@ -534,18 +534,18 @@ class HttpMasterClient implements MasterClient {
           added++;
         }
       }
-      position += page.length;
-      if (total !== null) {
-        if (position >= total) break;
-        if (page.length === 0) return "changed";
-      } else if (page.length < LIST_PAGE_SIZE) {
-        break;
-      }
-      if (added === 0) {
+      if (page.length > 0 && added === 0) {
         throw protocolError(where, "the page repeats URIs already listed; paging does not advance");
       }
+      position += page.length;
+      if (total !== null) {
+        // Fewer distinct URIs than Total means the list shifted under us: read it again.
+        if (position >= total) return seen.size === total ? [...seen] : "changed";
+        if (page.length === 0) return "changed";
+      } else if (page.length < LIST_PAGE_SIZE) {
+        return [...seen];
+      }
     }
-    return [...seen];
   }
 
   /** Multi-object GET in chunks; every requested URI must come back. */

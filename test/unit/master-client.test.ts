@@ -1080,6 +1080,28 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
     );
   });
 
+  it("refuses a master that ignores Position, even when Total is set", async () => {
+    const page = Array.from({ length: 100 }, (_, i) => fileUri(i));
+    mockList(page, 250, 0);
+    mockList(page, 250, 100);
+    await expectCode(
+      mockClient().listPackageFiles(REPO_APT),
+      "PACKRAT_MASTER_PROTOCOL",
+      /\(Position 100\): the page repeats URIs already listed/,
+    );
+  });
+
+  it("reads the list again when it shifted and some URIs came twice", async () => {
+    const uris = Array.from({ length: 110 }, (_, i) => fileUri(i));
+    mockList(uris.slice(0, 100), 110, 0);
+    mockList([fileUri(99), ...uris.slice(100, 109)], 110, 100); // an insert pushed #99 forward
+    mockList(uris.slice(0, 100), 110, 0);
+    mockList(uris.slice(100), 110, 100);
+    for (let i = 0; i < 110; i += 10) mockGet(Array.from({ length: 10 }, (_, k) => i + k));
+    expect(await mockClient().listPackageFiles(REPO_APT)).toHaveLength(110);
+    agent.assertNoPendingInterceptors();
+  });
+
   it("refuses a Total header that is not a number", async () => {
     agent
       .get(HOST)
