@@ -347,4 +347,38 @@ describe("dnf against the yum layout", () => {
       await srv.close();
     }
   });
+
+  it("reads zstd-compressed metadata (yum_compression = zstd)", async () => {
+    const zstd = { ...options, yumCompression: "zstd" as const };
+    const rhel8Packages = published.filter((p) => p.pkg.distroVersion === rhel8);
+    const result = await yumLayout.render({
+      repo,
+      distroVersions: new Map([[rhel8.uri, rhel8]]),
+      packages: rhel8Packages.map((p) => p.pkg),
+      signer,
+      options: zstd,
+      now: new Date(),
+    });
+    expect(result.files.some((f) => f.path.endsWith("-primary.xml.zst"))).toBe(true);
+    const www = path.join(dir, "www-zstd");
+    await writeTree(
+      path.join(www, "yum"),
+      result.files,
+      rhel8Packages.map((p) => ({ paths: p.pkg.paths, content: p.bytes })),
+    );
+    const srv = await startStaticServer(www);
+    try {
+      const dest = path.join(dir, "downloads-zstd");
+      const r = await dnf("zstd", srv.url, [
+        "--disablerepo=packrat-rhel9",
+        "download",
+        `--destdir=${dest}`,
+        "eight-only",
+      ]);
+      expect(r.ok, r.output).toBe(true);
+      expect(await readdir(dest)).toEqual(rhel8Packages.map((p) => p.pkg.file.filename));
+    } finally {
+      await srv.close();
+    }
+  });
 });
