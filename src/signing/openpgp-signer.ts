@@ -304,17 +304,21 @@ function identity(
   keyId: openpgp.KeyID,
 ): Pick<KeyComponent, "fingerprint" | "keyId" | "algorithm" | "created" | "weak"> {
   const info = packet.getAlgorithmInfo();
-  const algorithm =
-    info.curve !== undefined
-      ? `${info.algorithm}/${info.curve}`
-      : `${info.algorithm}${info.bits ?? ""}`;
   return {
     fingerprint: fingerprint.toUpperCase(),
     keyId: keyId.toHex().toUpperCase(),
-    algorithm,
+    algorithm: algorithmName(info),
     created: packet.getCreationTime(),
     weak: info.algorithm.startsWith("rsa") && (info.bits ?? 0) < MIN_RSA_BITS,
   };
+}
+
+/** gpg's names where it has one (rsa3072, ed25519, cv25519), else openpgp.js's. */
+function algorithmName(info: openpgp.AlgorithmInfo): string {
+  if (info.algorithm.startsWith("rsa")) return `rsa${info.bits ?? ""}`;
+  if (info.curve === "ed25519Legacy") return "ed25519";
+  if (info.curve === "curve25519Legacy") return "cv25519";
+  return info.curve === undefined ? info.algorithm : `${info.algorithm}/${info.curve}`;
 }
 
 const SIGNING_ALGORITHMS = new Set<openpgp.enums.publicKey>([

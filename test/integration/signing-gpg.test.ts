@@ -670,7 +670,7 @@ describe("errors", () => {
     const f = await keyFile("weak.asc", await home.exportSecretSubkeys([`${s}!`]));
     const e = await loadError({ keyFile: f, signKeyId: s });
     expect(e.message).toBe(
-      `subkey ${s.slice(-16)} (${s}) in ${f} is rsaEncryptSign1024: RSA keys need at least 2048 bits`,
+      `subkey ${s.slice(-16)} (${s}) in ${f} is rsa1024: RSA keys need at least 2048 bits`,
     );
   });
 
