@@ -84,9 +84,11 @@ function unzstdCapped(data: Uint8Array, maxOutput: number): Uint8Array {
 }
 
 function unxzCapped(data: Uint8Array, maxOutput: number): Uint8Array {
-  // @napi-rs/lzma has no output limit, so the exact output size is read from the LZMA2
-  // chunk headers first (cheap: no decoding). liblzma rejects a chunk whose data does not
-  // produce exactly the size its header states, so the sum is a hard bound.
+  // @napi-rs/lzma (the Rust lzma-rs) has no output limit, so the exact output size is read
+  // from the LZMA2 chunk headers first (cheap: no decoding). The decoder stops every chunk at
+  // the size its header states, so the sum is a hard bound; the length is checked after too.
+  // lzma-rs knows neither SHA-256 checks nor BCJ/delta filters: those fail as corrupt (dpkg
+  // never writes them).
   const size = xzDecompressedSize(data);
   if (size > maxOutput) throw tooLarge(maxOutput);
   let out: Uint8Array;
