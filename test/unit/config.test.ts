@@ -776,7 +776,7 @@ logg_level: debug
 });
 
 describe("any text either parses or is refused with a PackratError", () => {
-  it("holds for arbitrary strings and for mangled valid configs", () => {
+  it("holds for arbitrary text, syntax soup and mangled valid configs", () => {
     const check = (text: string): void => {
       try {
         parseConfigWithWarnings(text, "fuzz.conf");
@@ -785,9 +785,39 @@ describe("any text either parses or is refused with a PackratError", () => {
         expect(err.code).toBe("PACKRAT_CONFIG_INVALID");
       }
     };
-    fc.assert(fc.property(fc.string({ unit: "binary", maxLength: 300 }), check), {
-      numRuns: 200,
+    // Any Unicode text, and text made of the characters the syntax cares about.
+    // (unit "grapheme", not "binary": the latter is slow to generate under fc.assert.)
+    fc.assert(fc.property(fc.string({ unit: "grapheme", maxLength: 300 }), check), {
+      numRuns: 300,
     });
+    const TOKEN = fc.constantFrom(
+      "[",
+      "]",
+      "=",
+      ":",
+      "%",
+      "%(",
+      ")s",
+      "#",
+      ";",
+      " ",
+      "\t",
+      "\n",
+      "\r",
+      "\u00a0",
+      "\ufeff",
+      "a",
+      "packrat",
+      "mirror",
+      "host",
+      "root_dir",
+      "/",
+      "0x",
+    );
+    fc.assert(
+      fc.property(fc.array(TOKEN, { maxLength: 80 }), (tokens) => check(tokens.join(""))),
+      { numRuns: 300 },
+    );
     fc.assert(
       fc.property(
         fc.integer({ min: 0, max: MINIMAL.length }),
