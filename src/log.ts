@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions, type DestinationStream } from "pino";
+import { destination, pino, type Logger, type LoggerOptions, type DestinationStream } from "pino";
 
 export type { Logger } from "pino";
 
@@ -34,11 +34,18 @@ export function createLogger(options: LogOptions = {}): Logger {
       ...base,
       transport: {
         target: "pino-pretty",
-        options: { colorize: true, translateTime: "SYS:standard", ignore: "pid,hostname,name" },
+        options: {
+          colorize: true,
+          translateTime: "SYS:standard",
+          ignore: "pid,hostname,name",
+          destination: 2,
+        },
       },
     });
   }
-  return pino(base);
+  // stderr, synchronously: stdout is for command output (status --json), and the last lines
+  // before a crash must not sit in a buffer.
+  return pino(base, destination({ fd: 2, sync: true }));
 }
 
 /** A logger that drops everything; for tests and library callers that pass none. */

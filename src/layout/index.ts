@@ -2,14 +2,16 @@
  * The registry of repository formats. sync asks for a layout by manager_type and never learns
  * a format's details (aptly's PublishedStorage idea).
  */
+import { aptLayout } from "./apt.js";
 import { jsonLayout } from "./json.js";
+import { pacmanLayout } from "./pacman.js";
+import { pypiLayout } from "./pypi.js";
 import type { RepoLayout } from "./types.js";
+import { yumLayout } from "./yum.js";
 
-const LAYOUTS = new Map<string, RepoLayout>([[jsonLayout.managerType, jsonLayout]]);
-
-export function registerLayout(layout: RepoLayout): void {
-  LAYOUTS.set(layout.managerType, layout);
-}
+const LAYOUTS = new Map<string, RepoLayout>(
+  [aptLayout, yumLayout, pacmanLayout, pypiLayout, jsonLayout].map((l) => [l.managerType, l]),
+);
 
 /** The layout for a manager_type, or undefined for types this agent does not publish (docker). */
 export function layoutFor(managerType: string): RepoLayout | undefined {
@@ -18,6 +20,18 @@ export function layoutFor(managerType: string): RepoLayout | undefined {
 
 export function supportedManagerTypes(): string[] {
   return [...LAYOUTS.keys()].sort();
+}
+
+/** The layout that reads a package file, by its name (for `inspect`). */
+export function layoutForFilename(filename: string): RepoLayout | undefined {
+  const rules: [RegExp, string][] = [
+    [/\.deb$/, "apt"],
+    [/\.rpm$/, "yum"],
+    [/\.pkg\.tar(\.(zst|xz|gz))?$/, "pacman"],
+    [/\.(whl|tar\.gz|zip)$/, "pypi"],
+  ];
+  const match = rules.find(([re]) => re.test(filename));
+  return match ? LAYOUTS.get(match[1]) : undefined;
 }
 
 /** Does a package file of this type belong in a repo of this layout? */

@@ -182,6 +182,7 @@ export class SyncEngine {
       await this.syncRepos(plans, { deep, signal: opts.signal }, report);
       await this.writeRootFiles();
       await this.cleanup(plans, opts.force ?? false, report);
+      await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
 
       store.setValue("full_sync_count", String(fullCount));
       await client.heartbeat(opts.signal);
@@ -247,6 +248,7 @@ export class SyncEngine {
         }
       });
       await this.syncRepos(plans, { deep: false, signal: opts.signal }, report);
+      await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
       report.repos = plans.length;
       report.durationMs = this.now() - started;
       store.finishSyncRun(

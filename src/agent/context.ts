@@ -1,0 +1,169 @@
+/**
+ * Builds the agent's parts from validated Settings: logger, state DB, master client, signer,
+ * sync engine. Commands and the daemon share this, so `sync` and `run` behave the same way.
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import { PackratError } from "../errors.js";
+import { layoutFor } from "../layout/index.js";
+import type { LayoutOptions } from "../layout/types.js";
+import type { Logger } from "../log.js";
+import type { Settings } from "../settings.js";
+import { loadSigner } from "../signing/openpgp-signer.js";
+import { keyExpiryWarning } from "../signing/expiry.js";
+import { checkExportedKey, publicKeyFiles } from "../signing/public-key.js";
+import type { Signer } from "../signing/signer.js";
+import { openStateStore } from "../state/db.js";
+import type { StateStore } from "../state/state-store.js";
+import { SyncEngine, type EngineDeps, type RootFile } from "../sync/engine.js";
+import { createMasterClient } from "../sync/master-client.js";
+import type { MasterClient } from "../sync/master-types.js";
+import { acquireStateLock, type StateLock } from "./lock.js";
+
+export interface AgentContext {
+  settings: Settings;
+  log: Logger;
+  store: StateStore;
+  client: MasterClient;
+  signer: Signer | null;
+  engine: SyncEngine;
+  lock: StateLock;
+  close(): Promise<void>;
+}
+
+export function layoutOptionsFrom(settings: Settings): LayoutOptions {
+  const m = settings.mirror;
+  return {
+    aptArchitectures: m.aptArchitectures,
+    aptValidUntilSeconds: m.aptValidUntilSeconds,
+    yumCompression: m.yumCompression,
+    rpmChangelogLimit: m.rpmChangelogLimit,
+    signRpmPackages: m.signRpmPackages,
+    pacmanRepoNames: m.pacmanRepoNames,
+    mirrorDescription: m.description,
+  };
+}
+
+export async function loadConfiguredSigner(
+  settings: Settings,
+  log: Logger,
+): Promise<Signer | null> {
+  const m = settings.mirror;
+  if (!m.gpgKeyFile) {
+    if (m.gpgSignKey) {
+      throw new PackratError(
+        "PACKRAT_SIGNING_KEY",
+        `${settings.source}: gpg_sign_key is set but gpg_key_file is not`,
+        {
+          hint: "export the key with `gpg --export-secret-subkeys --armor KEYID > FILE` and set gpg_key_file",
+        },
+      );
+    }
+    return null;
+  }
+  const signer = await loadSigner({
+    keyFile: m.gpgKeyFile,
+    signKeyId: m.gpgSignKey,
+    passphraseFile: m.gpgPassphraseFile,
+  });
+  const warning = keyExpiryWarning(signer, new Date(), m.keyExpiryWarnDays);
+  if (warning) log.warn(warning);
+  return signer;
+}
+
+/** The exported public key files at root_dir, after checking what is already there. */
+async function rootFilesFor(
+  settings: Settings,
+  signer: Signer | null,
+  log: Logger,
+): Promise<RootFile[]> {
+  if (!signer) return [];
+  const files = publicKeyFiles(signer, settings.mirror.publicKeyName);
+  for (const f of files) {
+    try {
+      const existing = await fs.readFile(path.join(settings.mirror.rootDir, f.path));
+      const problem = await checkExportedKey(existing, signer);
+      if (problem)
+        log.warn(`${f.path}: ${problem}; replacing it with the signing key's public key`);
+    } catch {
+      // not exported yet
+    }
+  }
+  return files.map((f) => ({
+    path: f.path,
+    content: typeof f.content === "string" ? new TextEncoder().encode(f.content) : f.content,
+  }));
+}
+
+export interface ContextOptions {
+  /** Hooks for the engine (progress bars, test sleeps). */
+  engine?: Partial<Pick<EngineDeps, "progress" | "sleep" | "retry" | "now">>;
+}
+
+export interface EngineParts {
+  client: MasterClient;
+  signer: Signer | null;
+  engine: SyncEngine;
+}
+
+/** Everything that depends on the config but not on the state DB: rebuilt on SIGHUP. */
+export async function buildEngineParts(
+  settings: Settings,
+  log: Logger,
+  store: StateStore,
+  options: ContextOptions = {},
+): Promise<EngineParts> {
+  const signer = await loadConfiguredSigner(settings, log);
+  const client = createMasterClient({
+    host: settings.packrat.host,
+    name: settings.packrat.name,
+    psk: settings.packrat.psk,
+    proxy: settings.packrat.proxy,
+    requestTimeoutMs: settings.mirror.requestTimeout * 1000,
+    log,
+  });
+  const engine = new SyncEngine({
+    settings: settings.mirror,
+    client,
+    store,
+    log,
+    signer,
+    layoutFor,
+    layoutOptions: layoutOptionsFrom(settings),
+    rootFiles: await rootFilesFor(settings, signer, log),
+    ...options.engine,
+  });
+  return { client, signer, engine };
+}
+
+export async function createContext(
+  settings: Settings,
+  log: Logger,
+  options: ContextOptions = {},
+): Promise<AgentContext> {
+  await fs.mkdir(path.dirname(settings.mirror.stateDb), { recursive: true });
+  const lock = acquireStateLock(settings.mirror.stateDb);
+  let store: StateStore | null = null;
+  try {
+    store = openStateStore(settings.mirror.stateDb);
+    const parts = await buildEngineParts(settings, log, store, options);
+    const opened = store;
+    const ctx: AgentContext = {
+      settings,
+      log,
+      store: opened,
+      ...parts,
+      lock,
+      close: async () => {
+        await ctx.client.close();
+        opened.close();
+        lock.release();
+      },
+    };
+    return ctx;
+  } catch (err) {
+    store?.close();
+    lock.release();
+    throw err;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Optional Prometheus endpoint (metrics_listen): sync counts and durations, files and bytes,
+ * repairs, failures, and freshness gauges read from the state DB at scrape time.
+ */
+import http from "node:http";
+import client from "prom-client";
+import { PackratError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { StateStore } from "../state/state-store.js";
+import type { SyncReport } from "../sync/engine.js";
+
+export interface MetricsServer {
+  recordSync(report: SyncReport | null, err: unknown): void;
+  close(): Promise<void>;
+}
+
+export async function startMetricsServer(
+  listen: string,
+  store: StateStore,
+  log: Logger,
+): Promise<MetricsServer> {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: "packrat_agent_process_" });
+  const syncs = new client.Counter({
+    name: "packrat_agent_syncs_total",
+    help: "Sync passes by kind and result",
+    labelNames: ["kind", "result"],
+    registers: [registry],
+  });
+  const duration = new client.Histogram({
+    name: "packrat_agent_sync_duration_seconds",
+    help: "Duration of sync passes",
+    labelNames: ["kind"],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
+    registers: [registry],
+  });
+  const downloads = new client.Counter({
+    name: "packrat_agent_downloads_total",
+    help: "Package files downloaded and verified",
+    registers: [registry],
+  });
+  const repaired = new client.Counter({
+    name: "packrat_agent_repairs_total",
+    help: "Files on disk found wrong and fetched again",
+    registers: [registry],
+  });
+  const failures = new client.Counter({
+    name: "packrat_agent_download_failures_total",
+    help: "Package files that failed every retry",
+    registers: [registry],
+  });
+  const publishes = new client.Counter({
+    name: "packrat_agent_publishes_total",
+    help: "Repo generations published",
+    registers: [registry],
+  });
+  new client.Gauge({
+    name: "packrat_agent_seconds_since_last_successful_sync",
+    help: "Seconds since the last full sync that succeeded",
+    registers: [registry],
+    collect() {
+      const last = store.lastSuccessfulSyncRun("full");
+      this.set(last?.finishedAt ? (Date.now() - last.finishedAt) / 1000 : -1);
+    },
+  });
+  new client.Gauge({
+    name: "packrat_agent_seconds_since_master_contact",
+    help: "Seconds since the master last answered",
+    registers: [registry],
+    collect() {
+      const times = store.listRepos().map((r) => r.lastMasterContact ?? 0);
+      const last = Math.max(0, ...times);
+      this.set(last > 0 ? (Date.now() - last) / 1000 : -1);
+    },
+  });
+
+  const [host, portText] = splitListen(listen);
+  const server = http.createServer((req, res) => {
+    if (req.url !== "/metrics") {
+      res.writeHead(404).end("see /metrics\n");
+      return;
+    }
+    registry.metrics().then(
+      (body) => res.writeHead(200, { "Content-Type": registry.contentType }).end(body),
+      (err: unknown) => res.writeHead(500).end(String(err)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err) =>
+      reject(
+        new PackratError("PACKRAT_CONFIG_INVALID", `metrics_listen ${listen}: ${err.message}`, {
+          cause: err,
+        }),
+      ),
+    );
+    server.listen(Number(portText), host, resolve);
+  });
+  log.info({ listen }, "metrics at /metrics");
+  return {
+    recordSync(report, err) {
+      if (!report) {
+        syncs.inc({ kind: "full", result: err ? "failed" : "ok" });
+        return;
+      }
+      syncs.inc({
+        kind: report.kind,
+        result: report.refused ? "refused" : report.failed.length ? "failed" : "ok",
+      });
+      duration.observe({ kind: report.kind }, report.durationMs / 1000);
+      downloads.inc(report.downloaded);
+      repaired.inc(report.repaired);
+      failures.inc(report.failed.length);
+      publishes.inc(report.published.length);
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+function splitListen(listen: string): [string, string] {
+  const i = listen.lastIndexOf(":");
+  return [listen.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1", listen.slice(i + 1)];
+}

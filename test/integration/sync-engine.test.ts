@@ -1,0 +1,170 @@
+import { existsSync } from "node:fs";
+import { appendFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { isPackratError } from "../../src/errors.js";
+import { sha256File, walkTree } from "../../src/sync/disk.js";
+import {
+  makeEngine,
+  startMirrorFixture,
+  type EngineHarness,
+  type MirrorFixture,
+} from "../support/mirror-fixture.js";
+import { makeTestSigner } from "../support/test-signer.js";
+import { gpgv } from "../support/gpg.js";
+
+describe("sync engine against the fake master", () => {
+  let fx: MirrorFixture;
+  let h: EngineHarness;
+
+  beforeEach(async () => {
+    fx = await startMirrorFixture({
+      debs: [
+        ["hello", "1.0-1"],
+        ["world", "2:0.9-3"],
+        ["aaa", "1.0"],
+      ],
+      json: [["tool", "1.2"]],
+    });
+    h = makeEngine(fx);
+  });
+  afterEach(async () => {
+    await h.close();
+    await fx.close();
+  });
+
+  const read = (rel: string) => readFile(path.join(fx.root, rel), "utf8");
+
+  it("puts every file and manifest in place on the first sync, and heartbeats", async () => {
+    const report = await h.engine.fullSync();
+    expect(report.downloaded).toBe(4);
+    expect(report.failed).toEqual([]);
+    expect(report.published.sort()).toEqual(["prod-apt", "prod-json"]);
+    for (const f of [
+      "apt/pool/hello/hello_1.0-1_all.deb",
+      "apt/pool/world/world_0.9-3_all.deb",
+      "json/tool/tool_1.2.tar.gz",
+    ]) {
+      expect(existsSync(path.join(fx.root, f)), f).toBe(true);
+    }
+    const packages = await read("apt/dists/bookworm/main/binary-amd64/Packages");
+    expect(packages).toContain("Package: hello\n");
+    expect(packages).toContain("Filename: pool/hello/hello_1.0-1_all.deb");
+    const manifest = JSON.parse(await read("json/_repo_main/MANIFEST_all.json")) as Record<
+      string,
+      { path: string }[]
+    >;
+    expect(manifest.tool?.[0]?.path).toBe("tool/tool_1.2.tar.gz");
+    expect(fx.master.heartbeats).toHaveLength(1);
+    expect((await walkTree(fx.root)).some((e) => e.rel.startsWith(".packrat-tmp/"))).toBe(false);
+  });
+
+  it("a no-change full sync hashes nothing and rewrites nothing", async () => {
+    await h.engine.fullSync();
+    const release = path.join(fx.root, "apt/dists/bookworm/Release");
+    const before = await stat(release);
+    const again = await h.engine.fullSync();
+    expect(again.hashed).toBe(0);
+    expect(again.downloaded).toBe(0);
+    expect(again.published).toEqual([]);
+    expect((await stat(release)).mtimeMs).toBe(before.mtimeMs);
+  });
+
+  it("repairs a modified, a deleted and an extra file; keep files are untouched", async () => {
+    await h.close();
+    h = makeEngine(fx, { settings: { keepFileList: ["index.html", "static/"] } });
+    await h.engine.fullSync();
+    const hello = path.join(fx.root, "apt/pool/hello/hello_1.0-1_all.deb");
+    const good = await sha256File(hello);
+    await appendFile(hello, "tampered");
+    await rm(path.join(fx.root, "json/tool/tool_1.2.tar.gz"));
+    await writeFile(path.join(fx.root, "apt/pool/hello/extra.deb"), "not mine");
+    await writeFile(path.join(fx.root, "index.html"), "<h1>mirror</h1>");
+    await mkdir(path.join(fx.root, "static"), { recursive: true });
+    await writeFile(path.join(fx.root, "static/logo.png"), "png");
+    const report = await h.engine.fullSync();
+    expect(report.repaired).toBe(1);
+    expect(report.downloaded).toBe(2);
+    expect(report.removed).toBe(1);
+    expect(await sha256File(hello)).toBe(good);
+    expect(existsSync(path.join(fx.root, "json/tool/tool_1.2.tar.gz"))).toBe(true);
+    expect(existsSync(path.join(fx.root, "apt/pool/hello/extra.deb"))).toBe(false);
+    expect(await read("index.html")).toBe("<h1>mirror</h1>");
+    expect(await read("static/logo.png")).toBe("png");
+  });
+
+  it("never publishes bytes that do not match sha256, and names the file", async () => {
+    await h.engine.fullSync();
+    const id = fx.addDeb("broken", "1.0");
+    fx.master.faults.set({ kind: "wrong-bytes", uri: `/files/${id}/` });
+    const report = await h.engine.fullSync();
+    expect(report.failed).toHaveLength(1);
+    expect(report.failed[0]?.file).toBe("apt/pool/broken/broken_1.0_all.deb");
+    expect(report.failed[0]?.error).toMatch(/SHA-256 is [0-9a-f]{64}, expected/);
+    expect(existsSync(path.join(fx.root, "apt/pool/broken/broken_1.0_all.deb"))).toBe(false);
+    expect(await read("apt/dists/bookworm/main/binary-amd64/Packages")).not.toContain("broken");
+    expect(h.store.listDownloadFailures().map((f) => f.filename)).toEqual(["broken_1.0_all.deb"]);
+    fx.master.faults.clear();
+    const healed = await h.engine.fullSync();
+    expect(healed.failed).toEqual([]);
+    expect(await read("apt/dists/bookworm/main/binary-amd64/Packages")).toContain(
+      "Package: broken",
+    );
+    expect(h.store.listDownloadFailures()).toEqual([]);
+  });
+
+  it("keeps the tree as it is while the master is down, and recovers", async () => {
+    await h.engine.fullSync();
+    const before = (await walkTree(fx.root)).map((e) => e.rel).sort();
+    fx.master.faults.set({ kind: "status", status: 502 });
+    await expect(h.engine.fullSync()).rejects.toThrow(/502/);
+    expect((await walkTree(fx.root)).map((e) => e.rel).sort()).toEqual(before);
+    expect(h.store.lastSyncRun("full")?.result).toBe("failed");
+    fx.master.faults.clear();
+    expect((await h.engine.fullSync()).failed).toEqual([]);
+  });
+
+  it("refuses to empty a repo when the master reports no files, unless forced", async () => {
+    await h.engine.fullSync();
+    for (const id of fx.ids.values()) fx.master.untag(id, "prod");
+    const err = await h.engine.fullSync().catch((e: unknown) => e);
+    expect(isPackratError(err, "PACKRAT_SAFETY_VALVE")).toBe(true);
+    expect(String((err as Error).message)).toMatch(/no files for repo prod-(apt|json)/);
+    expect(existsSync(path.join(fx.root, "apt/pool/hello/hello_1.0-1_all.deb"))).toBe(true);
+    const forced = await h.engine.fullSync({ force: true });
+    expect(forced.published.sort()).toEqual(["prod-apt", "prod-json"]);
+    expect(await read("apt/dists/bookworm/main/binary-amd64/Packages")).toBe("");
+  });
+
+  it("applies an incremental change and keeps a dropped package for the grace period", async () => {
+    await h.engine.fullSync();
+    const id = fx.addDeb("newpkg", "0.1");
+    const inc = await h.engine.incrementalSync("prod-apt", ["newpkg"]);
+    expect(inc.downloaded).toBe(1);
+    expect(await read("apt/dists/bookworm/main/binary-amd64/Packages")).toContain(
+      "Package: newpkg",
+    );
+    fx.master.untag(id, "prod");
+    await h.engine.incrementalSync("prod-apt", ["newpkg"]);
+    expect(await read("apt/dists/bookworm/main/binary-amd64/Packages")).not.toContain("newpkg");
+    await h.engine.fullSync();
+    // Dropped from the index, but still on disk while the grace period runs.
+    expect(existsSync(path.join(fx.root, "apt/pool/newpkg/newpkg_0.1_all.deb"))).toBe(true);
+    await h.close();
+    h = makeEngine(fx, { settings: { metadataGraceSeconds: 0 } });
+    await h.engine.fullSync();
+    expect(existsSync(path.join(fx.root, "apt/pool/newpkg/newpkg_0.1_all.deb"))).toBe(false);
+  });
+
+  it("signs apt and json metadata that gpgv accepts", async () => {
+    await h.close();
+    const key = await makeTestSigner();
+    h = makeEngine(fx, { signer: key.signer });
+    await h.engine.fullSync();
+    const inRelease = await readFile(path.join(fx.root, "apt/dists/bookworm/InRelease"));
+    expect((await gpgv(key.signer.publicKeyBinary(), inRelease)).ok).toBe(true);
+    const manifest = await readFile(path.join(fx.root, "json/_repo_main/MANIFEST_all.json"));
+    const sig = await readFile(path.join(fx.root, "json/_repo_main/MANIFEST_all.json.gpg"));
+    expect((await gpgv(key.signer.publicKeyBinary(), sig, manifest)).ok).toBe(true);
+  });
+});
