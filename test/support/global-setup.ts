@@ -1,0 +1,14 @@
+/**
+ * vitest globalSetup: build dist/ once, so tests that spawn the real CLI (bin/packrat-agent)
+ * run the code under test and `npm test` works on its own after `npm ci`.
+ */
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export default function setup(): void {
+  const root = fileURLToPath(new URL("../..", import.meta.url));
+  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
+    cwd: root,
+    stdio: "inherit",
+  });
+}
