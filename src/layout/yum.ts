@@ -160,6 +160,7 @@ async function renderRepo(
 }
 
 async function render(input: RenderInput): Promise<RenderResult> {
+  const warnings: string[] = [];
   const byRoot = new Map<string, RpmEntry[]>();
   for (const dv of input.distroVersions.values()) byRoot.set(yumRepoRoot(dv), []);
   for (const pkg of input.packages) {
@@ -168,15 +169,23 @@ async function render(input: RenderInput): Promise<RenderResult> {
     if (!list) byRoot.set(root, (list = []));
     list.push(entryOf(pkg, root));
   }
+  // rpm:header-range comes from the parsed bytes; after signing it moves. Metadata parsed
+  // from other bytes than those published would publish a wrong range.
+  const stale = input.packages.filter((p) => p.meta.sha256 !== p.sha256);
+  if (stale.length > 0) {
+    warnings.push(
+      `${input.repo.name}: ${stale.length} RPM(s) (e.g. ${stale[0]?.file.filename}) were parsed from bytes other than those published; rpm:header-range may be wrong`,
+    );
+  }
   const files: RenderedFile[] = [];
   for (const root of [...byRoot.keys()].sort()) {
     files.push(...(await renderRepo(root, byRoot.get(root) ?? [], input)));
   }
-  const warnings = input.signer
-    ? []
-    : [
-        `${input.repo.name}: publishing unsigned repomd.xml (no signing key configured); dnf needs repo_gpgcheck=0`,
-      ];
+  if (!input.signer) {
+    warnings.push(
+      `${input.repo.name}: publishing unsigned repomd.xml (no signing key configured); dnf needs repo_gpgcheck=0`,
+    );
+  }
   return { files, warnings };
 }
 

@@ -3,6 +3,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isPackratError } from "../../src/errors.js";
 import { parseRpm } from "../../src/layout/formats/rpm-meta.js";
+import { signRpm } from "../../src/layout/formats/rpm-sign.js";
+import type { Signer } from "../../src/signing/signer.js";
 import { bufferSource } from "../../src/layout/types.js";
 import { Sense } from "../../src/layout/formats/rpm-tags.js";
 import { buildSyntheticRpm } from "../support/rpm-builder.js";
@@ -129,6 +131,33 @@ describe("parseRpm", () => {
         }
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it("signing a mutated RPM gives signed bytes or a PackratError, nothing else", async () => {
+    // A fixed v4 EdDSA-shaped signature packet: signing itself is not under test here.
+    const packet = new Uint8Array([0xc2, 0x06, 0x04, 0x00, 0x16, 0x0a, 0x00, 0x00]);
+    const signer = { signDetachedBinary: () => Promise.resolve(packet) } as unknown as Signer;
+    const base = sample();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat({ max: 2047 }), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        async (edits) => {
+          const bytes = Buffer.from(base);
+          for (const [at, value] of edits) bytes[at % bytes.length] = value;
+          try {
+            const signed = await signRpm(bufferSource(bytes), "fuzz.rpm", signer);
+            const meta = await parseRpm(bufferSource(signed), "fuzz.rpm");
+            expect(typeof meta.name).toBe("string");
+          } catch (err) {
+            if (!isPackratError(err, "PACKRAT_PACKAGE_INVALID")) throw err;
+          }
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 });

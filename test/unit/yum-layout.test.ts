@@ -240,6 +240,14 @@ describe("yumLayout.render", () => {
     tampered.writeUInt8(tampered.readUInt8(tampered.length - 3) ^ 1, tampered.length - 3);
     expect((await gpgv(signer.publicKeyBinary(), asc.content, tampered)).ok).toBe(false);
   });
+
+  it("warns when metadata was parsed from other bytes than those published", async () => {
+    const base = await input();
+    const [first, ...rest] = base.packages;
+    const moved = { ...first!, sha256: "f".repeat(64) };
+    const { warnings } = await yumLayout.render({ ...base, packages: [moved, ...rest] });
+    expect(warnings.some((w) => w.includes("header-range"))).toBe(true);
+  });
 });
 
 describe("yumLayout.describe", () => {
