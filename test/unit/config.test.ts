@@ -597,7 +597,7 @@ log_level: loud
     const message = (error as PackratError).message;
     expect(message.split("\n")).toEqual([
       "/etc/packrat/mirror.conf has 7 problems:",
-      '/etc/packrat/mirror.conf:2: [packrat] host = "packrat:8080": expected http(s)://name[:port] with no path (the agent adds /api/v2/ itself), e.g. http://packrat.example.com:8080',
+      '/etc/packrat/mirror.conf:2: [packrat] host = "packrat:8080": expected http(s)://name[:port] with no path (the agent adds /api/v2/ itself), e.g. http://packrat.example.com:8080 (the scheme is missing)',
       '/etc/packrat/mirror.conf:4: [packrat] psk = "[redacted]": "%" must be followed by "%" or "(" as in Python\'s configparser: write "%%" for a literal "%"',
       '/etc/packrat/mirror.conf:5: "stray line" is not a "key: value" line, a [section] header or a comment (an indented line continues the value above it)',
       '/etc/packrat/mirror.conf:9: [mirror] download_concurrency = "0": expected a whole number of downloads from 1 to 64, e.g. 4',

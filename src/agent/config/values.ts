@@ -117,6 +117,7 @@ function validPort(port: string | undefined, allowZero = false): boolean {
 export function masterUrl(): ValueParser<string> {
   return (raw) => {
     const m = MASTER_URL.exec(raw);
+    if (!raw.includes("://")) return expected(`${MASTER_EXPECTED} (the scheme is missing)`);
     if (!m || !validPort(m[3])) return expected(MASTER_EXPECTED);
     const scheme = (m[1] ?? "").toLowerCase();
     return ok(`${scheme}://${m[2] ?? ""}${m[3] === undefined ? "" : `:${m[3]}`}`);
