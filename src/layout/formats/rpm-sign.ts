@@ -21,6 +21,7 @@ import {
   HeaderReader,
   invalid,
   LEAD_SIZE,
+  type NewEntry,
   readRpmStructure,
 } from "./rpm-header.js";
 import { SigTag, Tag } from "./rpm-tags.js";
@@ -70,6 +71,23 @@ export function headerSignatureTag(pubkeyAlgo: number): number {
   }
 }
 
+/**
+ * Encode the signature header, taking the signature's room out of RPMSIGTAG_RESERVEDSPACE
+ * when there is one (rpmbuild leaves ~4 KiB), as rpmsign does: the header then keeps its
+ * size, so the main header, rpm:header-range and the file size stay where they were.
+ */
+function fitReservedSpace(entries: NewEntry[], originalSize: number): Uint8Array {
+  const plain = encodeHeader(Tag.HEADERSIGNATURES, entries);
+  const reserved = entries.find((e) => e.tag === SigTag.RESERVEDSPACE);
+  const excess = plain.length - originalSize;
+  if (!reserved || excess <= 0 || excess >= reserved.count) return plain;
+  const shrunk = entries.map((e) =>
+    e === reserved ? binEntry(SigTag.RESERVEDSPACE, new Uint8Array(reserved.count - excess)) : e,
+  );
+  const fitted = encodeHeader(Tag.HEADERSIGNATURES, shrunk);
+  return fitted.length === originalSize ? fitted : plain;
+}
+
 const REPLACED_TAGS = new Set<number>([SigTag.RSA, SigTag.DSA, SigTag.PGP, SigTag.GPG]);
 
 /**
@@ -109,7 +127,10 @@ export async function signRpm(
   const kept = entriesOf(signature, filename, "signature header").filter(
     (e) => !REPLACED_TAGS.has(e.tag),
   );
-  const newSig = encodeHeader(Tag.HEADERSIGNATURES, [...kept, binEntry(sigTag, pgp)]);
+  const newSig = fitReservedSpace(
+    [...kept, binEntry(sigTag, pgp)],
+    signature.end - signature.start,
+  );
   const padded = alignTo8(LEAD_SIZE + newSig.length) - LEAD_SIZE;
   const rest = source.size - header.start;
   const out = new Uint8Array(LEAD_SIZE + padded + rest);
