@@ -6,7 +6,15 @@ import { parseRpm } from "../../src/layout/formats/rpm-meta.js";
 import { signRpm } from "../../src/layout/formats/rpm-sign.js";
 import type { Signer } from "../../src/signing/signer.js";
 import { bufferSource } from "../../src/layout/types.js";
-import { Sense } from "../../src/layout/formats/rpm-tags.js";
+import {
+  encodeHeader,
+  int32Entry,
+  LEAD_SIZE,
+  stringArrayEntry,
+  stringEntry,
+  type NewEntry,
+} from "../../src/layout/formats/rpm-header.js";
+import { Sense, Tag } from "../../src/layout/formats/rpm-tags.js";
 import { buildSyntheticRpm } from "../support/rpm-builder.js";
 
 const sample = () =>
@@ -159,5 +167,78 @@ describe("parseRpm", () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  describe("inconsistent headers", () => {
+    /** A lead + minimal signature header + the given main header entries. */
+    function rpmWith(entries: NewEntry[]): Uint8Array {
+      const lead = Buffer.from(sample().subarray(0, LEAD_SIZE));
+      const sig = encodeHeader(Tag.HEADERSIGNATURES, [int32Entry(1000, [0])]);
+      const pad = Buffer.alloc((8 - (sig.length % 8)) % 8);
+      const base = [
+        stringEntry(Tag.NAME, "bad"),
+        stringEntry(Tag.VERSION, "1"),
+        stringEntry(Tag.RELEASE, "1"),
+        stringEntry(Tag.ARCH, "noarch"),
+        stringEntry(Tag.SOURCERPM, "bad-1-1.src.rpm"),
+      ];
+      return Buffer.concat([
+        lead,
+        sig,
+        pad,
+        encodeHeader(Tag.HEADERIMMUTABLE, [...base, ...entries]),
+      ]);
+    }
+
+    const cases: [string, NewEntry[], RegExp][] = [
+      [
+        "a file naming a directory that does not exist",
+        [
+          stringArrayEntry(Tag.BASENAMES, ["a"]),
+          stringArrayEntry(Tag.DIRNAMES, ["/usr/"]),
+          int32Entry(Tag.DIRINDEXES, [7]),
+        ],
+        /directory 7 of 1/,
+      ],
+      [
+        "more basenames than directory indexes",
+        [
+          stringArrayEntry(Tag.BASENAMES, ["a", "b"]),
+          stringArrayEntry(Tag.DIRNAMES, ["/usr/"]),
+          int32Entry(Tag.DIRINDEXES, [0]),
+        ],
+        /2 file basenames but 1 directory indexes/,
+      ],
+      [
+        "dependency names and flags of different lengths",
+        [stringArrayEntry(Tag.REQUIRENAME, ["a", "b"]), int32Entry(Tag.REQUIREFLAGS, [0])],
+        /requires: 2 names but 1 flags/,
+      ],
+      [
+        "a string array claiming more strings than the store holds",
+        [{ ...stringArrayEntry(Tag.PROVIDENAME, ["a"]), count: 1_000_000 }],
+        /strings cannot fit/,
+      ],
+      [
+        "a name stored as an integer",
+        [int32Entry(Tag.SUMMARY, [1])],
+        /tag 1004: type 4, expected a string/,
+      ],
+    ];
+    for (const [what, entries, message] of cases) {
+      it(`refuses ${what}`, async () => {
+        const err = await parseRpm(bufferSource(rpmWith(entries)), "bad.rpm").catch(
+          (e: unknown) => e,
+        );
+        expect(isPackratError(err, "PACKRAT_PACKAGE_INVALID")).toBe(true);
+        expect((err as Error).message).toMatch(/^bad\.rpm: /);
+        expect((err as Error).message).toMatch(message);
+      });
+    }
+
+    it("accepts the same header when it is consistent", async () => {
+      const meta = await parseRpm(bufferSource(rpmWith([])), "bad.rpm");
+      expect(meta.name).toBe("bad");
+    });
   });
 });
