@@ -199,8 +199,12 @@ class HttpMasterClient implements MasterClient {
   }
 
   async getDistroVersions(signal?: AbortSignal): Promise<DistroVersion[]> {
-    const uris = await this.listAll(DISTRO_VERSION_MODEL, null, signal);
-    const objects = await this.multiGet(uris, "distro version", signal);
+    const { uris, objects } = await this.listAndGet(
+      DISTRO_VERSION_MODEL,
+      null,
+      "distro version",
+      signal,
+    );
     return uris.map((uri) => {
       const r = ShapeReader.of(objects.get(uri), `distro version ${uri}`, "a distro version");
       return {
@@ -221,8 +225,12 @@ class HttpMasterClient implements MasterClient {
   ): Promise<PackageFile[]> {
     expectModel(repoUri, REPO_MODEL, "listPackageFiles");
     const filterBody = { repo: repoUri, package_list: packageNames ? [...packageNames] : null };
-    const uris = await this.listAll(PACKAGE_FILE_MODEL, { name: "repo", body: filterBody }, signal);
-    const objects = await this.multiGet(uris, "package file", signal);
+    const { uris, objects } = await this.listAndGet(
+      PACKAGE_FILE_MODEL,
+      { name: "repo", body: filterBody },
+      "package file",
+      signal,
+    );
     const files: PackageFile[] = [];
     for (const uri of uris) {
       try {
@@ -474,23 +482,40 @@ class HttpMasterClient implements MasterClient {
     );
   }
 
-  /** LIST every URI of a model, paged; read again from the start if the list moves under us. */
-  private async listAll(
+  /**
+   * LIST every URI of a model, paged, and GET the objects while the pages still come in (the
+   * GETs of page 1 overlap the LIST of page 2). A list that moves under us (Total changes, URIs
+   * shift, a listed object is gone by the time we GET it) is read again from the start.
+   */
+  private async listAndGet(
     model: string,
     filter: { name: string; body: unknown } | null,
+    what: string,
     signal: AbortSignal | undefined,
-  ): Promise<string[]> {
+  ): Promise<{ uris: string[]; objects: Map<string, unknown> }> {
     for (let attempt = 1; ; attempt++) {
-      const result = await this.listOnce(model, filter, signal);
-      if (result !== "changed") return result;
+      const getter = new ChunkedGetter((chunk) => this.getChunk(chunk, what, signal));
+      let outcome: string[] | "changed";
+      let lastChange: unknown = null;
+      try {
+        outcome = await this.listOnce(model, filter, signal, (fresh) => getter.add(fresh));
+        if (outcome !== "changed") return { uris: outcome, objects: await getter.finish() };
+      } catch (err) {
+        if (!(err instanceof PackratError && err.code === "PACKRAT_MASTER_INCONSISTENT")) {
+          getter.abandon();
+          throw err;
+        }
+        lastChange = err;
+      }
+      getter.abandon();
       if (attempt >= LIST_ATTEMPTS) {
         throw new PackratError(
           "PACKRAT_MASTER_INCONSISTENT",
-          `LIST ${this.host}${model}: the list kept changing while it was paged (${LIST_ATTEMPTS} attempts)`,
-          { hint: "the master is busy; the next sync retries" },
+          `LIST ${this.host}${model}: the list kept changing while it was read (${LIST_ATTEMPTS} attempts)`,
+          { hint: "the master is busy; the next sync retries", cause: lastChange ?? undefined },
         );
       }
-      this.log.debug({ model, attempt }, "list changed while paging; reading it again");
+      this.log.debug({ model, attempt }, "list changed while it was read; reading it again");
     }
   }
 
@@ -498,6 +523,7 @@ class HttpMasterClient implements MasterClient {
     model: string,
     filter: { name: string; body: unknown } | null,
     signal: AbortSignal | undefined,
+    onPage: (fresh: string[]) => void,
   ): Promise<string[] | "changed"> {
     const seen = new Set<string>();
     let position = 0;
@@ -523,7 +549,7 @@ class HttpMasterClient implements MasterClient {
       }
       firstTotal ??= total;
       if (total !== firstTotal) return "changed";
-      let added = 0;
+      const fresh: string[] = [];
       for (const item of page) {
         if (typeof item !== "string") {
           throw protocolError(where, `expected URIs, got ${typeName(item)} in the list`);
@@ -531,10 +557,11 @@ class HttpMasterClient implements MasterClient {
         expectModel(item, model, where);
         if (!seen.has(item)) {
           seen.add(item);
-          added++;
+          fresh.push(item);
         }
       }
-      if (page.length > 0 && added === 0) {
+      onPage(fresh);
+      if (page.length > 0 && fresh.length === 0) {
         throw protocolError(where, "the page repeats URIs already listed; paging does not advance");
       }
       position += page.length;
@@ -549,58 +576,117 @@ class HttpMasterClient implements MasterClient {
   }
 
   /** Multi-object GET in chunks; every requested URI must come back. */
-  private async multiGet(
+  private multiGet(
     uris: readonly string[],
     what: string,
     signal: AbortSignal | undefined,
   ): Promise<Map<string, unknown>> {
-    const chunks = multiUris(uris, MULTI_GET_MAX);
-    const found = new Map<string, unknown>();
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < chunks.length) {
-        const chunk = chunks[next++]!;
-        let ans: Answer;
-        try {
-          ans = await this.call("GET", chunk.uri, { headers: { "Multi-Object": "True" }, signal });
-        } catch (err) {
-          if (err instanceof MasterHttpError && err.status === 404) {
-            throw new PackratError(
-              "PACKRAT_MASTER_INCONSISTENT",
-              `GET ${err.url}: the master named a ${what} it then could not find (HTTP 404 ${describeCinpError(err)})`,
-              {
-                hint: "the master changed while it was being read; the next sync retries",
-                cause: err,
-              },
-            );
-          }
-          throw err;
-        }
-        const where = `GET ${ans.url}`;
-        const body = parseJson(ans, where);
-        if (!isRecord(body)) {
-          throw protocolError(
-            where,
-            `expected an object keyed by ${what} URI, got ${typeName(body)}`,
-          );
-        }
-        const record = body;
-        for (const member of chunk.members) {
-          if (!Object.hasOwn(record, member)) {
-            throw protocolError(where, `the answer has no entry for ${member}`);
-          }
-          found.set(member, record[member]);
-        }
+    const getter = new ChunkedGetter((chunk) => this.getChunk(chunk, what, signal));
+    getter.add(uris);
+    return getter.finish();
+  }
+
+  /** One multi-object GET; the answer must hold every member asked for. */
+  private async getChunk(
+    chunk: { uri: string; members: string[] },
+    what: string,
+    signal: AbortSignal | undefined,
+  ): Promise<Map<string, unknown>> {
+    let ans: Answer;
+    try {
+      ans = await this.call("GET", chunk.uri, { headers: { "Multi-Object": "True" }, signal });
+    } catch (err) {
+      if (err instanceof MasterHttpError && err.status === 404) {
+        throw new PackratError(
+          "PACKRAT_MASTER_INCONSISTENT",
+          `GET ${err.url}: the master named a ${what} it then could not find (HTTP 404 ${describeCinpError(err)})`,
+          { hint: "the master changed while it was being read; the next sync retries", cause: err },
+        );
       }
-    };
-    await Promise.all(
-      Array.from({ length: Math.min(GET_CONCURRENCY, chunks.length) }, () => worker()),
-    );
+      throw err;
+    }
+    const where = `GET ${ans.url}`;
+    const body = parseJson(ans, where);
+    if (!isRecord(body)) {
+      throw protocolError(where, `expected an object keyed by ${what} URI, got ${typeName(body)}`);
+    }
+    const found = new Map<string, unknown>();
+    for (const member of chunk.members) {
+      if (!Object.hasOwn(body, member)) {
+        throw protocolError(where, `the answer has no entry for ${member}`);
+      }
+      found.set(member, body[member]);
+    }
     return found;
   }
 }
 
 // --- helpers -------------------------------------------------------------------------------
+
+/**
+ * Multi-object GETs in chunks of MULTI_GET_MAX, GET_CONCURRENCY at a time, fed while a LIST
+ * is still paging. The first failure stops new GETs and is thrown by add() and finish().
+ */
+class ChunkedGetter {
+  private readonly queue: { uri: string; members: string[] }[] = [];
+  private readonly found = new Map<string, unknown>();
+  private running = 0;
+  private failure: { err: unknown } | null = null;
+  private abandoned = false;
+  private onIdle: (() => void) | null = null;
+
+  constructor(
+    private readonly fetchChunk: (chunk: {
+      uri: string;
+      members: string[];
+    }) => Promise<Map<string, unknown>>,
+  ) {}
+
+  add(uris: readonly string[]): void {
+    if (this.failure) throw this.failure.err;
+    if (uris.length === 0) return;
+    this.queue.push(...multiUris(uris, MULTI_GET_MAX));
+    this.pump();
+  }
+
+  async finish(): Promise<Map<string, unknown>> {
+    if (this.running > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+    if (this.failure) throw this.failure.err;
+    return this.found;
+  }
+
+  /** Drop queued GETs and ignore the answers of running ones (the list is read again). */
+  abandon(): void {
+    this.abandoned = true;
+    this.queue.length = 0;
+  }
+
+  private pump(): void {
+    while (
+      !this.abandoned &&
+      this.failure === null &&
+      this.running < GET_CONCURRENCY &&
+      this.queue.length > 0
+    ) {
+      const chunk = this.queue.shift()!;
+      this.running++;
+      void this.fetchChunk(chunk)
+        .then(
+          (objects) => {
+            for (const [uri, value] of objects) this.found.set(uri, value);
+          },
+          (err: unknown) => {
+            if (!this.abandoned) this.failure ??= { err };
+          },
+        )
+        .finally(() => {
+          this.running--;
+          this.pump();
+          if (this.running === 0) this.onIdle?.();
+        });
+    }
+  }
+}
 
 /**
  * The call's own deadline plus the caller's AbortSignal, as one signal for undici. Records

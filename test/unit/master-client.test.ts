@@ -1029,11 +1029,20 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
       });
   }
 
-  function mockGet(ids: number[]) {
+  /** Answer every multi-object GET of package files, however the client chunks them. */
+  function mockGets() {
     agent
       .get(HOST)
-      .intercept({ path: `/api/v2/Package/PackageFile:${ids.join(":")}:`, method: "GET" })
-      .reply(200, JSON.stringify(Object.fromEntries(ids.map((i) => [fileUri(i), fileObj(i)]))));
+      .intercept({
+        path: (p: string) => p.startsWith("/api/v2/Package/PackageFile:"),
+        method: "GET",
+      })
+      .reply(200, (opts) => {
+        const ids = String(opts.path).split(":").slice(1, -1).map(Number);
+        expect(ids.length).toBeLessThanOrEqual(10);
+        return JSON.stringify(Object.fromEntries(ids.map((i) => [fileUri(i), fileObj(i)])));
+      })
+      .persist();
   }
 
   it("reads the list again when its Total changes between pages", async () => {
@@ -1041,7 +1050,7 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
     mockList(first, 150, 0);
     mockList([fileUri(200)], 101, 100); // a file vanished meanwhile: start over
     mockList(first, 100, 0);
-    for (let i = 0; i < 100; i += 10) mockGet(Array.from({ length: 10 }, (_, k) => i + k));
+    mockGets();
     const files = await mockClient().listPackageFiles(REPO_APT);
     expect(files).toHaveLength(100);
     expect(files[0]).toMatchObject({
@@ -1050,6 +1059,45 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
       sha256: "a".repeat(64),
     });
     agent.assertNoPendingInterceptors();
+  });
+
+  it("reads the list again when a listed file is gone by the time it is read", async () => {
+    mockList([fileUri(1), fileUri(2)], 2, 0);
+    agent
+      .get(HOST)
+      .intercept({ path: "/api/v2/Package/PackageFile:1:2:", method: "GET" })
+      .reply(404, JSON.stringify({ class: "NotFound", message: "gone" }));
+    mockList([fileUri(1)], 1, 0);
+    mockGets();
+    const files = await mockClient().listPackageFiles(REPO_APT);
+    expect(files.map((f) => f.packageName)).toEqual(["p1"]);
+    agent.assertNoPendingInterceptors();
+  });
+
+  it("overlaps the GETs of a page with the LIST of the next one", async () => {
+    const total = 300;
+    const uris = Array.from({ length: total }, (_, i) => fileUri(i));
+    for (let p = 0; p < total; p += 100) mockList(uris.slice(p, p + 100), total, p);
+    mockGets();
+    const order: string[] = [];
+    const c = createMasterClient({
+      host: HOST,
+      name: "prod",
+      psk: null,
+      proxy: null,
+      requestTimeoutMs: 1000,
+      log: captureLog().log,
+      dispatcher: {
+        // Record the order requests leave in, then hand them to the mock.
+        dispatch: (opts: { method: string; path: string }, handler: unknown) => {
+          order.push(`${opts.method} ${opts.path}`);
+          return agent.dispatch(opts, handler as never);
+        },
+      } as never,
+    });
+    expect(await c.listPackageFiles(REPO_APT)).toHaveLength(total);
+    const lastList = order.lastIndexOf("LIST /api/v2/Package/PackageFile");
+    expect(order.findIndex((o) => o.startsWith("GET "))).toBeLessThan(lastList);
   });
 
   it("gives up as inconsistent when the list keeps changing", async () => {
@@ -1061,13 +1109,13 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
     await expectCode(
       mockClient().listPackageFiles(REPO_APT),
       "PACKRAT_MASTER_INCONSISTENT",
-      /kept changing while it was paged \(3 attempts\)/,
+      /kept changing while it was read \(3 attempts\)/,
     );
   });
 
   it("stops paging without Total on a short page, and refuses pages that do not advance", async () => {
     mockList([fileUri(1)], null, 0);
-    mockGet([1]);
+    mockGets();
     expect(await mockClient().listPackageFiles(REPO_APT)).toHaveLength(1);
 
     const page = Array.from({ length: 100 }, (_, i) => fileUri(i));
@@ -1081,6 +1129,7 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
   });
 
   it("refuses a master that ignores Position, even when Total is set", async () => {
+    mockGets();
     const page = Array.from({ length: 100 }, (_, i) => fileUri(i));
     mockList(page, 250, 0);
     mockList(page, 250, 100);
@@ -1097,7 +1146,7 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
     mockList([fileUri(99), ...uris.slice(100, 109)], 110, 100); // an insert pushed #99 forward
     mockList(uris.slice(0, 100), 110, 0);
     mockList(uris.slice(100), 110, 100);
-    for (let i = 0; i < 110; i += 10) mockGet(Array.from({ length: 10 }, (_, k) => i + k));
+    mockGets();
     expect(await mockClient().listPackageFiles(REPO_APT)).toHaveLength(110);
     agent.assertNoPendingInterceptors();
   });
