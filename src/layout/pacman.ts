@@ -199,7 +199,7 @@ function buildDatabases(entries: { pkg: DbPackage; desc: string }[]): {
 
 /** gzip with mtime 0 and no name (node's zlib writes neither): the same tar, the same bytes. */
 function gzip(data: Uint8Array): Uint8Array {
-  return gzipSync(data, { level: 9 });
+  return gzipSync(data, { level: 6 });
 }
 
 async function render(input: RenderInput): Promise<RenderResult> {

@@ -2,7 +2,11 @@ import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { isPackratError } from "../../src/errors.js";
-import { PACMAN_LIMITS, readPacmanPackage } from "../../src/layout/formats/pacman-package.js";
+import {
+  PACMAN_LIMITS,
+  compareBytes,
+  readPacmanPackage,
+} from "../../src/layout/formats/pacman-package.js";
 import { xzUncompressedSize } from "../../src/layout/formats/pacman-stream.js";
 import { readTar, writeTar } from "../../src/layout/formats/pacman-tar.js";
 import { parsePkgInfo, vercmp } from "../../src/layout/formats/pkginfo.js";
@@ -375,5 +379,18 @@ describe("render", () => {
     expect(text.startsWith(`%FILENAME%\n${pkg.filename}\n\n%NAME%\nhello\n\n`)).toBe(true);
     expect(text).toContain("%DEPENDS%\nglibc\nbash>=5\n\n");
     expect(() => pacmanLayout.describe({ format: "deb" }, "x.deb")).toThrow(/x\.deb/);
+  });
+});
+
+describe("file list order", () => {
+  test("compareBytes sorts like LC_ALL=C sort (UTF-8 bytes)", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme" }), fc.string({ unit: "grapheme" }), (a, b) => {
+        expect(Math.sign(compareBytes(a, b)) + 0).toBe(
+          Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b))) + 0,
+        );
+      }),
+    );
+    expect(compareBytes("\u{1F600}", "\uFFFD")).toBe(1);
   });
 });

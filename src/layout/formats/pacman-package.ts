@@ -140,6 +140,8 @@ export async function readPacmanPackage(
 
 /** `LC_ALL=C sort`: by UTF-8 bytes, not UTF-16 code units. */
 export function compareBytes(a: string, b: string): number {
+  // UTF-16 order equals UTF-8 byte order except around surrogates (U+D800..U+FFFF).
+  if (!/[\ud800-\uffff]/.test(a) && !/[\ud800-\uffff]/.test(b)) return a < b ? -1 : a > b ? 1 : 0;
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 

@@ -11,7 +11,7 @@ import type { Transform } from "node:stream";
 import { Readable, pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
-import { DecompressStream } from "zstd-napi";
+import zstdBinding from "zstd-napi/binding.js";
 import type { ByteSource } from "../types.js";
 
 export type StreamCompression = "zstd" | "xz" | "gzip" | "none";
@@ -80,7 +80,11 @@ export async function* decompressedChunks(
     yield* unxzChunks(source, limits, onRaw);
     return;
   }
-  const decoder: Transform = compression === "gzip" ? createGunzip() : new DecompressStream();
+  if (compression === "zstd") {
+    for await (const chunk of unzstdChunks(source, onRaw)) yield count(chunk);
+    return;
+  }
+  const decoder: Transform = createGunzip();
   const out = pipeline(Readable.from(sourceChunks(source, onRaw)), decoder, () => {
     // Errors surface through the async iteration below.
   });
@@ -92,6 +96,47 @@ export async function* decompressedChunks(
   } finally {
     out.destroy();
   }
+}
+
+const ZSTD_OUT = 256 << 10;
+
+/**
+ * zstd through libzstd's streaming API directly (what zstd-napi's DecompressStream wraps),
+ * synchronously and with a bounded output buffer: no stream machinery per package, which
+ * made small packages cost ~2 ms each. The window is capped at 2^27 (zstd's default).
+ */
+function* unzstdRaw(
+  dctx: InstanceType<typeof zstdBinding.DCtx>,
+  raw: Uint8Array,
+  state: { inFrame: boolean },
+): Generator<Uint8Array> {
+  let src = raw;
+  for (;;) {
+    const dst = Buffer.allocUnsafe(ZSTD_OUT);
+    let ret: number, produced: number, consumed: number;
+    try {
+      [ret, produced, consumed] = dctx.decompressStream(dst, src);
+    } catch (err) {
+      throw new StreamError(`zstd: ${(err as Error).message}`, { cause: err });
+    }
+    if (produced > 0) yield dst.subarray(0, produced);
+    src = src.subarray(consumed);
+    if (src.length === 0 && (produced < dst.length || ret === 0)) {
+      state.inFrame = ret !== 0;
+      return;
+    }
+  }
+}
+
+async function* unzstdChunks(
+  source: ByteSource,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  const dctx = new zstdBinding.DCtx();
+  dctx.setParameter(zstdBinding.DParameter.windowLogMax, 27);
+  const state = { inFrame: false };
+  for await (const raw of sourceChunks(source, onRaw)) yield* unzstdRaw(dctx, raw, state);
+  if (state.inFrame) throw new StreamError("zstd: the data ends inside a frame (truncated)");
 }
 
 async function* unxzChunks(
