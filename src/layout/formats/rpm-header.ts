@@ -131,8 +131,7 @@ export function parseHeaderBytes(
     if (entry.type > RpmType.I18NSTRING) {
       throw invalid(filename, `${what} tag ${entry.tag} has unknown data type ${entry.type}`);
     }
-    // Region entries point at their trailer; the trailer's own offset is negative by design
-    // and is never dereferenced here.
+    // Every entry, a region's included (it points at its trailer), starts inside the store.
     if (entry.offset < 0 || entry.offset > dl) {
       throw invalid(filename, `${what} tag ${entry.tag} points at ${entry.offset}, store is ${dl}`);
     }
