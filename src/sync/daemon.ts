@@ -39,6 +39,8 @@ export class MirrorDaemon {
   private fullSyncTimer: NodeJS.Timeout | null = null;
   private fullSyncQueued = false;
   private masterReachable: boolean | null = null;
+  /** Set as soon as stop() begins: nothing new is scheduled after that. */
+  private stopping = false;
   private consecutiveFullFailures = 0;
 
   constructor(private deps: DaemonDeps) {
@@ -66,7 +68,7 @@ export class MirrorDaemon {
 
   /** SIGUSR1, or after an error: run a full sync as soon as the queue allows. */
   requestFullSync(reason: string, opts: SyncOptions = {}): void {
-    if (this.stopController.signal.aborted || this.fullSyncQueued) return;
+    if (this.stopping || this.fullSyncQueued) return;
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
     this.fullSyncTimer = null;
     this.fullSyncQueued = true;
@@ -113,6 +115,7 @@ export class MirrorDaemon {
 
   /** Stop pollers and timers; wait for the running pass up to the deadline, then abort it. */
   async stop(deadlineMs: number): Promise<boolean> {
+    this.stopping = true;
     this.coalescer.stop();
     this.stopPollers();
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
@@ -135,7 +138,7 @@ export class MirrorDaemon {
   }
 
   private scheduleFullSync(delayMs: number): void {
-    if (this.stopController.signal.aborted) return;
+    if (this.stopping) return;
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
     this.fullSyncTimer = setTimeout(() => {
       this.fullSyncTimer = null;
@@ -145,7 +148,7 @@ export class MirrorDaemon {
 
   private enqueueIncremental(repo: string, packages: string[]): Promise<void> {
     return this.queue.add(async () => {
-      if (this.stopController.signal.aborted) return;
+      if (this.stopping) return;
       this.deps.log.info({ repo, packages: packages.length }, "applying changes from the master");
       const report = await this.deps.engine.incrementalSync(repo, packages, {
         signal: this.stopController.signal,
@@ -160,6 +163,7 @@ export class MirrorDaemon {
   }
 
   private restartPollers(): void {
+    if (this.stopping) return;
     const repos = this.deps.store.listRepos();
     const wanted = new Map(repos.map((r) => [r.repo.name, r.repo.uri]));
     for (const [name, controller] of this.pollers) {

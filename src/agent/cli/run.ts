@@ -4,6 +4,7 @@
  * full sync; the first SIGTERM/SIGINT stops gracefully within a deadline, a second exits at once
  * (close-with-grace).
  */
+import { mkdir } from "node:fs/promises";
 import { describeError } from "../../errors.js";
 import { MirrorDaemon, type DaemonDeps } from "../../sync/daemon.js";
 import type { SyncReport } from "../../sync/engine.js";
@@ -39,6 +40,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     metrics = await startMetricsServer(settings.mirror.metricsListen, ctx.store, log);
   }
   if (settings.mirror.watchTree) {
+    // chokidar does not notice a root created after it starts watching: make it first.
+    await mkdir(settings.mirror.rootDir, { recursive: true });
     watcher = startTreeWatcher({
       root: settings.mirror.rootDir,
       store: ctx.store,
@@ -68,6 +71,9 @@ export async function runCommand(argv: string[]): Promise<number> {
         await metrics?.close();
         await ctx.close();
         log.info("stopped");
+        // Anything still holding the event loop (a socket in close) must not keep a stopped
+        // daemon alive: systemd would wait out TimeoutStopSec.
+        setTimeout(() => process.exit(0), 2000).unref();
         resolve(0);
       })();
     };
