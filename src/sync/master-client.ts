@@ -181,7 +181,7 @@ class HttpMasterClient implements MasterClient {
     for (const u of uris) expectModel(u, REPO_MODEL, "getRepos");
     const objects = await this.multiGet(uris, "repo", signal);
     return uris.map((uri) => {
-      const where = `repo ${uri}`;
+      const where = `repo ${this.host}${uri}`;
       const r = ShapeReader.of(objects.get(uri), where, "a repo");
       const distroVersionUris = r.stringArray("distroversion_list");
       for (const u of distroVersionUris) expectModel(u, DISTRO_VERSION_MODEL, where);
@@ -206,7 +206,11 @@ class HttpMasterClient implements MasterClient {
       signal,
     );
     return uris.map((uri) => {
-      const r = ShapeReader.of(objects.get(uri), `distro version ${uri}`, "a distro version");
+      const r = ShapeReader.of(
+        objects.get(uri),
+        `distro version ${this.host}${uri}`,
+        "a distro version",
+      );
       return {
         uri,
         name: r.nonEmptyString("name"),
@@ -234,7 +238,7 @@ class HttpMasterClient implements MasterClient {
     const files: PackageFile[] = [];
     for (const uri of uris) {
       try {
-        files.push(parsePackageFile(uri, objects.get(uri)));
+        files.push(parsePackageFile(uri, objects.get(uri), this.host));
       } catch (err) {
         if (!(err instanceof PackratError) || err.code !== "PACKRAT_UNSAFE_FILENAME") throw err;
         // One hostile name must not stop the mirror: leave that file out, say so loudly.
@@ -847,8 +851,8 @@ function fileField(value: unknown): string {
  * One PackageFile object → PackageFile. Throws PACKRAT_MASTER_PROTOCOL on a wrong shape and
  * PACKRAT_UNSAFE_FILENAME when its file URL or name is not safe to use.
  */
-export function parsePackageFile(uri: string, value: unknown): PackageFile {
-  const where = `package file ${uri}`;
+export function parsePackageFile(uri: string, value: unknown, host = ""): PackageFile {
+  const where = `package file ${host}${uri}`;
   const r = ShapeReader.of(value, where, "a package file");
   const packageUri = r.nonEmptyString("package");
   const pkg = parseObjectUri(packageUri);
