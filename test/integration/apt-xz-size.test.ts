@@ -4,12 +4,13 @@
  * and blocks, check types, BCJ filters, presets, concatenated streams with padding.
  */
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { xzEncode } from "../../src/layout/formats/xz-encoder.js";
 import {
   decompress,
   DecompressError,
@@ -69,4 +70,18 @@ it("sums concatenated streams with stream padding", async () => {
   await writeFile(path.join(dir, "two.xz"), two);
   const { stdout } = await run("sh", ["-c", `xz -dc "${path.join(dir, "two.xz")}" | wc -c`]);
   expect(Number(stdout.trim())).toBe(2 * input.length);
+});
+
+it("writes xz files the real xz decodes (our encoder)", async () => {
+  for (const [name, data] of [
+    ["empty", new Uint8Array(0)],
+    ["mixed", new Uint8Array(input)],
+    ["text", new TextEncoder().encode("Package: hello\nVersion: 1.0\n\n".repeat(50_000))],
+  ] as const) {
+    const file = path.join(dir, `ours-${name}.xz`);
+    await writeFile(file, xzEncode(data));
+    await run("xz", ["--test", file]);
+    const { stdout } = await run("sh", ["-c", `xz -dc "${file}" | sha256sum`]);
+    expect(stdout.split(" ")[0]).toBe(createHash("sha256").update(data).digest("hex"));
+  }
 });

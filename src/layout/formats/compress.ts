@@ -8,6 +8,7 @@ import { gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
 import { Decompress as ZstdDecompress } from "fzstd";
 import { compress as zstdCompressNative } from "zstd-napi";
+import { xzEncode } from "./xz-encoder.js";
 
 export type Compression = "gzip" | "xz" | "zstd" | "none";
 
@@ -218,9 +219,12 @@ export function gzipDeterministic(data: Uint8Array): Uint8Array {
   return gzipSync(data, { level: zlibConstants.Z_BEST_COMPRESSION });
 }
 
-/** xz with liblzma's default preset (6) and CRC64: deterministic for the same input. */
+/**
+ * xz, deterministic for the same input. Our own encoder (xz-encoder.ts): the installed
+ * @napi-rs/lzma writes stored (uncompressed) chunks only.
+ */
 export function xzCompress(data: Uint8Array): Uint8Array {
-  return xz.compressSync(data);
+  return xzEncode(data);
 }
 
 /** zstd (native, level 3 by default). */
