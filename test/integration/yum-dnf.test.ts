@@ -58,6 +58,15 @@ const repo: Repo = {
   tag: "prod",
   showOnlyLatest: false,
 };
+/** A package that needs nothing but rpmlib, so an empty installroot resolves it. */
+const eightOnly = {
+  name: "eight-only",
+  version: "8.1",
+  release: "2",
+  arch: "x86_64",
+  files: { "/usr/bin/eight": "8" },
+  compress: "gzip" as const,
+};
 const options: LayoutOptions = { ...DEFAULT_LAYOUT_OPTIONS, signRpmPackages: true };
 
 let dir: string;
@@ -104,15 +113,9 @@ beforeAll(async () => {
   const built = await buildRpmsWithRpmbuild(path.join(dir, "build"), STANDARD_SPECS);
   published = [];
   for (const p of built) published.push(await publish(path.basename(p), await readFile(p), rhel9));
-  const syn = {
-    name: "eight-only",
-    version: "8.1",
-    release: "2",
-    arch: "x86_64",
-    files: { "/usr/bin/eight": "8" },
-    compress: "gzip" as const,
-  };
-  published.push(await publish(syntheticRpmFilename(syn), buildSyntheticRpm(syn), rhel8));
+  published.push(
+    await publish(syntheticRpmFilename(eightOnly), buildSyntheticRpm(eightOnly), rhel8),
+  );
 
   const result = await yumLayout.render({
     repo,
@@ -377,6 +380,52 @@ describe("dnf against the yum layout", () => {
       ]);
       expect(r.ok, r.output).toBe(true);
       expect(await readdir(dest)).toEqual(rhel8Packages.map((p) => p.pkg.file.filename));
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it("dnf install --downloadonly checks the RPM signature (gpgcheck=1)", async () => {
+    const r = await dnf("downloadonly", server.url, [
+      "--disablerepo=packrat-rhel9",
+      "install",
+      "--downloadonly",
+      "eight-only",
+    ]);
+    expect(r.ok, r.output).toBe(true);
+    expect(r.output).toContain("Key imported successfully");
+  });
+
+  it("dnf install --downloadonly refuses the same package unsigned", async () => {
+    const bytes = buildSyntheticRpm(eightOnly);
+    const meta = await yumLayout.parse(bufferSource(bytes), syntheticRpmFilename(eightOnly));
+    const signedPkg = published.find((p) => p.pkg.meta.name === "eight-only")!.pkg;
+    const pkg: PublishedPackage = {
+      ...signedPkg,
+      meta,
+      size: bytes.length,
+      sha256: meta.sha256 as string,
+    };
+    const result = await yumLayout.render({
+      repo,
+      distroVersions: new Map([[rhel8.uri, rhel8]]),
+      packages: [pkg],
+      signer,
+      options: { ...options, signRpmPackages: false },
+      now: new Date(),
+    });
+    const www = path.join(dir, "www-unsigned-rpm");
+    await writeTree(path.join(www, "yum"), result.files, [{ paths: pkg.paths, content: bytes }]);
+    const srv = await startStaticServer(www);
+    try {
+      const r = await dnf("unsigned-rpm", srv.url, [
+        "--disablerepo=packrat-rhel9",
+        "install",
+        "--downloadonly",
+        "eight-only",
+      ]);
+      expect(r.ok).toBe(false);
+      expect(r.output).toMatch(/not signed/);
     } finally {
       await srv.close();
     }
