@@ -14,6 +14,7 @@ import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js"
 import {
   buildPacmanPackage,
   buildPacmanPackageWithBsdtar,
+  buildPacmanPackageWithMakepkg,
   pacmanRepo,
   publishedPacman,
 } from "../support/pacman-builder.js";
@@ -60,6 +61,48 @@ const SPECS: PacmanPackageSpec[] = [
   },
 ];
 
+const MAKEPKG_ALPHA = `pkgname=mk-alpha
+pkgver=3.1
+pkgrel=2
+epoch=1
+pkgdesc="Built   by makepkg"
+arch=('x86_64')
+url="https://packrat.invalid/mk"
+license=('GPL' 'MIT')
+groups=('mk-group')
+depends=('bash' 'glibc>=2.30')
+makedepends=('gcc')
+checkdepends=('check')
+optdepends=('python: scripts' 'perl')
+provides=('mk-alpha-impl=3.1')
+conflicts=('mk-alpha-git')
+replaces=('mk-old')
+backup=('etc/mk-alpha.conf')
+package() {
+  mkdir -p "$pkgdir/usr/bin" "$pkgdir/etc" "$pkgdir/usr/share/mk alpha"
+  printf '#!/bin/sh\\necho hi\\n' > "$pkgdir/usr/bin/mk-alpha"
+  chmod 755 "$pkgdir/usr/bin/mk-alpha"
+  echo conf > "$pkgdir/etc/mk-alpha.conf"
+  echo data > "$pkgdir/usr/share/mk alpha/data file.txt"
+  ln -s mk-alpha "$pkgdir/usr/bin/mka"
+}
+`;
+const MAKEPKG_BETA = `pkgname=mk-beta
+pkgver=0.1
+pkgrel=1
+pkgdesc="any-arch package"
+arch=('any')
+license=('MIT')
+package() {
+  mkdir -p "$pkgdir/usr/share/mk-beta"
+  echo x > "$pkgdir/usr/share/mk-beta/x"
+}
+`;
+const MAKEPKG = [
+  [MAKEPKG_ALPHA, ".pkg.tar.zst", "mk-alpha", "1:3.1-2", "x86_64"],
+  [MAKEPKG_BETA, ".pkg.tar.xz", "mk-beta", "0.1-1", "any"],
+] as const;
+
 let dir: string;
 let ours: Map<string, string>;
 let theirs: Map<string, string>;
@@ -84,6 +127,11 @@ beforeAll(async () => {
   // The same specs packed by bsdtar (pax headers, bsdtar's own ordering), renamed.
   for (const spec of SPECS)
     built.push(await buildPacmanPackageWithBsdtar({ ...spec, name: `${spec.name}-bsd` }));
+  // And two made by the real makepkg (.BUILDINFO, makepkg's .MTREE, its .PKGINFO writer).
+  for (const [pkgbuild, ext, name, version, arch] of MAKEPKG) {
+    const made = await buildPacmanPackageWithMakepkg(pkgbuild, ext);
+    built.push({ ...made, spec: { name, version, arch } });
+  }
 
   const published = [];
   for (const b of built) {
@@ -112,7 +160,7 @@ beforeAll(async () => {
   await writeFile(path.join(dir, "ours.files.tar.gz"), filesDb!.content);
   ours = await extract(path.join(dir, "ours.files.tar.gz"), path.join(dir, "ours"));
   theirs = await extract(path.join(dir, "ref.files.tar.gz"), path.join(dir, "theirs"));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -121,7 +169,7 @@ afterAll(async () => {
 describe("pacman database entries equal repo-add's", () => {
   test("the same entries", () => {
     expect([...ours.keys()].sort()).toEqual([...theirs.keys()].sort());
-    expect(ours.size).toBe(SPECS.length * 2 * 2);
+    expect(ours.size).toBe((SPECS.length * 2 + MAKEPKG.length) * 2);
   });
 
   test("every desc and files entry is byte-identical", () => {
@@ -159,6 +207,8 @@ describe("pacman database entries equal repo-add's", () => {
     ]) {
       expect(alpha, field).toContain(`${field}\n`);
     }
+    expect(theirs.get("mk-alpha-1:3.1-2/files")).toContain("usr/share/mk alpha/data file.txt\n");
+    expect(theirs.get("mk-alpha-1:3.1-2/desc")).toContain("%GROUPS%\nmk-group\n");
     expect(theirs.get("beta-tool-2:0.9+git20240101-3/desc")).toContain(
       "%DESC%\na description with runs of whitespace\n",
     );

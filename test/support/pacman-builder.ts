@@ -7,7 +7,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -225,4 +225,40 @@ export function pacmanRepo(filesystemDir = "testrepo"): Repo {
     tag: "",
     showOnlyLatest: false,
   };
+}
+
+/**
+ * A package built by the real makepkg from a PKGBUILD (with .BUILDINFO, makepkg's own .MTREE
+ * and pax headers). makepkg refuses to run as root, so as root it runs as `nobody` (setpriv)
+ * in a directory that user owns.
+ */
+export async function buildPacmanPackageWithMakepkg(
+  pkgbuild: string,
+  pkgext: ".pkg.tar.zst" | ".pkg.tar.xz" | ".pkg.tar.gz" = ".pkg.tar.zst",
+): Promise<{ filename: string; bytes: Uint8Array }> {
+  const dir = await mkdtemp(path.join(tmpdir(), "packrat-makepkg-"));
+  try {
+    await writeFile(path.join(dir, "PKGBUILD"), pkgbuild);
+    const env = [
+      `HOME=${dir}`,
+      `PKGDEST=${dir}`,
+      `SRCDEST=${dir}`,
+      `BUILDDIR=${dir}/build`,
+      `PKGEXT=${pkgext}`,
+    ];
+    const makepkg = ["env", ...env, "makepkg", "--nodeps", "--noconfirm", "--skipinteg"];
+    if (process.getuid?.() === 0) {
+      await run("chown", ["-R", "nobody", dir]);
+      await run("setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", ...makepkg], {
+        cwd: dir,
+      });
+    } else {
+      await run(makepkg[0]!, makepkg.slice(1), { cwd: dir });
+    }
+    const filename = (await readdir(dir)).find((f) => f.endsWith(pkgext));
+    if (!filename) throw new Error(`makepkg made no ${pkgext} in ${dir}`);
+    return { filename, bytes: new Uint8Array(await readFile(path.join(dir, filename))) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
