@@ -49,6 +49,9 @@ const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 // eslint-disable-next-line no-control-regex
 const UNSAFE_URL_CHARS = /[\\\u0000-\u001f\u007f?#]/;
 
+/** A connection that broke under a request (as opposed to one that could not be made). */
+const RESET_CODES = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
+
 const TIMEOUT_CODES = new Set([
   "UND_ERR_CONNECT_TIMEOUT",
   "UND_ERR_HEADERS_TIMEOUT",
@@ -115,6 +118,7 @@ class HttpMasterClient implements MasterClient {
   private readonly onRejectedFile: ((rejected: RejectedPackageFile) => void) | undefined;
   private token: string | null = null;
   private loginInFlight: Promise<void> | null = null;
+  private closed = false;
 
   constructor(options: MasterClientOptions) {
     this.host = normaliseHost(options.host);
@@ -341,6 +345,8 @@ class HttpMasterClient implements MasterClient {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     if (this.ownsDispatcher) await this.dispatcher.destroy();
   }
 
@@ -350,13 +356,13 @@ class HttpMasterClient implements MasterClient {
   private async call(verb: string, uri: string, options: CallOptions): Promise<Answer> {
     if (this.psk !== null && this.token === null) await this.login();
     const tokenUsed = this.token;
-    let ans = await this.exchange(verb, uri, options, tokenUsed);
+    let ans = await this.exchangeRetryingReads(verb, uri, options, tokenUsed);
     if (ans.status === 401 && this.psk !== null) {
       this.log.info({ url: ans.url }, "master session expired; logging in again");
       // Concurrent 401s share one re-login: the first drops the stale token, all wait on login().
       if (this.token === tokenUsed) this.token = null;
       if (this.token === null) await this.login();
-      ans = await this.exchange(verb, uri, options, this.token);
+      ans = await this.exchangeRetryingReads(verb, uri, options, this.token);
     }
     if (ans.status === 401) {
       const e = parseCinpError(ans.text);
@@ -410,6 +416,32 @@ class HttpMasterClient implements MasterClient {
     }
     this.token = token;
     this.log.info({ mirror: this.name }, "logged in to the master");
+  }
+
+  /**
+   * A read (DESCRIBE, GET, LIST) whose kept-alive connection the server closed just as it was
+   * reused fails with a reset; that says nothing about the master, so try it once more on a
+   * fresh connection. Actions (CALL) are never repeated.
+   */
+  private async exchangeRetryingReads(
+    verb: string,
+    uri: string,
+    options: CallOptions,
+    token: string | null,
+  ): Promise<Answer> {
+    try {
+      return await this.exchange(verb, uri, options, token);
+    } catch (err) {
+      const retry =
+        verb !== "CALL" &&
+        err instanceof PackratError &&
+        err.code === "PACKRAT_MASTER_UNREACHABLE" &&
+        RESET_CODES.has(errorCode(err.cause) ?? "") &&
+        options.signal?.aborted !== true;
+      if (!retry) throw err;
+      this.log.debug({ verb, url: this.host + uri }, "connection reset; trying once more");
+      return this.exchange(verb, uri, options, token);
+    }
   }
 
   /** One HTTP exchange with a deadline; the whole answer body is read. */

@@ -527,6 +527,15 @@ describe("master client against the fake master", () => {
       );
     });
 
+    it("tries a read once more after a reset, but never an action", async () => {
+      fm.faults.add({ kind: "reset", uri: "Mirror:prod:", times: 1 });
+      expect((await client().getMirror()).name).toBe("prod");
+      expect(fm.requests.map((r) => r.method)).toEqual(["GET", "GET"]);
+      fm.faults.add({ kind: "reset", uri: "(heartbeat)", times: 1 });
+      await expectCode(client().heartbeat(), "PACKRAT_MASTER_UNREACHABLE", /\(heartbeat\)/);
+      expect(fm.heartbeats).toHaveLength(0);
+    });
+
     it("reports a refused connection as unreachable", async () => {
       const s = createServer();
       await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
