@@ -1,0 +1,219 @@
+/**
+ * apt's view of a repo: for each `dists/<suite>/`, InRelease (cleartext-signed) and Release +
+ * Release.gpg; every index the Release lists under SHA256 exists with that size and hash,
+ * under its plain name and, with `Acquire-By-Hash: yes`, under `by-hash/SHA256/<hash>`; every
+ * component/architecture has a Packages index; every compressed Packages decodes to the same
+ * stanzas; every stanza's Filename exists with its Size and SHA256.
+ */
+import {
+  Findings,
+  checkPackageRef,
+  decodeUtf8,
+  decompressAny,
+  dirOf,
+  errorText,
+  joinRel,
+  readRequired,
+  sha256Hex,
+} from "./common.js";
+import type { CheckInput, CheckResult } from "./types.js";
+
+type Stanza = Map<string, string>;
+
+/** deb822 stanzas: `Field: value`, continuation lines start with a space or tab. */
+export function parseDeb822(text: string): Stanza[] {
+  const stanzas: Stanza[] = [];
+  let current: Stanza | null = null;
+  let last: string | null = null;
+  for (const line of text.split("\n")) {
+    if (line.trim() === "") {
+      if (current) stanzas.push(current);
+      current = null;
+      last = null;
+      continue;
+    }
+    if (line.startsWith(" ") || line.startsWith("\t")) {
+      if (current && last !== null) current.set(last, `${current.get(last) ?? ""}\n${line}`);
+      continue;
+    }
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    current ??= new Map();
+    last = line.slice(0, colon).toLowerCase();
+    current.set(last, line.slice(colon + 1).trim());
+  }
+  if (current) stanzas.push(current);
+  return stanzas;
+}
+
+interface ReleaseEntry {
+  sha256: string;
+  size: number;
+  name: string;
+}
+
+function releaseEntries(release: Stanza): ReleaseEntry[] {
+  const out: ReleaseEntry[] = [];
+  for (const line of (release.get("sha256") ?? "").split("\n")) {
+    const parts = line.trim().split(/\s+/);
+    if (parts.length !== 3) continue;
+    const [sha256, size, name] = parts as [string, string, string];
+    out.push({ sha256: sha256.toLowerCase(), size: Number(size), name });
+  }
+  return out;
+}
+
+const normalize = (s: string) =>
+  s
+    .split("\n")
+    .map((l) => l.trimEnd())
+    .join("\n")
+    .trimEnd();
+
+async function checkDist(dist: string, input: CheckInput, f: Findings): Promise<void> {
+  const { reader, verifier } = input;
+  f.entryPoints++;
+  const releasePath = `${dist}/Release`;
+  const releaseBytes = await readRequired(f, reader, releasePath, "apt reads it");
+  if (releaseBytes === null) return;
+  const releaseText = decodeUtf8(releaseBytes);
+  if (releaseText === null) {
+    f.add(releasePath, "is not valid UTF-8");
+    return;
+  }
+  if (verifier) {
+    const inRelease = await readRequired(f, reader, `${dist}/InRelease`, "the repo is signed");
+    if (inRelease !== null) {
+      const res = await verifier.verifyCleartext(decodeUtf8(inRelease) ?? "");
+      if (!res.ok)
+        f.add(`${dist}/InRelease`, `signature does not verify: ${res.error ?? "bad signature"}`);
+      else if (normalize(res.body ?? "") !== normalize(releaseText))
+        f.add(`${dist}/InRelease`, "signs a different text than Release holds");
+    }
+    const gpg = await readRequired(f, reader, `${dist}/Release.gpg`, "the repo is signed");
+    if (gpg !== null && !(await verifier.verifyDetached(releaseBytes, gpg)))
+      f.add(`${dist}/Release.gpg`, "signature does not verify against Release");
+  }
+  const release = parseDeb822(releaseText)[0];
+  if (!release) {
+    f.add(releasePath, "holds no fields");
+    return;
+  }
+  if (!release.has("suite") && !release.has("codename"))
+    f.add(releasePath, "has neither Suite nor Codename");
+  const entries = releaseEntries(release);
+  if (entries.length === 0) {
+    f.add(releasePath, "lists no index under SHA256");
+    return;
+  }
+  const byHash = (release.get("acquire-by-hash") ?? "").toLowerCase() === "yes";
+  const listed = new Map(entries.map((e) => [e.name, e]));
+  const contents = new Map<string, Uint8Array>();
+  for (const e of entries) {
+    const rel = joinRel(dist, e.name);
+    if (rel === null) {
+      f.add(releasePath, `lists ${JSON.stringify(e.name)}, outside the dist`);
+      continue;
+    }
+    const paths = [rel];
+    if (byHash) paths.push(`${dirOf(rel)}/by-hash/SHA256/${e.sha256}`);
+    for (const p of paths) {
+      const data = await reader.read(p);
+      if (data === null) {
+        f.add(p, `missing (listed in ${releasePath})`);
+        continue;
+      }
+      if (data.length !== e.size)
+        f.add(p, `is ${data.length} bytes, ${releasePath} says ${e.size}`);
+      const actual = sha256Hex(data);
+      if (actual !== e.sha256) f.add(p, `SHA-256 is ${actual}, ${releasePath} says ${e.sha256}`);
+      else contents.set(e.name, data);
+    }
+  }
+
+  const components = (release.get("components") ?? "").split(/\s+/).filter(Boolean);
+  const arches = (release.get("architectures") ?? "")
+    .split(/\s+/)
+    .filter((a) => a !== "" && a !== "all" && a !== "source");
+  for (const c of components) {
+    for (const a of arches) {
+      const base = `${c}/binary-${a}/Packages`;
+      if (![base, `${base}.xz`, `${base}.gz`].some((n) => listed.has(n)))
+        f.add(releasePath, `lists no ${base} index for component ${c}, architecture ${a}`);
+    }
+  }
+
+  // Each Packages index, in every compression listed: the same stanzas, each naming a real file.
+  const groups = new Map<string, string[]>();
+  for (const name of listed.keys()) {
+    const m = /^(.*\/Packages)(\.gz|\.xz|\.zst)?$/.exec(name);
+    if (!m) continue;
+    groups.set(m[1]!, [...(groups.get(m[1]!) ?? []), name]);
+  }
+  for (const [base, names] of groups) {
+    let reference: string | null = null;
+    for (const name of names.sort()) {
+      const data = contents.get(name);
+      if (data === undefined) continue; // already reported
+      let text: string | null;
+      try {
+        text = decodeUtf8(decompressAny(data));
+      } catch (err) {
+        f.add(`${dist}/${name}`, `cannot be decompressed: ${errorText(err)}`);
+        continue;
+      }
+      if (text === null) {
+        f.add(`${dist}/${name}`, "is not valid UTF-8");
+        continue;
+      }
+      if (reference === null) reference = text;
+      else if (text !== reference)
+        f.add(`${dist}/${name}`, `decodes to other stanzas than ${dist}/${names[0]}`);
+    }
+    if (reference === null) continue;
+    const where = `${dist}/${base}`;
+    for (const stanza of parseDeb822(reference)) {
+      const pkg = stanza.get("package");
+      const filename = stanza.get("filename");
+      const what = `${where} (${pkg ?? "a stanza without Package"})`;
+      if (!pkg || !stanza.get("version") || !stanza.get("architecture"))
+        f.add(where, `a stanza lacks Package, Version or Architecture (${pkg ?? "?"})`);
+      if (!filename) {
+        f.add(where, `${pkg ?? "a stanza"} has no Filename`);
+        continue;
+      }
+      const size = Number(stanza.get("size"));
+      const sha256 = stanza.get("sha256");
+      if (!Number.isSafeInteger(size) || !sha256 || !/^[0-9a-f]{64}$/i.test(sha256)) {
+        f.add(where, `${pkg ?? filename} lacks a valid Size or SHA256`);
+      }
+      await checkPackageRef(
+        f,
+        reader,
+        joinRel("", filename),
+        { size: Number.isSafeInteger(size) ? size : null, sha256: sha256 ?? null },
+        what,
+        filename,
+      );
+    }
+  }
+}
+
+export async function checkAptRepo(input: CheckInput): Promise<CheckResult> {
+  const f = new Findings();
+  const dists = new Set<string>();
+  for (const p of input.metadataPaths) {
+    const m = /^(dists\/[^/]+)\/(InRelease|Release)$/.exec(p);
+    if (m) dists.add(m[1]!);
+  }
+  if (dists.size === 0 && input.metadataPaths.length > 0)
+    f.add("dists", "no dists/<suite>/Release: apt has nothing to read");
+  for (const dist of [...dists].sort()) {
+    try {
+      await checkDist(dist, input, f);
+    } catch (err) {
+      f.add(dist, `cannot be read as apt does: ${errorText(err)}`);
+    }
+  }
+  return f.result();
+}

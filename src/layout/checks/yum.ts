@@ -1,0 +1,200 @@
+/**
+ * dnf's view of a repo: for each `<root>/repodata/repomd.xml` (+ `repomd.xml.asc` when signed),
+ * every `<data>` location exists with its size and checksum, and decompresses to its
+ * open-size and open-checksum; primary lists as many packages as it says, and each package
+ * location exists with its size and checksum; filelists and other describe the same pkgids.
+ */
+import { XMLParser } from "fast-xml-parser";
+import {
+  Findings,
+  checkPackageRef,
+  decompressAny,
+  errorText,
+  hashHex,
+  joinRel,
+  readRequired,
+} from "./common.js";
+import type { CheckInput, CheckResult } from "./types.js";
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@",
+  parseTagValue: false,
+  parseAttributeValue: false,
+  removeNSPrefix: true,
+  isArray: (name) => ["data", "package"].includes(name),
+});
+
+type Node = Record<string, unknown>;
+
+const asNode = (v: unknown): Node => (v !== null && typeof v === "object" ? (v as Node) : {});
+const text = (v: unknown): string => {
+  if (typeof v === "string") return v;
+  if (typeof v === "number") return String(v);
+  const t = asNode(v)["#text"];
+  return typeof t === "string" || typeof t === "number" ? String(t) : "";
+};
+const attr = (v: unknown, name: string): string | undefined => {
+  const a = asNode(v)[`@${name}`];
+  return typeof a === "string" ? a : undefined;
+};
+
+/** createrepo's checksum type names → node's. */
+function algo(type: string | undefined): string | null {
+  switch (type) {
+    case "sha":
+    case "sha1":
+      return "sha1";
+    case "sha224":
+    case "sha256":
+    case "sha384":
+    case "sha512":
+    case "md5":
+      return type;
+    default:
+      return null;
+  }
+}
+
+function packagesOf(xml: string, root: string): { count: string | undefined; list: Node[] } {
+  const doc = asNode(parser.parse(xml));
+  const top = asNode(doc[root]);
+  return { count: attr(top, "packages"), list: (top.package as Node[] | undefined) ?? [] };
+}
+
+async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promise<void> {
+  const { reader, verifier } = input;
+  f.entryPoints++;
+  const prefix = root === "" ? "" : `${root}/`;
+  const repomdPath = `${prefix}repodata/repomd.xml`;
+  const repomd = await readRequired(f, reader, repomdPath, "dnf reads it");
+  if (repomd === null) return;
+  if (verifier) {
+    const asc = await readRequired(f, reader, `${repomdPath}.asc`, "the repo is signed");
+    if (asc !== null && !(await verifier.verifyDetached(repomd, asc)))
+      f.add(`${repomdPath}.asc`, "signature does not verify against repomd.xml");
+  }
+  const doc = asNode(parser.parse(Buffer.from(repomd).toString("utf8")));
+  const data = (asNode(doc.repomd).data as Node[] | undefined) ?? [];
+  if (data.length === 0) {
+    f.add(repomdPath, "lists no <data>");
+    return;
+  }
+  const opened = new Map<string, string>();
+  for (const d of data) {
+    const type = attr(d, "type") ?? "?";
+    const href = attr(d.location, "href");
+    const rel = href === undefined ? null : joinRel(root, href);
+    if (rel === null) {
+      f.add(repomdPath, `<data type="${type}"> has no usable location (${String(href)})`);
+      continue;
+    }
+    const bytes = await reader.read(rel);
+    if (bytes === null) {
+      f.add(rel, `missing (${type}, named by ${repomdPath})`);
+      continue;
+    }
+    const size = Number(text(d.size));
+    if (text(d.size) !== "" && bytes.length !== size)
+      f.add(rel, `is ${bytes.length} bytes, ${repomdPath} says ${size}`);
+    const a = algo(attr(d.checksum, "type"));
+    const want = text(d.checksum).trim().toLowerCase();
+    if (a === null) f.add(repomdPath, `${type}: unknown checksum type`);
+    else if (hashHex(a, bytes) !== want) {
+      f.add(rel, `${a} is ${hashHex(a, bytes)}, ${repomdPath} says ${want}`);
+      continue;
+    }
+    let open: Uint8Array;
+    try {
+      open = decompressAny(bytes);
+    } catch (err) {
+      f.add(rel, `cannot be decompressed: ${errorText(err)}`);
+      continue;
+    }
+    if (d["open-size"] !== undefined && open.length !== Number(text(d["open-size"])))
+      f.add(
+        rel,
+        `decompresses to ${open.length} bytes, ${repomdPath} says ${text(d["open-size"])}`,
+      );
+    if (d["open-checksum"] !== undefined) {
+      const oa = algo(attr(d["open-checksum"], "type"));
+      const owant = text(d["open-checksum"]).trim().toLowerCase();
+      if (oa !== null && hashHex(oa, open) !== owant)
+        f.add(rel, `decompressed ${oa} is ${hashHex(oa, open)}, ${repomdPath} says ${owant}`);
+    }
+    opened.set(type, Buffer.from(open).toString("utf8"));
+  }
+
+  const primaryXml = opened.get("primary");
+  if (primaryXml === undefined) {
+    if (!data.some((d) => attr(d, "type") === "primary"))
+      f.add(repomdPath, "lists no primary metadata");
+    return;
+  }
+  const primaryPath = `${prefix}repodata/primary`;
+  const primary = packagesOf(primaryXml, "metadata");
+  if (primary.count !== undefined && Number(primary.count) !== primary.list.length)
+    f.add(primaryPath, `says packages="${primary.count}" but holds ${primary.list.length}`);
+  const pkgids = new Set<string>();
+  for (const p of primary.list) {
+    const name = text(p.name);
+    const href = attr(p.location, "href");
+    const sum = text(p.checksum).trim().toLowerCase();
+    const type = algo(attr(p.checksum, "type"));
+    pkgids.add(sum);
+    if (href === undefined) {
+      f.add(primaryPath, `package ${name} has no location`);
+      continue;
+    }
+    const size = Number(attr(p.size, "package"));
+    await checkPackageRef(
+      f,
+      reader,
+      joinRel(root, href),
+      {
+        size: Number.isSafeInteger(size) ? size : null,
+        sha256: type === "sha256" ? sum : null,
+      },
+      `${primaryPath} (${name})`,
+      href,
+    );
+    if (type !== "sha256") f.add(primaryPath, `package ${name}: checksum type is not sha256`);
+  }
+  for (const kind of ["filelists", "other"]) {
+    const xml = opened.get(kind);
+    if (xml === undefined) continue;
+    const { count, list } = packagesOf(xml, kind === "filelists" ? "filelists" : "otherdata");
+    if (Number(count ?? list.length) !== primary.list.length || list.length !== primary.list.length)
+      f.add(
+        `${prefix}repodata/${kind}`,
+        `describes ${list.length} packages, primary ${primary.list.length}`,
+      );
+    for (const p of list) {
+      const id = (attr(p, "pkgid") ?? "").toLowerCase();
+      if (!pkgids.has(id))
+        f.add(`${prefix}repodata/${kind}`, `names pkgid ${id}, which primary does not list`);
+    }
+  }
+}
+
+export async function checkYumRepos(input: CheckInput): Promise<CheckResult> {
+  const f = new Findings();
+  const roots = new Set<string>();
+  for (const p of input.metadataPaths) {
+    const m = /^(?:(.*)\/)?repodata\/repomd\.xml$/.exec(p);
+    if (m) roots.add(m[1] ?? "");
+  }
+  if (roots.size === 0 && input.metadataPaths.length > 0)
+    f.add("repodata", "no repodata/repomd.xml: dnf has nothing to read");
+  for (const root of [...roots].sort()) {
+    try {
+      await checkYumRepo(root, input, f);
+    } catch (err) {
+      f.add(
+        root === "" ? "repodata" : `${root}/repodata`,
+        `cannot be read as dnf does: ${errorText(err)}`,
+      );
+    }
+  }
+  return f.result();
+}
