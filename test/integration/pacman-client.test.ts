@@ -102,7 +102,11 @@ async function serve(options: { badPackageSig?: string } = {}): Promise<Served> 
 }
 
 /** A private pacman: its own config, db, root, cache and keyring dirs. */
-async function pacman(served: Served, args: string[]): Promise<{ ok: boolean; output: string }> {
+async function pacman(
+  served: Served,
+  args: string[],
+  more: string[][] = [],
+): Promise<{ ok: boolean; output: string }> {
   const base = await mkdtemp(path.join(work, "pacman-"));
   const dirs = ["db", "root", "cache"].map((d) => path.join(base, d));
   for (const d of dirs) await mkdir(d, { recursive: true });
@@ -139,8 +143,8 @@ async function pacman(served: Served, args: string[]): Promise<{ ok: boolean; ou
   try {
     const sy = await run("pacman", [...common, "-Sy"]);
     let output = sy.stdout + sy.stderr;
-    if (args.length > 0) {
-      const r = await run("pacman", [...common, ...args]);
+    for (const command of [args, ...more].filter((a) => a.length > 0)) {
+      const r = await run("pacman", [...common, ...command]);
       output += r.stdout + r.stderr;
     }
     return { ok: true, output };
@@ -218,6 +222,19 @@ describe("real pacman, SigLevel = Required", () => {
           await readFile(path.join(served.root, arch, "testrepo.db")),
         );
       }
+    } finally {
+      await served.server.close();
+    }
+  }, 60_000);
+
+  test("-Fy fetches the signed files database and -F finds a package's file", async () => {
+    const served = await serve();
+    try {
+      const result = await pacman(served, ["-Fy"], [["-F", "usr/share/world/a.txt"]]);
+      expect(result.ok, result.output).toBe(true);
+      expect(result.output).toContain("testrepo/world-data 1:2.0-1");
+      const fetched = served.server.requests.filter((r) => r.status === 200).map((r) => r.path);
+      expect(fetched).toContain("/x86_64/testrepo.files.sig");
     } finally {
       await served.server.close();
     }

@@ -363,6 +363,9 @@ describe("render", () => {
     const a = await pacmanLayout.render(i);
     const b = await pacmanLayout.render(i);
     expect(a.files).toEqual(b.files);
+    // gzip header: no file name flag, mtime 0 (RFC 1952 §2.3).
+    const db = a.files.find((f) => f.path === "x86_64/extra.db")!.content;
+    expect([...db.subarray(0, 8)]).toEqual([0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
     expect(a.warnings).toContain("publishing unsigned: no signing key configured");
     expect(a.files.some((f) => f.path.endsWith(".sig"))).toBe(false);
   });
