@@ -201,10 +201,22 @@ function distSlot(dist: number): number {
   return 2 * n + ((dist >>> (n - 1)) & 1);
 }
 
+/**
+ * Bits a match saves over literals, roughly: a literal costs ~5 bits in text, a match ~11 bits
+ * plus one per doubling of the distance. Short far matches (common in the random hex of
+ * checksums) cost more than the literals they replace, so they are not taken (zlib's
+ * TOO_FAR heuristic, generalised).
+ */
+function matchGain(len: number, dist: number): number {
+  return len * 5 - 11 - Math.log2(dist + 1);
+}
+
 // ---- one LZMA2 chunk ----------------------------------------------------------------------------
 
 const HASH_BITS = 16;
 const CHAIN_DEPTH = 32;
+/** A match this long is good enough: stop searching the chain (zlib's nice_match). */
+const NICE_LEN = 64;
 /** An LZMA2 chunk holds at most 2 MiB uncompressed and 64 KiB compressed. */
 const CHUNK_UNPACKED_MAX = 1 << 21;
 const CHUNK_PACKED_MAX = 1 << 16;
@@ -236,6 +248,7 @@ function encodeChunk(data: Uint8Array, start: number): { packed: Uint8Array; con
     const posState = rel & POS_MASK;
     let bestLen = 0;
     let bestDist = 0;
+    let bestGain = 0;
     if (pos + MATCH_MIN <= limit) {
       const maxLen = Math.min(MATCH_MAX, limit - pos);
       let cand = head[hash(pos)]!;
@@ -243,10 +256,13 @@ function encodeChunk(data: Uint8Array, start: number): { packed: Uint8Array; con
         if (data[cand + bestLen] === data[pos + bestLen]) {
           let len = 0;
           while (len < maxLen && data[cand + len] === data[pos + len]) len++;
-          if (len > bestLen) {
+          const dist = pos - cand - 1;
+          const gain = matchGain(len, dist);
+          if (gain > bestGain) {
+            bestGain = gain;
             bestLen = len;
-            bestDist = pos - cand - 1;
-            if (len === maxLen) break;
+            bestDist = dist;
+            if (len >= NICE_LEN || len === maxLen) break;
           }
         }
         cand = prev[cand - start]!;
