@@ -40,9 +40,8 @@ export function parsePkgInfo(text: string): PkgInfo {
     const match = /^([^ =]*)(?: *= *| +)?(.*)$/s.exec(line);
     if (!match) continue;
     const key = match[1]!;
-    if (key === "" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-      throw new PkgInfoError(`.PKGINFO line ${JSON.stringify(rawLine.slice(0, 80))}: bad key`);
-    }
+    // repo-add's `declare` rejects a key that is not a shell name and goes on: so do we.
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) continue;
     const value = match[2]!.replace(/ +$/, "").replace(/\s+/g, " ");
     if (LIST_KEYS.has(key)) {
       const list = info[key];
