@@ -136,6 +136,13 @@ export const STANDARD_SPECS: readonly SpecInput[] = [
     preamble: [
       "Requires(pre): /bin/sh",
       "Requires: bash >= 5.0",
+      // Requirement forms createrepo_c treats specially (pre flag, duplicates, own files).
+      "Requires(post): coreutils",
+      "Requires: coreutils",
+      "Requires(preun): sed",
+      "Requires(pretrans): grep",
+      "Requires: /usr/bin/hello",
+      "Requires: bash >= 5.0",
       "Recommends: vim",
       "Suggests: emacs",
       "Supplements: hello-extra",
@@ -161,8 +168,17 @@ export const STANDARD_SPECS: readonly SpecInput[] = [
     version: "0.5",
     release: "1",
     arch: "noarch",
-    preamble: ["Requires: hello", "Provides: world"],
+    preamble: [
+      "Requires: hello",
+      "Provides: world",
+      "Requires: libfoo >= 1:2.0-3",
+      "Obsoletes: world-legacy",
+      "Conflicts: world-bad = 0.1-1",
+      "Suggests: hello >= 1.0",
+    ],
     files: {
+      "/opt/world/sbin/tool": "t\n",
+      "/usr/lib/sendmail": "s\n",
       "/usr/share/world/a.txt": "a\n",
       "/usr/share/world/sub/b.txt": "b\n",
       "/usr/lib/world/": "",

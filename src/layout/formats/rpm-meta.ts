@@ -7,16 +7,7 @@
 import { createHash } from "node:crypto";
 import type { ByteSource } from "../types.js";
 import { HeaderReader, invalid, readRpmStructure } from "./rpm-header.js";
-import {
-  ALL_REQUIRES_MASK,
-  FileFlag,
-  INSTALL_ONLY_MASK,
-  S_IFDIR,
-  S_IFMT,
-  Sense,
-  SigTag,
-  Tag,
-} from "./rpm-tags.js";
+import { FileFlag, S_IFDIR, S_IFMT, Sense, SigTag, Tag } from "./rpm-tags.js";
 
 export interface RpmDependency {
   name: string;
@@ -139,6 +130,8 @@ const DEP_TAGS: Record<DepKind, [name: number, flags: number, version: number]> 
   enhances: [Tag.ENHANCENAME, Tag.ENHANCEFLAGS, Tag.ENHANCEVERSION],
 };
 
+const PRE_FLAGS = Sense.PREREQ | Sense.SCRIPT_PRE | Sense.SCRIPT_POST;
+
 /** createrepo_c's cr_is_primary: the files primary.xml lists. */
 export function isPrimaryFile(path: string): boolean {
   return path.startsWith("/etc/") || path === "/usr/lib/sendmail" || path.includes("bin/");
@@ -188,26 +181,12 @@ function readDependencies(
       dep.ver = evr.ver;
       if (evr.rel !== undefined) dep.rel = evr.rel;
     }
-    if (kind === "requires") {
-      const legacyPreReq = (f & ALL_REQUIRES_MASK) === Sense.PREREQ;
-      if (legacyPreReq || (f & INSTALL_ONLY_MASK) !== 0) dep.pre = true;
-    }
+    // createrepo_c's rule: needed by %pre/%post (or legacy PreReq) → pre="1". Not pretrans,
+    // and a plain and a pre form of the same requirement are both listed.
+    if (kind === "requires" && (f & PRE_FLAGS) !== 0) dep.pre = true;
     const key = JSON.stringify(dep);
     if (seen.has(key)) return;
     seen.add(key);
-    // createrepo_c writes a requirement once even when both a pre and a plain form exist:
-    // keep the pre="1" one.
-    if (kind === "requires" && dep.pre) {
-      const plain = JSON.stringify({ ...dep, pre: undefined });
-      const idx = out.findIndex((d) => JSON.stringify({ ...d, pre: undefined }) === plain);
-      if (idx >= 0) {
-        out[idx] = dep;
-        return;
-      }
-    } else if (kind === "requires") {
-      const withPre = JSON.stringify({ ...dep, pre: true });
-      if (seen.has(withPre)) return;
-    }
     out.push(dep);
   });
   return out;

@@ -125,25 +125,6 @@ export const Sense = {
   CONFIG: 1 << 28,
 } as const;
 
-/** Requires that must be installed before the package's scripts run (rpmds.h isInstallPreReq). */
-export const INSTALL_ONLY_MASK =
-  Sense.PRETRANS | Sense.SCRIPT_PRE | Sense.SCRIPT_POST | Sense.RPMLIB | Sense.KEYRING;
-
-/** rpmds.h _ALL_REQUIRES_MASK: every "why is this required" bit. */
-export const ALL_REQUIRES_MASK =
-  Sense.INTERP |
-  Sense.SCRIPT_PRE |
-  Sense.SCRIPT_POST |
-  Sense.SCRIPT_PREUN |
-  Sense.SCRIPT_POSTUN |
-  Sense.SCRIPT_VERIFY |
-  Sense.FIND_REQUIRES |
-  Sense.RPMLIB |
-  Sense.KEYRING |
-  Sense.PRETRANS |
-  Sense.POSTTRANS |
-  Sense.PREREQ;
-
 /** File flags (rpmfileAttrs). */
 export const FileFlag = {
   CONFIG: 1 << 0,
