@@ -1,0 +1,184 @@
+#!/bin/bash
+# Build packrat-agent_<version>_<arch>.deb from this repository.
+#
+# Usage: packaging/build-deb.sh [OUTPUT_DIR]        (default OUTPUT_DIR: ./build)
+#
+# The repo is copied to a throwaway directory (mktemp -d); `npm ci`, `npm run build` and
+# `npm prune --omit=dev` run there, so the working tree (and its node_modules) is never
+# touched: only OUTPUT_DIR is written. The package is architecture-specific because
+# node_modules holds native addons (better-sqlite3, zstd-napi, @napi-rs/lzma).
+#
+# Environment:
+#   PACKRAT_DEB_DEPENDS      Depends: line (default "nodejs (>= 20), adduser"). Where Node comes
+#                            from outside dpkg (nvm, a tarball in /usr/local), set it to
+#                            "adduser" and make sure `node` (>= 20) is on systemd's PATH.
+#   PACKRAT_DEB_VERSION      Debian version (default: "version" from package.json).
+#   PACKRAT_DEB_MAINTAINER   Maintainer: field (default "packrat-agent maintainers <packrat-agent@localhost>").
+#   PACKRAT_DEB_COMPRESSION  dpkg-deb -Z value: xz (default), gzip, none.
+#   PACKRAT_DEB_REUSE_NODE_MODULES=1
+#                            copy the production packages of the repo's node_modules instead of
+#                            running `npm ci` (saves compiling the native addons again; `npm ls`
+#                            must find the copy complete for package-lock.json). For tests and
+#                            quick local builds; release builds use the default clean `npm ci`.
+#   PACKRAT_DEB_KEEP_WORK=1  keep the work directory for debugging (its path is printed).
+set -euo pipefail
+
+die() {
+  echo "build-deb.sh: $*" >&2
+  exit 1
+}
+
+case "${1:-}" in
+  -h | --help)
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+    exit 0
+    ;;
+esac
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+out_arg="${1:-build}"
+depends="${PACKRAT_DEB_DEPENDS:-nodejs (>= 20), adduser}"
+maintainer="${PACKRAT_DEB_MAINTAINER:-packrat-agent maintainers <packrat-agent@localhost>}"
+compression="${PACKRAT_DEB_COMPRESSION:-xz}"
+
+for tool in node npm dpkg dpkg-deb gzip tar md5sum; do
+  command -v "$tool" >/dev/null 2>&1 || die "\`$tool\` not found on PATH; it is needed to build the .deb"
+done
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 20 ] || die "node $(node --version) is too old: packrat-agent needs Node >= 20"
+
+example_conf="$repo/etc/mirror.conf.example"
+[ -f "$example_conf" ] ||
+  die "$example_conf does not exist: it becomes /etc/packrat/mirror.conf (a conffile) in the package"
+for f in packaging/packrat-agent.service etc/nginx/packrat-mirror.conf etc/apache2/packrat-mirror.conf \
+  docs/operations.md package.json package-lock.json; do
+  [ -f "$repo/$f" ] || die "$repo/$f does not exist; it goes into the package"
+done
+
+version="${PACKRAT_DEB_VERSION:-$(node -p 'require(process.argv[1]).version' "$repo/package.json")}"
+[[ "$version" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || die "version \"$version\" is not a valid Debian version"
+arch="$(dpkg --print-architecture)"
+
+mkdir -p -- "$out_arg"
+out="$(cd -- "$out_arg" && pwd)"
+deb="$out/packrat-agent_${version}_${arch}.deb"
+
+umask 022
+work="$(mktemp -d "${TMPDIR:-/tmp}/packrat-deb.XXXXXX")"
+if [ "${PACKRAT_DEB_KEEP_WORK:-}" = 1 ]; then
+  echo "build-deb.sh: work directory kept: $work" >&2
+else
+  trap 'rm -rf -- "$work"' EXIT
+fi
+build="$work/build"
+root="$work/root"
+mkdir -p "$build" "$root"
+
+# Run a step quietly; on failure show the end of its output.
+step() {
+  local name="$1"
+  shift
+  local started=$SECONDS
+  echo "build-deb.sh: $name" >&2
+  if ! "$@" >"$work/$name.log" 2>&1; then
+    tail -n 40 "$work/$name.log" >&2
+    die "$name failed (command: $*)"
+  fi
+  echo "build-deb.sh: $name done in $((SECONDS - started)) s" >&2
+}
+
+# ---- 1. build in a copy of the repo ----
+tar -C "$repo" --exclude=test/fixtures/generated -cf - \
+  package.json package-lock.json tsconfig.json tsconfig.build.json bin src test |
+  tar -C "$build" -xf -
+if [ "${PACKRAT_DEB_REUSE_NODE_MODULES:-}" = 1 ]; then
+  [ -d "$repo/node_modules" ] || die "PACKRAT_DEB_REUSE_NODE_MODULES=1 but $repo/node_modules does not exist"
+  # tsc only reads node_modules: build against the repo's through a symlink...
+  ln -s "$repo/node_modules" "$build/node_modules"
+  (cd "$build" && step npm-build npm run build)
+  rm "$build/node_modules"
+  # ...then copy just the production packages (`npm ls` only reads) and check the copy is a
+  # complete tree for package-lock.json.
+  echo "build-deb.sh: copying the production packages of $repo/node_modules" >&2
+  if ! (cd "$repo" && npm ls --omit=dev --all --parseable >"$work/npm-ls-repo.txt" 2>"$work/npm-ls-repo.log"); then
+    tail -n 20 "$work/npm-ls-repo.log" >&2
+    die "$repo/node_modules does not match package-lock.json; run \`npm ci\` there or build without PACKRAT_DEB_REUSE_NODE_MODULES"
+  fi
+  sed -n "s|^$repo/node_modules/|node_modules/|p" "$work/npm-ls-repo.txt" | sort -u >"$work/production-packages"
+  [ -s "$work/production-packages" ] || die "npm ls found no production packages in $repo/node_modules"
+  tar -C "$repo" -cf - -T "$work/production-packages" | tar -C "$build" -xf -
+  (cd "$build" && step npm-ls npm ls --omit=dev --all)
+else
+  (cd "$build" && step npm-ci npm ci --no-audit --no-fund)
+  (cd "$build" && step npm-build npm run build)
+  (cd "$build" && step npm-prune npm prune --omit=dev --no-audit --no-fund)
+fi
+[ -f "$build/dist/src/agent/main.js" ] || die "npm run build did not produce dist/src/agent/main.js"
+
+# ---- 2. staging tree ----
+lib="$root/usr/lib/packrat-agent"
+mkdir -p "$lib/dist" "$root/usr/bin"
+cp -a "$build/bin" "$build/package.json" "$lib/"
+cp -a "$build/dist/src" "$lib/dist/src"
+find "$lib/dist" -name '*.map' -delete
+cp -a "$build/node_modules" "$lib/node_modules"
+# Native addons leave their object files and the sources they were compiled from.
+find "$lib/node_modules" -depth -type d \( -name obj.target -o -name obj -o -name .deps \) \
+  -path '*/build/*' -exec rm -rf {} +
+ln -s ../lib/packrat-agent/bin/packrat-agent "$root/usr/bin/packrat-agent"
+
+install -D -m 0640 "$example_conf" "$root/etc/packrat/mirror.conf"
+install -D -m 0644 "$repo/packaging/packrat-agent.service" \
+  "$root/lib/systemd/system/packrat-agent.service"
+install -d -m 0750 "$root/var/lib/packratAgent"
+
+doc="$root/usr/share/doc/packrat-agent"
+install -D -m 0644 "$repo/docs/operations.md" "$doc/operations.md"
+install -D -m 0644 "$repo/etc/nginx/packrat-mirror.conf" "$doc/examples/nginx/packrat-mirror.conf"
+install -D -m 0644 "$repo/etc/apache2/packrat-mirror.conf" "$doc/examples/apache2/packrat-mirror.conf"
+install -D -m 0644 "$example_conf" "$doc/examples/mirror.conf.example"
+sed -e "s/@YEAR@/$(date -u +%Y)/" "$repo/packaging/copyright" >"$doc/copyright"
+chmod 0644 "$doc/copyright"
+commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+{
+  echo "packrat-agent ($version) unstable; urgency=medium"
+  echo
+  echo "  * Built from git commit $commit."
+  echo
+  echo " -- $maintainer  $(date -u -R)"
+} | gzip -9n >"$doc/changelog.gz"
+chmod 0644 "$doc/changelog.gz"
+
+# Everything readable by all, writable by the owner only (npm can leave odd modes).
+chmod -R u+rwX,go+rX,go-w "$root/usr"
+
+# ---- 3. DEBIAN/ ----
+mkdir -p "$root/DEBIAN"
+installed_size="$(du -sk --apparent-size "$root" | cut -f1)"
+cat >"$root/DEBIAN/control" <<EOF
+Package: packrat-agent
+Version: $version
+Architecture: $arch
+Maintainer: $maintainer
+Installed-Size: $installed_size
+Depends: $depends
+Section: admin
+Priority: optional
+Description: mirror agent for a packrat master
+ Keeps a package mirror in step with a packrat master and publishes signed
+ apt, yum/dnf, pacman, PyPI and JSON repositories, switching each repository
+ to its new metadata atomically so clients never see a half-written index.
+ .
+ Runs as the packrat-agent systemd service; configure /etc/packrat/mirror.conf.
+EOF
+echo /etc/packrat/mirror.conf >"$root/DEBIAN/conffiles"
+for script in postinst prerm postrm; do
+  install -m 0755 "$repo/packaging/debian/$script" "$root/DEBIAN/$script"
+done
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
+  xargs -0 md5sum >DEBIAN/md5sums)
+chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles" "$root/DEBIAN/md5sums"
+
+# ---- 4. the .deb ----
+step dpkg-deb dpkg-deb --root-owner-group -Z"$compression" --build "$root" "$deb"
+echo "$deb"
