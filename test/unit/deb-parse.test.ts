@@ -27,8 +27,13 @@ async function expectInvalid(bytes: Uint8Array, pattern: RegExp): Promise<void> 
   expect((err as PackratError).message).toMatch(pattern);
 }
 
-function debWithMembers(members: { name: string; content: Uint8Array }[]): Uint8Array {
-  return makeAr(members);
+/** An ar archive of these members, plus an empty data.tar.gz unless `data` is false. */
+function debWithMembers(
+  members: { name: string; content: Uint8Array }[],
+  { data = true }: { data?: boolean } = {},
+): Uint8Array {
+  const dataMember = { name: "data.tar.gz", content: gzipSync(makeTar([])) };
+  return makeAr(data ? [...members, dataMember] : members);
 }
 
 const binary = { name: "debian-binary", content: enc.encode("2.0\n") };
@@ -116,6 +121,13 @@ describe("parseDeb", () => {
     expectInvalid(
       debWithMembers([binary, { name: "data.tar.gz", content: gzipSync(makeTar([])) }]),
       /no control\.tar member/,
+    ));
+  it("rejects a file without data.tar (cut at a member boundary)", () =>
+    expectInvalid(
+      debWithMembers([binary, { name: "control.tar.gz", content: gzipSync(controlTar(CONTROL)) }], {
+        data: false,
+      }),
+      /no data\.tar member after control\.tar\.gz/,
     ));
   it("rejects an unknown compression", () =>
     expectInvalid(

@@ -107,6 +107,12 @@ export async function parseDeb(
         `no control.tar member after debian-binary (found ${controlMember ? JSON.stringify(controlMember.name) : "nothing"})`,
       );
     }
+    // data.tar is never read, but it must be there: a file cut at a member boundary passes
+    // every size check and would otherwise look whole.
+    const afterControl = rest.slice(rest.indexOf(controlMember) + 1);
+    if (!afterControl.some((m) => m.name.startsWith("data.tar"))) {
+      throw invalid(filename, `no data.tar member after ${controlMember.name} (truncated?)`);
+    }
     const compression = compressionForSuffix(controlMember.name.slice("control.tar".length));
     if (compression === null) {
       throw invalid(
