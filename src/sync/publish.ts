@@ -4,11 +4,20 @@
  * last, each by rename), so a client never sees an entry point naming a file that is not there
  * yet (FIELD_NOTES §1). Superseded files are not deleted here: the state DB marks them and cleanup
  * removes them after metadata_grace_seconds (FIELD_NOTES §2).
+ *
+ * Before anything is written, the new generation is read back as its clients would read it
+ * (src/layout/checks: signatures, every index by size and hash, every package by size and
+ * hash); if that finds a problem nothing is switched and the previous generation stays served
+ * (FIELD_NOTES §6).
  */
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { PackratError } from "../errors.js";
+import { checkerFor, type CheckProblem, type TreeReader } from "../layout/checks/index.js";
 import type { Logger } from "../log.js";
-import type { RenderInput, RepoLayout } from "../layout/types.js";
+import type { RenderInput, RenderedFile, RepoLayout } from "../layout/types.js";
+import { createSignatureVerifier, type SignatureVerifier } from "../signing/verify.js";
 import type { StateStore } from "../state/state-store.js";
 import { sha256Bytes, sha256File, statInfo, writeFileAtomic } from "./disk.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
@@ -72,6 +81,110 @@ async function latestIntact(deps: PublisherDeps, repoName: string): Promise<bool
   return true;
 }
 
+/** State DB keys of the self-check counters (shown by `status`). */
+export const PUBLISH_CHECK_FAILURES_KEY = "publish_check_failures";
+export const PUBLISH_CHECK_LAST_FAILURE_KEY = "publish_check_last_failure";
+
+const verifiers = new Map<string, Promise<SignatureVerifier>>();
+
+function verifierFor(input: RenderInput): Promise<SignatureVerifier> | null {
+  const signer = input.signer;
+  if (!signer) return null;
+  let v = verifiers.get(signer.fingerprint);
+  if (!v)
+    verifiers.set(signer.fingerprint, (v = createSignatureVerifier(signer.publicKeyArmored())));
+  return v;
+}
+
+/**
+ * The new generation as a client will see it once switched: rendered files in memory over the
+ * disk, and package files as the engine verified them (their recorded SHA-256, with a stat to
+ * prove they are still there with that size). Metadata bytes are always hashed in full.
+ */
+function generationReader(
+  req: PublishRequest,
+  files: readonly RenderedFile[],
+  root: string,
+): TreeReader {
+  const rendered = new Map(files.map((f) => [f.path, f.content]));
+  const packages = new Map<string, { size: number; sha256: string }>();
+  for (const p of req.input.packages)
+    for (const rel of p.paths) packages.set(rel, { size: p.size, sha256: p.sha256 });
+  const onDisk = (rel: string) => path.join(root, req.repoDir, ...rel.split("/"));
+  return {
+    async read(rel) {
+      const mem = rendered.get(rel);
+      if (mem !== undefined) return mem;
+      try {
+        return new Uint8Array(await readFile(onDisk(rel)));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+        throw err;
+      }
+    },
+    async packageInfo(rel) {
+      const known = packages.get(rel);
+      if (known === undefined) return null;
+      const st = await statInfo(onDisk(rel));
+      return st === null ? null : { size: st.size, sha256: known.sha256 };
+    },
+  };
+}
+
+/** Run the client-view check on a rendered generation; throws PACKRAT_PUBLISH_CHECK on a problem. */
+export async function selfCheckGeneration(
+  req: PublishRequest,
+  files: readonly RenderedFile[],
+  deps: PublisherDeps,
+): Promise<void> {
+  const checker = checkerFor(req.layout.managerType);
+  if (!checker) return;
+  const started = deps.now();
+  const verifier = verifierFor(req.input);
+  let problems: CheckProblem[];
+  try {
+    const result = await checker({
+      reader: generationReader(req, files, deps.root),
+      metadataPaths: files.map((f) => f.path),
+      verifier: verifier === null ? null : await verifier,
+    });
+    problems = result.problems;
+    deps.log.debug(
+      {
+        repo: req.input.repo.name,
+        entryPoints: result.entryPoints,
+        packages: result.packages,
+        ms: deps.now() - started,
+      },
+      "self-check passed",
+    );
+  } catch (err) {
+    problems = [{ path: req.repoDir, problem: `the check itself failed: ${String(err)}` }];
+  }
+  if (problems.length === 0) return;
+  const repoName = req.input.repo.name;
+  const shown = problems.slice(0, 10).map((p) => `${req.repoDir}/${p.path}: ${p.problem}`);
+  const more = problems.length > 10 ? ` (and ${problems.length - 10} more)` : "";
+  const summary = `${shown.join("; ")}${more}`;
+  const count = Number(deps.store.getValue(PUBLISH_CHECK_FAILURES_KEY) ?? "0") + 1;
+  deps.store.setValue(PUBLISH_CHECK_FAILURES_KEY, String(count));
+  deps.store.setValue(
+    PUBLISH_CHECK_LAST_FAILURE_KEY,
+    JSON.stringify({ repo: repoName, at: deps.now(), problems: shown }),
+  );
+  deps.log.error(
+    { repo: repoName, problems: problems.length, failuresSoFar: count },
+    `self-check refused the new generation: ${summary}`,
+  );
+  throw new PackratError(
+    "PACKRAT_PUBLISH_CHECK",
+    `repo ${repoName}: the new generation failed its self-check, so it was not switched in: ${summary}`,
+    {
+      hint: "the previous generation stays served; this is a bug in the agent or a package changed under it: run `packrat-agent verify --deep` and report it",
+    },
+  );
+}
+
 export async function publishRepo(
   req: PublishRequest,
   deps: PublisherDeps,
@@ -89,6 +202,7 @@ export async function publishRepo(
   }
 
   const { files, warnings } = await req.layout.render(req.input);
+  await selfCheckGeneration(req, files, deps);
   const stages = [...new Set(files.map((f) => f.stage))].sort((a, b) => a - b);
   const written: { path: string; sha256: string }[] = [];
   for (const stage of stages) {

@@ -1,22 +1,41 @@
 /**
- * `packrat-agent verify [--deep] [--json]`: check the published tree against the state DB.
- * Every metadata file of each repo's current generation must hold the bytes it was published
- * with; every package file must exist with its size and SHA-256 (fingerprints by default, a
- * full re-hash with --deep); the exported public key must match the signing key; nothing
- * unexpected may sit under root_dir.
+ * `packrat-agent verify [--deep] [--json]`: read every published repo as its clients do
+ * (signatures against the exported key; every index by size and hash; every package by size
+ * and SHA-256, from fingerprints, or re-hashed with --deep), check the state DB against the
+ * disk, and list files nothing publishes. Exit 1 with a report when anything is wrong.
  */
 import path from "node:path";
 import { readFile } from "node:fs/promises";
+import { PackratError } from "../../errors.js";
 import { openStateStore } from "../../state/db.js";
-import { TMP_DIR, sha256File, statInfo, walkTree } from "../../sync/disk.js";
 import { checkExportedKey, publicKeyFiles } from "../../signing/public-key.js";
+import { createSignatureVerifier } from "../../signing/verify.js";
+import { verifyTree, type VerifyProblem, type VerifyReport } from "../../sync/verify-tree.js";
 import { loadConfiguredSigner } from "../context.js";
 import { parseCommandArgs, settingsAndLogger } from "./common.js";
 
-export interface VerifyProblem {
-  repo: string | null;
-  path: string;
-  problem: string;
+export type { VerifyProblem };
+
+function printReport(report: VerifyReport, root: string, deep: boolean): void {
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  const counts =
+    `${report.repos} repo(s), ${report.entryPoints} entry point(s), ${report.packageRefs} package reference(s), ` +
+    `${report.filesChecked} file(s) checked${deep ? ", every one re-hashed" : ""}`;
+  if (report.ok) {
+    out(`verify: ok (${counts})`);
+    return;
+  }
+  out(`verify: ${report.problems.length} problem(s) in ${root} (${counts}):`);
+  const byRepo = new Map<string, VerifyProblem[]>();
+  for (const p of report.problems) {
+    const key = p.repo ?? "(root_dir)";
+    byRepo.set(key, [...(byRepo.get(key) ?? []), p]);
+  }
+  for (const [repo, list] of [...byRepo].sort(([a], [b]) => a.localeCompare(b))) {
+    out(`  ${repo}:`);
+    for (const p of list) out(`    ${p.path}: ${p.problem}`);
+  }
+  out("run `packrat-agent sync --deep` to repair; if the problem stays, report it");
 }
 
 export async function verifyCommand(argv: string[]): Promise<number> {
@@ -26,85 +45,62 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   });
   const { settings, log } = await settingsAndLogger(values);
   const root = settings.mirror.rootDir;
-  const store = openStateStore(settings.mirror.stateDb, { readonly: true });
-  const problems: VerifyProblem[] = [];
-  let checked = 0;
-  try {
-    const published = store.listPublishedFiles();
-    const expected = new Set(published.map((r) => r.path));
-    for (const row of published) {
-      if (row.supersededAt !== null) continue; // grace-period files may already be gone
-      checked++;
-      const full = path.join(root, row.path);
-      const st = await statInfo(full);
-      if (st === null) {
-        problems.push({ repo: row.repo, path: row.path, problem: `missing (${row.kind})` });
+  const deep = values.deep === true;
+  const signer = await loadConfiguredSigner(settings, log);
+  const keyProblems: VerifyProblem[] = [];
+  const rootFiles: string[] = [];
+  let armoredKey: string | null = null;
+  if (signer) {
+    for (const f of publicKeyFiles(signer, settings.mirror.publicKeyName)) {
+      rootFiles.push(f.path);
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(path.join(root, f.path));
+      } catch {
+        keyProblems.push({
+          repo: null,
+          path: f.path,
+          problem: "the exported public key is missing",
+        });
         continue;
       }
-      const fp = store.getFingerprint(row.path);
-      const trust =
-        !values.deep &&
-        row.kind === "package" &&
-        fp !== undefined &&
-        fp.sha256 === row.sha256 &&
-        fp.size === st.size &&
-        fp.mtimeNs === st.mtimeNs &&
-        fp.ino === st.ino;
-      if (!trust) {
-        const actual = await sha256File(full);
-        if (actual !== row.sha256)
-          problems.push({
-            repo: row.repo,
-            path: row.path,
-            problem: `SHA-256 is ${actual}, published as ${row.sha256}`,
-          });
-      }
+      const problem = await checkExportedKey(bytes, signer);
+      if (problem) keyProblems.push({ repo: null, path: f.path, problem });
+      // Clients import the exported key: check signatures against it when it is the right one.
+      else if (typeof f.content === "string") armoredKey = bytes.toString("utf8");
     }
-    const signer = await loadConfiguredSigner(settings, log);
-    if (signer) {
-      for (const f of publicKeyFiles(signer, settings.mirror.publicKeyName)) {
-        expected.add(f.path);
-        try {
-          const problem = await checkExportedKey(await readFile(path.join(root, f.path)), signer);
-          if (problem) problems.push({ repo: null, path: f.path, problem });
-        } catch {
-          problems.push({
-            repo: null,
-            path: f.path,
-            problem: "the exported public key is missing",
-          });
-        }
-      }
-    }
-    const keep = settings.mirror.keepFileList;
-    const repoDirs = store.listRepos().map((r) => r.repo.filesystemDir);
-    for (const e of await walkTree(root)) {
-      if (e.kind === "dir" || e.rel === TMP_DIR || e.rel.startsWith(`${TMP_DIR}/`)) continue;
-      if (expected.has(e.rel)) continue;
-      if (keep.some((k) => e.rel === k || (k.endsWith("/") && e.rel.startsWith(k)))) continue;
-      const owner = repoDirs.find((d) => e.rel.startsWith(`${d}/`)) ?? null;
-      problems.push({
-        repo: owner,
-        path: e.rel,
-        problem: "unexpected file (nothing publishes it; the next full sync removes it)",
-      });
-    }
+  }
+  const verifier = signer
+    ? await createSignatureVerifier(armoredKey ?? signer.publicKeyArmored())
+    : null;
+
+  let store;
+  try {
+    store = openStateStore(settings.mirror.stateDb, { readonly: true });
+  } catch (err) {
+    throw new PackratError(
+      "PACKRAT_VERIFY_FAILED",
+      `cannot read the state DB ${settings.mirror.stateDb}: nothing to verify against`,
+      { hint: "run `packrat-agent sync` first", cause: err },
+    );
+  }
+  let report: VerifyReport;
+  try {
+    report = await verifyTree({
+      root,
+      store,
+      keepFileList: settings.mirror.keepFileList,
+      deep,
+      verifier,
+      rootFiles,
+    });
   } finally {
     store.close();
   }
-  if (values.json) {
-    process.stdout.write(
-      `${JSON.stringify({ ok: problems.length === 0, checked, problems }, null, 2)}\n`,
-    );
-  } else if (problems.length === 0) {
-    process.stdout.write(
-      `verify: ok (${checked} files checked${values.deep ? ", every one re-hashed" : ""})\n`,
-    );
-  } else {
-    process.stdout.write(`verify: ${problems.length} problem(s) in ${root}:\n`);
-    for (const p of problems)
-      process.stdout.write(`  ${p.path}: ${p.problem}${p.repo ? ` [repo ${p.repo}]` : ""}\n`);
-    process.stdout.write("run `packrat-agent sync --deep` to repair\n");
-  }
-  return problems.length === 0 ? 0 : 1;
+  report.problems.unshift(...keyProblems);
+  report.ok = report.problems.length === 0;
+
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else printReport(report, root, deep);
+  return report.ok ? 0 : 1;
 }
