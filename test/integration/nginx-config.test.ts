@@ -281,6 +281,25 @@ describe("etc/nginx/packrat-mirror.conf with the real nginx", () => {
     expect(noAccept.body.toString()).toContain("<title>foo</title>");
   });
 
+  it("takes extra server and http config for fault injection (startNginx options)", async () => {
+    const faulty = await startNginx({
+      root,
+      serverConfig: "    location = /dists/stable/InRelease { return 503; }",
+      extraConfig: "    map $uri $packrat_unused { default 1; }",
+    });
+    try {
+      expect((await fetch(`${faulty.url}/dists/stable/InRelease`)).status).toBe(503);
+      expect((await fetch(`${faulty.url}/dists/stable/Release`)).status).toBe(200);
+      expect(await faulty.accessLog()).toEqual([
+        "503 GET /dists/stable/InRelease",
+        "200 GET /dists/stable/Release",
+      ]);
+    } finally {
+      await faulty.stop();
+    }
+    expect(existsSync(faulty.prefix)).toBe(false);
+  });
+
   it("refuses the publisher's dot directories and temp files, and hides them in listings", async () => {
     for (const p of [
       "/.staging/gen-2/InRelease",

@@ -128,7 +128,7 @@ APT::Architecture "${archs[0]}";
 APT::Architectures { ${archs.map((a) => `"${a}";`).join(" ")} };
 Acquire::Languages "none";
 Acquire::Retries "0";
-Acquire::http::Proxy "DIRECT";
+Acquire::http::Proxy::${new URL(options.repoUrl).hostname} "DIRECT";
 Acquire::AllowInsecureRepositories "false";
 Debug::NoLocking "true";
 Debug::Acquire::http "true";
