@@ -131,15 +131,14 @@ async function renderRepo(
   }
   const repomd = Buffer.from(repomdXml(timestamp, data), "utf8");
   /*
-   * Entry points last, after the checksum-named files they name (stage 0). Then repomd.xml
-   * (stage 1) BEFORE repomd.xml.asc (stage 2). librepo (dnf) fetches repomd.xml and then,
-   * with repo_gpgcheck=1, repomd.xml.asc. Switching them in the order a client reads them
-   * means a client whose two fetches both fall before, or both after, either rename gets a
-   * matching pair; only fetches that straddle exactly one rename (both inside the gap, or
-   * across the whole gap) see a mismatch. The other order (.asc first) fails every client
-   * that reads repomd.xml before the gap ends and the .asc after it begins: a strictly larger
-   * set. A mismatch is a signature error dnf reports and retries on its next refresh; it
-   * never makes dnf accept unsigned data, and repomd.xml never names a file that is missing.
+   * Entry points last, after the checksum-named files they name (stage 0): repomd.xml in
+   * stage 1, then repomd.xml.asc in stage 2. librepo (dnf) reads repomd.xml first and then,
+   * with repo_gpgcheck=1, repomd.xml.asc. With the renames at t1 < t2 and a client's reads at
+   * a < b, renaming in the client's order fails only when both reads fall inside (t1, t2)
+   * (new repomd, old .asc) or span all of it (old repomd, new .asc). Renaming the .asc first
+   * fails whenever the reads overlap (t1, t2) at all (old repomd, new .asc): a strict superset.
+   * Either way a mismatch is a "Bad GPG signature" dnf reports and retries on its next
+   * refresh; it never makes dnf accept unsigned data, and repomd.xml never names a missing file.
    */
   files.push({
     path: `${root}/repodata/repomd.xml`,
