@@ -71,6 +71,12 @@ export interface PublishedPackage {
   /** SHA-256 of the bytes on disk (differs from file.sha256 only after a transform). */
   sha256: string;
   meta: PackageMeta;
+  /**
+   * Detached binary signature of the package file by the configured signer; present only for
+   * layouts with `wantsPackageSignatures` (pacman's `.sig` and %PGPSIG%). The engine makes it
+   * once per (sha256, signing key) and caches it in the state DB.
+   */
+  signature?: Uint8Array;
 }
 
 export interface RenderInput {
@@ -113,6 +119,8 @@ export interface RepoLayout {
   readonly managerType: string;
   /** Package file types (PackageFile.type) this layout publishes; others are skipped. */
   readonly fileTypes: readonly string[];
+  /** Ask the engine for a detached signature of every package file (see PublishedPackage). */
+  readonly wantsPackageSignatures?: boolean;
   /** Where a package file goes, relative to the repo directory; first path canonical. */
   placePackage(input: PlacementInput): string[];
   /** Parse a package's bytes; throws PackratError PACKRAT_PACKAGE_INVALID naming `filename`. */

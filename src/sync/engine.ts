@@ -632,7 +632,11 @@ export class SyncEngine {
       if (st === null) continue;
       const meta = await this.metaFor(plan.layout, d, canonical);
       if (meta === null) continue;
+      const signature = plan.layout.wantsPackageSignatures
+        ? await this.packageSignature(d, canonical)
+        : undefined;
       packages.push({
+        ...(signature ? { signature } : {}),
         file: d.file,
         distroVersion: plan.distroVersions.get(d.file.distroVersionUri) as DistroVersion,
         paths: d.paths.map((p) => p.slice(dir.length + 1)),
@@ -666,6 +670,25 @@ export class SyncEngine {
       );
       throw err;
     }
+  }
+
+  /** A detached signature of a package file, made once per (sha256, key) and cached. */
+  private async packageSignature(d: DesiredFile, rel: string): Promise<Uint8Array | undefined> {
+    const signer = this.deps.signer;
+    if (!signer) return undefined;
+    const key = `signature:${signer.fingerprint}`;
+    const cached = this.deps.store.getPackageMeta(d.expectedSha256, key);
+    if (typeof cached?.meta?.signature === "string")
+      return Buffer.from(cached.meta.signature, "base64");
+    const bytes = await fs.readFile(path.join(this.root, rel));
+    const signature = await signer.signDetachedBinary(bytes);
+    this.deps.store.putPackageMeta(
+      d.expectedSha256,
+      key,
+      { signature: Buffer.from(signature).toString("base64") },
+      null,
+    );
+    return signature;
   }
 
   /** Parsed metadata from the cache, parsing the file once if this sha256 was never seen. */

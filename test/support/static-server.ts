@@ -15,7 +15,7 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
-export async function startStaticServer(root: string): Promise<StaticServer> {
+export async function startStaticServer(root: string, port = 0): Promise<StaticServer> {
   const requests: StaticServer["requests"] = [];
   const server = http.createServer((req, res) => {
     void (async () => {
@@ -48,10 +48,10 @@ export async function startStaticServer(root: string): Promise<StaticServer> {
       }
     })();
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${bound}`,
     requests,
     close: () =>
       new Promise<void>((resolve) => {

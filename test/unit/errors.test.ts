@@ -4,7 +4,7 @@ import { ERROR_CODES, IntegrityError, PackratError, describeError } from "../../
 
 describe("error codes", () => {
   const doc = readFileSync(new URL("../../docs/errors.md", import.meta.url), "utf8");
-  const documented = new Set([...doc.matchAll(/^\| (PACKRAT_[A-Z_]+) \|/gm)].map((m) => m[1]));
+  const documented = new Set([...doc.matchAll(/^\| (PACKRAT_[A-Z_]+)\s*\|/gm)].map((m) => m[1]));
 
   it("docs/errors.md lists every code, and no code that does not exist", () => {
     expect([...documented].sort()).toEqual(Object.keys(ERROR_CODES).sort());

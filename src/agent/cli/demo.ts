@@ -231,7 +231,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const settings = await loadConfig(confPath, { onWarning: (w) => log.warn(w) });
   const ctx = await createContext(settings, log);
   const report = await ctx.engine.fullSync();
-  const server = await startStaticServer(root);
+  const server = await startStaticServer(root, values.port ? Number(values.port) : 0);
   const lines = [
     "",
     `packrat-agent demo: synced ${report.packageFiles} package files into ${root}`,

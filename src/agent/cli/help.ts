@@ -18,11 +18,18 @@ Commands:
       --json          Machine-readable output.
   inspect FILE        Print the index entry the agent would publish for FILE
                       (.deb, .rpm, .pkg.tar.*, .whl, sdist).
-  keygen              Make a new signing key without gpg.
-      --name NAME     User ID of the key, e.g. "Example Mirror <ops@example.com>".
-      --out FILE      Where to write the armored secret key (mode 0600).
+  keygen              Make a new signing key (primary + signing subkey) without gpg.
+      --name NAME     User ID name, e.g. "Example Mirror".
+      --email ADDR    User ID email.
+      --out FILE      Where to write the armored secret key (mode 0600; never overwritten).
+      --type TYPE     ed25519 (default) or rsa.
+      --bits N        RSA size: 2048, 3072 (default) or 4096.
+      --expires-days N  Expiry of the key; 0 (default) never expires.
   demo                Start a bundled fake master with sample packages, sync, and serve
-                      the result over HTTP.
+                      the result over HTTP; new versions appear every 20 s.
+      --dir DIR       Working directory (default ./.demo; replaced on each start).
+      --once          Sync once, print where everything is, and exit.
+      --port N        Serve on 127.0.0.1:N (default: a free port).
 
 Options:
   -c, --config PATH   Config file (default: $PACKRAT_AGENT_CONFIG, else /etc/packrat/mirror.conf)
