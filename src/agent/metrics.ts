@@ -10,6 +10,8 @@ import type { StateStore } from "../state/state-store.js";
 import type { SyncReport } from "../sync/engine.js";
 
 export interface MetricsServer {
+  /** host:port actually bound (metrics_listen may say port 0). */
+  readonly address: string;
   recordSync(report: SyncReport | null, err: unknown): void;
   close(): Promise<void>;
 }
@@ -95,8 +97,11 @@ export async function startMetricsServer(
     );
     server.listen(Number(portText), host, resolve);
   });
-  log.info({ listen }, "metrics at /metrics");
+  const bound = server.address();
+  const address = typeof bound === "object" && bound ? `${host}:${bound.port}` : listen;
+  log.info({ listen: address }, "metrics at /metrics");
   return {
+    address,
     recordSync(report, err) {
       if (!report) {
         syncs.inc({ kind: "full", result: err ? "failed" : "ok" });
