@@ -125,13 +125,16 @@ beforeAll(async () => {
   const built: BuiltPacmanPackage[] = [];
   for (const spec of SPECS) built.push(buildPacmanPackage(spec));
   // The same specs packed by bsdtar (pax headers, bsdtar's own ordering), renamed.
-  for (const spec of SPECS)
-    built.push(await buildPacmanPackageWithBsdtar({ ...spec, name: `${spec.name}-bsd` }));
-  // And two made by the real makepkg (.BUILDINFO, makepkg's .MTREE, its .PKGINFO writer).
-  for (const [pkgbuild, ext, name, version, arch] of MAKEPKG) {
-    const made = await buildPacmanPackageWithMakepkg(pkgbuild, ext);
-    built.push({ ...made, spec: { name, version, arch } });
-  }
+  // The same specs packed by bsdtar (pax headers, bsdtar's own ordering), renamed, and two
+  // made by the real makepkg (.BUILDINFO, makepkg's .MTREE, its .PKGINFO writer).
+  const external = await Promise.all([
+    ...SPECS.map((spec) => buildPacmanPackageWithBsdtar({ ...spec, name: `${spec.name}-bsd` })),
+    ...MAKEPKG.map(async ([pkgbuild, ext, name, version, arch]) => ({
+      ...(await buildPacmanPackageWithMakepkg(pkgbuild, ext)),
+      spec: { name, version, arch },
+    })),
+  ]);
+  built.push(...external);
 
   const published = [];
   for (const b of built) {

@@ -194,33 +194,41 @@ describe.each([
   ["HTML (PEP 503)", false],
   ["JSON (PEP 691) by content negotiation", true],
 ])("real pip, %s", (_label, negotiate) => {
-  test("downloads a wheel; data-requires-python keeps it off the python>=99 release", async () => {
-    const server = await startPypiServer(root, negotiate);
-    try {
-      const result = await pipDownload(server, "tiny-wheel");
-      expect(result.ok, result.output).toBe(true);
-      expect(result.files).toEqual(["Tiny_Wheel-1.0-py3-none-any.whl"]);
-      const page = server.requests.find((r) => r.path === "/simple/tiny-wheel/");
-      expect(page?.type).toBe(negotiate ? "application/vnd.pypi.simple.v1+json" : "text/html");
-      expect(server.requests.some((r) => r.path.includes("2.0"))).toBe(false);
-    } finally {
-      await server.close();
-    }
-  }, 120_000);
+  test.concurrent(
+    "downloads a wheel; data-requires-python keeps it off the python>=99 release",
+    async () => {
+      const server = await startPypiServer(root, negotiate);
+      try {
+        const result = await pipDownload(server, "tiny-wheel");
+        expect(result.ok, result.output).toBe(true);
+        expect(result.files).toEqual(["Tiny_Wheel-1.0-py3-none-any.whl"]);
+        const page = server.requests.find((r) => r.path === "/simple/tiny-wheel/");
+        expect(page?.type).toBe(negotiate ? "application/vnd.pypi.simple.v1+json" : "text/html");
+        expect(server.requests.some((r) => r.path.includes("2.0"))).toBe(false);
+      } finally {
+        await server.close();
+      }
+    },
+    120_000,
+  );
 
-  test("downloads an sdist (.tar.gz) and a zip sdist by exact version", async () => {
-    const server = await startPypiServer(root, negotiate);
-    try {
-      const tgz = await pipDownload(server, "tiny-sdist==0.3");
-      expect(tgz.ok, tgz.output).toBe(true);
-      expect(tgz.files).toEqual(["tiny_sdist-0.3.tar.gz"]);
-      const zip = await pipDownload(server, "Zip.Sdist==1.1");
-      expect(zip.ok, zip.output).toBe(true);
-      expect(zip.files).toEqual(["zip_sdist-1.1.zip"]);
-    } finally {
-      await server.close();
-    }
-  }, 120_000);
+  test.concurrent(
+    "downloads an sdist (.tar.gz) and a zip sdist by exact version",
+    async () => {
+      const server = await startPypiServer(root, negotiate);
+      try {
+        const tgz = await pipDownload(server, "tiny-sdist==0.3");
+        expect(tgz.ok, tgz.output).toBe(true);
+        expect(tgz.files).toEqual(["tiny_sdist-0.3.tar.gz"]);
+        const zip = await pipDownload(server, "Zip.Sdist==1.1");
+        expect(zip.ok, zip.output).toBe(true);
+        expect(zip.files).toEqual(["zip_sdist-1.1.zip"]);
+      } finally {
+        await server.close();
+      }
+    },
+    120_000,
+  );
 });
 
 test("pip refuses a package whose bytes do not match the index's sha256", async () => {
