@@ -6,8 +6,8 @@ import { xmlAttrs, xmlEscape } from "../../src/layout/formats/xml.js";
 // What XML 1.0 can carry: tab, LF, CR and everything from U+0020 except U+FFFE/U+FFFF and
 // lone surrogates.
 const allowed = (s: string) =>
-  // eslint-disable-next-line no-control-regex
   s
+    // eslint-disable-next-line no-control-regex
     .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, "")
     .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "");
 
