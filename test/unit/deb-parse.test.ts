@@ -4,14 +4,19 @@ import { describe, expect, it } from "vitest";
 import type { PackratError } from "../../src/errors.js";
 import { isPackratError } from "../../src/errors.js";
 import { readArMembers } from "../../src/layout/formats/ar.js";
-import { decompress, xzDecompressedSize } from "../../src/layout/formats/compress.js";
+import {
+  decompress,
+  DecompressError,
+  xzDecompressedSize,
+} from "../../src/layout/formats/compress.js";
 import { parseDeb } from "../../src/layout/formats/deb.js";
 import {
+  ControlParseError,
   normalizeValue,
   parseControlStanza,
   renderStanza,
 } from "../../src/layout/formats/deb-control.js";
-import { readTar } from "../../src/layout/formats/tar.js";
+import { readTar, TarError } from "../../src/layout/formats/tar.js";
 import { bufferSource } from "../../src/layout/types.js";
 import { buildDeb, compressWith, makeAr, makeTar } from "../support/deb-builder.js";
 
@@ -308,6 +313,61 @@ describe("tar", () => {
     for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : pax[i]!;
     pax.set(enc.encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
     expect(readTar(pax).map((e) => e.name)).toEqual([long]);
+  });
+});
+
+describe("parsers never throw anything but their own errors", () => {
+  it("tar: entries or TarError", () => {
+    const valid = makeTar([{ name: "./control", content: enc.encode(CONTROL) }]);
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 2048 }),
+          fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })).map(([at, b]) => {
+            const copy = new Uint8Array(valid);
+            copy[at] = b;
+            return copy;
+          }),
+        ),
+        (bytes) => {
+          try {
+            readTar(bytes);
+          } catch (err) {
+            expect(err).toBeInstanceOf(TarError);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+  it("control stanza: fields or ControlParseError", () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 300 }), (text) => {
+        try {
+          const fields = parseControlStanza(text);
+          renderStanza(fields);
+        } catch (err) {
+          expect(err).toBeInstanceOf(ControlParseError);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+  it("decompress: bytes or DecompressError, for every compression", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 512 }),
+        fc.constantFrom("gzip", "xz", "zstd", "none" as const),
+        (bytes, c) => {
+          try {
+            decompress(bytes, c, 1 << 20);
+          } catch (err) {
+            expect(err).toBeInstanceOf(DecompressError);
+          }
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });
 
