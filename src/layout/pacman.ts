@@ -225,6 +225,7 @@ async function render(input: RenderInput): Promise<RenderResult> {
 
   const files: RenderedFile[] = [];
   const signatures = new Map<PublishedPackage, Uint8Array | null>();
+  const unsigned: string[] = [];
   const signatureOf = async (pkg: PacmanPublishedPackage): Promise<Uint8Array | null> => {
     if (!signer) return null;
     if (pkg.signature) return pkg.signature;
@@ -232,8 +233,7 @@ async function render(input: RenderInput): Promise<RenderResult> {
     let sig: Uint8Array | null = null;
     if (extended.readPackage)
       sig = await signer.signDetachedBinary(await extended.readPackage(pkg));
-    else
-      warnings.push(`${pkg.file.filename}: no package signature available; published without .sig`);
+    else unsigned.push(pkg.file.filename);
     signatures.set(pkg, sig);
     return sig;
   };
@@ -293,6 +293,13 @@ async function render(input: RenderInput): Promise<RenderResult> {
         });
       }
     }
+  }
+  if (unsigned.length > 0) {
+    // One line, not one per package: a repo of 10,000 must not flood the log.
+    const sample = unsigned.slice(0, 5).join(", ");
+    warnings.push(
+      `${unsigned.length} package(s) have no signature available and are published without .sig or %PGPSIG% (${sample}${unsigned.length > 5 ? ", ..." : ""}); pacman with SigLevel Required will refuse them`,
+    );
   }
   return { files, warnings };
 }

@@ -11,8 +11,10 @@ import { xzUncompressedSize } from "../../src/layout/formats/pacman-stream.js";
 import { readTar, writeTar } from "../../src/layout/formats/pacman-tar.js";
 import { parsePkgInfo, vercmp } from "../../src/layout/formats/pkginfo.js";
 import { pacmanArch, pacmanLayout, pacmanRepoName } from "../../src/layout/pacman.js";
+import type { PacmanRenderInput } from "../../src/layout/pacman.js";
+import { gpgv } from "../support/gpg.js";
 import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
-import type { PackageMeta, RenderInput } from "../../src/layout/types.js";
+import type { PackageMeta, PublishedPackage, RenderInput } from "../../src/layout/types.js";
 import {
   ARCH_DISTRO_VERSION,
   buildPacmanPackage,
@@ -395,5 +397,38 @@ describe("file list order", () => {
       }),
     );
     expect(compareBytes("\u{1F600}", "\uFFFD")).toBe(1);
+  });
+});
+
+describe("package signatures", () => {
+  test("missing signatures are one warning; readPackage() signs at render time", async () => {
+    const { signer } = await makeTestSigner();
+    const pkgs = [buildPacmanPackage(SPEC), buildPacmanPackage({ ...SPEC, name: "other" })];
+    const packages = [];
+    for (const p of pkgs) {
+      const meta = await pacmanLayout.parse(bufferSource(p.bytes), p.filename);
+      packages.push(publishedPacman(p, meta, [`x86_64/${p.filename}`]));
+    }
+    const base = {
+      repo: pacmanRepo("r"),
+      distroVersions: new Map(),
+      packages,
+      signer,
+      options: DEFAULT_LAYOUT_OPTIONS,
+      now: new Date(0),
+    };
+    const unsigned = await pacmanLayout.render(base);
+    expect(unsigned.warnings.filter((w) => w.includes("no signature available"))).toHaveLength(1);
+    expect(unsigned.files.some((f) => f.path.endsWith(".pkg.tar.zst.sig"))).toBe(false);
+
+    const bytes = new Map(packages.map((p, i) => [p, pkgs[i]!.bytes]));
+    const signed = await pacmanLayout.render({
+      ...base,
+      readPackage: (p: PublishedPackage) => Promise.resolve(bytes.get(p)!),
+    } as PacmanRenderInput);
+    expect(signed.warnings).toEqual([]);
+    const sig = signed.files.find((f) => f.path === `x86_64/${pkgs[0]!.filename}.sig`)!;
+    const check = await gpgv(signer.publicKeyBinary(), sig.content, pkgs[0]!.bytes);
+    expect(check.ok, check.output).toBe(true);
   });
 });
