@@ -11,7 +11,7 @@ import { gzip, constants as zlibConstants } from "node:zlib";
 import { PackratError } from "../errors.js";
 import type { DistroVersion } from "../types.js";
 import type { DebMeta } from "./formats/deb.js";
-import { xzCompress } from "./formats/compress.js";
+import { xzCompressAsync } from "./formats/compress.js";
 import { asDebMeta, parseDeb } from "./formats/deb.js";
 import type { ControlField } from "./formats/deb-control.js";
 import { controlValue, renderStanza } from "./formats/deb-control.js";
@@ -198,10 +198,11 @@ async function renderDist(
       .map((e) => `${e.stanza}\n`)
       .join("");
     const plain = encoder.encode(text);
-    // gzip runs on the libuv pool meanwhile; xz is our own synchronous encoder (~100 ms/MB).
-    const gzPending = gzipAsync(plain, { level: zlibConstants.Z_BEST_COMPRESSION });
-    const xzed = xzCompress(plain);
-    const gz = await gzPending;
+    // gzip runs on the libuv pool; xz is our own encoder, yielding between chunks.
+    const [gz, xzed] = await Promise.all([
+      gzipAsync(plain, { level: zlibConstants.Z_BEST_COMPRESSION }),
+      xzCompressAsync(plain),
+    ]);
     const archRelease = encoder.encode(
       `Archive: ${dist.codename}\nOrigin: ${origin}\nLabel: ${origin}\nCodename: ${dist.codename}\n` +
         `Component: ${COMPONENT}\nArchitecture: ${arch}\n`,

@@ -3,7 +3,7 @@ import { gzipSync } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
 import { describe, expect, it } from "vitest";
 import { decompress, xzDecompressedSize } from "../../src/layout/formats/compress.js";
-import { xzEncode } from "../../src/layout/formats/xz-encoder.js";
+import { xzEncode, xzEncodeAsync } from "../../src/layout/formats/xz-encoder.js";
 
 const enc = new TextEncoder();
 
@@ -59,5 +59,14 @@ describe("xzEncode", () => {
     const packed = roundTrip(text);
     expect(packed.length).toBeLessThan(gzipSync(text, { level: 9 }).length);
     expect(xzEncode(text)).toEqual(packed);
+  });
+  it("gives the same bytes when it yields to the event loop", async () => {
+    const text = packagesText(20000); // several LZMA2 chunks
+    let turns = 0;
+    const timer = setInterval(() => turns++, 0);
+    const packed = await xzEncodeAsync(text);
+    clearInterval(timer);
+    expect(Buffer.from(packed).equals(xzEncode(text))).toBe(true);
+    expect(turns).toBeGreaterThan(0);
   });
 });

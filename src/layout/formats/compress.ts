@@ -8,7 +8,7 @@ import { gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
 import { Decompress as ZstdDecompress } from "fzstd";
 import { compress as zstdCompressNative } from "zstd-napi";
-import { xzEncode } from "./xz-encoder.js";
+import { xzEncode, xzEncodeAsync } from "./xz-encoder.js";
 
 export type Compression = "gzip" | "xz" | "zstd" | "none";
 
@@ -225,6 +225,11 @@ export function gzipDeterministic(data: Uint8Array): Uint8Array {
  */
 export function xzCompress(data: Uint8Array): Uint8Array {
   return xzEncode(data);
+}
+
+/** xzCompress, yielding to the event loop between chunks. Same bytes. */
+export function xzCompressAsync(data: Uint8Array): Promise<Uint8Array> {
+  return xzEncodeAsync(data);
 }
 
 /** zstd (native, level 3 by default). */

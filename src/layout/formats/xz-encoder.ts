@@ -317,8 +317,8 @@ function encodeChunk(data: Uint8Array, start: number): { packed: Uint8Array; con
   return { packed: rc.flush(), consumed: pos - start };
 }
 
-function lzma2(data: Uint8Array): Uint8Array {
-  const out = new ByteWriter();
+/** LZMA2 data, yielding after each chunk so that a caller can give the event loop a turn. */
+function* lzma2Chunks(data: Uint8Array, out: ByteWriter): Generator<void, void, void> {
   let pos = 0;
   while (pos < data.length) {
     const { packed, consumed } = encodeChunk(data, pos);
@@ -344,9 +344,9 @@ function lzma2(data: Uint8Array): Uint8Array {
       }
     }
     pos += consumed;
+    yield;
   }
   out.push(0x00);
-  return out.bytes();
 }
 
 // ---- the xz container -------------------------------------------------------------------------
@@ -368,6 +368,28 @@ const DICT_PROPS = 18;
 
 /** Compress to the .xz format (one stream, one block, CRC32 check). Deterministic. */
 export function xzEncode(data: Uint8Array): Uint8Array {
+  const steps = xzSteps(data);
+  let step = steps.next();
+  while (!step.done) step = steps.next();
+  return step.value;
+}
+
+/**
+ * The same bytes as xzEncode, yielding to the event loop between LZMA2 chunks (each at most
+ * 64 KiB of output, tens of milliseconds), so a daemon stays responsive while it compresses
+ * a large Packages file.
+ */
+export async function xzEncodeAsync(data: Uint8Array): Promise<Uint8Array> {
+  const steps = xzSteps(data);
+  let step = steps.next();
+  while (!step.done) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    step = steps.next();
+  }
+  return step.value;
+}
+
+function* xzSteps(data: Uint8Array): Generator<void, Uint8Array, void> {
   const out = new ByteWriter();
   out.pushAll([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, ...STREAM_FLAGS]);
   out.pushUint32LE(crc32(new Uint8Array(STREAM_FLAGS)));
@@ -377,7 +399,9 @@ export function xzEncode(data: Uint8Array): Uint8Array {
     // Block header: size byte, flags (one filter, no sizes), LZMA2 filter with its dictionary
     // property, padding to 8, CRC32: 12 bytes, so the size byte is 12 / 4 - 1.
     const header = new Uint8Array([0x02, 0x00, 0x21, 0x01, DICT_PROPS, 0, 0, 0]);
-    const compressed = lzma2(data);
+    const lz = new ByteWriter();
+    yield* lzma2Chunks(data, lz);
+    const compressed = lz.bytes();
     out.pushAll(header);
     out.pushUint32LE(crc32(header));
     out.pushAll(compressed);
