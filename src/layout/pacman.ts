@@ -212,7 +212,14 @@ async function render(input: RenderInput): Promise<RenderResult> {
   // Directory → the packages placed in it.
   const byDir = new Map<string, DbPackage[]>();
   for (const published of input.packages as readonly PacmanPublishedPackage[]) {
-    const meta = asPacmanMeta(published.meta, published.file.filename);
+    let meta: PacmanPackageMeta;
+    try {
+      meta = asPacmanMeta(published.meta, published.file.filename);
+    } catch (err) {
+      // One bad record must not take the whole repo down: leave it out and say so.
+      warnings.push(`${(err as Error).message}; not listed`);
+      continue;
+    }
     for (const p of published.paths) {
       const slash = p.lastIndexOf("/");
       const dir = slash === -1 ? "" : p.slice(0, slash);
