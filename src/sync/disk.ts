@@ -10,6 +10,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { ByteSource } from "../layout/types.js";
 import type { Fingerprint } from "../state/state-store.js";
+import { PackratError } from "../errors.js";
 
 export const TMP_DIR = ".packrat-tmp";
 
@@ -75,6 +76,42 @@ export async function openFileSource(
   };
 }
 
+/**
+ * Refuse to write through a symlinked directory under root: `mkdir -p` and rename() follow
+ * symlinks, so a link planted at root/apt/pool would send package files anywhere. Components
+ * that do not exist yet are fine: the agent creates them as real directories.
+ */
+export async function assertNoSymlinkDirs(root: string, full: string): Promise<void> {
+  const rel = path.relative(root, path.dirname(full));
+  if (rel === "") return;
+  if (rel.startsWith("..") || path.isAbsolute(rel)) {
+    throw new PackratError(
+      "PACKRAT_UNSAFE_FILENAME",
+      `${full} is outside ${root}; refusing to write it`,
+    );
+  }
+  let current = root;
+  for (const segment of rel.split(path.sep)) {
+    current = path.join(current, segment);
+    let st;
+    try {
+      st = await fs.lstat(current);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    if (st.isSymbolicLink() || !st.isDirectory()) {
+      throw new PackratError(
+        "PACKRAT_UNSAFE_FILENAME",
+        `${current} is ${st.isSymbolicLink() ? "a symlink" : "not a directory"}; refusing to write ${full} through it`,
+        {
+          hint: "replace it with a real directory (the agent never follows symlinks under root_dir)",
+        },
+      );
+    }
+  }
+}
+
 export function tmpPath(root: string, hint: string): string {
   const safe = hint.replace(/[^0-9a-zA-Z._-]/g, "_").slice(0, 60);
   return path.join(root, TMP_DIR, `${randomBytes(6).toString("hex")}-${safe}`);
@@ -107,6 +144,7 @@ export async function writeFileAtomic(
   } finally {
     await handle.close();
   }
+  await assertNoSymlinkDirs(root, full);
   await fs.mkdir(path.dirname(full), { recursive: true });
   try {
     await fs.rename(tmp, full);
@@ -127,6 +165,7 @@ export async function linkAtomic(root: string, existing: string, full: string): 
     // Hard links can fail (EXDEV on bind mounts, EPERM): a copy gives clients the same bytes.
     await fs.copyFile(existing, tmp);
   }
+  await assertNoSymlinkDirs(root, full);
   await fs.mkdir(path.dirname(full), { recursive: true });
   await fs.rename(tmp, full);
   await fsyncDir(path.dirname(full));

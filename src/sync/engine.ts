@@ -17,6 +17,7 @@ import type { PackageFileRow, StateStore } from "../state/state-store.js";
 import type { DistroVersion, PackageFile, Repo } from "../types.js";
 import {
   TMP_DIR,
+  assertNoSymlinkDirs,
   fsyncDir,
   linkAtomic,
   openFileSource,
@@ -494,6 +495,7 @@ export class SyncEngine {
         try {
           if (action.reason === "mismatch") {
             // Never leave wrong bytes where an index may point: remove first, fetch after.
+            await assertNoSymlinkDirs(this.root, path.join(this.root, canonical));
             await fs.rm(path.join(this.root, canonical), { force: true });
             report.repaired++;
           }
@@ -606,6 +608,7 @@ export class SyncEngine {
         }
       }
       const full = path.join(this.root, canonical);
+      await assertNoSymlinkDirs(this.root, full);
       await fs.mkdir(path.dirname(full), { recursive: true });
       await fs.rename(tmp, full);
       await fsyncDir(path.dirname(full));

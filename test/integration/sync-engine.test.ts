@@ -1,5 +1,14 @@
 import { existsSync } from "node:fs";
-import { appendFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import {
+  appendFile,
+  mkdir,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isPackratError } from "../../src/errors.js";
@@ -154,6 +163,19 @@ describe("sync engine against the fake master", () => {
     h = makeEngine(fx, { settings: { metadataGraceSeconds: 0 } });
     await h.engine.fullSync();
     expect(existsSync(path.join(fx.root, "apt/pool/newpkg/newpkg_0.1_all.deb"))).toBe(false);
+  });
+
+  it("never writes through a symlinked directory planted under root_dir", async () => {
+    const outside = path.join(fx.dir, "outside");
+    await mkdir(outside, { recursive: true });
+    await mkdir(path.join(fx.root, "apt"), { recursive: true });
+    await symlink(outside, path.join(fx.root, "apt/pool"));
+    const report = await h.engine.fullSync();
+    expect(report.failed.length).toBe(3);
+    expect(report.failed[0]?.error).toMatch(/apt\/pool is a symlink; refusing to write/);
+    expect(await readdir(outside)).toEqual([]);
+    // The json repo, which has no such link, is published as usual.
+    expect(existsSync(path.join(fx.root, "json/tool/tool_1.2.tar.gz"))).toBe(true);
   });
 
   it("signs apt and json metadata that gpgv accepts", async () => {
