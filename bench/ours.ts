@@ -1,0 +1,198 @@
+/**
+ * Our side of every case, run as its own process so its wall time and peak RSS are its own
+ * (the fake master, which holds the whole corpus in memory, lives in the bench driver).
+ * The argument is one JSON object naming the operation. The last stdout line is a JSON result;
+ * `ms` covers the operation only: a daemon is already running when a change arrives, so
+ * module loading and opening the state DB are not part of its answer time.
+ *
+ *   node dist/bench/ours.js '{"op":"full","masterUrl":...}'
+ */
+import { describeError } from "../src/errors.js";
+import { layoutFor } from "../src/layout/index.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../src/layout/types.js";
+import { silentLogger } from "../src/log.js";
+import { loadSigner } from "../src/signing/openpgp-signer.js";
+import { openStateStore } from "../src/state/db.js";
+import { MirrorDaemon } from "../src/sync/daemon.js";
+import { SyncEngine } from "../src/sync/engine.js";
+import { createMasterClient } from "../src/sync/master-client.js";
+
+export interface OursArgs {
+  op: "full" | "deep" | "incremental" | "daemon";
+  masterUrl: string;
+  mirror: string;
+  root: string;
+  stateDb: string;
+  keyFile: string | null;
+  downloadConcurrency?: number;
+  /** incremental: the repo and the package names a poll would have named. */
+  repo?: string;
+  packages?: string[];
+  /** daemon: trigger_debounce_ms. */
+  debounceMs?: number;
+}
+
+export interface OursResult {
+  ms: number;
+  report?: unknown;
+  /** BENCH_SPANS=1: wall time (ms) and calls of the engine's and client's steps. */
+  spans?: Record<string, { ms: number; calls: number }>;
+}
+
+const spans: Record<string, { ms: number; calls: number }> = {};
+
+/**
+ * Wall-time spans without touching src/: wrap methods on the prototype (or object) so each
+ * call's time, awaits included, adds to its span. CPU profiles miss time spent waiting on the
+ * disk, the master or the thread pool; these do not. Nested spans overlap, as in a flame chart.
+ */
+function traceMethods(target: object, label: string, names: readonly string[]): void {
+  const obj = target as Record<string, unknown>;
+  for (const name of names) {
+    const original = obj[name];
+    if (typeof original !== "function") continue;
+    obj[name] = function (this: unknown, ...a: unknown[]): unknown {
+      const started = performance.now();
+      const span = (spans[`${label}.${name}`] ??= { ms: 0, calls: 0 });
+      span.calls++;
+      const done = () => (span.ms += performance.now() - started);
+      const out: unknown = (original as (...x: unknown[]) => unknown).apply(this, a);
+      if (out instanceof Promise) return out.finally(done);
+      done();
+      return out;
+    };
+  }
+}
+
+async function main(args: OursArgs): Promise<OursResult> {
+  const log = silentLogger();
+  const store = openStateStore(args.stateDb);
+  const client = createMasterClient({
+    host: args.masterUrl,
+    name: args.mirror,
+    psk: null,
+    proxy: null,
+    requestTimeoutMs: 60_000,
+    log,
+  });
+  const signer = args.keyFile
+    ? await loadSigner({ keyFile: args.keyFile, signKeyId: null, passphraseFile: null })
+    : null;
+  if (process.env.BENCH_SPANS) {
+    traceMethods(SyncEngine.prototype, "engine", [
+      "syncRepos",
+      "publish",
+      "metaFor",
+      "cleanup",
+      "planRepos",
+      "rowsFor",
+      "checkSanity",
+      "fetchOne",
+      "writeRootFiles",
+    ]);
+    traceMethods(client, "client", ["listPackageFiles", "getRepos", "heartbeat", "checkVersion"]);
+    traceMethods(store, "store", [
+      "getFingerprint",
+      "putFingerprint",
+      "getPackageMeta",
+      "putPackageMeta",
+      "replacePackageFiles",
+      "recordGeneration",
+      "listPackageFiles",
+      "listPublishedFiles",
+      "transaction",
+    ]);
+    if (signer)
+      traceMethods(signer, "signer", [
+        "signCleartext",
+        "signDetachedArmored",
+        "signDetachedBinary",
+      ]);
+    for (const name of ["apt", "yum", "pacman", "json"]) {
+      const layout = layoutFor(name);
+      if (layout) traceMethods(layout, `layout-${name}`, ["render", "parse"]);
+    }
+  }
+  const engine = new SyncEngine({
+    settings: {
+      rootDir: args.root,
+      keepFileList: [],
+      downloadConcurrency: args.downloadConcurrency ?? 4,
+      deepVerifyEvery: 0,
+      maxRemovalRatio: 0.5,
+      metadataGraceSeconds: 86400,
+    },
+    client,
+    store,
+    log,
+    signer,
+    layoutFor,
+    layoutOptions: { ...DEFAULT_LAYOUT_OPTIONS, mirrorDescription: "packrat bench" },
+  });
+  try {
+    if (args.op === "daemon") return await runDaemon(args, engine, client, store, log);
+    const started = performance.now();
+    const report =
+      args.op === "incremental"
+        ? await engine.incrementalSync(args.repo ?? "", args.packages ?? [])
+        : await engine.fullSync({ deep: args.op === "deep" });
+    const ms = performance.now() - started;
+    if (report.failed.length > 0 || report.refused) {
+      throw new Error(`sync did not finish cleanly: ${JSON.stringify(report).slice(0, 2000)}`);
+    }
+    return { ms, report, ...(process.env.BENCH_SPANS ? { spans } : {}) };
+  } finally {
+    await client.close();
+    store.close();
+  }
+}
+
+/**
+ * The daemon as `run` drives it: prints "ready" after its first full sync, then
+ * "synced <epoch ms>" after every incremental pass; stops when stdin closes.
+ */
+async function runDaemon(
+  args: OursArgs,
+  engine: SyncEngine,
+  client: ReturnType<typeof createMasterClient>,
+  store: ReturnType<typeof openStateStore>,
+  log: ReturnType<typeof silentLogger>,
+): Promise<OursResult> {
+  let ready = false;
+  const daemon = new MirrorDaemon({
+    engine,
+    client,
+    store,
+    log,
+    settings: {
+      fullSyncInterval: 24 * 3600,
+      pollTimeout: 30,
+      triggerDebounceMs: args.debounceMs ?? 250,
+    },
+    onSync: (report, err) => {
+      if (err) {
+        process.stderr.write(`sync failed: ${describeError(err)}\n`);
+        return;
+      }
+      const now = performance.timeOrigin + performance.now();
+      if (!ready) {
+        ready = true;
+        process.stdout.write("ready\n");
+      } else if (report?.kind === "incremental") {
+        process.stdout.write(`synced ${now}\n`);
+      }
+    },
+  });
+  const started = performance.now();
+  daemon.start();
+  await new Promise<void>((resolve) => {
+    process.stdin.on("end", resolve);
+    process.stdin.on("close", resolve);
+    process.stdin.resume();
+  });
+  await daemon.stop(10_000);
+  return { ms: performance.now() - started };
+}
+
+const result = await main(JSON.parse(process.argv[2] ?? "{}") as OursArgs);
+process.stdout.write(`${JSON.stringify(result)}\n`);
