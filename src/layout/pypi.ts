@@ -135,8 +135,16 @@ function render(input: RenderInput): Promise<RenderResult> {
   const sorted = [...input.packages].sort((a, b) =>
     a.file.filename < b.file.filename ? -1 : a.file.filename > b.file.filename ? 1 : 0,
   );
+  const warnings: string[] = [];
   for (const pkg of sorted) {
-    const meta = asPythonMeta(pkg.meta, pkg.file.filename);
+    let meta: PythonDistMeta;
+    try {
+      meta = asPythonMeta(pkg.meta, pkg.file.filename);
+    } catch (err) {
+      // One bad record must not take the whole index down: leave it out and say so.
+      warnings.push(`${(err as Error).message}; not listed`);
+      continue;
+    }
     const normalized = normalizeProjectName(meta.name);
     const project = byProject.get(normalized) ?? { normalized, display: meta.name, files: [] };
     project.files.push({ pkg, meta, url: fileUrl(pkg) });
@@ -147,7 +155,6 @@ function render(input: RenderInput): Promise<RenderResult> {
   );
   const enc = new TextEncoder();
   const files: RenderedFile[] = [];
-  const warnings: string[] = [];
   const listed: Project[] = [];
   for (const project of projects) {
     if (!SAFE_SEGMENT.test(project.normalized)) {

@@ -316,3 +316,15 @@ describe("render", () => {
     expect(pypiLayout.describe(meta, w.filename)).toContain("Requires-Python: >=3.8");
   });
 });
+
+test("a package whose cached metadata is not a Python distribution's is left out with a warning", async () => {
+  const { input } = await renderOf([buildWheel({ name: "ok", version: "1" })]);
+  const broken = {
+    ...input.packages[0]!,
+    meta: { format: "deb" },
+    file: { ...input.packages[0]!.file, filename: "broken.whl" },
+  };
+  const result = await pypiLayout.render({ ...input, packages: [...input.packages, broken] });
+  expect(result.warnings.join()).toContain("broken.whl");
+  expect(result.files.map((f) => f.path)).toContain("simple/ok/index.html");
+});
