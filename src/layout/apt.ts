@@ -109,6 +109,8 @@ function compareEntries(a: IndexEntry, b: IndexEntry): number {
   if (a.name !== b.name) return a.name < b.name ? -1 : 1;
   const v = compareDebianVersions(a.version, b.version);
   if (v !== 0) return v;
+  // Architecture next, so that warnDuplicates finds equal (name, version, arch) side by side.
+  if (a.arch !== b.arch) return a.arch < b.arch ? -1 : 1;
   return a.filename < b.filename ? -1 : a.filename > b.filename ? 1 : 0;
 }
 
