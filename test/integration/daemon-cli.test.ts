@@ -81,6 +81,11 @@ describe("the real CLI against the fake master", () => {
     const second = await runCli(["sync", "--config", config]);
     expect(second.code).toBe(1);
     expect(second.stderr).toMatch(/in use by another packrat-agent \(pid \d+/);
+    // status reads the state DB read-only, so it works while the daemon holds it.
+    const status = await runCli(["status", "--config", config]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/^last full sync: ok at /m);
+    expect(status.stdout).toMatch(/^repo prod-apt \(apt, apt\): 2 files, .* generation 1/m);
   });
 
   it("`run` applies a tag and an untag from the master within 2 s", async () => {
