@@ -315,6 +315,8 @@ export const pacmanLayout: RepoLayout = {
   managerType: "pacman",
   // packrat's PackageFile.type for pacman packages is not fixed; parse() rejects non-packages.
   fileTypes: ["*"],
+  // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).
+  wantsPackageSignatures: true,
   placePackage,
   parse: async (source, filename) =>
     (await readPacmanPackage(source, filename)) as unknown as PackageMeta,

@@ -546,9 +546,19 @@ export class SyncEngine {
     await queue.onIdle();
     opts.signal?.throwIfAborted();
 
+    // One repo that cannot be published (a self-check failure, two files at one pool path)
+    // must not stop the others; its previous generation stays served.
     for (const p of plans) {
-      const outcome = await this.publish(p, failed);
-      if (outcome) report.published.push(p.repo.name);
+      try {
+        if (await this.publish(p, failed)) report.published.push(p.repo.name);
+      } catch (err) {
+        if (!isPackratError(err) || opts.signal?.aborted) throw err;
+        report.failed.push({
+          repo: p.repo.name,
+          file: `${p.repo.filesystemDir} (metadata)`,
+          error: describeError(err),
+        });
+      }
     }
   }
 

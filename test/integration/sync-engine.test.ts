@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import {
   appendFile,
@@ -188,5 +189,74 @@ describe("sync engine against the fake master", () => {
     const manifest = await readFile(path.join(fx.root, "json/_repo_main/MANIFEST_all.json"));
     const sig = await readFile(path.join(fx.root, "json/_repo_main/MANIFEST_all.json.gpg"));
     expect((await gpgv(key.signer.publicKeyBinary(), sig, manifest)).ok).toBe(true);
+  });
+});
+
+describe("sync engine with a pacman repo", () => {
+  it("signs each package once, caches the signature, and publishes a signed db", async () => {
+    const { buildPacmanPackage } = await import("../support/pacman-builder.js");
+    const fx = await startMirrorFixture();
+    fx.master.addDistroVersion({ name: "arch", distro: "arch", version: null, fileType: "pacman" });
+    fx.master.addRepo({
+      name: "prod-arch",
+      filesystemDir: "arch",
+      managerType: "pacman",
+      distroVersions: ["arch"],
+      tag: "prod",
+    });
+    fx.master.setRepoList("mirror1", ["prod-apt", "prod-json", "prod-arch"]);
+    for (const [name, arch] of [
+      ["tool", "x86_64"],
+      ["docs", "any"],
+    ] as const) {
+      const pkg = buildPacmanPackage({
+        name,
+        version: "1.0-1",
+        arch,
+        files: { [`usr/share/${name}/x`]: name },
+      });
+      fx.master.addPackageFile({
+        package: name,
+        distroVersion: "arch",
+        version: "1.0-1",
+        type: "pacman",
+        arch: arch === "any" ? "all" : arch,
+        filename: pkg.filename,
+        content: pkg.bytes,
+        tags: ["prod"],
+      });
+    }
+    const key = await makeTestSigner();
+    const h = makeEngine(fx, { signer: key.signer });
+    try {
+      await h.engine.fullSync();
+      const pkgFile = path.join(fx.root, "arch/x86_64/tool-1.0-1-x86_64.pkg.tar.zst");
+      const sig = await readFile(`${pkgFile}.sig`);
+      expect((await gpgv(key.signer.publicKeyBinary(), sig, await readFile(pkgFile))).ok).toBe(
+        true,
+      );
+      const db = await readFile(path.join(fx.root, "arch/x86_64/arch.db"));
+      expect(
+        (
+          await gpgv(
+            key.signer.publicKeyBinary(),
+            await readFile(path.join(fx.root, "arch/x86_64/arch.db.sig")),
+            db,
+          )
+        ).ok,
+      ).toBe(true);
+      // The any package is in the arch dir too.
+      expect(existsSync(path.join(fx.root, "arch/x86_64/docs-1.0-1-any.pkg.tar.zst"))).toBe(true);
+      const cached = h.store.getPackageMeta(
+        createHash("sha256")
+          .update(await readFile(pkgFile))
+          .digest("hex"),
+        `signature:${key.signer.fingerprint}`,
+      );
+      expect(typeof cached?.meta?.signature).toBe("string");
+    } finally {
+      await h.close();
+      await fx.close();
+    }
   });
 });
