@@ -1,0 +1,195 @@
+/**
+ * Readers under churn (FIELD_NOTES §1, §2): while the real agent (`run`) applies 200+ changes
+ * from the master (new versions, untags, re-tags), loops of the real `apt-get update` (private
+ * config, Signed-By) and `dnf makecache` (private config, repo_gpgcheck=1) against the tree
+ * served by the real nginx never fail.
+ */
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runAptGet } from "../support/apt-client.js";
+import { startCli, type RunningCli } from "../support/cli.js";
+import { startNginx, type RunningNginx } from "../support/nginx.js";
+import { verifyInProcess } from "./crash-harness.js";
+import { startCliMirror, TAG, type CliMirror } from "./crash-support.js";
+
+const CHANGES = 210;
+
+interface ReaderStats {
+  attempts: number;
+  failures: string[];
+}
+
+function dnfMakecache(base: string): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      "dnf",
+      [
+        "-c",
+        path.join(base, "dnf.conf"),
+        `--installroot=${path.join(base, "installroot")}`,
+        "--releasever=9",
+        "--disableplugin=local",
+        `--setopt=reposdir=${path.join(base, "repos.d")}`,
+        `--setopt=cachedir=${path.join(base, "cache")}`,
+        "-y",
+        "makecache",
+      ],
+      { timeout: 60_000, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        if (err && (err as NodeJS.ErrnoException).code === "ENOENT") {
+          reject(new Error("dnf is not installed (Debian package dnf)"));
+          return;
+        }
+        resolve(err ? `${err.message}\n${stdout}${stderr}` : null);
+      },
+    );
+  });
+}
+
+async function dnfConfig(base: string, url: string, keyFile: string): Promise<void> {
+  await mkdir(path.join(base, "repos.d"), { recursive: true });
+  await mkdir(path.join(base, "installroot"), { recursive: true });
+  await writeFile(
+    path.join(base, "dnf.conf"),
+    [
+      "[main]",
+      "gpgcheck=0",
+      "repo_gpgcheck=1",
+      "skip_if_unavailable=False",
+      `reposdir=${path.join(base, "repos.d")}`,
+      `cachedir=${path.join(base, "cache")}`,
+      `logdir=${path.join(base, "log")}`,
+      `persistdir=${path.join(base, "persist")}`,
+      "metadata_expire=0",
+      "",
+    ].join("\n"),
+  );
+  await writeFile(
+    path.join(base, "repos.d", "packrat.repo"),
+    [
+      "[packrat-el9]",
+      "name=packrat el9",
+      `baseurl=${url}/yum/rhel/main/9/`,
+      "enabled=1",
+      "gpgcheck=0",
+      "repo_gpgcheck=1",
+      `gpgkey=file://${keyFile}`,
+      "",
+    ].join("\n"),
+  );
+}
+
+describe("readers under churn", () => {
+  let m: CliMirror;
+  let nginx: RunningNginx;
+  let agent: RunningCli | null = null;
+  let work: string;
+
+  beforeAll(async () => {
+    m = await startCliMirror({ yum: true });
+    for (let i = 0; i < 10; i++) {
+      m.addDeb(`deb${i}`, "1.0");
+      m.addRpm(`rpm${i}`, "1.0");
+    }
+    for (let i = 0; i < 3; i++) m.addJson(`js${i}`, "1.0");
+    await m.writeConfig({ trigger_debounce_ms: 20 });
+    const sync = await m.cli(["sync"]);
+    expect(sync.code, sync.stderr).toBe(0);
+    nginx = await startNginx({ root: m.root });
+    work = await mkdtemp(path.join(tmpdir(), "packrat-churn-"));
+  });
+  afterAll(async () => {
+    if (agent && agent.child.exitCode === null) {
+      agent.kill("SIGKILL");
+      await agent.exited;
+    }
+    await nginx?.stop();
+    await rm(work, { recursive: true, force: true });
+    await m?.close();
+  });
+
+  it(`apt-get update and dnf makecache never fail while the agent applies ${CHANGES} changes`, async () => {
+    agent = startCli(["run", "--config", m.confPath]);
+    await agent.waitForLog(/"msg":"full sync finished"/, 30_000);
+
+    let churning = true;
+    const apt: ReaderStats = { attempts: 0, failures: [] };
+    const dnf: ReaderStats = { attempts: 0, failures: [] };
+    const aptLoop = (async () => {
+      while (churning || apt.attempts < 3) {
+        apt.attempts++;
+        try {
+          await runAptGet({
+            repoUrl: `${nginx.url}/apt`,
+            suite: "bookworm",
+            components: ["main"],
+            keyringPath: path.join(m.root, "repo-key.gpg"),
+            archs: ["amd64"],
+          });
+        } catch (err) {
+          apt.failures.push(String(err).slice(0, 3000));
+        }
+      }
+    })();
+    const dnfBase = path.join(work, "dnf");
+    await dnfConfig(dnfBase, nginx.url, path.join(m.root, "repo-key"));
+    const dnfLoop = (async () => {
+      while (churning || dnf.attempts < 3) {
+        dnf.attempts++;
+        const failure = await dnfMakecache(dnfBase);
+        if (failure !== null) dnf.failures.push(failure.slice(0, 3000));
+      }
+    })();
+
+    // The changes: new versions, untags of old ones, re-tags, spread over every repo.
+    const started = Date.now();
+    const published = () =>
+      agent!.stderr.split("\n").filter((l) => l.includes('"msg":"published"')).length;
+    const publishedBefore = published();
+    let changes = 0;
+    for (let round = 1; changes < CHANGES; round++) {
+      for (let i = 0; i < 10 && changes < CHANGES; i++) {
+        m.addDeb(`deb${i}`, `1.${round}`);
+        m.addRpm(`rpm${i}`, `1.${round}`);
+        changes += 2;
+        const oldDeb = m.ids.get(`deb${i}_1.${round - 1}_all.deb`);
+        if (oldDeb !== undefined && (i + round) % 2 === 0) {
+          m.master.untag(oldDeb, TAG);
+          changes++;
+        }
+        if (round % 3 === 0 && oldDeb !== undefined) {
+          m.master.tag(oldDeb, TAG);
+          changes++;
+        }
+        if (i % 4 === 0) {
+          m.addJson(`js${i % 3}`, `1.${round}`);
+          changes++;
+        }
+        await new Promise((r) => setTimeout(r, 110));
+      }
+    }
+    // Let the agent catch up, then stop the readers after their current attempt.
+    await new Promise((r) => setTimeout(r, 1500));
+    churning = false;
+    await Promise.all([aptLoop, dnfLoop]);
+    const publishes = published() - publishedBefore;
+    console.log(
+      `churn: ${changes} changes in ${Date.now() - started} ms, ${publishes} publishes; ` +
+        `apt-get update ${apt.attempts} attempts / ${apt.failures.length} failures, ` +
+        `dnf makecache ${dnf.attempts} attempts / ${dnf.failures.length} failures`,
+    );
+    expect(apt.failures).toEqual([]);
+    expect(dnf.failures).toEqual([]);
+    expect(apt.attempts).toBeGreaterThanOrEqual(3);
+    expect(dnf.attempts).toBeGreaterThanOrEqual(3);
+    expect(publishes).toBeGreaterThanOrEqual(12);
+
+    // And the tree the agent leaves behind is whole.
+    agent.kill("SIGTERM");
+    expect((await agent.exited).code).toBe(0);
+    expect(await verifyInProcess(m)).toEqual([]);
+  }, 120_000);
+});
