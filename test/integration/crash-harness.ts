@@ -8,8 +8,7 @@ import { rm } from "node:fs/promises";
 import { createSignatureVerifier } from "../../src/signing/verify.js";
 import { openStateStore } from "../../src/state/db.js";
 import { verifyTree } from "../../src/sync/verify-tree.js";
-import { startCli } from "../support/cli.js";
-import { partialFiles, type CliMirror } from "./crash-support.js";
+import { partialFiles, spawnCli, type CliMirror } from "./crash-support.js";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -33,31 +32,34 @@ function countMatches(text: string, re: RegExp): number {
 
 /** Start `args`, kill at `at`, return whether it was still running. */
 export async function startAndKill(m: CliMirror, args: string[], at: KillAt): Promise<boolean> {
-  const child = startCli([...args, "--config", m.confPath]);
+  const child = spawnCli([...args, "--config", m.confPath]);
   let done = false;
   void child.exited.then(() => (done = true));
+  const waitForLine = (re: RegExp, nth: number, from: number) =>
+    new Promise<void>((resolve) => {
+      const started = Date.now();
+      const tick = () => {
+        if (done || countMatches(child.stderr, re) - from >= nth || Date.now() - started > 30_000)
+          resolve();
+        else setTimeout(tick, 2);
+      };
+      tick();
+    });
   let baseline = 0;
   if (at.after) {
     const { log, action } = at.after;
-    await Promise.race([child.waitForLog(log, 30_000), child.exited]);
+    await waitForLine(log, 1, 0);
     if (!done) await action();
     if ("onLog" in at) baseline = countMatches(child.stderr, at.onLog);
   }
   if ("afterMs" in at) {
     await Promise.race([new Promise((r) => setTimeout(r, at.afterMs)), child.exited]);
   } else {
-    const nth = at.nth ?? 1;
-    await new Promise<void>((resolve) => {
-      const tick = () => {
-        if (done || countMatches(child.stderr, at.onLog) - baseline >= nth) resolve();
-        else setTimeout(tick, 2);
-      };
-      tick();
-    });
+    await waitForLine(at.onLog, at.nth ?? 1, baseline);
     if (at.extraMs) await new Promise((r) => setTimeout(r, at.extraMs));
   }
   const killed = !done;
-  if (killed) child.kill("SIGKILL");
+  if (killed) child.child.kill("SIGKILL");
   await child.exited;
   return killed;
 }
