@@ -1,6 +1,6 @@
 /**
- * Running one timed step in a child process: wall time from spawn to exit, and peak RSS from
- * GNU time (`/usr/bin/time -f %M`, the largest resident set of the process and its children,
+ * Running one timed step in a child process: wall time from spawn to exit, CPU time and peak RSS
+ * from GNU time (`/usr/bin/time -f '%M %U %S'`, the largest resident set of the process and its children,
  * which is what a peer tool's pipeline of processes costs at its worst moment).
  */
 import { spawn } from "node:child_process";
@@ -10,6 +10,8 @@ import path from "node:path";
 
 export interface StepResult {
   ms: number;
+  /** User + system CPU time of the process and its children: steadier than wall time on a busy machine. */
+  cpuMs: number;
   rssKb: number;
   stdout: string;
   /** Stopped at StepOptions.timeoutMs: ms is a lower bound. */
@@ -35,7 +37,7 @@ export async function runStep(
   const rssFile = path.join(dir, "rss");
   try {
     const started = performance.now();
-    const child = spawn("/usr/bin/time", ["-f", "%M", "-o", rssFile, ...argv], {
+    const child = spawn("/usr/bin/time", ["-f", "%M %U %S", "-o", rssFile, ...argv], {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
       stdio: ["pipe", "pipe", "pipe"],
@@ -73,14 +75,16 @@ export async function runStep(
     });
     if (timer) clearTimeout(timer);
     const ms = performance.now() - started;
-    if (timedOut) return { ms, rssKb: Number.NaN, stdout, timedOut };
+    if (timedOut) return { ms, cpuMs: Number.NaN, rssKb: Number.NaN, stdout, timedOut };
     if (code !== 0) {
       throw new Error(
         `${argv.join(" ").slice(0, 300)} exited ${code}: ${stderr.slice(-2000) || stdout.slice(-2000)}`,
       );
     }
-    const rssKb = Number.parseInt((await readFile(rssFile, "utf8")).trim().split("\n").pop()!, 10);
-    return { ms, rssKb, stdout };
+    // GNU time writes "Command exited with non-zero status" lines first; the figures come last.
+    const last = (await readFile(rssFile, "utf8")).trim().split("\n").pop() ?? "";
+    const [rss, user, sys] = last.split(" ").map(Number);
+    return { ms, cpuMs: ((user ?? NaN) + (sys ?? NaN)) * 1000, rssKb: rss ?? NaN, stdout };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

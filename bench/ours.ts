@@ -34,6 +34,8 @@ export interface OursArgs {
 
 export interface OursResult {
   ms: number;
+  /** CPU time (user + system, every thread) of the operation alone. */
+  cpuMs: number;
   report?: unknown;
   /** BENCH_SPANS=1: wall time (ms) and calls of the engine's and client's steps. */
   spans?: Record<string, { ms: number; calls: number }>;
@@ -132,15 +134,18 @@ async function main(args: OursArgs): Promise<OursResult> {
   try {
     if (args.op === "daemon") return await runDaemon(args, engine, client, store, log);
     const started = performance.now();
+    const cpu = process.cpuUsage();
     const report =
       args.op === "incremental"
         ? await engine.incrementalSync(args.repo ?? "", args.packages ?? [])
         : await engine.fullSync({ deep: args.op === "deep" });
     const ms = performance.now() - started;
+    const used = process.cpuUsage(cpu);
+    const cpuMs = (used.user + used.system) / 1000;
     if (report.failed.length > 0 || report.refused) {
       throw new Error(`sync did not finish cleanly: ${JSON.stringify(report).slice(0, 2000)}`);
     }
-    return { ms, report, ...(process.env.BENCH_SPANS ? { spans } : {}) };
+    return { ms, cpuMs, report, ...(process.env.BENCH_SPANS ? { spans } : {}) };
   } finally {
     await client.close();
     store.close();
@@ -191,7 +196,8 @@ async function runDaemon(
     process.stdin.resume();
   });
   await daemon.stop(10_000);
-  return { ms: performance.now() - started };
+  const used = process.cpuUsage();
+  return { ms: performance.now() - started, cpuMs: (used.user + used.system) / 1000 };
 }
 
 const result = await main(JSON.parse(process.argv[2] ?? "{}") as OursArgs);

@@ -12,6 +12,8 @@ export interface Measurement {
   tool: string;
   runsMs: number[];
   medianMs: number;
+  /** Median CPU time (user + system); NaN where not measured. */
+  medianCpuMs: number;
   maxRssKb: number;
   note?: string;
   p50Ms?: number;
@@ -26,7 +28,15 @@ export interface BenchResults {
   commit: string;
   n: number;
   runs: number;
-  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string };
+  machine: {
+    cpus: number;
+    cpuModel: string;
+    memoryGiB: number;
+    node: string;
+    /** 1/5/15-minute load: other work on the machine slows wall times, ours and the peers' alike. */
+    loadAverageAtStart: number[];
+    loadAverageAtEnd: number[];
+  };
   measurements: Measurement[];
 }
 
@@ -93,7 +103,8 @@ export function renderMarkdown(results: BenchResults): string {
   const ms = results.measurements;
   const lines: string[] = [
     `Commit ${results.commit}. N = ${results.n} packages per format, median of up to ${results.runs} runs; ${results.machine.cpus} CPUs (${results.machine.cpuModel}), ${results.machine.memoryGiB} GiB, Node ${results.machine.node}; ${results.date.slice(0, 16).replace("T", " ")} UTC.`,
-    "Ratio = the peer's median time divided by ours (above 1: we are faster). Peak RSS is the largest resident set of any process of the run (GNU time).",
+    `Load average at start/end: ${results.machine.loadAverageAtStart.join(" ")} / ${results.machine.loadAverageAtEnd.join(" ")} (other work shared the machine; runs are interleaved so it falls on every tool alike).`,
+    "Ratio = the peer's median divided by ours (above 1: we are faster). Wall is elapsed time; CPU is user + system time of all threads and child processes (steadier under load). Ours is timed inside its process (the operation alone, as in the running daemon); peers include their process start. Peak RSS: the largest resident set of the run's processes (GNU time).",
     "",
   ];
   for (const kase of ["a-cold", "b-plus-one"]) {
@@ -102,18 +113,20 @@ export function renderMarkdown(results: BenchResults): string {
     lines.push(
       `### ${CASE_TITLES[kase]}`,
       "",
-      "| format | tool | median | runs | ratio | peak RSS |",
-      "| --- | --- | ---: | ---: | ---: | ---: |",
+      "| format | tool | median wall | ratio | median CPU | CPU ratio | runs | peak RSS |",
+      "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const m of rows) {
       const ours = rows.find((o) => o.tool === OURS && o.format === m.format);
       const more = m.timedOut ? "> " : "";
-      const ratio =
-        m.tool === OURS || !ours ? "" : `${more}${fmtRatio(m.medianMs / ours.medianMs)}`;
+      const peer = m.tool !== OURS && ours !== undefined;
+      const ratio = peer ? `${more}${fmtRatio(m.medianMs / ours.medianMs)}` : "";
+      const cpuRatio =
+        peer && Number.isFinite(m.medianCpuMs) ? fmtRatio(m.medianCpuMs / ours.medianCpuMs) : "";
       const tool = m.tool === OURS ? `**${m.tool}**` : m.tool;
       const rss = m.timedOut ? "n/a" : fmtMb(m.maxRssKb);
       lines.push(
-        `| ${m.format} | ${tool} | ${more}${fmtMs(m.medianMs)} | ${m.runsMs.length} | ${ratio} | ${rss} |`,
+        `| ${m.format} | ${tool} | ${more}${fmtMs(m.medianMs)} | ${ratio} | ${fmtMs(m.medianCpuMs)} | ${cpuRatio} | ${m.runsMs.length} | ${rss} |`,
       );
     }
     for (const m of rows.filter((r) => r.note)) lines.push(`- ${m.tool}: ${m.note}.`);
@@ -124,8 +137,8 @@ export function renderMarkdown(results: BenchResults): string {
     lines.push(
       `### c. No-change full sync and deep verify`,
       "",
-      "| format | what | median | runs | peak RSS |",
-      "| --- | --- | ---: | ---: | ---: |",
+      "| format | what | median wall | median CPU | runs | peak RSS |",
+      "| --- | --- | ---: | ---: | ---: | ---: |",
     );
     for (const m of c) {
       const what =
@@ -135,7 +148,7 @@ export function renderMarkdown(results: BenchResults): string {
             ? `**${OURS}** deep verify (sync --deep)`
             : `${m.tool} of the same package files (the floor)`;
       lines.push(
-        `| ${m.format} | ${what} | ${fmtMs(m.medianMs)} | ${m.runsMs.length} | ${fmtMb(m.maxRssKb)} |`,
+        `| ${m.format} | ${what} | ${fmtMs(m.medianMs)} | ${fmtMs(m.medianCpuMs)} | ${m.runsMs.length} | ${fmtMb(m.maxRssKb)} |`,
       );
     }
     lines.push("");
@@ -221,8 +234,17 @@ export function renderSvg(results: BenchResults): string {
   return `${parts.join("\n")}\n`;
 }
 
+/** latest.{json,md} and ratios.svg, plus the same under n<N>.* so runs at several N coexist. */
 export async function writeReport(results: BenchResults, dir: string): Promise<void> {
-  await writeFile(path.join(dir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
-  await writeFile(path.join(dir, "latest.md"), renderMarkdown(results));
-  await writeFile(path.join(dir, "ratios.svg"), renderSvg(results));
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  const md = renderMarkdown(results);
+  const svg = renderSvg(results);
+  for (const [base, chart] of [
+    ["latest", "ratios"],
+    [`n${results.n}`, `n${results.n}-ratios`],
+  ]) {
+    await writeFile(path.join(dir, `${base}.json`), json);
+    await writeFile(path.join(dir, `${base}.md`), md);
+    await writeFile(path.join(dir, `${chart}.svg`), svg);
+  }
 }

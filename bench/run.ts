@@ -11,6 +11,10 @@
  *
  *   node dist/bench/run.js [--n 1000] [--runs 3] [--work DIR] [--cases a,b,c,d,e]
  *                          [--triggers 50] [--download-mb 256] [--slow-s 60]
+ *                          [--peer-timeout-s 600] [--formats deb,rpm,pacman] [--no-peers]
+ *                          [--debounces 250,0]
+ * Environment: BENCH_SPANS=1 logs where our time goes (wall-time spans of the engine's steps);
+ * BENCH_CPU_PROF=<dir> writes a V8 CPU profile of every run of ours.
  */
 import { link, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -35,6 +39,9 @@ interface Options {
   downloadMb: number;
   slowMs: number;
   peerTimeoutMs: number;
+  formats: Format[];
+  peers: boolean;
+  debounces: number[];
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -52,6 +59,11 @@ function parseOptions(argv: readonly string[]): Options {
     downloadMb: Number(get("download-mb", "256")),
     slowMs: Number(get("slow-s", "60")) * 1000,
     peerTimeoutMs: Number(get("peer-timeout-s", "600")) * 1000,
+    formats: get("formats", FORMATS.join(","))
+      .split(",")
+      .filter((f): f is Format => (FORMATS as readonly string[]).includes(f)),
+    peers: !argv.includes("--no-peers"),
+    debounces: get("debounces", "250,0").split(",").map(Number),
   };
 }
 
@@ -189,6 +201,7 @@ class Bench {
       tool,
       runsMs: steps.map(ms),
       medianMs: median(steps.map(ms)),
+      medianCpuMs: median(steps.map((s) => s.cpuMs)),
       maxRssKb: Math.max(...steps.map((s) => s.rssKb)),
       ...(note ? { note } : {}),
       ...(steps.some((s) => s.timedOut) ? { timedOut: true } : {}),
@@ -230,43 +243,48 @@ class Bench {
     );
     if (packages.length < this.opts.n) throw new Error(`template has ${packages.length} packages`);
 
-    const steps = await this.repeat(async (i) => {
-      const run = this.oursDir(format, `cold-${i}`);
-      await rm(path.dirname(run.root), { recursive: true, force: true });
-      for (const f of packages) {
-        const target = path.join(run.root, path.relative(template.root, f));
-        await mkdir(path.dirname(target), { recursive: true });
-        await link(f, target);
-      }
-      const step = await this.ours({ op: "full", mirror: r.mirror, ...run });
-      return { ...step, ms: lastJson<OursResult>(step.stdout).ms };
-    });
-    await this.assertNames(
-      path.join(this.oursDir(format, `cold-${steps.length - 1}`).root, r.dir),
-      [this.corpus.entries[format][0]!.filename],
-    );
-    this.lastCold.set(format, this.oursDir(format, `cold-${steps.length - 1}`));
-    this.record("a-cold", format, "packrat-agent", steps);
-
     const files = this.corpus.entries[format].map((e) =>
       path.join(this.corpus.dir, format, e.filename),
     );
-    for (const peer of peers) {
-      const peerSteps = await this.repeat(async (i) => {
+    // Runs interleave (ours, each peer, ours, each peer, ...) so that other load on the machine
+    // falls on all of them alike rather than on whoever ran during a busy minute.
+    const steps: StepResult[] = [];
+    const peerSteps = new Map<Peer, StepResult[]>(peers.map((p) => [p, []]));
+    for (let i = 0; i < this.opts.runs; i++) {
+      if (!steps.some((s) => s.ms > this.opts.slowMs)) {
+        const run = this.oursDir(format, `cold-${i}`);
+        await rm(path.dirname(run.root), { recursive: true, force: true });
+        for (const f of packages) {
+          const target = path.join(run.root, path.relative(template.root, f));
+          await mkdir(path.dirname(target), { recursive: true });
+          await link(f, target);
+        }
+        steps.push(opTimes(await this.ours({ op: "full", mirror: r.mirror, ...run })));
+      }
+      for (const peer of peers) {
+        const done = peerSteps.get(peer)!;
+        if (done.some((s) => s.ms > this.opts.slowMs || s.timedOut)) continue;
         const dir = path.join(this.opts.work, "peers", peer.tool, `cold-${i}`);
         await rm(dir, { recursive: true, force: true });
         await peer.prepare(dir, files);
-        return runScript(peer.cold(dir), { timeoutMs: this.opts.peerTimeoutMs });
-      });
-      const dir = path.join(this.opts.work, "peers", peer.tool, `cold-${peerSteps.length - 1}`);
-      const m = this.record("a-cold", format, peer.tool, peerSteps);
+        done.push(await runScript(peer.cold(dir), { timeoutMs: this.opts.peerTimeoutMs }));
+      }
+    }
+    const last = this.oursDir(format, `cold-${steps.length - 1}`);
+    await this.assertNames(path.join(last.root, r.dir), [this.corpus.entries[format][0]!.filename]);
+    this.lastCold.set(format, last);
+    this.record("a-cold", format, "packrat-agent", steps);
+
+    for (const peer of peers) {
+      const done = peerSteps.get(peer)!;
+      const dir = path.join(this.opts.work, "peers", peer.tool, `cold-${done.length - 1}`);
+      const m = this.record("a-cold", format, peer.tool, done);
       if (m.timedOut) {
         // Case b still needs this peer's N-package repo: seed it from ours when the tool reads
         // our output (repo-add reads our pacman db); otherwise the peer has no +1 figure.
         if (!peer.seed) continue;
-        const ours = this.lastCold.get(format)!;
         await rm(dir, { recursive: true, force: true });
-        await peer.seed(dir, path.join(ours.root, r.dir));
+        await peer.seed(dir, path.join(last.root, r.dir));
         m.note = `stopped after ${fmtS(this.opts.peerTimeoutMs)}; its +1 repo was seeded from our published db`;
       } else {
         await this.assertNames(dir, [this.corpus.entries[format][0]!.filename]);
@@ -284,10 +302,15 @@ class Bench {
     const r = REPOS[format];
     const run = this.lastCold.get(format);
     if (!run) throw new Error(`case b needs case a for ${format}`);
-    const extras: { name: string; file: string }[] = [];
-    const steps = await this.repeat(async () => {
+    const active = peers.filter((p) => {
+      const dir = this.lastPeer.get(p.tool);
+      return dir !== undefined && p.plusOne(dir, "") !== null;
+    });
+    const steps: StepResult[] = [];
+    const peerSteps = new Map<Peer, StepResult[]>(active.map((p) => [p, []]));
+    // Interleaved as in case a: each run adds the same new package to ours and to every peer.
+    for (let i = 0; i < this.opts.runs; i++) {
       const extra = await this.extraPackage(format, true);
-      extras.push(extra);
       const step = await this.ours({
         op: "incremental",
         mirror: r.mirror,
@@ -296,22 +319,16 @@ class Bench {
         ...run,
       });
       await this.assertNames(path.join(run.root, r.dir), [path.basename(extra.file)]);
-      return { ...step, ms: lastJson<OursResult>(step.stdout).ms };
-    });
-    this.record("b-plus-one", format, "packrat-agent", steps);
-
-    for (const peer of peers) {
-      const dir = this.lastPeer.get(peer.tool);
-      if (!dir || peer.plusOne(dir, "") === null) continue;
-      const peerSteps: StepResult[] = [];
-      for (const extra of extras) {
+      steps.push(opTimes(step));
+      for (const peer of active) {
+        const dir = this.lastPeer.get(peer.tool)!;
         const placed = await peer.place(dir, extra.file);
-        const script = peer.plusOne(dir, placed)!;
-        peerSteps.push(await runScript(script));
+        peerSteps.get(peer)!.push(await runScript(peer.plusOne(dir, placed)!));
         await this.assertNames(dir, [path.basename(extra.file)]);
       }
-      this.record("b-plus-one", format, peer.tool, peerSteps);
     }
+    this.record("b-plus-one", format, "packrat-agent", steps);
+    for (const peer of active) this.record("b-plus-one", format, peer.tool, peerSteps.get(peer)!);
   }
 
   // ---- c. no-change and deep -------------------------------------------------------------
@@ -328,7 +345,7 @@ class Bench {
       if (op === "full" && (result.report.hashed > 0 || result.report.published.length > 0)) {
         throw new Error(`no-change sync hashed ${result.report.hashed} files or republished`);
       }
-      return { ...step, ms: result.ms };
+      return { ...step, ms: result.ms, cpuMs: result.cpuMs };
     };
     this.record("c-no-change", format, "packrat-agent", await this.repeat(() => timed("full")));
     this.record("c-deep-verify", format, "packrat-agent", await this.repeat(() => timed("deep")));
@@ -402,7 +419,7 @@ class Bench {
       "d-trigger",
       "deb",
       `packrat-agent (debounce ${debounceMs} ms)`,
-      latencies.map((ms) => ({ ms, rssKb: step.rssKb, stdout: "" })),
+      latencies.map((ms) => ({ ms, cpuMs: Number.NaN, rssKb: step.rssKb, stdout: "" })),
     );
     m.p50Ms = percentile(latencies, 50);
     m.p99Ms = percentile(latencies, 99);
@@ -445,7 +462,7 @@ class Bench {
       const run = this.oursDir("deb", `download-${i}`);
       await rm(path.dirname(run.root), { recursive: true, force: true });
       const step = await this.ours({ op: "full", mirror: "m-dl", downloadConcurrency: 1, ...run });
-      const result = { ...step, ms: lastJson<OursResult>(step.stdout).ms };
+      const result = opTimes(step);
       await rm(path.dirname(run.root), { recursive: true, force: true });
       return result;
     });
@@ -515,6 +532,12 @@ function gitHead(): string {
   }
 }
 
+/** Our step's own figures: the operation's wall and CPU time, not the process's start-up. */
+function opTimes(step: StepResult): StepResult {
+  const r = lastJson<OursResult>(step.stdout);
+  return { ...step, ms: r.ms, cpuMs: r.cpuMs };
+}
+
 function fmtS(ms: number): string {
   return `${Math.round(ms / 1000)} s`;
 }
@@ -526,6 +549,7 @@ function lastJson<T>(stdout: string): T {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  const loadAtStart = os.loadavg().map((l) => Math.round(l * 10) / 10);
   await mkdir(opts.work, { recursive: true });
   const tools = [
     "apt-ftparchive",
@@ -548,16 +572,15 @@ async function main(): Promise<void> {
   const gpg = setupGpg(path.join(opts.work, "gnupg"));
   const peers = peersFor(gpg);
   try {
-    for (const format of FORMATS) {
-      const mine = peers.filter((p) => p.format === format);
+    for (const format of opts.formats) {
+      const mine = opts.peers ? peers.filter((p) => p.format === format) : [];
       if (opts.cases.has("a") || opts.cases.has("b") || opts.cases.has("c") || opts.cases.has("d"))
         await bench.cold(format, opts.cases.has("a") || opts.cases.has("b") ? mine : []);
       if (opts.cases.has("b")) await bench.plusOne(format, mine);
       if (opts.cases.has("c")) await bench.noChange(format);
     }
     if (opts.cases.has("d")) {
-      await bench.triggers(250);
-      await bench.triggers(0);
+      for (const ms of opts.debounces) await bench.triggers(ms);
     }
     if (opts.cases.has("e")) await bench.downloads();
   } finally {
@@ -573,6 +596,8 @@ async function main(): Promise<void> {
       cpuModel: os.cpus()[0]?.model ?? "unknown",
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: os.loadavg().map((l) => Math.round(l * 10) / 10),
     },
     measurements: bench.results,
   };

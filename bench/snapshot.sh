@@ -16,4 +16,4 @@ ln -s "$here/node_modules" "$snap/node_modules"
 (cd "$snap" && npx tsc -p bench/tsconfig.json)
 BENCH_COMMIT="$(git -C "$here" rev-parse --short "$commit")" node "$snap/dist/bench/run.js" "$@"
 mkdir -p "$here/bench/results"
-cp "$snap"/bench/results/latest.json "$snap"/bench/results/latest.md "$snap"/bench/results/ratios.svg "$here/bench/results/"
+cp "$snap"/bench/results/*.json "$snap"/bench/results/*.md "$snap"/bench/results/*.svg "$here/bench/results/"
