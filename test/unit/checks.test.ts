@@ -4,8 +4,10 @@
  * by-hash copy, a signature by another key, a stale entry) is reported with its path.
  */
 import { createHash } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { checkerFor, type CheckResult, type TreeReader } from "../../src/layout/checks/index.js";
+import { writeTar } from "../../src/layout/formats/pacman-tar.js";
 import { layoutFor } from "../../src/layout/index.js";
 import {
   DEFAULT_LAYOUT_OPTIONS,
@@ -361,6 +363,26 @@ describe("client-view checkers", () => {
         "x86_64/hello-1.0-1-x86_64.pkg.tar.zst",
       ]);
     });
+
+    it("reports `./name-ver/desc` entries, which pacman silently ignores", async () => {
+      const desc =
+        "%FILENAME%\nhello-1.0-1-x86_64.pkg.tar.zst\n\n%NAME%\nhello\n\n%VERSION%\n1.0-1\n\n";
+      const db = gzipSync(
+        writeTar([
+          { name: "./hello-1.0-1/", mtime: 0 },
+          { name: "./hello-1.0-1/desc", content: Buffer.from(desc), mtime: 0 },
+        ]),
+      );
+      const b: Built = {
+        files: new Map([["x86_64/r.db", db]]),
+        packages: new Map(),
+        metadataPaths: ["x86_64/r.db"],
+      };
+      const r = await check("pacman", b, null);
+      expect(r.problems.map((p) => p.problem)).toEqual([
+        "entry ./hello-1.0-1/desc is not name-ver/desc; pacman ignores it",
+      ]);
+    });
   });
 
   describe("pypi", () => {
@@ -388,6 +410,29 @@ describe("client-view checkers", () => {
       const rel = [...b.packages.keys()][0]!;
       b.packages.set(rel, flip(w.bytes));
       expect(paths(await check("pypi", b, null))).toEqual([rel, rel]);
+    });
+
+    it("reports links that leave the repo or lack a hash", async () => {
+      const page = Buffer.from(
+        '<a href="../../../../etc/passwd#sha256=' +
+          "0".repeat(64) +
+          '">x</a><a href="../../packages/a/b.whl">y</a>',
+      );
+      const b: Built = {
+        files: new Map([
+          ["simple/index.html", Buffer.from('<a href="demo/">demo</a>')],
+          ["simple/demo/index.html", page],
+        ]),
+        packages: new Map([["packages/a/b.whl", Buffer.from("w")]]),
+        metadataPaths: ["simple/index.html", "simple/demo/index.html"],
+      };
+      const r = await check("pypi", b, null);
+      expect(r.problems.map((p) => p.problem)).toEqual([
+        'names "../../../../etc/passwd#sha256=' +
+          "0".repeat(64) +
+          '", which points outside the repo',
+        "link ../../packages/a/b.whl has no #sha256= fragment",
+      ]);
     });
   });
 
