@@ -35,7 +35,9 @@ describe("packrat-agent verify", () => {
     expect(code, raw.stderr).toBe(0);
     const quick = await m.cli(["verify"]);
     expect(quick.code).toBe(0);
-    expect(quick.stdout).toMatch(/^verify: ok \(3 repo\(s\), 3 entry point\(s\), 9 package reference/);
+    expect(quick.stdout).toMatch(
+      /^verify: ok \(3 repo\(s\), 3 entry point\(s\), 9 package reference/,
+    );
   });
 
   it("reports tampering, a missing package and unexpected files, and exits 1", async () => {
