@@ -13,7 +13,7 @@
 #                            from outside dpkg (nvm, a tarball in /usr/local), set it to
 #                            "adduser" and make sure `node` (>= 20) is on systemd's PATH.
 #   PACKRAT_DEB_VERSION      Debian version (default: "version" from package.json).
-#   PACKRAT_DEB_MAINTAINER   Maintainer: field (default "packrat-agent maintainers <packrat-agent@localhost>").
+#   PACKRAT_DEB_MAINTAINER   Maintainer: field (default "packrat-agent maintainers <packrat-agent@packrat.invalid>").
 #   PACKRAT_DEB_COMPRESSION  dpkg-deb -Z value: xz (default), gzip, none.
 #   PACKRAT_DEB_REUSE_NODE_MODULES=1
 #                            copy the production packages of the repo's node_modules instead of
@@ -37,8 +37,8 @@ esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 out_arg="${1:-build}"
-depends="${PACKRAT_DEB_DEPENDS:-nodejs (>= 20), adduser}"
-maintainer="${PACKRAT_DEB_MAINTAINER:-packrat-agent maintainers <packrat-agent@localhost>}"
+depends="${PACKRAT_DEB_DEPENDS:-nodejs (>= 20), adduser, libc6}"
+maintainer="${PACKRAT_DEB_MAINTAINER:-packrat-agent maintainers <packrat-agent@packrat.invalid>}"
 compression="${PACKRAT_DEB_COMPRESSION:-xz}"
 
 for tool in node npm dpkg dpkg-deb gzip tar md5sum; do
@@ -125,6 +125,15 @@ cp -a "$build/node_modules" "$lib/node_modules"
 # Native addons leave their object files and the sources they were compiled from.
 find "$lib/node_modules" -depth -type d \( -name obj.target -o -name obj -o -name .deps \) \
   -path '*/build/*' -exec rm -rf {} +
+# Prebuilt binaries for other platforms (the bare-* modules ship Android/arm ones for the Bare
+# runtime, which Node never loads), dotfiles meant for the package's own development, and
+# debug symbols: none of it runs here, and lintian rightly flags all of it.
+case "$arch" in amd64) keep_prebuild=linux-x64 ;; arm64) keep_prebuild=linux-arm64 ;; *) keep_prebuild=none ;; esac
+find "$lib/node_modules" -mindepth 3 -maxdepth 4 -type d -path '*/prebuilds/*' \
+  ! -name "$keep_prebuild" -prune -exec rm -rf {} +
+find "$lib/node_modules" -type f \( -name .npmignore -o -name '.eslintrc*' -o -name eslint.config.js \) -delete
+find "$lib/node_modules" -type f \( -name '*.node' -o -name '*.bare' \) -exec chmod 0644 {} + \
+  -exec strip --strip-unneeded {} + 2>/dev/null || true
 ln -s ../lib/packrat-agent/bin/packrat-agent "$root/usr/bin/packrat-agent"
 
 install -D -m 0640 "$example_conf" "$root/etc/packrat/mirror.conf"

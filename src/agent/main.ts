@@ -2,8 +2,11 @@ import { describeError, PackratError } from "../errors.js";
 import { HELP } from "./cli/help.js";
 import { agentVersion } from "./version.js";
 
-/** Exit codes: 0 ok, 1 the command ran and failed, 2 usage, 70 internal error (EX_SOFTWARE). */
-export const EXIT = { ok: 0, failed: 1, usage: 2, internal: 70 } as const;
+/**
+ * Exit codes: 0 ok, 1 the command ran and failed, 2 usage, 70 internal error (EX_SOFTWARE),
+ * 78 configuration error (EX_CONFIG: systemd's RestartPreventExitStatus stops a restart loop).
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2, internal: 70, config: 78 } as const;
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -40,7 +43,10 @@ export async function main(argv: string[]): Promise<number> {
 export function reportFatal(err: unknown): number {
   if (err instanceof PackratError) {
     process.stderr.write(`packrat-agent: ${describeError(err)}\n`);
-    return err.code === "PACKRAT_USAGE" ? EXIT.usage : EXIT.failed;
+    if (err.code === "PACKRAT_USAGE") return EXIT.usage;
+    if (err.code === "PACKRAT_CONFIG_INVALID" || err.code === "PACKRAT_CONFIG_NOT_FOUND")
+      return EXIT.config;
+    return EXIT.failed;
   }
   const stack = err instanceof Error && err.stack ? err.stack : String(err);
   process.stderr.write(

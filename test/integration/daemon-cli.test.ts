@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { sha256Bytes, sha256File, walkTree } from "../../src/sync/disk.js";
@@ -216,5 +217,29 @@ describe("the real CLI against the fake master", () => {
     for (let i = 0; i < 20; i++) expect(text).toContain(`Package: bulk${i}\n`);
     const verify = await runCli(["verify", "--deep", "--config", config]);
     expect(verify.stdout).toMatch(/verify: ok/);
+  });
+});
+
+describe("CLI exit codes", () => {
+  it("exits 78 (EX_CONFIG) on an invalid config, naming the line, and 2 on a usage error", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "packrat-conf-"));
+    try {
+      const conf = path.join(dir, "mirror.conf");
+      await writeFile(
+        conf,
+        "[packrat]\nhost: http://packrat\nname: m\n[mirror]\nroot_dir: /srv/x\nfull_sync_interval: ten\n",
+      );
+      const bad = await runCli(["sync", "--config", conf]);
+      expect(bad.code).toBe(78);
+      expect(bad.stderr).toContain(
+        'mirror.conf:6: [mirror] full_sync_interval = "ten": expected whole seconds',
+      );
+      const missing = await runCli(["sync", "--config", path.join(dir, "nope.conf")]);
+      expect(missing.code).toBe(78);
+      expect((await runCli(["sync", "--bogus"])).code).toBe(2);
+      expect((await runCli(["frobnicate"])).code).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

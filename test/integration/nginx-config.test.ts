@@ -134,9 +134,12 @@ async function buildAptTree(): Promise<void> {
 
 async function buildOtherFiles(): Promise<void> {
   // PyPI: the pypi layout writes both forms of each simple page.
-  await mkdir(path.join(root, "simple/foo"), { recursive: true });
-  await writeFile(path.join(root, "simple/foo/index.html"), "<!DOCTYPE html><title>foo</title>\n");
-  await writeFile(path.join(root, "simple/foo/index.json"), '{"meta":{"api-version":"1.1"}}\n');
+  // At the root, and under a repo's filesystem_dir as the agent publishes it.
+  for (const base of ["simple/foo", "pypi/simple/foo"]) {
+    await mkdir(path.join(root, base), { recursive: true });
+    await writeFile(path.join(root, base, "index.html"), "<!DOCTYPE html><title>foo</title>\n");
+    await writeFile(path.join(root, base, "index.json"), '{"meta":{"api-version":"1.1"}}\n');
+  }
   // A publisher staging dir and temp file, as the agent leaves them mid-publish.
   await mkdir(path.join(root, ".staging/gen-2"), { recursive: true });
   await writeFile(path.join(root, ".staging/gen-2/InRelease"), "not yet\n");
@@ -265,21 +268,24 @@ describe("etc/nginx/packrat-mirror.conf with the real nginx", () => {
     expect(deb.headers.get("content-type")).toBe("application/vnd.debian.binary-package");
   });
 
-  it("negotiates PEP 691 JSON or HTML for simple/<project>/", async () => {
-    const pipAccept =
-      "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
-    const json = await get("/simple/foo/", { accept: pipAccept });
-    expect(json.status).toBe(200);
-    expect(json.headers.get("content-type")).toBe("application/vnd.pypi.simple.v1+json");
-    expect(JSON.parse(json.body.toString())).toEqual({ meta: { "api-version": "1.1" } });
-    expect(json.headers.get("vary")).toBe("Accept");
-    const html = await get("/simple/foo/", { accept: "text/html" });
-    expect(html.headers.get("content-type")).toMatch(/^text\/html/);
-    expect(html.body.toString()).toContain("<title>foo</title>");
-    expect(html.headers.get("vary")).toBe("Accept");
-    const noAccept = await get("/simple/foo/");
-    expect(noAccept.body.toString()).toContain("<title>foo</title>");
-  });
+  it.each(["", "/pypi"])(
+    "negotiates PEP 691 JSON or HTML for %s/simple/<project>/",
+    async (prefix) => {
+      const pipAccept =
+        "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
+      const json = await get(`${prefix}/simple/foo/`, { accept: pipAccept });
+      expect(json.status).toBe(200);
+      expect(json.headers.get("content-type")).toBe("application/vnd.pypi.simple.v1+json");
+      expect(JSON.parse(json.body.toString())).toEqual({ meta: { "api-version": "1.1" } });
+      expect(json.headers.get("vary")).toBe("Accept");
+      const html = await get(`${prefix}/simple/foo/`, { accept: "text/html" });
+      expect(html.headers.get("content-type")).toMatch(/^text\/html/);
+      expect(html.body.toString()).toContain("<title>foo</title>");
+      expect(html.headers.get("vary")).toBe("Accept");
+      const noAccept = await get(`${prefix}/simple/foo/`);
+      expect(noAccept.body.toString()).toContain("<title>foo</title>");
+    },
+  );
 
   it("takes extra server and http config for fault injection (startNginx options)", async () => {
     const faulty = await startNginx({

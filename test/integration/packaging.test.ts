@@ -98,7 +98,7 @@ describe("packaging/build-deb.sh", () => {
     expect(control).toMatch(/^Package: packrat-agent$/m);
     expect(control).toMatch(new RegExp(`^Version: ${version.replace(/\./g, "\\.")}$`, "m"));
     expect(control).toMatch(new RegExp(`^Architecture: ${arch}$`, "m"));
-    expect(control).toMatch(/^Depends: nodejs \(>= 20\), adduser$/m);
+    expect(control).toMatch(/^Depends: nodejs \(>= 20\), adduser, libc6$/m);
     expect(control).toMatch(/^Maintainer: .+<.+@.+>$/m);
     expect(control).toMatch(/^Installed-Size: \d+$/m);
     const info = (await run("dpkg-deb", ["--info", debPath])).stdout;

@@ -924,7 +924,7 @@ describe("etc/mirror.conf.example", () => {
     const { settings, warnings } = await readConfig(EXAMPLE);
     expect(warnings).toEqual([]);
     expect(settings.packrat.host).toBe("http://packrat");
-    expect(settings.mirror.rootDir).toBe("/var/www/repo");
+    expect(settings.mirror.rootDir).toBe("/var/www/packrat");
   });
 
   it("documents every key, and each commented-out line shows the key's default", async () => {
@@ -943,7 +943,7 @@ describe("etc/mirror.conf.example", () => {
     const { settings, warnings } = parseConfigWithWarnings(uncommented, "example");
     expect(warnings).toEqual([]);
     const { rootDir, description, ...rest } = settings.mirror;
-    expect(rootDir).toBe("/var/www/repo");
+    expect(rootDir).toBe("/var/www/packrat");
     expect(description).toBe("Packrat Mirror");
     const { description: _d, ...defaults } = MIRROR_DEFAULTS;
     expect(rest).toEqual(defaults);
