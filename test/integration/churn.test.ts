@@ -117,18 +117,24 @@ describe("readers under churn", () => {
 
     let churning = true;
     const apt: ReaderStats = { attempts: 0, failures: [] };
+    // apt quietly falls back to the plain name when a by-hash file is missing (FIELD_NOTES §7):
+    // count the runs that fetched anything else than by-hash for the indexes.
+    const plainFetches: string[] = [];
+    let byHashFetches = 0;
     const dnf: ReaderStats = { attempts: 0, failures: [] };
     const aptLoop = (async () => {
       while (churning || apt.attempts < 3) {
         apt.attempts++;
         try {
-          await runAptGet({
+          const run = await runAptGet({
             repoUrl: `${nginx.url}/apt`,
             suite: "bookworm",
             components: ["main"],
             keyringPath: path.join(m.root, "repo-key.gpg"),
             archs: ["amd64"],
           });
+          byHashFetches += run.fetchedUrls.filter((u) => u.includes("/by-hash/SHA256/")).length;
+          plainFetches.push(...run.fetchedUrls.filter((u) => /\/Packages(\.\w+)?$/.test(u)));
         } catch (err) {
           apt.failures.push(String(err).slice(0, 3000));
         }
@@ -182,6 +188,8 @@ describe("readers under churn", () => {
         `dnf makecache ${dnf.attempts} attempts / ${dnf.failures.length} failures`,
     );
     expect(apt.failures).toEqual([]);
+    expect(plainFetches).toEqual([]);
+    expect(byHashFetches).toBeGreaterThanOrEqual(apt.attempts);
     expect(dnf.failures).toEqual([]);
     expect(apt.attempts).toBeGreaterThanOrEqual(3);
     expect(dnf.attempts).toBeGreaterThanOrEqual(3);

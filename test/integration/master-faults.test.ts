@@ -14,6 +14,7 @@ import { MirrorDaemon } from "../../src/sync/daemon.js";
 import { sha256File, walkTree } from "../../src/sync/disk.js";
 import type { Fault } from "../support/fake-master.js";
 import { createMasterClient } from "../../src/sync/master-client.js";
+import { startCliMirror } from "./crash-support.js";
 import {
   MIRROR,
   TAG,
@@ -250,5 +251,36 @@ describe("master faults", () => {
     expect(msgs.filter((m) => m === "master reachable again")).toHaveLength(1);
     // Backoff: every wait is at least the 1 s floor and they do not shrink to zero.
     expect(pollSleeps.every((ms) => ms >= 1000)).toBe(true);
+  });
+});
+
+describe("master faults through the real CLI", () => {
+  it("a wrong api-version and a failing master: `sync` exits non-zero with a clear message, the tree stays", async () => {
+    const m = await startCliMirror();
+    try {
+      m.addDeb("hello", "1.0");
+      const first = await m.cli(["sync"]);
+      expect(first.code, first.stderr).toBe(0);
+      const before = await snapshot(m.root);
+      m.addDeb("newer", "1.0");
+      m.master.faults.set({ kind: "api-version", version: "1.7" });
+      const wrong = await m.cli(["sync"]);
+      expect(wrong.code).not.toBe(0);
+      expect(wrong.stderr).toMatch(/1\.7/);
+      expect(await snapshot(m.root)).toEqual(before);
+      m.master.faults.set({ kind: "status", status: 500 });
+      const down = await m.cli(["sync"]);
+      expect(down.code).not.toBe(0);
+      expect(down.stderr).toMatch(/500/);
+      expect(await snapshot(m.root)).toEqual(before);
+      m.master.faults.clear();
+      const again = await m.cli(["sync"]);
+      expect(again.code, again.stderr).toBe(0);
+      expect((await snapshot(m.root)).has("apt/pool/newer/newer_1.0_all.deb")).toBe(true);
+      const verify = await m.cli(["verify", "--deep"]);
+      expect(verify.code, verify.stdout).toBe(0);
+    } finally {
+      await m.close();
+    }
   });
 });
