@@ -8,7 +8,7 @@ import { gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
 import { Decompress as ZstdDecompress } from "fzstd";
 import { compress as zstdCompressNative } from "zstd-napi";
-import { xzEncode, xzEncodeAsync } from "./xz-encoder.js";
+import * as lzma from "lzma-native";
 
 export type Compression = "gzip" | "xz" | "zstd" | "none";
 
@@ -220,16 +220,27 @@ export function gzipDeterministic(data: Uint8Array): Uint8Array {
 }
 
 /**
- * xz, deterministic for the same input. Our own encoder (xz-encoder.ts): the installed
- * @napi-rs/lzma writes stored (uncompressed) chunks only.
+ * xz with liblzma (lzma-native), as xz-utils and apt-ftparchive make it: preset 6, CRC64,
+ * single-threaded so the same input always gives the same bytes. It runs on libuv's thread
+ * pool, so a large Packages file does not block the event loop. (@napi-rs/lzma 1.4 cannot
+ * compress: it writes stored chunks only.)
  */
-export function xzCompress(data: Uint8Array): Uint8Array {
-  return xzEncode(data);
-}
+// @types/lzma-native types `check` as the constant's name, but liblzma takes its number: a
+// name is silently read as "no check". The number comes from the module itself.
+const XZ_CHECK_CRC64 = (lzma as unknown as { CHECK_CRC64: number })
+  .CHECK_CRC64 as unknown as lzma.Check;
 
-/** xzCompress, yielding to the event loop between chunks. Same bytes. */
 export function xzCompressAsync(data: Uint8Array): Promise<Uint8Array> {
-  return xzEncodeAsync(data);
+  return new Promise((resolve, reject) => {
+    const encoder = lzma.createCompressor({ preset: 6, check: XZ_CHECK_CRC64, threads: 1 });
+    const parts: Buffer[] = [];
+    encoder.on("data", (chunk: Buffer) => parts.push(chunk));
+    encoder.on("error", (err: Error) =>
+      reject(new DecompressError(`xz: ${err.message}`, { cause: err })),
+    );
+    encoder.on("end", () => resolve(Buffer.concat(parts)));
+    encoder.end(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  });
 }
 
 /** zstd (native, level 3 by default). */
