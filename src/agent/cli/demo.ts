@@ -252,7 +252,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     await server.close();
     await ctx.close();
     await master.close();
-    return report.failed.length === 0 ? 0 : 1;
+    if (report.failed.length > 0) return 1;
+    // The demo's promise is a served, signed, *verified* mirror: read it back as clients do.
+    const { verifyCommand } = await import("./verify.js");
+    return verifyCommand(["--config", confPath, "--deep"]);
   }
 
   const daemon = new MirrorDaemon({
