@@ -334,6 +334,10 @@ describe("a master that stays down, seen by the daemon", () => {
         await vi.advanceTimersByTimeAsync(10 * 60_000);
         const loud = cap.lines().filter((l) => l.level >= 40 && /full sync/.test(l.msg));
         expect(loud).toHaveLength(1);
+        const recovered = cap
+          .lines()
+          .filter((l) => l.level === 30 && l.msg === "full sync succeeded again");
+        expect(recovered).toHaveLength(1);
       } finally {
         void daemon.stop(10);
         await vi.advanceTimersByTimeAsync(5000);
