@@ -30,6 +30,8 @@ import type { FileDownload, MasterClient } from "./master-types.js";
 
 /** Ids per multi-object GET; the contract says 10 is safe on every master. */
 export const MULTI_GET_MAX = 10;
+/** Never more per multi GET than this, whatever the master describes (URI length). */
+const MULTI_GET_CEILING = 100;
 /** URIs per LIST page. */
 export const LIST_PAGE_SIZE = 100;
 /** Multi-object GETs in flight at once while reading a large repo. */
@@ -113,6 +115,7 @@ class HttpMasterClient implements MasterClient {
   private readonly timeoutMs: number;
   private readonly pollGraceMs: number;
   private readonly log: Logger;
+  private multiGetMax = MULTI_GET_MAX;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
   private readonly onRejectedFile: ((rejected: RejectedPackageFile) => void) | undefined;
@@ -155,7 +158,8 @@ class HttpMasterClient implements MasterClient {
   async checkVersion(signal?: AbortSignal): Promise<void> {
     const ans = await this.call("DESCRIBE", API_ROOT, { signal });
     const where = `DESCRIBE ${ans.url}`;
-    const root = ShapeReader.of(parseJson(ans, where), where, "the API description");
+    const description = parseJson(ans, where);
+    const root = ShapeReader.of(description, where, "the API description");
     const version = root.string("api-version");
     if (version !== CINP_API_VERSION) {
       throw new PackratError(
@@ -163,6 +167,12 @@ class HttpMasterClient implements MasterClient {
         `${where}: the master speaks API version ${JSON.stringify(version)}, this agent needs "${CINP_API_VERSION}"`,
         { hint: "upgrade the packrat master, or run an agent release made for its API version" },
       );
+    }
+    // Ask for as many objects per multi GET as the master allows (10 is the safe floor when it
+    // does not say): 10,000 package files are 100 requests instead of 1,000.
+    const max = (description as Record<string, unknown>)["multi-uri-max"];
+    if (typeof max === "number" && Number.isInteger(max) && max >= 1) {
+      this.multiGetMax = Math.min(max, MULTI_GET_CEILING);
     }
   }
 
@@ -530,7 +540,10 @@ class HttpMasterClient implements MasterClient {
     signal: AbortSignal | undefined,
   ): Promise<{ uris: string[]; objects: Map<string, unknown> }> {
     for (let attempt = 1; ; attempt++) {
-      const getter = new ChunkedGetter((chunk) => this.getChunk(chunk, what, signal));
+      const getter = new ChunkedGetter(
+        (chunk) => this.getChunk(chunk, what, signal),
+        this.multiGetMax,
+      );
       let outcome: string[] | "changed";
       let lastChange: unknown = null;
       try {
@@ -617,7 +630,10 @@ class HttpMasterClient implements MasterClient {
     what: string,
     signal: AbortSignal | undefined,
   ): Promise<Map<string, unknown>> {
-    const getter = new ChunkedGetter((chunk) => this.getChunk(chunk, what, signal));
+    const getter = new ChunkedGetter(
+      (chunk) => this.getChunk(chunk, what, signal),
+      this.multiGetMax,
+    );
     getter.add(uris);
     return getter.finish();
   }
@@ -676,12 +692,13 @@ class ChunkedGetter {
       uri: string;
       members: string[];
     }) => Promise<Map<string, unknown>>,
+    private readonly perGet: number = MULTI_GET_MAX,
   ) {}
 
   add(uris: readonly string[]): void {
     if (this.failure) throw this.failure.err;
     if (uris.length === 0) return;
-    this.queue.push(...multiUris(uris, MULTI_GET_MAX));
+    this.queue.push(...multiUris(uris, this.perGet));
     this.pump();
   }
 

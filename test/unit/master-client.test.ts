@@ -384,6 +384,18 @@ describe("master client against the fake master", () => {
       expect(Math.max(...gets.map((g) => g.uri.split(":").length - 2))).toBe(10);
     });
 
+    it("after DESCRIBE, asks for as many objects per GET as multi-uri-max allows", async () => {
+      const ids: number[] = [];
+      for (let i = 0; i < 250; i++) ids.push(addDeb(fm, `pkg${i % 7}`, `1.${i}`));
+      const c = client();
+      await c.checkVersion(); // the fake master describes multi-uri-max 100
+      const files = await c.listPackageFiles(REPO_APT);
+      expect(files).toHaveLength(250);
+      const gets = fm.requests.filter((r) => r.method === "GET");
+      expect(gets).toHaveLength(3);
+      expect(Math.max(...gets.map((g) => g.uri.split(":").length - 2))).toBe(100);
+    });
+
     it("reads only the packages asked for", async () => {
       addDeb(fm, "foo", "1");
       addDeb(fm, "bar", "1");
