@@ -126,6 +126,24 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Write bytes to a new fsynced temp file under <root>/.packrat-tmp; returns its path. */
+export async function writeTempFile(
+  root: string,
+  hint: string,
+  content: Uint8Array,
+): Promise<string> {
+  const tmp = tmpPath(root, hint);
+  await fs.mkdir(path.dirname(tmp), { recursive: true });
+  const handle = await fs.open(tmp, "w", 0o644);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return tmp;
+}
+
 /**
  * Write bytes at `full` so that a reader sees the old file or the new one, never a part:
  * temp file in <root>/.packrat-tmp, fsync, rename, fsync the directory.

@@ -11,7 +11,7 @@
  * (FIELD_NOTES §6).
  */
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { PackratError } from "../errors.js";
 import { checkerFor, type CheckProblem, type TreeReader } from "../layout/checks/index.js";
@@ -19,7 +19,14 @@ import type { Logger } from "../log.js";
 import type { RenderInput, RenderedFile, RepoLayout } from "../layout/types.js";
 import { createSignatureVerifier, type SignatureVerifier } from "../signing/verify.js";
 import type { StateStore } from "../state/state-store.js";
-import { sha256Bytes, sha256File, statInfo, writeFileAtomic } from "./disk.js";
+import {
+  assertNoSymlinkDirs,
+  fsyncDir,
+  sha256Bytes,
+  sha256File,
+  statInfo,
+  writeTempFile,
+} from "./disk.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
 
 export interface PublishRequest {
@@ -185,6 +192,71 @@ export async function selfCheckGeneration(
   );
 }
 
+interface PendingFile {
+  rel: string;
+  full: string;
+  tmp: string;
+  contentAddressed: boolean;
+  stage: number;
+}
+
+/**
+ * Switch a rendered generation in. Every new file is first written whole and fsynced to a temp
+ * file; then the content-addressed ones are renamed into place (nothing names them yet) and
+ * their directories fsynced; then the entry points are renamed in stage order back to back,
+ * with no I/O in between. A client that reads two entry points (repomd.xml, then its .asc;
+ * a pacman db, then its .sig) can only see a mismatched pair if both reads fall inside those
+ * few microseconds, instead of inside a write and an fsync.
+ */
+async function switchIn(
+  req: PublishRequest,
+  files: readonly RenderedFile[],
+  deps: PublisherDeps,
+): Promise<{ path: string; sha256: string }[]> {
+  const repoName = req.input.repo.name;
+  const written: { path: string; sha256: string }[] = [];
+  const pending: PendingFile[] = [];
+  try {
+    for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
+      const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
+      const full = path.join(deps.root, rel);
+      const sha256 = sha256Bytes(file.content);
+      written.push({ path: rel, sha256 });
+      // A content-addressed name already holding its bytes is never rewritten: a client may be
+      // reading it right now, and its mtime is what caches revalidate against.
+      if (file.contentAddressed) {
+        const st = await statInfo(full);
+        if (st !== null && st.size === file.content.length && (await sha256File(full)) === sha256) {
+          continue;
+        }
+      }
+      await assertNoSymlinkDirs(deps.root, full);
+      await mkdir(path.dirname(full), { recursive: true });
+      const tmp = await writeTempFile(deps.root, path.basename(full), file.content);
+      pending.push({ rel, full, tmp, contentAddressed: file.contentAddressed, stage: file.stage });
+    }
+    const renameAll = async (group: PendingFile[]) => {
+      for (const p of group) {
+        await rename(p.tmp, p.full);
+        p.tmp = "";
+      }
+      for (const dir of new Set(group.map((p) => path.dirname(p.full)))) await fsyncDir(dir);
+    };
+    await renameAll(pending.filter((p) => p.contentAddressed));
+    await renameAll(pending.filter((p) => !p.contentAddressed));
+  } finally {
+    for (const p of pending) if (p.tmp) await rm(p.tmp, { force: true });
+  }
+  const bySha = new Map(written.map((w) => [w.path, w.sha256]));
+  for (const p of pending) {
+    const st = await statInfo(p.full);
+    const sha256 = bySha.get(p.rel);
+    if (st && sha256)
+      deps.store.putFingerprint({ path: p.rel, sha256, ...st, verifiedAt: deps.now() });
+  }
+  return written;
+}
+
 export async function publishRepo(
   req: PublishRequest,
   deps: PublisherDeps,
@@ -203,28 +275,7 @@ export async function publishRepo(
 
   const { files, warnings } = await req.layout.render(req.input);
   await selfCheckGeneration(req, files, deps);
-  const stages = [...new Set(files.map((f) => f.stage))].sort((a, b) => a - b);
-  const written: { path: string; sha256: string }[] = [];
-  for (const stage of stages) {
-    for (const file of files.filter((f) => f.stage === stage)) {
-      const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
-      const full = path.join(deps.root, rel);
-      const sha256 = sha256Bytes(file.content);
-      written.push({ path: rel, sha256 });
-      // A content-addressed name already holding its bytes is never rewritten: a client may be
-      // reading it right now, and its mtime is what caches revalidate against.
-      if (file.contentAddressed) {
-        const st = await statInfo(full);
-        if (st !== null && st.size === file.content.length && (await sha256File(full)) === sha256) {
-          continue;
-        }
-      }
-      await writeFileAtomic(deps.root, full, file.content);
-      const st = await statInfo(full);
-      if (st) deps.store.putFingerprint({ path: rel, sha256, ...st, verifiedAt: deps.now() });
-    }
-  }
-
+  const written = await switchIn(req, files, deps);
   const generation = (latest?.generation ?? 0) + 1;
   const packageRows = req.input.packages.flatMap((p) =>
     p.paths.map((rel) => ({
