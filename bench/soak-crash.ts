@@ -6,7 +6,9 @@
  *
  *   npm run build && npx tsc -p bench/tsconfig.json && node dist/bench/soak-crash.js [kills] [seed]
  *
- * Exits 1 if any round leaves a partial file or a tree that verify rejects.
+ * Exits 1 if any round leaves a partial file or a tree that verify rejects. On a machine where
+ * other builds rewrite dist/ meanwhile, run it from a copy (dist/, bin/, package.json and a
+ * node_modules symlink): a half-written module otherwise shows up as a failed restart.
  */
 import {
   crashRound,
