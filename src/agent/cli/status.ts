@@ -1,5 +1,6 @@
 /** `packrat-agent status [--json]`: reads the state DB (read-only; works while the daemon runs). */
 import { openStateStore } from "../../state/db.js";
+import { PUBLISH_CHECK_FAILURES_KEY, PUBLISH_CHECK_LAST_FAILURE_KEY } from "../../sync/publish.js";
 import { parseCommandArgs, settingsAndLogger } from "./common.js";
 import { keyExpiryWarning } from "../../signing/expiry.js";
 import { loadConfiguredSigner } from "../context.js";
@@ -26,7 +27,18 @@ export interface AgentStatus {
   } | null;
   lastSuccessfulFullSync: string | null;
   signingKey: { keyId: string; expires: string | null; warning: string | null } | null;
+  /** Generations the publisher's self-check refused to switch in, and the last one's details. */
+  selfCheck: { refused: number; last: unknown };
   repos: RepoStatus[];
+}
+
+function parseJsonOrNull(text: string | undefined): unknown {
+  if (text === undefined) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
 }
 
 const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
@@ -80,6 +92,10 @@ export async function statusCommand(argv: string[]): Promise<number> {
         : null,
       lastSuccessfulFullSync: iso(store.lastSuccessfulSyncRun("full")?.finishedAt),
       signingKey,
+      selfCheck: {
+        refused: Number(store.getValue(PUBLISH_CHECK_FAILURES_KEY) ?? "0"),
+        last: parseJsonOrNull(store.getValue(PUBLISH_CHECK_LAST_FAILURE_KEY)),
+      },
       repos,
     };
   } finally {
@@ -103,6 +119,11 @@ export async function statusCommand(argv: string[]): Promise<number> {
     );
   } else {
     out.push("signing key: none (repositories are published unsigned)");
+  }
+  if (status.selfCheck.refused > 0) {
+    out.push(
+      `self-check refused ${status.selfCheck.refused} generation(s); last: ${JSON.stringify(status.selfCheck.last)}`,
+    );
   }
   for (const r of status.repos) {
     out.push(
