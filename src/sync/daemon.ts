@@ -42,6 +42,7 @@ export class MirrorDaemon {
   /** Set as soon as stop() begins: nothing new is scheduled after that. */
   private stopping = false;
   private consecutiveFullFailures = 0;
+  private lastFullSyncError: string | null = null;
 
   constructor(private deps: DaemonDeps) {
     this.coalescer = new TriggerCoalescer(
@@ -82,6 +83,12 @@ export class MirrorDaemon {
           ...opts,
           signal: this.stopController.signal,
         });
+        if (this.consecutiveFullFailures > 0) {
+          this.deps.log.info(
+            { failuresBefore: this.consecutiveFullFailures },
+            "full sync succeeded again",
+          );
+        }
         this.consecutiveFullFailures = 0;
         this.markMaster(true);
         this.deps.onSync?.(report, null);
@@ -89,7 +96,20 @@ export class MirrorDaemon {
       } catch (err) {
         if (this.stopController.signal.aborted) return;
         this.consecutiveFullFailures++;
-        this.deps.log.error(`full sync failed: ${describeError(err)}; the tree stays as it was`);
+        // One error line when full syncs start failing (or fail differently); the retries
+        // after it log at debug, so a long outage does not flood the journal.
+        const message = describeError(err);
+        if (this.consecutiveFullFailures === 1 || message !== this.lastFullSyncError) {
+          this.deps.log.error(
+            `full sync failed: ${message}; the tree stays as it was, retrying with backoff`,
+          );
+        } else {
+          this.deps.log.debug(
+            { failures: this.consecutiveFullFailures },
+            `full sync failed again: ${message}`,
+          );
+        }
+        this.lastFullSyncError = message;
         this.deps.onSync?.(null, err);
         // Retry sooner than the interval while the master is failing, with backoff.
         delay = Math.min(

@@ -291,58 +291,54 @@ describe("master faults through the real CLI", () => {
 describe("a master that stays down, seen by the daemon", () => {
   /**
    * The daemon retries a failing full sync with backoff (5 s, then up to 5 min). The issue asks
-   * for one log line per change of state; today every retry logs "full sync failed" at error
-   * level. This test states the wanted behaviour and is marked `fails` until the daemon change
-   * proposed in the issue 8 report lands (then drop `.fails`).
+   * for one log line per change of state: one error when full syncs start failing, debug lines
+   * for the retries, one info line when they succeed again.
    */
-  it.fails(
-    "logs one error when full syncs start failing and one line when they recover",
-    async () => {
-      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-      const cap = captureLog();
-      let down = true;
-      const fullSyncs: number[] = [];
-      const engine = {
-        fullSync: () => {
-          fullSyncs.push(Date.now());
-          return down
-            ? Promise.reject(
-                new PackratError("PACKRAT_MASTER_HTTP", "master answered 502 to DESCRIBE /api/v2/"),
-              )
-            : Promise.resolve({ failed: [], published: [] });
-        },
-      } as unknown as SyncEngine;
-      const client = {
-        poll: () =>
-          new Promise((_, reject) =>
-            setTimeout(() => reject(new PackratError("PACKRAT_MASTER_HTTP", "502")), 10),
-          ),
-      } as unknown as MasterClient;
-      const store = { listRepos: () => [] } as unknown as StateStore;
-      const daemon = new MirrorDaemon({
-        engine,
-        client,
-        store,
-        log: cap.log,
-        settings: { fullSyncInterval: 900, pollTimeout: 30, triggerDebounceMs: 10 },
-      });
-      try {
-        daemon.start();
-        await vi.advanceTimersByTimeAsync(20 * 60_000);
-        expect(fullSyncs.length).toBeGreaterThanOrEqual(4); // retried, with backoff
-        down = false;
-        await vi.advanceTimersByTimeAsync(10 * 60_000);
-        const loud = cap.lines().filter((l) => l.level >= 40 && /full sync/.test(l.msg));
-        expect(loud).toHaveLength(1);
-        const recovered = cap
-          .lines()
-          .filter((l) => l.level === 30 && l.msg === "full sync succeeded again");
-        expect(recovered).toHaveLength(1);
-      } finally {
-        void daemon.stop(10);
-        await vi.advanceTimersByTimeAsync(5000);
-        vi.useRealTimers();
-      }
-    },
-  );
+  it("logs one error when full syncs start failing and one line when they recover", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const cap = captureLog();
+    let down = true;
+    const fullSyncs: number[] = [];
+    const engine = {
+      fullSync: () => {
+        fullSyncs.push(Date.now());
+        return down
+          ? Promise.reject(
+              new PackratError("PACKRAT_MASTER_HTTP", "master answered 502 to DESCRIBE /api/v2/"),
+            )
+          : Promise.resolve({ failed: [], published: [] });
+      },
+    } as unknown as SyncEngine;
+    const client = {
+      poll: () =>
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new PackratError("PACKRAT_MASTER_HTTP", "502")), 10),
+        ),
+    } as unknown as MasterClient;
+    const store = { listRepos: () => [] } as unknown as StateStore;
+    const daemon = new MirrorDaemon({
+      engine,
+      client,
+      store,
+      log: cap.log,
+      settings: { fullSyncInterval: 900, pollTimeout: 30, triggerDebounceMs: 10 },
+    });
+    try {
+      daemon.start();
+      await vi.advanceTimersByTimeAsync(20 * 60_000);
+      expect(fullSyncs.length).toBeGreaterThanOrEqual(4); // retried, with backoff
+      down = false;
+      await vi.advanceTimersByTimeAsync(10 * 60_000);
+      const loud = cap.lines().filter((l) => l.level >= 40 && /full sync/.test(l.msg));
+      expect(loud).toHaveLength(1);
+      const recovered = cap
+        .lines()
+        .filter((l) => l.level === 30 && l.msg === "full sync succeeded again");
+      expect(recovered).toHaveLength(1);
+    } finally {
+      void daemon.stop(10);
+      await vi.advanceTimersByTimeAsync(5000);
+      vi.useRealTimers();
+    }
+  });
 });
