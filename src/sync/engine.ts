@@ -103,6 +103,8 @@ interface RepoPlan {
   layout: RepoLayout;
   distroVersions: Map<string, DistroVersion>;
   desired: DesiredFile[];
+  /** The repo's package file rows as the state DB had them before this pass, by URI. */
+  previous: Map<string, PackageFileRow>;
 }
 
 function emptyReport(kind: SyncReport["kind"]): SyncReport {
@@ -245,7 +247,10 @@ export class SyncEngine {
       store.transaction(() => {
         for (const plan of plans) {
           store.touchMasterContact(repoName, this.now());
-          store.replacePackageFiles(repoName, this.rowsFor(plan));
+          // Only the named packages' rows change: rewriting all of a large repo's rows for one
+          // tag would cost more than the rest of the pass.
+          const names = new Set(packageNames);
+          store.replacePackagesOfRepo(repoName, packageNames, this.rowsFor(plan, names));
         }
       });
       await this.syncRepos(plans, { deep: false, signal: opts.signal }, report);
@@ -362,7 +367,7 @@ export class SyncEngine {
           log.error({ repo: repo.name, file: file.uri }, describeError(err));
         }
       }
-      plans.push({ repo, layout, distroVersions, desired });
+      plans.push({ repo, layout, distroVersions, desired, previous });
     }
     return plans;
   }
@@ -395,11 +400,10 @@ export class SyncEngine {
     return `pending-transform:${file.sha256}`;
   }
 
-  private rowsFor(plan: RepoPlan): PackageFileRow[] {
-    const previous = new Map(
-      this.deps.store.listPackageFiles(plan.repo.name).map((r) => [r.file.uri, r]),
-    );
-    return plan.desired.map((d) => {
+  private rowsFor(plan: RepoPlan, only?: ReadonlySet<string>): PackageFileRow[] {
+    const previous = plan.previous;
+    const desired = only ? plan.desired.filter((d) => only.has(d.file.packageName)) : plan.desired;
+    return desired.map((d) => {
       const dv = plan.distroVersions.get(d.file.distroVersionUri);
       const prev = previous.get(d.file.uri);
       const same = prev !== undefined && prev.file.sha256 === d.file.sha256;
