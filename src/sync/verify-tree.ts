@@ -88,6 +88,21 @@ function diskReader(root: string, repoDir: string, hasher: Hasher): TreeReader {
   };
 }
 
+/**
+ * State DB key: directories of repos the master lists but this agent does not publish (docker),
+ * as a JSON array. The engine never touches them, so verify does not call their files unexpected.
+ */
+export const SKIPPED_REPO_DIRS_KEY = "skipped_repo_dirs";
+
+function skippedDirs(store: StateStore): string[] {
+  try {
+    const parsed: unknown = JSON.parse(store.getValue(SKIPPED_REPO_DIRS_KEY) ?? "[]");
+    return Array.isArray(parsed) ? parsed.filter((d): d is string => typeof d === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
 const kept = (rel: string, keep: readonly string[]) =>
   keep.some((k) => rel === k || (k.endsWith("/") && rel.startsWith(k)));
 
@@ -167,8 +182,10 @@ export async function verifyTree(opts: VerifyTreeOptions): Promise<VerifyReport>
   const expected = new Set(published.map((r) => r.path));
   for (const f of opts.rootFiles ?? []) expected.add(f);
   const repoDirs = repos.map((r) => ({ name: r.repo.name, dir: r.repo.filesystemDir }));
+  const skipped = skippedDirs(store);
   for (const e of await walkTree(root)) {
     if (e.kind === "dir" || e.rel === TMP_DIR || e.rel.startsWith(`${TMP_DIR}/`)) continue;
+    if (skipped.some((d) => e.rel === d || e.rel.startsWith(`${d}/`))) continue;
     if (kept(e.rel, opts.keepFileList)) continue;
     const owner = repoDirs.find((d) => e.rel.startsWith(`${d.dir}/`))?.name ?? null;
     if (e.kind !== "file") {

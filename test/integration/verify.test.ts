@@ -2,13 +2,15 @@
  * `packrat-agent verify` on a tree synced by the real CLI, and the publisher's self-check
  * refusing a generation that a (deliberately) broken renderer made.
  */
-import { appendFile, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { aptLayout } from "../../src/layout/apt.js";
 import { layoutFor } from "../../src/layout/index.js";
 import type { RepoLayout } from "../../src/layout/types.js";
+import { openStateStore } from "../../src/state/db.js";
 import { PUBLISH_CHECK_FAILURES_KEY } from "../../src/sync/publish.js";
+import { SKIPPED_REPO_DIRS_KEY } from "../../src/sync/verify-tree.js";
 import { makeEngine, startMirrorFixture } from "../support/mirror-fixture.js";
 import { makeTestSigner } from "../support/test-signer.js";
 import { startCliMirror, verifyDeep, type CliMirror } from "./crash-support.js";
@@ -81,6 +83,28 @@ describe("packrat-agent verify", () => {
       );
     } finally {
       await writeFile(rpm, rpmBytes);
+    }
+  });
+});
+
+describe("verify and repos this agent does not publish", () => {
+  it("leaves the directories the engine recorded as skipped (docker) alone", async () => {
+    const m = await startCliMirror();
+    try {
+      m.addDeb("hello", "1.0");
+      expect((await m.cli(["sync"])).code).toBe(0);
+      await mkdir(path.join(m.root, "docker/v2"), { recursive: true });
+      await writeFile(path.join(m.root, "docker/v2/blob"), "not ours");
+      const flagged = await verifyDeep(m);
+      expect(flagged.report.problems.map((p) => p.path)).toEqual(["docker/v2/blob"]);
+      const store = openStateStore(m.stateDb);
+      store.setValue(SKIPPED_REPO_DIRS_KEY, JSON.stringify(["docker"]));
+      store.close();
+      const { code, report } = await verifyDeep(m);
+      expect(report.problems).toEqual([]);
+      expect(code).toBe(0);
+    } finally {
+      await m.close();
     }
   });
 });
