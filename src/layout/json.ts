@@ -58,18 +58,19 @@ async function render(input: RenderInput): Promise<RenderResult> {
     }
     const content = encoder.encode(stableStringify(manifest));
     const name = `${MANIFEST_DIR}/MANIFEST_${arch}.json`;
-    // The signature first, then the manifest: a client that reads the new manifest finds its
-    // signature already there (the reverse order would pair a new manifest with an old .gpg).
+    // The manifest, then its signature, renamed back to back by the publisher. Clients read the
+    // manifest first and the .gpg after it, so this order can only pair them wrongly if both
+    // reads fall between the two renames (the reverse fails any read that spans the first).
+    files.push({ path: name, content, contentAddressed: false, stage: 0 });
     if (input.signer) {
       const sig = await input.signer.signDetachedArmored(content);
       files.push({
         path: `${name}.gpg`,
         content: encoder.encode(sig),
         contentAddressed: false,
-        stage: 0,
+        stage: 1,
       });
     }
-    files.push({ path: name, content, contentAddressed: false, stage: 1 });
   }
   if (!input.signer)
     warnings.push(

@@ -31,6 +31,7 @@ import { type RetryPolicy, type Sleep, downloadVerified } from "./download.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
 import type { MasterClient } from "./master-types.js";
 import { publishRepo } from "./publish.js";
+import { SKIPPED_REPO_DIRS_KEY } from "./verify-tree.js";
 import {
   type DesiredFile,
   type PathObservation,
@@ -168,6 +169,8 @@ export class SyncEngine {
       if (deep) log.info({ fullSyncCount: fullCount }, "deep check: re-hashing every file");
 
       store.transaction(() => {
+        // verify leaves these alone too (docker repos: the agent never touches their dirs).
+        store.setValue(SKIPPED_REPO_DIRS_KEY, JSON.stringify(this.skippedDirs));
         for (const plan of plans) {
           store.upsertRepo(plan.repo, [...plan.distroVersions.values()], contactAt);
           store.replacePackageFiles(plan.repo.name, this.rowsFor(plan));
