@@ -256,7 +256,11 @@ export class SyncEngine {
           store.replacePackagesOfRepo(repoName, packageNames, this.rowsFor(plan, names));
         }
       });
-      await this.syncRepos(plans, { deep: false, signal: opts.signal }, report);
+      await this.syncRepos(
+        plans,
+        { deep: false, signal: opts.signal, onlyPackages: new Set(packageNames) },
+        report,
+      );
       await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
       report.repos = plans.length;
       report.durationMs = this.now() - started;
@@ -451,22 +455,34 @@ export class SyncEngine {
 
   private async syncRepos(
     plans: readonly RepoPlan[],
-    opts: { deep: boolean; signal: AbortSignal | undefined },
+    opts: {
+      deep: boolean;
+      signal: AbortSignal | undefined;
+      /** Incremental passes look at these packages' files only; the rest are trusted as the
+       * last pass left them (fingerprints), and the periodic full sync checks them. */
+      onlyPackages?: ReadonlySet<string>;
+    },
     report: SyncReport,
   ): Promise<void> {
     const { store, log } = this.deps;
     const desired = plans.flatMap((p) => p.desired);
     report.packageFiles += desired.length;
+    // One query for every fingerprint instead of one per path.
+    const fingerprints = new Map(store.listFingerprints().map((f) => [f.path, f]));
 
     // Observe: stat every path, hash the ones whose fingerprint does not vouch for them.
     const observations = new Map<string, PathObservation>();
     for (const d of desired) {
+      const trusted = opts.onlyPackages !== undefined && !opts.onlyPackages.has(d.file.packageName);
       for (const rel of d.paths) {
         const full = path.join(this.root, rel);
-        const obs: PathObservation = {
-          stat: await statInfo(full),
-          fingerprint: store.getFingerprint(rel),
-        };
+        const fingerprint = fingerprints.get(rel);
+        if (trusted && fingerprint !== undefined && fingerprint.sha256 === d.expectedSha256) {
+          const { size, mtimeNs, ino } = fingerprint;
+          observations.set(rel, { stat: { size, mtimeNs, ino }, fingerprint });
+          continue;
+        }
+        const obs: PathObservation = { stat: await statInfo(full), fingerprint };
         if (needsHash(obs, d.expectedSha256, opts.deep)) {
           obs.hashed = await sha256File(full);
           report.hashed++;
@@ -557,7 +573,7 @@ export class SyncEngine {
     // must not stop the others; its previous generation stays served.
     for (const p of plans) {
       try {
-        if (await this.publish(p, failed)) report.published.push(p.repo.name);
+        if (await this.publish(p, failed, observations)) report.published.push(p.repo.name);
       } catch (err) {
         if (!isPackratError(err) || opts.signal?.aborted) throw err;
         report.failed.push({
@@ -640,7 +656,11 @@ export class SyncEngine {
 
   // ---- publishing -----------------------------------------------------------------------
 
-  private async publish(plan: RepoPlan, failed: ReadonlySet<string>): Promise<boolean> {
+  private async publish(
+    plan: RepoPlan,
+    failed: ReadonlySet<string>,
+    observations: ReadonlyMap<string, PathObservation>,
+  ): Promise<boolean> {
     const { store, log, layoutOptions, signer } = this.deps;
     const dir = assertSafeRelativePath(plan.repo.filesystemDir, `repo ${plan.repo.name}`);
     const packages: PublishedPackage[] = [];
@@ -648,7 +668,10 @@ export class SyncEngine {
       if (failed.has(d.file.uri)) continue;
       const canonical = d.paths[0];
       if (canonical === undefined) continue;
-      const st = await statInfo(path.join(this.root, canonical));
+      // A file fetched in this pass has no observation yet: stat it.
+      const seen = observations.get(canonical);
+      const fetched = seen === undefined || seen.stat === null || seen.hashed !== undefined;
+      const st = fetched ? await statInfo(path.join(this.root, canonical)) : seen.stat;
       if (st === null) continue;
       const meta = await this.metaFor(plan.layout, d, canonical);
       if (meta === null) continue;
