@@ -173,7 +173,7 @@ export class SyncEngine {
         store.setValue(SKIPPED_REPO_DIRS_KEY, JSON.stringify(this.skippedDirs));
         for (const plan of plans) {
           store.upsertRepo(plan.repo, [...plan.distroVersions.values()], contactAt);
-          store.replacePackageFiles(plan.repo.name, this.rowsFor(plan));
+          this.saveChangedRows(plan);
         }
         const current = new Set(plans.map((p) => p.repo.name));
         for (const row of store.listRepos()) {
@@ -424,6 +424,36 @@ export class SyncEngine {
         size: same ? prev.size : null,
       };
     });
+  }
+
+  /**
+   * Write only the packages whose file rows changed since the last pass: a no-change full sync
+   * of a large mirror then writes nothing (rewriting 10,000 rows costs more than the rest).
+   */
+  private saveChangedRows(plan: RepoPlan): void {
+    const rows = this.rowsFor(plan);
+    const key = (f: PackageFile) => JSON.stringify(f);
+    const changed = new Set<string>();
+    const seen = new Set<string>();
+    for (const row of rows) {
+      seen.add(row.file.uri);
+      const prev = plan.previous.get(row.file.uri);
+      if (!prev || key(prev.file) !== key(row.file)) changed.add(row.file.packageName);
+    }
+    for (const prev of plan.previous.values()) {
+      if (!seen.has(prev.file.uri)) changed.add(prev.file.packageName);
+    }
+    if (changed.size === 0) return;
+    if (changed.size > rows.length / 2) {
+      this.deps.store.replacePackageFiles(plan.repo.name, rows);
+      return;
+    }
+    const names = [...changed];
+    this.deps.store.replacePackagesOfRepo(
+      plan.repo.name,
+      names,
+      rows.filter((r) => changed.has(r.file.packageName)),
+    );
   }
 
   private checkSanity(plans: readonly RepoPlan[], force: boolean): void {
