@@ -3,7 +3,7 @@
  * README and docs/benchmarks.md show) and ratios.svg (how many times faster than each peer, on a
  * log scale; hand-written SVG, no chart library).
  */
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 export interface Measurement {
@@ -68,6 +68,11 @@ function fmtMb(kb: number): string {
   return `${Math.round(kb / 1024)} MB`;
 }
 
+/** A tool name inside a markdown table cell ("curl | sha256sum"). */
+function cell(text: string): string {
+  return text.replace(/\|/g, "\\|");
+}
+
 function fmtRatio(r: number): string {
   return r >= 10 ? `${r.toFixed(0)}x` : `${r.toFixed(2)}x`;
 }
@@ -103,7 +108,9 @@ export function renderMarkdown(results: BenchResults): string {
   const ms = results.measurements;
   const lines: string[] = [
     `Commit ${results.commit}. N = ${results.n} packages per format, median of up to ${results.runs} runs; ${results.machine.cpus} CPUs (${results.machine.cpuModel}), ${results.machine.memoryGiB} GiB, Node ${results.machine.node}; ${results.date.slice(0, 16).replace("T", " ")} UTC.`,
-    `Load average at start/end: ${results.machine.loadAverageAtStart.join(" ")} / ${results.machine.loadAverageAtEnd.join(" ")} (other work shared the machine; runs are interleaved so it falls on every tool alike).`,
+    results.machine.loadAverageAtStart.length > 0
+      ? `Load average at start/end: ${results.machine.loadAverageAtStart.join(" ")} / ${results.machine.loadAverageAtEnd.join(" ")} (other work shared the machine; runs are interleaved so it falls on every tool alike).`
+      : "Runs of this size were not interleaved and CPU time was not recorded (n/a).",
     "Ratio = the peer's median divided by ours (above 1: we are faster). Wall is elapsed time; CPU is user + system time of all threads and child processes (steadier under load). Ours is timed inside its process (the operation alone, as in the running daemon); peers include their process start. Peak RSS: the largest resident set of the run's processes (GNU time).",
     "",
   ];
@@ -123,7 +130,7 @@ export function renderMarkdown(results: BenchResults): string {
       const ratio = peer ? `${more}${fmtRatio(m.medianMs / ours.medianMs)}` : "";
       const cpuRatio =
         peer && Number.isFinite(m.medianCpuMs) ? fmtRatio(m.medianCpuMs / ours.medianCpuMs) : "";
-      const tool = m.tool === OURS ? `**${m.tool}**` : m.tool;
+      const tool = m.tool === OURS ? `**${m.tool}**` : cell(m.tool);
       const rss = m.timedOut ? "n/a" : fmtMb(m.maxRssKb);
       lines.push(
         `| ${m.format} | ${tool} | ${more}${fmtMs(m.medianMs)} | ${ratio} | ${fmtMs(m.medianCpuMs)} | ${cpuRatio} | ${m.runsMs.length} | ${rss} |`,
@@ -146,7 +153,7 @@ export function renderMarkdown(results: BenchResults): string {
           ? `**${OURS}** full sync, nothing changed`
           : m.tool === OURS
             ? `**${OURS}** deep verify (sync --deep)`
-            : `${m.tool} of the same package files (the floor)`;
+            : `${cell(m.tool)} of the same package files (the floor)`;
       lines.push(
         `| ${m.format} | ${what} | ${fmtMs(m.medianMs)} | ${fmtMs(m.medianCpuMs)} | ${m.runsMs.length} | ${fmtMb(m.maxRssKb)} |`,
       );
@@ -163,7 +170,7 @@ export function renderMarkdown(results: BenchResults): string {
     );
     for (const m of d) {
       lines.push(
-        `| ${m.format} | ${m.tool} | ${m.runsMs.length} | ${fmtMs(m.p50Ms ?? NaN)} | ${fmtMs(m.p99Ms ?? NaN)} | ${fmtMs(Math.max(...m.runsMs))} | ${fmtMb(m.maxRssKb)} |`,
+        `| ${m.format} | ${cell(m.tool)} | ${m.runsMs.length} | ${fmtMs(m.p50Ms ?? NaN)} | ${fmtMs(m.p99Ms ?? NaN)} | ${fmtMs(Math.max(...m.runsMs))} | ${fmtMb(m.maxRssKb)} |`,
       );
     }
     lines.push("");
@@ -185,7 +192,7 @@ export function renderMarkdown(results: BenchResults): string {
           ? ""
           : `${((100 * ours.throughputMiBs) / m.throughputMiBs).toFixed(0)}%`;
       lines.push(
-        `| ${m.tool === OURS ? `**${OURS}**` : m.tool} | ${fmtMs(m.medianMs)} | ${(m.throughputMiBs ?? 0).toFixed(0)} | ${share} | ${fmtMb(m.maxRssKb)} |`,
+        `| ${m.tool === OURS ? `**${OURS}**` : cell(m.tool)} | ${fmtMs(m.medianMs)} | ${(m.throughputMiBs ?? 0).toFixed(0)} | ${share} | ${fmtMb(m.maxRssKb)} |`,
       );
     }
     lines.push("");
@@ -246,5 +253,20 @@ export async function writeReport(results: BenchResults, dir: string): Promise<v
     await writeFile(path.join(dir, `${base}.json`), json);
     await writeFile(path.join(dir, `${base}.md`), md);
     await writeFile(path.join(dir, `${chart}.svg`), svg);
+  }
+}
+
+// Re-render the markdown and chart of a saved run: node dist/bench/report.js <results.json> [dir]
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
+  const [file, dir] = process.argv.slice(2);
+  if (!file) {
+    console.error("usage: node dist/bench/report.js <results.json> [output dir]");
+    process.exitCode = 2;
+  } else {
+    const results = JSON.parse(await readFile(file, "utf8")) as BenchResults;
+    results.machine.loadAverageAtStart ??= [];
+    results.machine.loadAverageAtEnd ??= [];
+    for (const m of results.measurements) m.medianCpuMs ??= Number.NaN;
+    await writeReport(results, dir ?? path.dirname(file));
   }
 }
