@@ -44,6 +44,8 @@ export interface Ratio {
   label: string;
   /** > 1: ours is that many times faster (or, for downloads, that fraction of curl's speed). */
   ratio: number;
+  /** The peer was stopped at the time limit: the ratio is at least this. */
+  lowerBound?: boolean;
 }
 
 const OURS = "packrat-agent";
@@ -89,6 +91,7 @@ export function ratios(results: BenchResults): Ratio[] {
         out.push({
           label: `${kase.slice(0, 1)} ${ours.format}: vs ${peer.tool}`,
           ratio: peer.medianMs / ours.medianMs,
+          ...(peer.timedOut ? { lowerBound: true } : {}),
         });
       }
     }
@@ -234,7 +237,7 @@ export function renderSvg(results: BenchResults): string {
     parts.push(
       `<text x="${labelW - 8}" y="${y + 14}" text-anchor="end">${esc(r.label)}</text>`,
       `<rect x="${x0}" y="${y + 3}" width="${w}" height="${rowH - 6}" fill="${r.ratio >= 1 ? "#2e7d32" : "#c62828"}"/>`,
-      `<text x="${Math.max(x(0), x(v)) + 4}" y="${y + 14}" fill="#333">${fmtRatio(r.ratio)}</text>`,
+      `<text x="${Math.max(x(0), x(v)) + 4}" y="${y + 14}" fill="#333">${r.lowerBound ? "&gt; " : ""}${fmtRatio(r.ratio)}</text>`,
     );
   });
   parts.push("</svg>");
