@@ -135,11 +135,19 @@ export async function writeTempFile(
   const tmp = tmpPath(root, hint);
   await fs.mkdir(path.dirname(tmp), { recursive: true });
   const handle = await fs.open(tmp, "w", 0o644);
+  let written = false;
   try {
     await handle.writeFile(content);
     await handle.sync();
+    written = true;
+  } catch (err) {
+    // Node's "ENOSPC: no space left on device, write" names neither the file nor the disk.
+    if (err instanceof Error) err.message = `writing ${hint} (${tmp}): ${err.message}`;
+    throw err;
   } finally {
     await handle.close();
+    // A partial temp file holds the very space that ran out: never leave one behind.
+    if (!written) await fs.rm(tmp, { force: true });
   }
   return tmp;
 }

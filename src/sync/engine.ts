@@ -374,9 +374,40 @@ export class SyncEngine {
           log.error({ repo: repo.name, file: file.uri }, describeError(err));
         }
       }
-      plans.push({ repo, layout, distroVersions, desired, previous });
+      plans.push({
+        repo,
+        layout,
+        distroVersions,
+        desired: this.withoutCollisions(repo, desired),
+        previous,
+      });
     }
     return plans;
+  }
+
+  /**
+   * Two package files the master names alike but with different bytes would share one path:
+   * the downloads race, and the layout refuses to render the repo at all. Leave out every file
+   * of such a clash (which one is right is the master's call) so the rest of the repo publishes.
+   */
+  private withoutCollisions(repo: Repo, desired: DesiredFile[]): DesiredFile[] {
+    const shas = new Map<string, Set<string>>();
+    for (const d of desired) {
+      for (const p of d.paths) {
+        let set = shas.get(p);
+        if (!set) shas.set(p, (set = new Set()));
+        set.add(d.file.sha256);
+      }
+    }
+    return desired.filter((d) => {
+      const clash = d.paths.find((p) => (shas.get(p)?.size ?? 0) > 1);
+      if (clash === undefined) return true;
+      this.deps.log.error(
+        { repo: repo.name, file: clash, uri: d.file.uri },
+        `not published: ${d.file.filename} (sha256 ${d.file.sha256}) and another package file with different bytes both belong at ${clash}; fix the duplicate name on the master`,
+      );
+      return false;
+    });
   }
 
   private transformActive(layout: RepoLayout): boolean {

@@ -257,19 +257,15 @@ describe("disk full on root_dir (a small tmpfs)", () => {
     expect(v.ok).toBe(true);
   });
 
-  // BUG (src/sync/disk.ts writeTempFile): a write that fails (ENOSPC) leaves its partial temp
-  // file in <root>/.packrat-tmp, holding the space that just ran out until the next full sync
-  // clears the dir (incremental syncs never do). Never at a final path, so nothing is served.
-  it.fails("a failed metadata write leaves no temp file behind", async () => {
+  // A write that fails (ENOSPC) must not leave its partial temp file holding the space.
+  it("a failed metadata write leaves no temp file behind", async () => {
     const { problem } = await publishIntoFullDisk();
     expect(problem).toMatch(/ENOSPC/);
     expect(await tempFiles()).toEqual([]);
   });
 
-  // BUG (src/sync/disk.ts writeTempFile): the error is Node's bare "ENOSPC: no space left on
-  // device, write", which names neither the file nor where it was going (only the log line's
-  // repo field says which repo). The operator has to guess which filesystem filled up.
-  it.fails("the ENOSPC error names the file being written", async () => {
+  // Node's bare "ENOSPC: no space left on device, write" names no file: the agent's must.
+  it("the ENOSPC error names the file being written", async () => {
     const { problem } = await publishIntoFullDisk();
     expect(problem).toMatch(/ENOSPC/);
     expect(problem).toMatch(/Packages|Release|by-hash|\.packrat-tmp/);

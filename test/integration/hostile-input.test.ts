@@ -44,19 +44,9 @@ const REPOS: Record<
  * Cases that fail today because of agent bugs (fixes proposed in the issue 8 report). Each stays
  * an `it.fails`, so the suite turns red the day the bug is fixed and the entry must go.
  */
-const UTF8_BUG =
-  "BUG: parsers decode with a non-fatal TextDecoder, so invalid UTF-8 becomes U+FFFD and is published";
-const KNOWN_BUGS: Record<string, string> = {
-  "deb-invalid-utf8": UTF8_BUG,
-  "pacman-invalid-utf8": UTF8_BUG,
-  "whl-invalid-utf8": UTF8_BUG,
-  "sdist-invalid-utf8": UTF8_BUG,
-};
+const KNOWN_BUGS: Record<string, string> = {};
 /** Repos whose good packages do not publish today, and why. */
-const REPO_BUGS: Partial<Record<CorpusRepo, string>> = {
-  "apt-clash":
-    "BUG: two master files at one pool path make the apt render throw, so the whole repo stays unpublished",
-};
+const REPO_BUGS: Partial<Record<CorpusRepo, string>> = {};
 
 // Built at collection time so that every case is its own test; the same bytes go to the master.
 const corpusDir = await mkdtemp(path.join(tmpdir(), "packrat-corpus-"));

@@ -136,7 +136,14 @@ export async function parseDeb(
         `control file is ${control.size} bytes, more than the ${limits.maxControlFile} allowed`,
       );
     }
-    const fields = parseControlStanza(new TextDecoder().decode(control.data));
+    let controlText: string;
+    try {
+      controlText = new TextDecoder("utf-8", { fatal: true }).decode(control.data);
+    } catch {
+      // Decoding leniently would publish U+FFFD in place of the bytes the package holds.
+      throw invalid(filename, "control file is not valid UTF-8 (deb-control(5) requires UTF-8)");
+    }
+    const fields = parseControlStanza(controlText);
     // Package and Architecture end up in paths and index names: hold them to dpkg's syntax
     // (deb-control(5): lower case, digits, + - .; architectures lower case, digits, -).
     const syntax: Record<string, RegExp> = {

@@ -85,7 +85,11 @@ export async function readPacmanPackage(
       onMember: (member, content) => {
         if (content !== null) {
           if (pkginfoText !== null) throw invalid("more than one .PKGINFO");
-          pkginfoText = new TextDecoder("utf-8", { fatal: false }).decode(content);
+          try {
+            pkginfoText = new TextDecoder("utf-8", { fatal: true }).decode(content);
+          } catch {
+            throw invalid(".PKGINFO is not valid UTF-8");
+          }
           return;
         }
         if (member.name.startsWith(".")) return;

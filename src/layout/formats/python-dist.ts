@@ -159,7 +159,7 @@ async function readTarSdistMetadata(
     done: () => found !== null,
   });
   if (found === null) throw new Error("no <project>-<version>/PKG-INFO in the archive");
-  return decode(found);
+  return decodeMetadata(found);
 }
 
 /** `top/PKG-INFO` exactly one directory down (a leading "./" is allowed). */
@@ -175,7 +175,7 @@ async function readZipSdistMetadata(
   const entries = await readCentralDirectory(source, limits);
   const entry = entries.find((e) => isTopLevel(e.name, "PKG-INFO"));
   if (!entry) throw new Error("no <project>-<version>/PKG-INFO in the zip");
-  return decode(await readZipEntry(source, entry, limits));
+  return decodeMetadata(await readZipEntry(source, entry, limits));
 }
 
 async function readWheelMetadata(
@@ -199,7 +199,16 @@ async function readWheelMetadata(
         : `several .dist-info directories and none is ${expected.replace("/METADATA", "")}`,
     );
   }
-  return decode(await readZipEntry(source, entry, limits));
+  return decodeMetadata(await readZipEntry(source, entry, limits));
+}
+
+/** Core metadata is UTF-8 (PEP 566); anything else would be published as U+FFFD. */
+function decodeMetadata(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new Error("metadata is not valid UTF-8 (core metadata must be UTF-8)");
+  }
 }
 
 function decode(bytes: Uint8Array): string {
