@@ -41,7 +41,21 @@ export function fingerprintMatches(fp: Fingerprint | undefined, st: StatInfo | n
   );
 }
 
+/** Files up to this size are hashed from one read; larger ones are streamed. */
+const SMALL_FILE = 1 << 20;
+
 export async function sha256File(full: string): Promise<string> {
+  const handle = await fs.open(full, "r");
+  try {
+    const { size } = await handle.stat();
+    if (size <= SMALL_FILE) {
+      return createHash("sha256")
+        .update(await handle.readFile())
+        .digest("hex");
+    }
+  } finally {
+    await handle.close();
+  }
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(full, { highWaterMark: 1 << 20 })) {
     hash.update(chunk as Buffer);

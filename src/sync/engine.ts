@@ -41,6 +41,9 @@ import {
   planRemovals,
 } from "./reconcile.js";
 
+/** Files stat'ed and hashed at once while observing the disk. */
+const OBSERVE_CONCURRENCY = 16;
+
 export interface EngineSettings {
   rootDir: string;
   keepFileList: readonly string[];
@@ -532,34 +535,47 @@ export class SyncEngine {
     const fingerprints = new Map(store.listFingerprints().map((f) => [f.path, f]));
 
     // Observe: stat every path, hash the ones whose fingerprint does not vouch for them.
+    // Many at a time: per-file work is mostly syscall and thread-pool latency, not CPU.
     const observations = new Map<string, PathObservation>();
+    const observeQueue = new PQueue({ concurrency: OBSERVE_CONCURRENCY });
+    const observeErrors: unknown[] = [];
+    const observe = async (d: DesiredFile, rel: string): Promise<void> => {
+      const full = path.join(this.root, rel);
+      const fingerprint = fingerprints.get(rel);
+      const obs: PathObservation = { stat: await statInfo(full), fingerprint };
+      if (needsHash(obs, d.expectedSha256, opts.deep)) {
+        obs.hashed = await sha256File(full);
+        report.hashed++;
+        if (obs.hashed !== d.expectedSha256) {
+          if (d.expectedSha256.startsWith("pending-transform:"))
+            log.info({ file: rel }, "package needs signing");
+          else
+            log.warn(
+              { file: rel, expected: d.expectedSha256, actual: obs.hashed },
+              "file on disk does not match its SHA-256; fetching it again",
+            );
+        }
+      }
+      observations.set(rel, obs);
+    };
     for (const d of desired) {
       const trusted = opts.onlyPackages !== undefined && !opts.onlyPackages.has(d.file.packageName);
       for (const rel of d.paths) {
-        const full = path.join(this.root, rel);
         const fingerprint = fingerprints.get(rel);
         if (trusted && fingerprint !== undefined && fingerprint.sha256 === d.expectedSha256) {
           const { size, mtimeNs, ino } = fingerprint;
           observations.set(rel, { stat: { size, mtimeNs, ino }, fingerprint });
           continue;
         }
-        const obs: PathObservation = { stat: await statInfo(full), fingerprint };
-        if (needsHash(obs, d.expectedSha256, opts.deep)) {
-          obs.hashed = await sha256File(full);
-          report.hashed++;
-          if (obs.hashed !== d.expectedSha256) {
-            if (d.expectedSha256.startsWith("pending-transform:"))
-              log.info({ file: rel }, "package needs signing");
-            else
-              log.warn(
-                { file: rel, expected: d.expectedSha256, actual: obs.hashed },
-                "file on disk does not match its SHA-256; fetching it again",
-              );
-          }
-        }
-        observations.set(rel, obs);
+        observeQueue
+          .add(() => observe(d, rel))
+          .catch((err: unknown) => {
+            observeErrors.push(err);
+          });
       }
     }
+    await observeQueue.onIdle();
+    if (observeErrors.length > 0) throw observeErrors[0];
 
     const plan = planFetches({ desired, observations });
     for (const v of plan.verified) {
@@ -604,7 +620,9 @@ export class SyncEngine {
           }
           store.clearDownloadFailure(d.repo, d.file.uri);
         } catch (err) {
-          if (opts.signal?.aborted) throw err;
+          // Aborted (the agent is stopping): not a failure of this file; the abort is raised
+          // once the queue is idle, so no rejection escapes the queue unhandled.
+          if (opts.signal?.aborted) return;
           failed.add(d.file.uri);
           report.failed.push({ repo: d.repo, file: canonical, error: describeError(err) });
           store.recordDownloadFailure({

@@ -226,8 +226,17 @@ async function switchIn(
       // reading it right now, and its mtime is what caches revalidate against.
       if (file.contentAddressed) {
         const st = await statInfo(full);
-        if (st !== null && st.size === file.content.length && (await sha256File(full)) === sha256) {
-          continue;
+        if (st !== null && st.size === file.content.length) {
+          // The fingerprint recorded when we wrote it vouches for the bytes without a re-read
+          // (a publish would otherwise read every by-hash copy and pacman .sig again).
+          const fp = deps.store.getFingerprint(rel);
+          const vouched =
+            fp !== undefined &&
+            fp.sha256 === sha256 &&
+            fp.size === st.size &&
+            fp.mtimeNs === st.mtimeNs &&
+            fp.ino === st.ino;
+          if (vouched || (await sha256File(full)) === sha256) continue;
         }
       }
       await assertNoSymlinkDirs(deps.root, full);
