@@ -156,8 +156,21 @@ export class SyncEngine {
         (await client.getDistroVersions(opts.signal)).map((d) => [d.uri, d]),
       );
       const filesByRepo = new Map<string, PackageFile[]>();
+      // Files the state DB already knows are not fetched again (their fields never change on
+      // the master); a deep sync re-reads everything, to catch a master that breaks that rule.
+      const knownByRepo = new Map<string, Map<string, PackageFile>>();
+      if (opts.deep !== true) {
+        for (const row of store.listPackageFiles()) {
+          let m = knownByRepo.get(row.repo);
+          if (!m) knownByRepo.set(row.repo, (m = new Map<string, PackageFile>()));
+          m.set(row.file.uri, row.file);
+        }
+      }
       for (const repo of repos) {
-        filesByRepo.set(repo.name, await client.listPackageFiles(repo.uri, null, opts.signal));
+        filesByRepo.set(
+          repo.name,
+          await client.listPackageFiles(repo.uri, null, opts.signal, knownByRepo.get(repo.name)),
+        );
       }
       const contactAt = this.now();
 

@@ -240,6 +240,7 @@ class HttpMasterClient implements MasterClient {
     repoUri: string,
     packageNames?: readonly string[] | null,
     signal?: AbortSignal,
+    known?: ReadonlyMap<string, PackageFile>,
   ): Promise<PackageFile[]> {
     expectModel(repoUri, REPO_MODEL, "listPackageFiles");
     const filterBody = { repo: repoUri, package_list: packageNames ? [...packageNames] : null };
@@ -248,9 +249,15 @@ class HttpMasterClient implements MasterClient {
       { name: "repo", body: filterBody },
       "package file",
       signal,
+      known ? (uri) => known.has(uri) : undefined,
     );
     const files: PackageFile[] = [];
     for (const uri of uris) {
+      const already = known?.get(uri);
+      if (already !== undefined) {
+        files.push(already);
+        continue;
+      }
       try {
         files.push(parsePackageFile(uri, objects.get(uri), this.host));
       } catch (err) {
@@ -538,6 +545,7 @@ class HttpMasterClient implements MasterClient {
     filter: { name: string; body: unknown } | null,
     what: string,
     signal: AbortSignal | undefined,
+    skipGet?: (uri: string) => boolean,
   ): Promise<{ uris: string[]; objects: Map<string, unknown> }> {
     for (let attempt = 1; ; attempt++) {
       const getter = new ChunkedGetter(
@@ -547,7 +555,9 @@ class HttpMasterClient implements MasterClient {
       let outcome: string[] | "changed";
       let lastChange: unknown = null;
       try {
-        outcome = await this.listOnce(model, filter, signal, (fresh) => getter.add(fresh));
+        outcome = await this.listOnce(model, filter, signal, (fresh) =>
+          getter.add(skipGet ? fresh.filter((u) => !skipGet(u)) : fresh),
+        );
         if (outcome !== "changed") return { uris: outcome, objects: await getter.finish() };
       } catch (err) {
         if (!(err instanceof PackratError && err.code === "PACKRAT_MASTER_INCONSISTENT")) {

@@ -20,12 +20,15 @@ export interface MasterClient {
   getDistroVersions(signal?: AbortSignal): Promise<DistroVersion[]>;
   /**
    * The repo's package files: LIST PackageFile with Filter repo (paged), then chunked multi GET.
-   * With packageNames, only those packages' files.
+   * With packageNames, only those packages' files. URIs in `known` are not fetched again: a
+   * package file's fields never change on the master (a change is a new PackageFile), and the
+   * repo filter already applies the tags, so a full sync of an unchanged mirror is LISTs only.
    */
   listPackageFiles(
     repoUri: string,
     packageNames?: readonly string[] | null,
     signal?: AbortSignal,
+    known?: ReadonlyMap<string, PackageFile>,
   ): Promise<PackageFile[]>;
   /** Long-poll; resolves with the package names that changed, [] on timeout. */
   poll(repoUri: string, timeoutSeconds: number, signal?: AbortSignal): Promise<string[]>;

@@ -73,7 +73,13 @@ describe("sync engine against the fake master", () => {
     await h.engine.fullSync();
     const release = path.join(fx.root, "apt/dists/bookworm/Release");
     const before = await stat(release);
+    const before2 = fx.master.requests.length;
     const again = await h.engine.fullSync();
+    // Known package files are not fetched again: the listing is LISTs only.
+    const gets = fx.master.requests
+      .slice(before2)
+      .filter((r) => r.method === "GET" && r.uri.includes("PackageFile"));
+    expect(gets).toEqual([]);
     expect(again.hashed).toBe(0);
     expect(again.downloaded).toBe(0);
     expect(again.published).toEqual([]);

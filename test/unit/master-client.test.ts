@@ -384,6 +384,18 @@ describe("master client against the fake master", () => {
       expect(Math.max(...gets.map((g) => g.uri.split(":").length - 2))).toBe(10);
     });
 
+    it("does not GET package files the caller already knows", async () => {
+      for (let i = 0; i < 30; i++) addDeb(fm, `pkg${i}`, "1");
+      const all = await client().listPackageFiles(REPO_APT);
+      const known = new Map(all.slice(0, 25).map((f) => [f.uri, f]));
+      const mark = fm.requests.length;
+      const again = await client().listPackageFiles(REPO_APT, null, undefined, known);
+      expect(again).toEqual(all);
+      const gets = fm.requests.slice(mark).filter((r) => r.method === "GET");
+      expect(gets).toHaveLength(1);
+      expect(gets[0]!.uri.split(":").length - 2).toBe(5);
+    });
+
     it("after DESCRIBE, asks for as many objects per GET as multi-uri-max allows", async () => {
       const ids: number[] = [];
       for (let i = 0; i < 250; i++) ids.push(addDeb(fm, `pkg${i % 7}`, `1.${i}`));
