@@ -148,11 +148,19 @@ export const PACKAGES_FIELD_ORDER: readonly string[] = [
  * first, the rest sorted by capitalised name; whitespace-only values dropped (dpkg's
  * drop_empty for index types); every value normalised. Ends with "\n" (no blank line).
  */
+/** Field rank maps, built once per order list: renderStanza runs once per package per render. */
+const ranks = new WeakMap<readonly string[], Map<string, number>>();
+function rankOf(order: readonly string[]): Map<string, number> {
+  let rank = ranks.get(order);
+  if (!rank) ranks.set(order, (rank = new Map(order.map((name, i) => [name, i]))));
+  return rank;
+}
+
 export function renderStanza(
   fields: readonly (readonly [string, string])[],
   order: readonly string[] = PACKAGES_FIELD_ORDER,
 ): string {
-  const rank = new Map(order.map((name, i) => [name, i]));
+  const rank = rankOf(order);
   const named = fields.map(([name, value]) => ({
     key: name.toLowerCase(),
     name: capitalizeField(name),
