@@ -129,6 +129,17 @@ function emptyReport(kind: SyncReport["kind"]): SyncReport {
   };
 }
 
+/** Package file rows grouped by repo, then by URI. */
+function rowsByRepo(rows: readonly PackageFileRow[]): Map<string, Map<string, PackageFileRow>> {
+  const out = new Map<string, Map<string, PackageFileRow>>();
+  for (const row of rows) {
+    let m = out.get(row.repo);
+    if (!m) out.set(row.repo, (m = new Map<string, PackageFileRow>()));
+    m.set(row.file.uri, row);
+  }
+  return out;
+}
+
 export class SyncEngine {
   private readonly now: () => number;
   private readonly root: string;
@@ -158,24 +169,28 @@ export class SyncEngine {
       const filesByRepo = new Map<string, PackageFile[]>();
       // Files the state DB already knows are not fetched again (their fields never change on
       // the master); a deep sync re-reads everything, to catch a master that breaks that rule.
-      const knownByRepo = new Map<string, Map<string, PackageFile>>();
-      if (opts.deep !== true) {
-        for (const row of store.listPackageFiles()) {
-          let m = knownByRepo.get(row.repo);
-          if (!m) knownByRepo.set(row.repo, (m = new Map<string, PackageFile>()));
-          m.set(row.file.uri, row.file);
-        }
-      }
+      // The state DB's rows are read once per pass and shared by the listing, the planner
+      // and the safety valve.
+      const previousByRepo = rowsByRepo(store.listPackageFiles());
       for (const repo of repos) {
+        const known =
+          opts.deep === true
+            ? undefined
+            : new Map(
+                [...(previousByRepo.get(repo.name)?.values() ?? [])].map((r) => [
+                  r.file.uri,
+                  r.file,
+                ]),
+              );
         filesByRepo.set(
           repo.name,
-          await client.listPackageFiles(repo.uri, null, opts.signal, knownByRepo.get(repo.name)),
+          await client.listPackageFiles(repo.uri, null, opts.signal, known),
         );
       }
       const contactAt = this.now();
 
-      const plans = this.planRepos(repos, distroVersions, filesByRepo);
-      this.checkSanity(plans, opts.force ?? false);
+      const plans = this.planRepos(repos, distroVersions, filesByRepo, previousByRepo);
+      this.checkSanity(plans, previousByRepo, opts.force ?? false);
 
       const fullCount = Number(store.getValue("full_sync_count") ?? "0") + 1;
       const deep =
@@ -253,23 +268,24 @@ export class SyncEngine {
     const runId = store.startSyncRun("incremental", started);
     try {
       const changed = await client.listPackageFiles(known.repo.uri, packageNames, opts.signal);
-      const others = store
-        .listPackageFiles(repoName)
-        .filter((r) => !packageNames.includes(r.file.packageName))
+      const previousByRepo = rowsByRepo(store.listPackageFiles(repoName));
+      const named = new Set(packageNames);
+      const others = [...(previousByRepo.get(repoName)?.values() ?? [])]
+        .filter((r) => !named.has(r.file.packageName))
         .map((r) => r.file);
       const distroVersions = new Map(known.distroVersions.map((d) => [d.uri, d]));
       const plans = this.planRepos(
         [known.repo],
         distroVersions,
         new Map([[repoName, [...others, ...changed]]]),
+        previousByRepo,
       );
       store.transaction(() => {
         for (const plan of plans) {
           store.touchMasterContact(repoName, this.now());
           // Only the named packages' rows change: rewriting all of a large repo's rows for one
           // tag would cost more than the rest of the pass.
-          const names = new Set(packageNames);
-          store.replacePackagesOfRepo(repoName, packageNames, this.rowsFor(plan, names));
+          store.replacePackagesOfRepo(repoName, packageNames, this.rowsFor(plan, named));
         }
       });
       await this.syncRepos(
@@ -300,6 +316,7 @@ export class SyncEngine {
     repos: readonly Repo[],
     allDistroVersions: ReadonlyMap<string, DistroVersion>,
     filesByRepo: ReadonlyMap<string, PackageFile[]>,
+    previousByRepo: ReadonlyMap<string, Map<string, PackageFileRow>>,
   ): RepoPlan[] {
     const { log } = this.deps;
     const plans: RepoPlan[] = [];
@@ -360,9 +377,7 @@ export class SyncEngine {
         return true;
       });
       const repoArches = [...new Set(files.map((f) => f.arch))].sort();
-      const previous = new Map(
-        this.deps.store.listPackageFiles(repo.name).map((r) => [r.file.uri, r]),
-      );
+      const previous = previousByRepo.get(repo.name) ?? new Map<string, PackageFileRow>();
       const desired: DesiredFile[] = [];
       for (const file of files) {
         const distroVersion = distroVersions.get(file.distroVersionUri);
@@ -503,13 +518,14 @@ export class SyncEngine {
     );
   }
 
-  private checkSanity(plans: readonly RepoPlan[], force: boolean): void {
-    const previous = new Map<string, Set<string>>();
-    for (const row of this.deps.store.listPackageFiles()) {
-      let set = previous.get(row.repo);
-      if (!set) previous.set(row.repo, (set = new Set()));
-      set.add(row.file.uri);
-    }
+  private checkSanity(
+    plans: readonly RepoPlan[],
+    previousByRepo: ReadonlyMap<string, Map<string, PackageFileRow>>,
+    force: boolean,
+  ): void {
+    const previous = new Map(
+      [...previousByRepo].map(([repo, rows]) => [repo, new Set(rows.keys())]),
+    );
     const current = new Map(
       plans.map((p) => [p.repo.name, new Set(p.desired.map((d) => d.file.uri))]),
     );
