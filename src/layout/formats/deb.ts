@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { PackratError } from "../../errors.js";
 import type { ByteSource, PackageMeta } from "../types.js";
 import { ArError, readArMember, readArMembers } from "./ar.js";
+import { readThrough, withHead } from "./read-through.js";
 import type { Compression } from "./compress.js";
 import { compressionForSuffix, decompress, DecompressError } from "./compress.js";
 import type { ControlField } from "./deb-control.js";
@@ -44,27 +45,31 @@ export const DEFAULT_DEB_LIMITS: DebLimits = {
   maxControlFile: 1024 * 1024,
 };
 
-const HASH_CHUNK = 1024 * 1024;
+const DEB_HASHES = ["md5", "sha1", "sha256", "sha512"] as const;
 
-/** md5, sha1, sha256 and sha512 of a whole source, read once in chunks. */
-export async function hashSource(
-  source: ByteSource,
-): Promise<{ size: number; md5: string; sha1: string; sha256: string; sha512: string }> {
-  const hashes = ["md5", "sha1", "sha256", "sha512"].map((a) => createHash(a));
-  let offset = 0;
-  while (offset < source.size) {
-    const chunk = await source.read(offset, Math.min(HASH_CHUNK, source.size - offset));
-    if (chunk.length === 0) break;
+/**
+ * md5, sha1, sha256 and sha512 of a whole source, read once, plus the first chunk of it (see
+ * read-through.ts): the ar headers and control member are parsed from that, not read again.
+ */
+export async function hashSource(source: ByteSource): Promise<{
+  size: number;
+  md5: string;
+  sha1: string;
+  sha256: string;
+  sha512: string;
+  head: Uint8Array;
+}> {
+  const hashes = DEB_HASHES.map((a) => createHash(a));
+  const { head, bytesRead } = await readThrough(source, (chunk) => {
     for (const h of hashes) h.update(chunk);
-    offset += chunk.length;
-  }
+  });
   const [md5, sha1, sha256, sha512] = hashes.map((h) => h.digest("hex")) as [
     string,
     string,
     string,
     string,
   ];
-  return { size: offset, md5, sha1, sha256, sha512 };
+  return { size: bytesRead, md5, sha1, sha256, sha512, head };
 }
 
 const invalid = (filename: string, what: string, cause?: unknown) =>
@@ -79,12 +84,14 @@ export async function parseDeb(
   filename: string,
   limits: DebLimits = DEFAULT_DEB_LIMITS,
 ): Promise<DebMeta> {
-  const sums = await hashSource(source);
+  const { head, ...sums } = await hashSource(source);
   if (sums.size !== source.size) {
     throw invalid(filename, `read ${sums.size} bytes, expected ${source.size} (truncated)`);
   }
+  // From here on every read of the first chunk comes from memory: a small .deb is one read.
+  const bytes = withHead(source, head);
   try {
-    const members = await readArMembers(source);
+    const members = await readArMembers(bytes);
     const [first, ...rest] = members;
     if (!first || first.name !== "debian-binary") {
       throw invalid(
@@ -92,7 +99,7 @@ export async function parseDeb(
         `first ar member is ${first ? JSON.stringify(first.name) : "missing"}, expected "debian-binary"`,
       );
     }
-    const version = new TextDecoder().decode(await readArMember(source, first));
+    const version = new TextDecoder().decode(await readArMember(bytes, first));
     if (!/^2\.[0-9]+\n/.test(version)) {
       throw invalid(
         filename,
@@ -126,7 +133,7 @@ export async function parseDeb(
         `${controlMember.name} is ${controlMember.size} bytes, more than the ${limits.maxControlMember} allowed`,
       );
     }
-    const packed = await readArMember(source, controlMember);
+    const packed = await readArMember(bytes, controlMember);
     const tar = decompress(packed, compression, limits.maxControlTar);
     const control = findTarFile(readTar(tar), "control");
     if (!control) throw invalid(filename, `${controlMember.name} has no ./control file`);

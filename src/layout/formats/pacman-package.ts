@@ -10,6 +10,7 @@ import type { ByteSource } from "../types.js";
 import { decompressedChunks, sniffCompression, sourceChunks } from "./pacman-stream.js";
 import type { StreamCompression } from "./pacman-stream.js";
 import { readTar } from "./pacman-tar.js";
+import { READ_CHUNK, withHead } from "./read-through.js";
 import { parsePkgInfo } from "./pkginfo.js";
 import type { PkgInfo } from "./pkginfo.js";
 
@@ -54,7 +55,13 @@ export async function readPacmanPackage(
       cause,
     });
 
-  const compression = await sniffCompression(source).catch((err: unknown) => {
+  // One read of the first chunk serves the magic sniff and the decompressor's first chunk
+  // (both read from offset 0): a small package costs a single read of the file.
+  const head = await source.read(0, Math.min(READ_CHUNK, source.size)).catch((err: unknown) => {
+    throw invalid("cannot read the file", err);
+  });
+  const bytes = withHead(source, head);
+  const compression = await sniffCompression(bytes).catch((err: unknown) => {
     throw invalid("cannot read the file", err);
   });
   if (compression === null) throw invalid("not zstd, xz, gzip or tar data");
@@ -75,10 +82,10 @@ export async function readPacmanPackage(
   let fileListBytes = 0;
   const maxOutput = Math.min(
     limits.maxOutputCap,
-    Math.max(limits.minOutputCap, source.size * limits.outputRatio),
+    Math.max(limits.minOutputCap, bytes.size * limits.outputRatio),
   );
   try {
-    await readTar(decompressedChunks(source, compression, { maxOutput }, onRaw), {
+    await readTar(decompressedChunks(bytes, compression, { maxOutput }, onRaw), {
       maxMembers: limits.maxMembers,
       maxContent: limits.maxPkgInfoBytes,
       wantContent: (member) => member.name === ".PKGINFO",
@@ -110,7 +117,7 @@ export async function readPacmanPackage(
   if (hashed < source.size) {
     const rest: ByteSource = {
       size: source.size - hashed,
-      read: (offset, length) => source.read(hashed + offset, length),
+      read: (offset, length) => bytes.read(hashed + offset, length),
     };
     for await (const chunk of sourceChunks(rest)) {
       md5.update(chunk);

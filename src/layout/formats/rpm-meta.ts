@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ByteSource } from "../types.js";
+import { readThrough, withHead } from "./read-through.js";
 import { HeaderReader, invalid, readRpmStructure } from "./rpm-header.js";
 import { FileFlag, S_IFDIR, S_IFMT, Sense, SigTag, Tag } from "./rpm-tags.js";
 
@@ -77,14 +78,20 @@ export interface RpmMeta {
 /** Changelogs kept per package in the cache; rpm_changelog_limit picks from these. */
 export const CHANGELOG_CAP = 100;
 
-const HASH_CHUNK = 1 << 20;
-
-export async function sha256Of(source: ByteSource): Promise<string> {
+/**
+ * SHA-256 of the whole source, read once, and its first chunk (read-through.ts): the lead and
+ * headers are parsed from that chunk instead of four more reads of the file.
+ */
+export async function sha256Of(
+  source: ByteSource,
+  filename: string,
+): Promise<{ sha256: string; head: Uint8Array }> {
   const hash = createHash("sha256");
-  for (let at = 0; at < source.size; at += HASH_CHUNK) {
-    hash.update(await source.read(at, Math.min(HASH_CHUNK, source.size - at)));
+  const { head, bytesRead } = await readThrough(source, (chunk) => hash.update(chunk));
+  if (bytesRead !== source.size) {
+    throw invalid(filename, `read ${bytesRead} bytes, expected ${source.size} (truncated)`);
   }
-  return hash.digest("hex");
+  return { sha256: hash.digest("hex"), head };
 }
 
 const FLAG_NAMES: Record<number, string> = {
@@ -233,9 +240,10 @@ function readChangelogs(h: HeaderReader): RpmChangelog[] {
   return out;
 }
 
-/** Parse an RPM (binary or source) into RpmMeta; reads the headers, then hashes the file. */
+/** Parse an RPM (binary or source) into RpmMeta: one pass hashes it, the headers come after. */
 export async function parseRpm(source: ByteSource, filename: string): Promise<RpmMeta> {
-  const { leadType, signature, header } = await readRpmStructure(source, filename);
+  const { sha256, head } = await sha256Of(source, filename);
+  const { leadType, signature, header } = await readRpmStructure(withHead(source, head), filename);
   const h = new HeaderReader(header, filename, "main header");
   const sig = new HeaderReader(signature, filename, "signature header");
   const required = (tag: number, label: string): string => {
@@ -278,7 +286,7 @@ export async function parseRpm(source: ByteSource, filename: string): Promise<Rp
       h.number(Tag.ARCHIVESIZE) ??
       0,
     packageSize: source.size,
-    sha256: "",
+    sha256,
     license: text(Tag.LICENSE),
     vendor: text(Tag.VENDOR),
     group: text(Tag.GROUP),
@@ -297,7 +305,6 @@ export async function parseRpm(source: ByteSource, filename: string): Promise<Rp
     files,
     changelogs: readChangelogs(h),
   };
-  meta.sha256 = await sha256Of(source);
   return meta;
 }
 
