@@ -398,6 +398,56 @@ describe("file list order", () => {
     );
     expect(compareBytes("\u{1F600}", "\uFFFD")).toBe(1);
   });
+
+  test("a parsed package lists its files in UTF-8 byte order, with or without astral names", async () => {
+    for (const extra of [{}, { "usr/share/\u{1F600}": "x", "usr/share/\uFFFD": "y" }]) {
+      const { bytes, filename } = buildPacmanPackage({
+        ...SPEC,
+        files: { "usr/bin/B": "1", "usr/bin/a": "2", "usr/bin/\u00e9": "3", ...extra },
+      });
+      const meta = await readPacmanPackage(bufferSource(bytes), filename);
+      const bytewise = [...meta.files].sort((a, b) =>
+        Buffer.compare(Buffer.from(a), Buffer.from(b)),
+      );
+      expect(meta.files).toEqual(bytewise);
+      expect(meta.files).toContain("usr/bin/\u00e9");
+    }
+  });
+});
+
+describe("tar header numbers", () => {
+  /** A one-file ustar archive whose size field is `field` (12 bytes), checksum fixed up. */
+  function tarWithSizeField(field: string): Uint8Array {
+    const tar = writeTar([{ name: "f", content: new Uint8Array(5), mtime: 0 }]);
+    tar.set(new TextEncoder().encode(field.padEnd(12, "\0").slice(0, 12)), 124);
+    tar.fill(0x20, 148, 156);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += tar[i]!;
+    tar.set(new TextEncoder().encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
+    return tar;
+  }
+  async function sizeOf(field: string): Promise<number> {
+    let size = -1;
+    await readTar([tarWithSizeField(field)], {
+      maxContent: 0,
+      maxMembers: 10,
+      wantContent: () => false,
+      onMember: (m) => (size = m.size),
+    });
+    return size;
+  }
+
+  test("octal fields padded with NULs or spaces, leading spaces too, read as writers mean", async () => {
+    expect(await sizeOf("00000000005\0")).toBe(5);
+    expect(await sizeOf("5 \0")).toBe(5);
+    expect(await sizeOf("     5\0 ")).toBe(5);
+  });
+
+  test("anything else in an octal field is refused, quoting it", async () => {
+    for (const bad of ["0000000008\0", "5 5", "+5", "5\x005"]) {
+      await expect(sizeOf(bad)).rejects.toThrow(/bad size field/);
+    }
+  });
 });
 
 describe("package signatures", () => {

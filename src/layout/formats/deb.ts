@@ -72,6 +72,20 @@ export async function hashSource(source: ByteSource): Promise<{
   return { size: bytesRead, md5, sha1, sha256, sha512, head };
 }
 
+const utf8 = new TextDecoder();
+/** fatal: a decoder that throws on bad UTF-8 (it keeps no state between whole decodes). */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Package and Architecture end up in paths and index names: hold them to dpkg's syntax
+ * (deb-control(5): lower case, digits, + - .; architectures lower case, digits, -).
+ */
+const REQUIRED_SYNTAX: readonly (readonly [string, RegExp])[] = [
+  ["Package", /^[a-z0-9][a-z0-9+.-]+$/],
+  ["Version", /^[0-9A-Za-z.+~:-]+$/],
+  ["Architecture", /^[a-z0-9][a-z0-9-]*$/],
+];
+
 const invalid = (filename: string, what: string, cause?: unknown) =>
   new PackratError("PACKRAT_PACKAGE_INVALID", `${filename}: ${what}`, {
     hint: "the package file is corrupt or not a Debian binary package; rebuild it with dpkg-deb",
@@ -99,7 +113,7 @@ export async function parseDeb(
         `first ar member is ${first ? JSON.stringify(first.name) : "missing"}, expected "debian-binary"`,
       );
     }
-    const version = new TextDecoder().decode(await readArMember(bytes, first));
+    const version = utf8.decode(await readArMember(bytes, first));
     if (!/^2\.[0-9]+\n/.test(version)) {
       throw invalid(
         filename,
@@ -145,20 +159,13 @@ export async function parseDeb(
     }
     let controlText: string;
     try {
-      controlText = new TextDecoder("utf-8", { fatal: true }).decode(control.data);
+      controlText = strictUtf8.decode(control.data);
     } catch {
       // Decoding leniently would publish U+FFFD in place of the bytes the package holds.
       throw invalid(filename, "control file is not valid UTF-8 (deb-control(5) requires UTF-8)");
     }
     const fields = parseControlStanza(controlText);
-    // Package and Architecture end up in paths and index names: hold them to dpkg's syntax
-    // (deb-control(5): lower case, digits, + - .; architectures lower case, digits, -).
-    const syntax: Record<string, RegExp> = {
-      Package: /^[a-z0-9][a-z0-9+.-]+$/,
-      Version: /^[0-9A-Za-z.+~:-]+$/,
-      Architecture: /^[a-z0-9][a-z0-9-]*$/,
-    };
-    for (const [required, pattern] of Object.entries(syntax)) {
+    for (const [required, pattern] of REQUIRED_SYNTAX) {
       const value = controlValue(fields, required);
       if (value === undefined || !pattern.test(value)) {
         throw invalid(

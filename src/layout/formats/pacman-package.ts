@@ -40,6 +40,8 @@ export const PACMAN_LIMITS = {
   maxOutputCap: 32 * 2 ** 30,
 };
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 // pacman's own rules (libmakepkg lint_pkgbuild): names and versions become tar paths.
 const NAME_RE = /^[A-Za-z0-9@_+][A-Za-z0-9@._+-]*$/;
 const VERSION_RE = /^[A-Za-z0-9._+:~-]+$/;
@@ -93,7 +95,7 @@ export async function readPacmanPackage(
         if (content !== null) {
           if (pkginfoText !== null) throw invalid("more than one .PKGINFO");
           try {
-            pkginfoText = new TextDecoder("utf-8", { fatal: true }).decode(content);
+            pkginfoText = strictUtf8.decode(content);
           } catch {
             throw invalid(".PKGINFO is not valid UTF-8");
           }
@@ -142,17 +144,28 @@ export async function readPacmanPackage(
     format: "pacman",
     compression,
     pkginfo,
-    files: [...files].sort(compareBytes),
+    files: sortBytewise([...files]),
     csize: source.size,
     md5: md5.digest("hex"),
     sha256: sha256.digest("hex"),
   };
 }
 
+const BEYOND_BMP_ORDER = /[\ud800-\uffff]/;
+
+/**
+ * `LC_ALL=C sort` of a whole list. Names without code units from U+D800 up (nearly all) sort
+ * by UTF-16 units, which is UTF-8 byte order: one test per name instead of two per comparison.
+ */
+function sortBytewise(names: string[]): string[] {
+  if (names.some((n) => BEYOND_BMP_ORDER.test(n))) return names.sort(compareBytes);
+  return names.sort();
+}
+
 /** `LC_ALL=C sort`: by UTF-8 bytes, not UTF-16 code units. */
 export function compareBytes(a: string, b: string): number {
   // UTF-16 order equals UTF-8 byte order except around surrogates (U+D800..U+FFFF).
-  if (!/[\ud800-\uffff]/.test(a) && !/[\ud800-\uffff]/.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  if (!BEYOND_BMP_ORDER.test(a) && !BEYOND_BMP_ORDER.test(b)) return a < b ? -1 : a > b ? 1 : 0;
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 

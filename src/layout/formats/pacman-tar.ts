@@ -31,6 +31,8 @@ export interface TarReadOptions {
 
 const BLOCK = 512;
 const MAX_META = 1 << 20;
+/** One decoder for every name (lenient, as before: a name with bad UTF-8 still lists). */
+const utf8 = new TextDecoder();
 
 /** Reads a tar stream chunk by chunk; the data never has to be whole in memory. */
 export async function readTar(
@@ -100,7 +102,7 @@ class TarStreamReader {
   }
 
   private header(block: Uint8Array): void {
-    if (block.every((b) => b === 0)) {
+    if (isZeroBlock(block)) {
       // Two zero blocks end the archive; bsdtar writes them, some writers write one.
       if (this.sawZeroBlock) this.ended = true;
       this.sawZeroBlock = true;
@@ -178,7 +180,7 @@ class TarStreamReader {
     if (kind === "content") {
       this.options.onMember(member, data);
     } else if (kind === "longname") {
-      this.longName = new TextDecoder().decode(data).replace(/\0.*$/s, "");
+      this.longName = utf8.decode(data).replace(/\0.*$/s, "");
     } else {
       for (const [key, value] of parsePax(data)) {
         if (key === "path") this.paxPath = value;
@@ -190,6 +192,11 @@ class TarStreamReader {
       }
     }
   }
+}
+
+function isZeroBlock(block: Uint8Array): boolean {
+  for (let i = 0; i < block.length; i++) if (block[i] !== 0) return false;
+  return true;
 }
 
 function padded(size: number): number {
@@ -207,13 +214,17 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 function ascii(block: Uint8Array, offset: number, length: number): string {
-  return String.fromCharCode(...block.subarray(offset, offset + length));
+  // A loop, not String.fromCharCode(...spread): this runs for every header of every package.
+  let out = "";
+  const end = Math.min(block.length, offset + length);
+  for (let i = offset; i < end; i++) out += String.fromCharCode(block[i]!);
+  return out;
 }
 
 function cString(block: Uint8Array, offset: number, length: number): string {
   const field = block.subarray(offset, offset + length);
   const end = field.indexOf(0);
-  return new TextDecoder().decode(end === -1 ? field : field.subarray(0, end));
+  return utf8.decode(end === -1 ? field : field.subarray(0, end));
 }
 
 function parseOctal(block: Uint8Array, offset: number, length: number, what: string): number {
@@ -224,11 +235,20 @@ function parseOctal(block: Uint8Array, offset: number, length: number, what: str
     if (!Number.isSafeInteger(value)) throw new TarError(`${what} field out of range`);
     return value;
   }
-  const text = ascii(block, offset, length)
-    .replace(/[\0 ]+$/, "")
-    .replace(/^ +/, "");
-  if (!/^[0-7]*$/.test(text)) throw new TarError(`bad ${what} field ${JSON.stringify(text)}`);
-  return text === "" ? 0 : parseInt(text, 8);
+  // Octal digits, with trailing NULs/spaces and leading spaces allowed (as writers pad them).
+  let start = offset;
+  let end = offset + length;
+  while (end > start && (block[end - 1] === 0 || block[end - 1] === 0x20)) end--;
+  while (start < end && block[start] === 0x20) start++;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const digit = block[i]! - 0x30;
+    if (digit < 0 || digit > 7) {
+      throw new TarError(`bad ${what} field ${JSON.stringify(ascii(block, start, end - start))}`);
+    }
+    value = value * 8 + digit;
+  }
+  return value;
 }
 
 /** pax extended header records: "<len> <key>=<value>\n". */
@@ -242,7 +262,7 @@ function parsePax(data: Uint8Array): [string, string][] {
     if (!Number.isInteger(len) || len <= space - pos || pos + len > data.length) {
       throw new TarError("bad pax record length");
     }
-    const record = new TextDecoder().decode(data.subarray(space + 1, pos + len - 1));
+    const record = utf8.decode(data.subarray(space + 1, pos + len - 1));
     const eq = record.indexOf("=");
     if (eq <= 0) throw new TarError("bad pax record");
     out.push([record.slice(0, eq), record.slice(eq + 1)]);

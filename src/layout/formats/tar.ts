@@ -36,7 +36,7 @@ export function readTar(archive: Uint8Array, options: ReadTarOptions = {}): TarE
   let paxPath: string | null = null;
   while (pos + BLOCK <= archive.length) {
     const header = archive.subarray(pos, pos + BLOCK);
-    if (header.every((b) => b === 0)) break; // end-of-archive marker
+    if (isZeroBlock(header)) break; // end-of-archive marker
     verifyChecksum(header, pos);
     const size = readNumber(header, 124, 12, "size", pos);
     const typeflag = String.fromCharCode(header[156]!);
@@ -85,6 +85,11 @@ export function normalizeTarName(name: string): string {
   let n = name;
   while (n.startsWith("./")) n = n.slice(2);
   return n;
+}
+
+function isZeroBlock(block: Uint8Array): boolean {
+  for (let i = 0; i < block.length; i++) if (block[i] !== 0) return false;
+  return true;
 }
 
 function entryType(flag: string): TarEntryType {
