@@ -4,7 +4,7 @@
  * (one dnf repo per distro version). Metadata is createrepo_c's: checksum-named
  * primary/filelists/other, and repomd.xml (+ repomd.xml.asc when signing).
  */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../digest.js";
 import { gzipSync } from "node:zlib";
 import { compress as zstdCompress } from "zstd-napi";
 import { PackratError } from "../errors.js";
@@ -52,10 +52,6 @@ export function yumRepoRoot(dv: DistroVersion): string {
 /** packrat's `all` is RPM's `noarch`. */
 export function yumArchDir(arch: string): string {
   return safeSegment(arch === "all" ? "noarch" : arch, "arch");
-}
-
-function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
 }
 
 function compressMetadata(data: Uint8Array, options: LayoutOptions): [Uint8Array, string] {

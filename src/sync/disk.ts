@@ -11,6 +11,7 @@ import path from "node:path";
 import type { ByteSource } from "../layout/types.js";
 import type { Fingerprint } from "../state/state-store.js";
 import { PackratError } from "../errors.js";
+import { sha256Hex } from "../digest.js";
 
 export const TMP_DIR = ".packrat-tmp";
 
@@ -64,7 +65,7 @@ export async function sha256File(full: string): Promise<string> {
 }
 
 export function sha256Bytes(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
+  return sha256Hex(bytes);
 }
 
 /** Open a file as a ByteSource for a layout's parser; call close() when done. */

@@ -1,5 +1,5 @@
 /** Small helpers shared by the client-view checkers (not by the renderers). */
-import { createHash } from "node:crypto";
+import { digestHex } from "../../digest.js";
 import { gunzipSync } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
 import { Decompress as ZstdDecompress } from "fzstd";
@@ -9,11 +9,11 @@ import type { CheckProblem, CheckResult, PackageInfo, TreeReader } from "./types
 export const MAX_INDEX_BYTES = 1 << 30;
 
 export function hashHex(algo: string, data: Uint8Array): string {
-  return createHash(algo).update(data).digest("hex");
+  return digestHex(algo, data);
 }
 
 export function sha256Hex(data: Uint8Array): string {
-  return hashHex("sha256", data);
+  return digestHex("sha256", data);
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
