@@ -5,13 +5,12 @@
  * Origin and Label are the repo's name (stable: users pin on them with `o=`/`l=`);
  * Description is the repo's description, else the mirror's, else the repo name.
  */
-import { createHash } from "node:crypto";
-import { promisify } from "node:util";
-import { gzip, constants as zlibConstants } from "node:zlib";
+import { digestHex, sha256Hex } from "../digest.js";
 import { PackratError } from "../errors.js";
 import type { DistroVersion } from "../types.js";
 import type { DebMeta } from "./formats/deb.js";
 import { xzCompressAsync } from "./formats/compress.js";
+import { GzipMemberCache } from "./formats/gzip-members.js";
 import { asDebMeta, parseDeb } from "./formats/deb.js";
 import type { ControlField } from "./formats/deb-control.js";
 import { controlValue, renderStanza } from "./formats/deb-control.js";
@@ -25,8 +24,14 @@ import type {
   RepoLayout,
 } from "./types.js";
 
-const gzipAsync = promisify(gzip);
 const COMPONENT = "main";
+
+/**
+ * In a quick generation, a Packages index larger than this is published without its .xz (a
+ * 7 MB index takes ~0.5 s to xz even at -1, and apt falls back to Packages.gz when no .xz is
+ * listed); the complete generation that follows adds it.
+ */
+export const QUICK_XZ_MAX_BYTES = 1 << 20;
 
 /** Packrat architecture names → Debian ones; others pass through. */
 export function debianArch(packratArch: string): string {
@@ -58,11 +63,33 @@ export function codenameOf(dv: DistroVersion): string {
 }
 
 interface IndexEntry {
+  /** sha256, pool path and size: decides the stanza (the meta is the sha256's). */
+  key: string;
   name: string;
   version: string;
   filename: string;
   arch: string;
-  stanza: string;
+  /** The stanza and its blank line, UTF-8: indexes are concatenated, never re-encoded. */
+  bytes: Uint8Array;
+}
+
+/**
+ * What the last render of a dist made, reused by the next one: each package's entry (so a
+ * generation that adds one package renders one stanza, not 10,000) and the gzip members of each
+ * architecture's Packages.gz. Pure memoisation: entries are keyed by everything that decides
+ * them, and each render keeps only what it used, so memory stays one index's worth per dist.
+ */
+interface DistCache {
+  entries: Map<string, IndexEntry>;
+  gz: Map<string, GzipMemberCache>;
+}
+const distCaches = new Map<string, DistCache>();
+
+function distCacheFor(repoName: string, codename: string): DistCache {
+  const id = `${repoName}\0${codename}`;
+  let cache = distCaches.get(id);
+  if (!cache) distCaches.set(id, (cache = { entries: new Map(), gz: new Map() }));
+  return cache;
 }
 
 function stanzaFor(
@@ -83,6 +110,23 @@ function stanzaFor(
     ["SHA256", meta.sha256],
   );
   return renderStanza(fields);
+}
+
+function newEntry(key: string, pkg: PublishedPackage, path: string): IndexEntry {
+  const meta = asDebMeta(pkg.meta, pkg.file.filename);
+  if (meta.sha256 !== pkg.sha256 || meta.size !== pkg.size) {
+    throw new Error(
+      `apt: ${pkg.file.filename}: parsed metadata (sha256 ${meta.sha256}, ${meta.size} bytes) does not describe the file on disk (${pkg.sha256}, ${pkg.size} bytes)`,
+    );
+  }
+  return {
+    key,
+    name: controlValue(meta.control, "Package") ?? pkg.file.packageName,
+    version: controlValue(meta.control, "Version") ?? pkg.file.version,
+    filename: path,
+    arch: controlValue(meta.control, "Architecture") ?? debianArch(pkg.file.arch),
+    bytes: Buffer.from(`${stanzaFor(meta.control, meta, path, pkg.size)}\n`),
+  };
 }
 
 /**
@@ -127,10 +171,10 @@ interface IndexFile {
   content: Uint8Array;
 }
 
-function checksumLines(files: readonly IndexFile[], algo: string): string {
+function checksumLines(files: readonly IndexFile[], algo: "md5" | "sha1" | "sha256"): string {
   return files
     .map((f) => {
-      const hash = createHash(algo).update(f.content).digest("hex");
+      const hash = digestHex(algo, f.content);
       return ` ${hash} ${String(f.content.length).padStart(16)} ${f.name}\n`;
     })
     .join("");
@@ -147,34 +191,29 @@ async function renderDist(
   dist: Dist,
   input: RenderInput,
   warnings: string[],
+  deferred: { xz: boolean },
 ): Promise<RenderedFile[]> {
   const { repo, options } = input;
+  const cache = distCacheFor(repo.name, dist.codename);
   const entries: IndexEntry[] = [];
+  const used = new Map<string, IndexEntry>();
   const present = new Set<string>();
   for (const pkg of dist.packages) {
-    const meta = asDebMeta(pkg.meta, pkg.file.filename);
-    if (meta.sha256 !== pkg.sha256 || meta.size !== pkg.size) {
-      throw new Error(
-        `apt: ${pkg.file.filename}: parsed metadata (sha256 ${meta.sha256}, ${meta.size} bytes) does not describe the file on disk (${pkg.sha256}, ${pkg.size} bytes)`,
-      );
-    }
-    const arch = controlValue(meta.control, "Architecture") ?? debianArch(pkg.file.arch);
+    const path = pkg.paths[0];
+    if (path === undefined) throw new Error(`apt: ${pkg.file.filename} has no path`);
+    const key = `${pkg.sha256}\t${path}\t${pkg.size}`;
+    const entry = cache.entries.get(key) ?? used.get(key) ?? newEntry(key, pkg, path);
+    used.set(key, entry);
+    const arch = entry.arch;
     if (arch !== debianArch(pkg.file.arch)) {
       warnings.push(
         `apt repo ${repo.name}: ${pkg.file.filename} is Architecture ${arch} but the master says ${pkg.file.arch}; indexed as ${arch}`,
       );
     }
     if (arch !== "all") present.add(arch);
-    const path = pkg.paths[0];
-    if (path === undefined) throw new Error(`apt: ${pkg.file.filename} has no path`);
-    entries.push({
-      name: controlValue(meta.control, "Package") ?? pkg.file.packageName,
-      version: controlValue(meta.control, "Version") ?? pkg.file.version,
-      filename: path,
-      arch,
-      stanza: stanzaFor(meta.control, meta, path, pkg.size),
-    });
+    entries.push(entry);
   }
+  cache.entries = used;
   entries.sort(compareEntries);
   warnDuplicates(entries, `apt repo ${repo.name} dist ${dist.codename}`, warnings);
 
@@ -194,17 +233,19 @@ async function renderDist(
   const description = oneLine(repo.description) || oneLine(options.mirrorDescription) || origin;
   // Every architecture's indexes at once: gzip and xz both run on libuv's thread pool, so a
   // multi-arch dist compresses in parallel instead of one arch after the other.
+  const gzCaches = new Map<string, GzipMemberCache>();
   const perArch = await Promise.all(
     architectures.map(async (arch): Promise<IndexFile[]> => {
       const dir = `${COMPONENT}/binary-${arch}`;
-      const text = entries
-        .filter((e) => e.arch === arch || e.arch === "all")
-        .map((e) => `${e.stanza}\n`)
-        .join("");
-      const plain = encoder.encode(text);
+      const items = entries.filter((e) => e.arch === arch || e.arch === "all");
+      const plain = Buffer.concat(items.map((e) => e.bytes));
+      const gzCache = cache.gz.get(arch) ?? new GzipMemberCache();
+      gzCaches.set(arch, gzCache);
+      const withXz = !input.quick || plain.length <= QUICK_XZ_MAX_BYTES;
+      if (!withXz) deferred.xz = true;
       const [gz, xzed] = await Promise.all([
-        gzipAsync(plain, { level: zlibConstants.Z_BEST_COMPRESSION }),
-        xzCompressAsync(plain),
+        gzCache.compress(items),
+        withXz ? xzCompressAsync(plain) : null,
       ]);
       const archRelease = encoder.encode(
         `Archive: ${dist.codename}\nOrigin: ${origin}\nLabel: ${origin}\nCodename: ${dist.codename}\n` +
@@ -212,12 +253,13 @@ async function renderDist(
       );
       return [
         { name: `${dir}/Packages`, content: plain },
-        { name: `${dir}/Packages.gz`, content: new Uint8Array(gz) },
-        { name: `${dir}/Packages.xz`, content: new Uint8Array(xzed) },
+        { name: `${dir}/Packages.gz`, content: gz },
+        ...(xzed ? [{ name: `${dir}/Packages.xz`, content: xzed }] : []),
         { name: `${dir}/Release`, content: archRelease },
       ];
     }),
   );
+  cache.gz = gzCaches;
   const indexFiles: IndexFile[] = perArch.flat();
   indexFiles.sort((a, b) => (a.name < b.name ? -1 : 1));
 
@@ -244,7 +286,7 @@ async function renderDist(
   // it names resolves. (Release and Release.gpg cannot switch together; apt prefers
   // InRelease, and an old-Release/new-Release.gpg mix lasts one rename.)
   for (const f of indexFiles) {
-    const hash = createHash("sha256").update(f.content).digest("hex");
+    const hash = sha256Hex(f.content);
     const dir = f.name.slice(0, f.name.lastIndexOf("/"));
     out.push({
       path: `${base}/${dir}/by-hash/SHA256/${hash}`,
@@ -315,9 +357,11 @@ async function renderApt(input: RenderInput): Promise<RenderResult> {
     byPath.set(path, pkg.sha256);
   }
   const files: RenderedFile[] = [];
-  for (const dist of groupDists(input)) files.push(...(await renderDist(dist, input, warnings)));
+  const deferred = { xz: false };
+  for (const dist of groupDists(input))
+    files.push(...(await renderDist(dist, input, warnings, deferred)));
   files.sort((a, b) => a.stage - b.stage || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { files, warnings };
+  return { files, warnings, ...(deferred.xz ? { deferred: true } : {}) };
 }
 
 /** The Packages stanza the agent publishes for a parsed .deb (for `packrat-agent inspect`). */

@@ -89,6 +89,13 @@ export interface RenderInput {
   options: LayoutOptions;
   /** The generation's timestamp (Release Date, repomd revision...). */
   now: Date;
+  /**
+   * A generation that must be out fast (an incremental pass answering a tag): a layout may
+   * leave out what is slow to make and that clients do not need while an alternative is listed
+   * (apt: Packages.xz of a large index, Packages.gz being there). The engine publishes a
+   * complete generation once the repo has been quiet for a moment.
+   */
+  quick?: boolean;
 }
 
 /**
@@ -113,6 +120,8 @@ export interface RenderResult {
   files: RenderedFile[];
   /** Lines for the log (e.g. "publishing unsigned: no signing key configured"). */
   warnings: string[];
+  /** A quick render left something out (see RenderInput.quick): render again without quick. */
+  deferred?: boolean;
 }
 
 export interface RepoLayout {

@@ -144,9 +144,9 @@ describe("apt indexes", () => {
     const plain = file(result, "dists/bookworm/main/binary-amd64/Packages").content;
     const gz = file(result, "dists/bookworm/main/binary-amd64/Packages.gz").content;
     expect([...gz.subarray(3, 8)]).toEqual([0, 0, 0, 0, 0]); // FLG (no FNAME) and MTIME
-    expect(new Uint8Array(gunzipSync(gz))).toEqual(plain);
+    expect(new Uint8Array(gunzipSync(gz))).toEqual(new Uint8Array(plain));
     const xzed = file(result, "dists/bookworm/main/binary-amd64/Packages.xz").content;
-    expect(new Uint8Array(xz.decompressSync(xzed))).toEqual(plain);
+    expect(new Uint8Array(xz.decompressSync(xzed))).toEqual(new Uint8Array(plain));
   });
   it("writes a per-arch Release", () => {
     expect(text(result, "dists/bookworm/main/binary-arm64/Release")).toBe(
