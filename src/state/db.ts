@@ -460,6 +460,9 @@ class SqliteStateStore implements StateStore {
       ),
       deleteFingerprint: db.prepare<[string]>("DELETE FROM fingerprints WHERE path = ?"),
 
+      packageMetaStatus: db.prepare<[string], { sha256: string; parsed: number }>(
+        "SELECT sha256, meta_json IS NOT NULL AS parsed FROM package_meta WHERE layout = ?",
+      ),
       getPackageMeta: db.prepare<
         [string, string],
         { meta_json: string | null; error: string | null }
@@ -713,6 +716,15 @@ class SqliteStateStore implements StateStore {
   }
 
   // parsed metadata cache
+
+  packageMetaStatus(layout: string): Map<string, boolean> {
+    return this.guard("reading cached package metadata", () => {
+      const out = new Map<string, boolean>();
+      for (const row of this.s.packageMetaStatus.iterate(layout))
+        out.set(row.sha256, row.parsed === 1);
+      return out;
+    });
+  }
 
   getPackageMeta(
     sha256: string,

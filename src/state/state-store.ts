@@ -112,6 +112,11 @@ export interface StateStore {
   deleteFingerprint(path: string): void;
 
   // parsed metadata cache (by sha256 and layout)
+  /**
+   * Which sha256s have cached metadata for a layout: true if it parsed, false if it failed.
+   * One query instead of a read and JSON.parse per package, for passes that may not render.
+   */
+  packageMetaStatus(layout: string): Map<string, boolean>;
   getPackageMeta(
     sha256: string,
     layout: string,

@@ -16,7 +16,14 @@ export interface DaemonSettings {
   fullSyncInterval: number;
   pollTimeout: number;
   triggerDebounceMs: number;
+  /**
+   * How long a repo served by a quick generation (SyncReport.deferred) must stay quiet before
+   * its complete generation is published; each new change restarts the wait.
+   */
+  settleDelayMs?: number;
 }
+
+export const DEFAULT_SETTLE_DELAY_MS = 2_000;
 
 export interface DaemonDeps {
   engine: SyncEngine;
@@ -43,6 +50,8 @@ export class MirrorDaemon {
   private stopping = false;
   private consecutiveFullFailures = 0;
   private lastFullSyncError: string | null = null;
+  /** Repos whose served generation is quick, with the timer that will complete it. */
+  private readonly settleTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(private deps: DaemonDeps) {
     this.coalescer = new TriggerCoalescer(
@@ -91,6 +100,9 @@ export class MirrorDaemon {
         }
         this.consecutiveFullFailures = 0;
         this.markMaster(true);
+        // A full sync publishes complete generations: nothing is left to settle.
+        for (const timer of this.settleTimers.values()) clearTimeout(timer);
+        this.settleTimers.clear();
         this.deps.onSync?.(report, null);
         this.restartPollers();
       } catch (err) {
@@ -139,6 +151,8 @@ export class MirrorDaemon {
     this.coalescer.stop();
     this.stopPollers();
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
+    for (const timer of this.settleTimers.values()) clearTimeout(timer);
+    this.settleTimers.clear();
     this.queue.clear();
     const idle = this.queue.onIdle().then(() => true);
     const timeout = new Promise<boolean>((resolve) =>
@@ -151,7 +165,7 @@ export class MirrorDaemon {
     return finished;
   }
 
-  /** For tests and `status`: wait until no pass is queued or running. */
+  /** For tests and `status`: wait until no pass is queued or running (settling included). */
   async idle(): Promise<void> {
     await this.coalescer.idle();
     await this.queue.onIdle();
@@ -172,9 +186,40 @@ export class MirrorDaemon {
       this.deps.log.info({ repo, packages: packages.length }, "applying changes from the master");
       const report = await this.deps.engine.incrementalSync(repo, packages, {
         signal: this.stopController.signal,
+        quick: true,
       });
+      this.scheduleSettle(report);
       this.deps.onSync?.(report, null);
     });
+  }
+
+  /** (Re)arm the settle timer of every repo the pass left with a quick generation. */
+  private scheduleSettle(report: SyncReport): void {
+    for (const repo of report.deferred) {
+      const before = this.settleTimers.get(repo);
+      if (before) clearTimeout(before);
+      const delay = this.deps.settings.settleDelayMs ?? DEFAULT_SETTLE_DELAY_MS;
+      const timer = setTimeout(() => {
+        this.settleTimers.delete(repo);
+        void this.queue
+          .add(async () => {
+            if (this.stopping) return;
+            const settled = await this.deps.engine.settle(repo, {
+              signal: this.stopController.signal,
+            });
+            this.scheduleSettle(settled);
+            this.deps.onSync?.(settled, null);
+          })
+          .catch((err: unknown) => {
+            if (this.stopController.signal.aborted) return;
+            this.deps.log.error(
+              { repo },
+              `completing the quick generation failed: ${describeError(err)}; the next full sync will`,
+            );
+          });
+      }, delay);
+      this.settleTimers.set(repo, timer);
+    }
   }
 
   private stopPollers(): void {

@@ -30,7 +30,7 @@ import {
 import { type RetryPolicy, type Sleep, downloadVerified } from "./download.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
 import type { MasterClient } from "./master-types.js";
-import { publishRepo } from "./publish.js";
+import { publishRepo, type PublishOutcome } from "./publish.js";
 import { SKIPPED_REPO_DIRS_KEY } from "./verify-tree.js";
 import {
   type DesiredFile,
@@ -84,6 +84,12 @@ export interface SyncOptions {
   deep?: boolean;
   force?: boolean;
   signal?: AbortSignal;
+  /**
+   * Incremental passes: publish quick generations (RenderInput.quick); repos that left
+   * something out are named in SyncReport.deferred for a complete publish soon after.
+   * Default true for incremental passes; full syncs always publish complete generations.
+   */
+  quick?: boolean;
 }
 
 export interface SyncReport {
@@ -96,6 +102,8 @@ export interface SyncReport {
   repaired: number;
   failed: { repo: string; file: string; error: string }[];
   published: string[];
+  /** Repos whose served generation is a quick one: call settle() for them when quiet. */
+  deferred: string[];
   removed: number;
   expired: number;
   refused: string | null;
@@ -122,6 +130,7 @@ function emptyReport(kind: SyncReport["kind"]): SyncReport {
     repaired: 0,
     failed: [],
     published: [],
+    deferred: [],
     removed: 0,
     expired: 0,
     refused: null,
@@ -267,7 +276,10 @@ export class SyncEngine {
     }
     const runId = store.startSyncRun("incremental", started);
     try {
-      const changed = await client.listPackageFiles(known.repo.uri, packageNames, opts.signal);
+      const changed =
+        packageNames.length === 0
+          ? []
+          : await client.listPackageFiles(known.repo.uri, packageNames, opts.signal);
       const previousByRepo = rowsByRepo(store.listPackageFiles(repoName));
       const named = new Set(packageNames);
       const others = [...(previousByRepo.get(repoName)?.values() ?? [])]
@@ -290,7 +302,12 @@ export class SyncEngine {
       });
       await this.syncRepos(
         plans,
-        { deep: false, signal: opts.signal, onlyPackages: new Set(packageNames) },
+        {
+          deep: false,
+          signal: opts.signal,
+          onlyPackages: new Set(packageNames),
+          quick: opts.quick ?? true,
+        },
         report,
       );
       await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
@@ -308,6 +325,14 @@ export class SyncEngine {
       store.finishSyncRun(runId, "failed", describeError(err), this.stats(report), this.now());
       throw err;
     }
+  }
+
+  /**
+   * Publish a complete generation of a repo whose served one is quick (SyncReport.deferred),
+   * from the state DB alone: no master request, no package looked at again.
+   */
+  async settle(repoName: string, opts: Omit<SyncOptions, "quick"> = {}): Promise<SyncReport> {
+    return this.incrementalSync(repoName, [], { ...opts, quick: false });
   }
 
   // ---- planning -------------------------------------------------------------------------
@@ -554,6 +579,7 @@ export class SyncEngine {
       /** Incremental passes look at these packages' files only; the rest are trusted as the
        * last pass left them (fingerprints), and the periodic full sync checks them. */
       onlyPackages?: ReadonlySet<string>;
+      quick?: boolean;
     },
     report: SyncReport,
   ): Promise<void> {
@@ -681,7 +707,9 @@ export class SyncEngine {
     // must not stop the others; its previous generation stays served.
     for (const p of plans) {
       try {
-        if (await this.publish(p, failed, observations)) report.published.push(p.repo.name);
+        const outcome = await this.publish(p, failed, observations, opts.quick === true);
+        if (outcome.published) report.published.push(p.repo.name);
+        if (outcome.deferred) report.deferred.push(p.repo.name);
       } catch (err) {
         if (!isPackratError(err) || opts.signal?.aborted) throw err;
         report.failed.push({
@@ -768,10 +796,16 @@ export class SyncEngine {
     plan: RepoPlan,
     failed: ReadonlySet<string>,
     observations: ReadonlyMap<string, PathObservation>,
-  ): Promise<boolean> {
+    quick: boolean,
+  ): Promise<PublishOutcome> {
     const { store, log, layoutOptions, signer } = this.deps;
     const dir = assertSafeRelativePath(plan.repo.filesystemDir, `repo ${plan.repo.name}`);
     const packages: PublishedPackage[] = [];
+    const managerType = plan.layout.managerType;
+    // Cached metadata is read only when the layout asks for it: a pass whose inputs are
+    // unchanged does not render, and a render with warm caches asks for few (JSON.parse of
+    // 10,000 metas costs more than the rest of a one-package pass).
+    const metaStatus = store.packageMetaStatus(managerType);
     for (const d of [...plan.desired].sort((a, b) => a.file.uri.localeCompare(b.file.uri))) {
       if (failed.has(d.file.uri)) continue;
       const canonical = d.paths[0];
@@ -781,19 +815,25 @@ export class SyncEngine {
       const fetched = seen === undefined || seen.stat === null || seen.hashed !== undefined;
       const st = fetched ? await statInfo(path.join(this.root, canonical)) : seen.stat;
       if (st === null) continue;
-      const meta = await this.metaFor(plan.layout, d, canonical);
-      if (meta === null) continue;
+      const status = metaStatus.get(d.expectedSha256);
+      if (status === false) continue; // failed to parse: logged when it did
+      const parsed = status === undefined ? await this.metaFor(plan.layout, d, canonical) : null;
+      if (status === undefined && parsed === null) continue;
       const signature = plan.layout.wantsPackageSignatures
         ? await this.packageSignature(d, canonical)
         : undefined;
+      const sha256 = d.expectedSha256;
+      let meta = parsed;
       packages.push({
         ...(signature ? { signature } : {}),
         file: d.file,
         distroVersion: plan.distroVersions.get(d.file.distroVersionUri) as DistroVersion,
         paths: d.paths.map((p) => p.slice(dir.length + 1)),
         size: st.size,
-        sha256: d.expectedSha256,
-        meta,
+        sha256,
+        get meta() {
+          return (meta ??= store.getPackageMeta(sha256, managerType)?.meta ?? {});
+        },
       });
     }
     try {
@@ -809,11 +849,12 @@ export class SyncEngine {
             signer,
             options: layoutOptions,
             now: new Date(this.now()),
+            quick,
           },
         },
         { root: this.root, store, log, now: this.now },
       );
-      return outcome.published;
+      return outcome;
     } catch (err) {
       log.error(
         { repo: plan.repo.name },

@@ -40,6 +40,8 @@ export interface PublishRequest {
 
 export interface PublishOutcome {
   published: boolean;
+  /** The served generation is a quick one that left something out: publish again, not quick. */
+  deferred: boolean;
   generation: number;
   files: number;
   warnings: string[];
@@ -272,17 +274,25 @@ export async function publishRepo(
 ): Promise<PublishOutcome> {
   const repoName = req.input.repo.name;
   const hash = inputsHash(req);
+  // A quick generation that left something out is recorded under another hash, so that the
+  // next complete render of the same inputs is not mistaken for "unchanged".
+  const deferredHash = `${hash}+deferred`;
   const latest = deps.store.latestGeneration(repoName);
-  if (latest && latest.inputsHash === hash && (await latestIntact(deps, repoName))) {
+  const same =
+    latest !== undefined &&
+    (latest.inputsHash === hash ||
+      (req.input.quick === true && latest.inputsHash === deferredHash));
+  if (latest && same && (await latestIntact(deps, repoName))) {
     return {
       published: false,
+      deferred: latest.inputsHash === deferredHash,
       generation: latest.generation,
       files: latest.fileCount,
       warnings: [],
     };
   }
 
-  const { files, warnings } = await req.layout.render(req.input);
+  const { files, warnings, deferred = false } = await req.layout.render(req.input);
   await selfCheckGeneration(req, files, deps);
   const written = await switchIn(req, files, deps);
   const generation = (latest?.generation ?? 0) + 1;
@@ -297,7 +307,7 @@ export async function publishRepo(
     {
       repo: repoName,
       generation,
-      inputsHash: hash,
+      inputsHash: deferred ? deferredHash : hash,
       publishedAt: deps.now(),
       fileCount: written.length,
       packageCount: req.input.packages.length,
@@ -318,5 +328,5 @@ export async function publishRepo(
     { repo: repoName, generation, files: written.length, packages: req.input.packages.length },
     "published",
   );
-  return { published: true, generation, files: written.length, warnings };
+  return { published: true, deferred, generation, files: written.length, warnings };
 }

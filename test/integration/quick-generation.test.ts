@@ -1,0 +1,190 @@
+/**
+ * Quick generations (issue 9): an incremental pass publishes a large apt index without its
+ * Packages.xz and with a Packages.gz made of reused gzip members; the real apt-get must read
+ * it; settle() (and the daemon, after a quiet moment) then publishes the complete generation.
+ */
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../src/log.js";
+import { QUICK_XZ_MAX_BYTES } from "../../src/layout/apt.js";
+import { MirrorDaemon } from "../../src/sync/daemon.js";
+import type { SyncReport } from "../../src/sync/engine.js";
+import { runAptGet } from "../support/apt-client.js";
+import { buildDeb, controlText } from "../support/deb-builder.js";
+import {
+  TAG,
+  makeEngine,
+  startMirrorFixture,
+  type EngineHarness,
+  type MirrorFixture,
+} from "../support/mirror-fixture.js";
+import { startStaticServer, type StaticServer } from "../support/static-server.js";
+import { makeTestSigner } from "../support/test-signer.js";
+
+const DIST = "apt/dists/bookworm";
+const REPO = "prod-apt";
+
+let fx: MirrorFixture;
+let h: EngineHarness;
+let server: StaticServer;
+let keyring: string;
+
+const release = () => readFile(path.join(fx.root, DIST, "Release"), "utf8");
+
+/**
+ * A package with a 0.6 MiB Description: two make the Packages index larger than the quick
+ * xz limit (a control file may be 1 MiB at most).
+ */
+function addBigDeb(name: string): void {
+  const line = ` ${"documentation ".repeat(6)}\n`;
+  const description = `a package with a long description\n${line.repeat(Math.ceil((QUICK_XZ_MAX_BYTES * 0.6) / line.length))}`;
+  const content = buildDeb({
+    control: controlText({
+      Package: name,
+      Version: "1.0",
+      Architecture: "all",
+      Maintainer: "Packrat Test <test@packrat.invalid>",
+      Description: description.trimEnd(),
+    }),
+  });
+  fx.master.addPackageFile({
+    package: name,
+    distroVersion: "bookworm",
+    version: "1.0",
+    type: "deb",
+    arch: "all",
+    filename: `${name}_1.0_all.deb`,
+    content,
+    tags: [TAG],
+  });
+}
+
+const apt = (packages: string[]) =>
+  runAptGet({
+    repoUrl: `${server.url}/apt`,
+    suite: "bookworm",
+    components: ["main"],
+    keyringPath: keyring,
+    archs: ["amd64"],
+    packages,
+  });
+
+beforeAll(async () => {
+  // Enough packages for several gzip members (a chunk ends on average every 64 stanzas).
+  fx = await startMirrorFixture({
+    debs: Array.from({ length: 300 }, (_, i): [string, string] => [`p${i}`, "1.0"]),
+  });
+  addBigDeb("bigdoc");
+  addBigDeb("moredoc");
+  const { signer } = await makeTestSigner();
+  keyring = path.join(fx.dir, "key.gpg");
+  await writeFile(keyring, signer.publicKeyBinary());
+  h = makeEngine(fx, { signer });
+  const first = await h.engine.fullSync();
+  expect(first.failed).toEqual([]);
+  server = await startStaticServer(fx.root);
+});
+
+afterAll(async () => {
+  await server?.close();
+  await h?.close();
+  await fx?.close();
+});
+
+describe("quick generations of a large apt index", () => {
+  it("a full sync publishes Packages.xz", async () => {
+    const packages = await readFile(path.join(fx.root, DIST, "main/binary-amd64/Packages"));
+    expect(packages.length).toBeGreaterThan(QUICK_XZ_MAX_BYTES);
+    expect(await release()).toMatch(/ main\/binary-amd64\/Packages\.xz\n/);
+  });
+
+  it("an incremental pass leaves Packages.xz out, and apt-get reads the multi-member Packages.gz", async () => {
+    fx.addDeb("newpkg", "1.0");
+    const report = await h.engine.incrementalSync(REPO, ["newpkg"]);
+    expect(report.failed).toEqual([]);
+    expect(report.published).toEqual([REPO]);
+    expect(report.deferred).toEqual([REPO]);
+    const text = await release();
+    expect(text).not.toMatch(/Packages\.xz/);
+    expect(text).toMatch(/ main\/binary-amd64\/Packages\.gz\n/);
+
+    // More than one gzip member: the unchanged chunks were reused, not recompressed whole.
+    const gz = await readFile(path.join(fx.root, DIST, "main/binary-amd64/Packages.gz"));
+    let members = 0;
+    for (let i = 0; i + 2 < gz.length; i++)
+      if (gz[i] === 0x1f && gz[i + 1] === 0x8b && gz[i + 2] === 8) members++;
+    expect(members).toBeGreaterThan(1);
+
+    const r = await apt(["newpkg", "bigdoc"]);
+    expect(r.downloadedFiles).toEqual(["bigdoc_1.0_all.deb", "newpkg_1.0_all.deb"]);
+    expect(r.fetchedUrls.some((u) => u.includes("/by-hash/SHA256/"))).toBe(true);
+  });
+
+  it("settle() publishes the complete generation from the state DB alone", async () => {
+    const requests = fx.master.requests.length;
+    const report = await h.engine.settle(REPO);
+    expect(report.published).toEqual([REPO]);
+    expect(report.deferred).toEqual([]);
+    expect(fx.master.requests.length).toBe(requests);
+    expect(await release()).toMatch(/ main\/binary-amd64\/Packages\.xz\n/);
+    await apt(["newpkg"]);
+    // Nothing left to do: a second settle or a full sync publishes nothing.
+    expect((await h.engine.settle(REPO)).published).toEqual([]);
+    expect((await h.engine.fullSync()).published).toEqual([]);
+  });
+
+  it("a full sync completes a quick generation too", async () => {
+    fx.addDeb("another", "1.0");
+    expect((await h.engine.incrementalSync(REPO, ["another"])).deferred).toEqual([REPO]);
+    const full = await h.engine.fullSync();
+    expect(full.published).toContain(REPO);
+    expect(full.deferred).toEqual([]);
+    expect(await release()).toMatch(/Packages\.xz/);
+  });
+
+  it("the daemon settles a repo once it has been quiet", async () => {
+    const reports: SyncReport[] = [];
+    const daemon = new MirrorDaemon({
+      engine: h.engine,
+      client: h.client,
+      store: h.store,
+      log: silentLogger(),
+      settings: {
+        fullSyncInterval: 3600,
+        pollTimeout: 1,
+        triggerDebounceMs: 10,
+        settleDelayMs: 200,
+      },
+      onSync: (report) => {
+        if (report) reports.push(report);
+      },
+    });
+    daemon.start();
+    try {
+      for (let t = 0; t < 500 && fx.master.openPolls < 1; t++)
+        await new Promise((r) => setTimeout(r, 10));
+      fx.addDeb("daemonpkg", "1.0");
+      for (let t = 0; t < 1000; t++) {
+        if (
+          reports.some(
+            (r) => r.kind === "incremental" && r.deferred.length === 0 && r.published.length > 0,
+          )
+        )
+          break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const incremental = reports.filter((r) => r.kind === "incremental");
+      expect(incremental.map((r) => [r.published, r.deferred])).toEqual([
+        [[REPO], [REPO]],
+        [[REPO], []],
+      ]);
+      expect(await release()).toMatch(/Packages\.xz/);
+      expect(
+        await readFile(path.join(fx.root, DIST, "main/binary-amd64/Packages"), "utf8"),
+      ).toMatch(/^Package: daemonpkg$/m);
+    } finally {
+      await daemon.stop(5000);
+    }
+  });
+});
