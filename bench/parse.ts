@@ -8,16 +8,28 @@
  *   npx tsc -p bench/tsconfig.json && node dist/bench/parse.js [--limit N] [--rounds R]
  *     [--format deb|rpm|pacman]... [--corpus DIR] [--json FILE] [--only file|memory]
  *   node --cpu-prof --cpu-prof-dir=/tmp/prof dist/bench/parse.js --format deb   (hot spots)
+ *   node dist/bench/parse.js --engine      (also the engine path's steps, see below)
  *
  * The corpus is bench/generate.ts's output (DIR/{deb,rpm,pacman}/); nothing is written there.
+ *
+ * --engine adds the engine's cold path around the parser (issue 9 case a), timed per step:
+ * today's order (observe: sha256File of every file, 16 at a time; then publish: for each
+ * package in turn, openFileSource + parse + close + putPackageMeta in a throwaway state DB)
+ * against one read per file (16 at a time: read the file once, hash and parse those bytes,
+ * then every putPackageMeta in one transaction). It uses src/sync/disk.ts and src/state, never
+ * the engine itself, so it shows what each step costs, not what the engine does end to end.
  */
+import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { layoutFor } from "../src/layout/index.js";
 import type { ByteSource, PackageMeta } from "../src/layout/types.js";
 import { bufferSource } from "../src/layout/types.js";
-import { openFileSource } from "../src/sync/disk.js";
+import type { RepoLayout } from "../src/layout/types.js";
+import { openStateStore } from "../src/state/db.js";
+import { openFileSource, sha256File } from "../src/sync/disk.js";
 
 const FORMATS = { deb: "apt", rpm: "yum", pacman: "pacman" } as const;
 type Format = keyof typeof FORMATS;
@@ -32,6 +44,8 @@ interface FormatResult {
   memoryMsPerPackage: number;
   /** Every round's ms per package, file then memory. */
   rounds: { file: number[]; memory: number[] };
+  /** --engine: the engine path's steps (first round warms the page cache and the JIT). */
+  engine?: EngineSteps;
 }
 
 const median = (xs: readonly number[]): number => {
@@ -53,12 +67,91 @@ function counting(source: ByteSource, stats: { reads: number; bytes: number }): 
   };
 }
 
+/** Engine-path steps, ms per package (see --engine in the header). */
+interface EngineSteps {
+  /** Today: observe (sha256File, 16 at a time). */
+  observe: number;
+  /** Today: serial openFileSource + parse + close. */
+  serialParse: number;
+  /** Today: putPackageMeta, one autocommit per package. */
+  putEach: number;
+  /** One read: read + sha256 + parse, 16 at a time. */
+  oneReadParse: number;
+  /** One read: every putPackageMeta in one transaction. */
+  putBatch: number;
+}
+
+/** Run `work` over `items`, `concurrency` at a time. */
+async function pool<T>(
+  items: readonly T[],
+  concurrency: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
+}
+
+async function runEngineSteps(layout: RepoLayout, files: readonly string[]): Promise<EngineSteps> {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "packrat-parse-bench-"));
+  const per = (ms: number) => ms / files.length;
+  try {
+    // Today's order.
+    const today = openStateStore(path.join(tmp, "today.db"));
+    let started = performance.now();
+    const sums = new Map<string, string>();
+    await pool(files, 16, async (f) => void sums.set(f, await sha256File(f)));
+    const observe = per(performance.now() - started);
+    let putMs = 0;
+    started = performance.now();
+    for (const f of files) {
+      const source = await openFileSource(f);
+      try {
+        const meta = await layout.parse(source, path.basename(f));
+        const putStarted = performance.now();
+        today.putPackageMeta(sums.get(f)!, layout.managerType, meta, null);
+        putMs += performance.now() - putStarted;
+      } finally {
+        await source.close();
+      }
+    }
+    const serialParse = per(performance.now() - started - putMs);
+    today.close();
+
+    // One read per file, parses overlapping each other's reads.
+    const batch = openStateStore(path.join(tmp, "one-read.db"));
+    const metas: [string, PackageMeta][] = [];
+    started = performance.now();
+    await pool(files, 16, async (f) => {
+      const bytes = await fs.readFile(f);
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      metas.push([sha256, await layout.parse(bufferSource(bytes), path.basename(f))]);
+    });
+    const oneReadParse = per(performance.now() - started);
+    started = performance.now();
+    batch.transaction(() => {
+      for (const [sha256, meta] of metas) {
+        batch.putPackageMeta(sha256, layout.managerType, meta, null);
+      }
+    });
+    const putBatch = per(performance.now() - started);
+    batch.close();
+    return { observe, serialParse, putEach: per(putMs), oneReadParse, putBatch };
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
 async function runFormat(
   format: Format,
   dir: string,
   limit: number,
   rounds: number,
   only: "file" | "memory" | undefined,
+  engine: boolean,
 ): Promise<FormatResult> {
   const layout = layoutFor(FORMATS[format]);
   if (!layout) throw new Error(`no layout ${FORMATS[format]}`);
@@ -107,7 +200,17 @@ async function runFormat(
       `${(reads.reads / files.length).toFixed(1)} reads and ${(reads.bytes / bytes).toFixed(2)}x ` +
       `the file's bytes per parse`,
   );
+  let engineSteps: EngineSteps | undefined;
+  if (engine) {
+    const runs: EngineSteps[] = [];
+    for (let r = 0; r < rounds; r++) runs.push(await runEngineSteps(layout, files));
+    const keys = Object.keys(runs[0]!) as (keyof EngineSteps)[];
+    engineSteps = Object.fromEntries(
+      keys.map((k) => [k, median(runs.map((run) => run[k]))]),
+    ) as unknown as EngineSteps;
+  }
   return {
+    ...(engineSteps ? { engine: engineSteps } : {}),
     format,
     packages: files.length,
     bytes,
@@ -127,6 +230,7 @@ async function main(): Promise<void> {
       json: { type: "string" },
       /** Only one pass, for a profile of just that path. */
       only: { type: "string" },
+      engine: { type: "boolean", default: false },
     },
   });
   const formats = (values.format ?? Object.keys(FORMATS)) as Format[];
@@ -139,7 +243,9 @@ async function main(): Promise<void> {
   }
   const results: FormatResult[] = [];
   for (const format of formats) {
-    results.push(await runFormat(format, path.join(values.corpus, format), limit, rounds, only));
+    results.push(
+      await runFormat(format, path.join(values.corpus, format), limit, rounds, only, values.engine),
+    );
   }
   console.log("| format | packages | ms/package (file) | ms/package (memory) | total s (file) |");
   console.log("| --- | ---: | ---: | ---: | ---: |");
@@ -148,6 +254,24 @@ async function main(): Promise<void> {
       `| ${r.format} | ${r.packages} | ${r.fileMsPerPackage.toFixed(3)} | ` +
         `${r.memoryMsPerPackage.toFixed(3)} | ${((r.fileMsPerPackage * r.packages) / 1000).toFixed(2)} |`,
     );
+  }
+  const engineRows = results.filter((r) => r.engine);
+  if (engineRows.length > 0) {
+    console.log(
+      "\n| format | today: observe hash | serial parse | putPackageMeta each | today total | " +
+        "one read: read+hash+parse x16 | puts in one transaction | one-read total |",
+    );
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    const f = (ms: number) => ms.toFixed(3);
+    for (const r of engineRows) {
+      const e = r.engine!;
+      console.log(
+        `| ${r.format} | ${f(e.observe)} | ${f(e.serialParse)} | ${f(e.putEach)} | ` +
+          `${f(e.observe + e.serialParse + e.putEach)} | ${f(e.oneReadParse)} | ` +
+          `${f(e.putBatch)} | ${f(e.oneReadParse + e.putBatch)} |`,
+      );
+    }
+    console.log("(ms per package; medians of the rounds)");
   }
   if (values.json) await fs.writeFile(values.json, JSON.stringify(results, null, 2) + "\n");
 }
