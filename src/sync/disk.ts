@@ -5,7 +5,7 @@
  * filesystem (the original agent downloaded to /tmp and moved across filesystems: not atomic).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import fsSync, { createReadStream } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { ByteSource } from "../layout/types.js";
@@ -30,6 +30,17 @@ export async function statInfo(full: string): Promise<StatInfo | null> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw err;
   }
+}
+
+/**
+ * statInfo, synchronously: lstat of a file whose dentry is cached takes a few microseconds,
+ * while a promise round trip through libuv's thread pool takes tens. Callers stat thousands
+ * in batches and yield to the event loop between batches.
+ */
+export function statInfoSync(full: string): StatInfo | null {
+  const st = fsSync.lstatSync(full, { bigint: true, throwIfNoEntry: false });
+  if (st === undefined || !st.isFile()) return null;
+  return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: st.ino.toString() };
 }
 
 export function fingerprintMatches(fp: Fingerprint | undefined, st: StatInfo | null): boolean {

@@ -24,6 +24,7 @@ import {
   sha256Bytes,
   sha256File,
   statInfo,
+  statInfoSync,
   walkTree,
   writeFileAtomic,
 } from "./disk.js";
@@ -43,6 +44,8 @@ import {
 
 /** Files stat'ed and hashed at once while observing the disk. */
 const OBSERVE_CONCURRENCY = 16;
+/** Synchronous stats between two turns of the event loop. */
+const OBSERVE_BATCH = 512;
 
 export interface EngineSettings {
   rootDir: string;
@@ -589,17 +592,22 @@ export class SyncEngine {
     // One query for every fingerprint instead of one per path.
     const fingerprints = new Map(store.listFingerprints().map((f) => [f.path, f]));
 
-    // Observe: stat every path, hash the ones whose fingerprint does not vouch for them.
-    // Many at a time: per-file work is mostly syscall and thread-pool latency, not CPU.
+    // Observe: stat every path, hash the ones whose fingerprint does not vouch for them
+    // (OBSERVE_CONCURRENCY at a time: that is disk and thread-pool latency, not CPU).
     const observations = new Map<string, PathObservation>();
     const observeQueue = new PQueue({ concurrency: OBSERVE_CONCURRENCY });
     const observeErrors: unknown[] = [];
+    // The stat is synchronous (see statInfoSync), in batches between which the event loop
+    // runs; only files that need hashing go to the queue.
+    let sinceYield = 0;
     const observe = async (d: DesiredFile, rel: string): Promise<void> => {
       const full = path.join(this.root, rel);
       const fingerprint = fingerprints.get(rel);
-      const obs: PathObservation = { stat: await statInfo(full), fingerprint };
+      const obs: PathObservation = { stat: statInfoSync(full), fingerprint };
       if (needsHash(obs, d.expectedSha256, opts.deep)) {
-        obs.hashed = await sha256File(full);
+        await observeQueue.add(async () => {
+          obs.hashed = await sha256File(full);
+        });
         report.hashed++;
         if (obs.hashed !== d.expectedSha256) {
           if (d.expectedSha256.startsWith("pending-transform:"))
@@ -613,6 +621,7 @@ export class SyncEngine {
       }
       observations.set(rel, obs);
     };
+    const pending: Promise<void>[] = [];
     for (const d of desired) {
       const trusted = opts.onlyPackages !== undefined && !opts.onlyPackages.has(d.file.packageName);
       for (const rel of d.paths) {
@@ -622,14 +631,18 @@ export class SyncEngine {
           observations.set(rel, { stat: { size, mtimeNs, ino }, fingerprint });
           continue;
         }
-        observeQueue
-          .add(() => observe(d, rel))
-          .catch((err: unknown) => {
+        if (++sinceYield >= OBSERVE_BATCH) {
+          sinceYield = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        pending.push(
+          observe(d, rel).catch((err: unknown) => {
             observeErrors.push(err);
-          });
+          }),
+        );
       }
     }
-    await observeQueue.onIdle();
+    await Promise.all(pending);
     if (observeErrors.length > 0) throw observeErrors[0];
 
     const plan = planFetches({ desired, observations });
