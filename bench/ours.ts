@@ -7,6 +7,7 @@
  *
  *   node dist/bench/ours.js '{"op":"full","masterUrl":...}'
  */
+import { createInterface } from "node:readline";
 import { describeError } from "../src/errors.js";
 import { layoutFor } from "../src/layout/index.js";
 import { DEFAULT_LAYOUT_OPTIONS } from "../src/layout/types.js";
@@ -18,14 +19,17 @@ import { SyncEngine } from "../src/sync/engine.js";
 import { createMasterClient } from "../src/sync/master-client.js";
 
 export interface OursArgs {
-  op: "full" | "deep" | "incremental" | "daemon";
+  op: "full" | "deep" | "incremental" | "daemon" | "series";
   masterUrl: string;
   mirror: string;
   root: string;
   stateDb: string;
   keyFile: string | null;
   downloadConcurrency?: number;
-  /** incremental: the repo and the package names a poll would have named. */
+  /**
+   * incremental: the repo and the package names a poll would have named. series: the repo;
+   * the package names then arrive on stdin, one line per pass, as polls reach a daemon.
+   */
   repo?: string;
   packages?: string[];
   /** daemon: trigger_debounce_ms. */
@@ -133,6 +137,7 @@ async function main(args: OursArgs): Promise<OursResult> {
   });
   try {
     if (args.op === "daemon") return await runDaemon(args, engine, client, store, log);
+    if (args.op === "series") return await runSeries(args, engine);
     const started = performance.now();
     const cpu = process.cpuUsage();
     const report =
@@ -150,6 +155,35 @@ async function main(args: OursArgs): Promise<OursResult> {
     await client.close();
     store.close();
   }
+}
+
+/**
+ * One process applying one change after another, as the running daemon does: its caches
+ * (rendered stanzas, gzip members) are warm from the second change on. Prints "ready", then
+ * for each package name read from stdin one JSON line {ms, cpuMs, report}.
+ */
+async function runSeries(args: OursArgs, engine: SyncEngine): Promise<OursResult> {
+  const started = performance.now();
+  process.stdout.write("ready\n");
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    const name = line.trim();
+    if (!name) continue;
+    const t0 = performance.now();
+    const cpu = process.cpuUsage();
+    const report = await engine.incrementalSync(args.repo ?? "", [name]);
+    const ms = performance.now() - t0;
+    const used = process.cpuUsage(cpu);
+    if (report.failed.length > 0) throw new Error(`pass failed: ${JSON.stringify(report.failed)}`);
+    process.stdout.write(
+      `${JSON.stringify({ ms, cpuMs: (used.user + used.system) / 1000, report, ...(process.env.BENCH_SPANS ? { spans } : {}) })}\n`,
+    );
+    for (const k of Object.keys(spans)) delete spans[k];
+  }
+  // What the daemon does once the repo is quiet: the complete generation (Packages.xz).
+  await engine.settle(args.repo ?? "");
+  const used = process.cpuUsage();
+  return { ms: performance.now() - started, cpuMs: (used.user + used.system) / 1000 };
 }
 
 /**
