@@ -1,8 +1,10 @@
 /**
  * Turns poll answers into a few incremental syncs. Per repo: a set of dirty package names and a
- * debounce timer. A burst of answers within the debounce window becomes one pass; answers that
- * arrive while that repo's pass runs mark it dirty again, so another pass follows (ftpsync's
- * "update required" flag, FIELD_NOTES §3).
+ * debounce timer. The first answer after a quiet spell (no pass for the debounce window) starts
+ * a pass at once, so a lone tag is applied without waiting; answers that arrive while that
+ * pass runs, or within the window after it, mark the repo dirty and are applied together by
+ * one more pass once the window has passed (ftpsync's "update required" flag, FIELD_NOTES §3).
+ * A burst thus costs two passes, the first of them immediate.
  */
 export type RepoRunner = (repo: string, packages: string[]) => Promise<void>;
 
@@ -10,6 +12,8 @@ interface RepoTrigger {
   pending: Set<string>;
   timer: NodeJS.Timeout | null;
   running: Promise<void> | null;
+  /** When the last pass ended (performance.now()), or null if none has run. */
+  lastEnded: number | null;
 }
 
 export class TriggerCoalescer {
@@ -27,7 +31,10 @@ export class TriggerCoalescer {
     if (this.stopped || packages.length === 0) return;
     const t = this.state(repo);
     for (const p of packages) t.pending.add(p);
-    if (t.running === null && t.timer === null) this.arm(repo, t);
+    if (t.running !== null || t.timer !== null) return;
+    const quietFor = t.lastEnded === null ? Infinity : performance.now() - t.lastEnded;
+    // At once when quiet; setTimeout 0 still gathers answers handled in this same turn.
+    this.arm(repo, t, quietFor >= this.debounceMs ? 0 : this.debounceMs - quietFor);
   }
 
   /** Wait for every scheduled and running pass to end (tests, graceful stop). */
@@ -51,15 +58,19 @@ export class TriggerCoalescer {
 
   private state(repo: string): RepoTrigger {
     let t = this.repos.get(repo);
-    if (!t) this.repos.set(repo, (t = { pending: new Set(), timer: null, running: null }));
+    if (!t)
+      this.repos.set(
+        repo,
+        (t = { pending: new Set(), timer: null, running: null, lastEnded: null }),
+      );
     return t;
   }
 
-  private arm(repo: string, t: RepoTrigger): void {
+  private arm(repo: string, t: RepoTrigger, delayMs: number = this.debounceMs): void {
     t.timer = setTimeout(() => {
       t.timer = null;
       this.fire(repo, t);
-    }, this.debounceMs);
+    }, delayMs);
   }
 
   private fire(repo: string, t: RepoTrigger): void {
@@ -70,6 +81,7 @@ export class TriggerCoalescer {
       .catch((err: unknown) => this.onError(repo, err))
       .finally(() => {
         t.running = null;
+        t.lastEnded = performance.now();
         if (t.pending.size > 0 && !this.stopped) this.arm(repo, t);
       });
   }

@@ -18,6 +18,32 @@ describe("TriggerCoalescer", () => {
     expect(runs[0]).toHaveLength(50);
   });
 
+  it("starts at once after a quiet spell, and waits the window right after a pass", async () => {
+    const runs: [string[], number][] = [];
+    const c = new TriggerCoalescer(
+      250,
+      (_repo, pkgs) => (runs.push([pkgs, performance.now()]), Promise.resolve()),
+      () => {},
+    );
+    const t0 = performance.now();
+    c.notify("r", ["a"]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(runs.map(([p]) => p)).toEqual([["a"]]);
+    expect(runs[0]![1] - t0).toBeLessThan(5);
+    // 100 ms after that pass: inside the window, so it waits for the window's end.
+    await vi.advanceTimersByTimeAsync(99);
+    c.notify("r", ["b"]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(runs).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(60);
+    expect(runs.map(([p]) => p)).toEqual([["a"], ["b"]]);
+    // Quiet again for longer than the window: immediate.
+    await vi.advanceTimersByTimeAsync(1000);
+    c.notify("r", ["c"]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(runs.map(([p]) => p)).toEqual([["a"], ["b"], ["c"]]);
+  });
+
   it("runs another pass for changes that arrive while one runs (dirty flag)", async () => {
     const runs: string[][] = [];
     let release: () => void = () => {};
