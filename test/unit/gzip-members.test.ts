@@ -56,3 +56,20 @@ describe("GzipMemberCache", () => {
     expect(gunzipSync(gz).length).toBe(0);
   });
 });
+
+describe("items that stand alone", () => {
+  it("get a chunk of their own, so a changing header recompresses only itself", async () => {
+    const header = (n: number): ChunkItem => ({
+      key: `header ${n}`,
+      bytes: Buffer.from(`<metadata packages="${n}">\n`),
+      alone: true,
+    });
+    const chunks = chunkItems([header(3), ...items.slice(0, 100), header(4)]);
+    expect(chunks[0]).toEqual([header(3)]);
+    expect(chunks.at(-1)).toEqual([header(4)]);
+    const cache = new GzipMemberCache();
+    await cache.compress([header(1), ...items]);
+    await cache.compress([header(2), ...items]);
+    expect(cache.lastCompressed).toBe(1);
+  });
+});

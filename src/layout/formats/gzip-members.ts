@@ -26,6 +26,11 @@ export interface ChunkItem {
   /** Decides `bytes` completely (e.g. sha256, pool path and size of a package). */
   key: string;
   bytes: Uint8Array;
+  /**
+   * Always end a chunk after this item, and before it: for a header or footer that changes
+   * with every generation (a package count), so it never drags a chunk of items with it.
+   */
+  alone?: boolean;
 }
 
 /** Is `key` a chunk boundary? Keys are expected to start with a hex digest (well mixed). */
@@ -42,8 +47,12 @@ export function chunkItems<T extends ChunkItem>(items: readonly T[]): T[][] {
   const out: T[][] = [];
   let current: T[] = [];
   for (const item of items) {
+    if (item.alone === true && current.length > 0) {
+      out.push(current);
+      current = [];
+    }
     current.push(item);
-    if (endsChunk(item.key)) {
+    if (item.alone === true || endsChunk(item.key)) {
       out.push(current);
       current = [];
     }
