@@ -5,18 +5,19 @@
  * primary/filelists/other, and repomd.xml (+ repomd.xml.asc when signing).
  */
 import { sha256Hex } from "../digest.js";
-import { gzipSync } from "node:zlib";
 import { compress as zstdCompress } from "zstd-napi";
 import { PackratError } from "../errors.js";
 import type { DistroVersion } from "../types.js";
 import type { RpmEntry, RepomdData } from "./formats/rpm-repodata.js";
 import {
-  filelistsXml,
-  otherXml,
+  filelistsPackageXml,
+  metadataFooter,
+  metadataHeader,
+  otherPackageXml,
   primaryPackageXml,
-  primaryXml,
   repomdXml,
 } from "./formats/rpm-repodata.js";
+import { GzipMemberCache, type ChunkItem } from "./formats/gzip-members.js";
 import { asRpmMeta, parseRpm } from "./formats/rpm-meta.js";
 import { signRpm } from "./formats/rpm-sign.js";
 import type {
@@ -54,64 +55,131 @@ export function yumArchDir(arch: string): string {
   return safeSegment(arch === "all" ? "noarch" : arch, "arch");
 }
 
-function compressMetadata(data: Uint8Array, options: LayoutOptions): [Uint8Array, string] {
-  if (options.yumCompression === "zstd") return [zstdCompress(data), "zst"];
-  // node writes a gzip header with mtime 0 and no name: same input, same bytes.
-  return [gzipSync(data, { level: 9 }), "gz"];
+const DOC_TYPES = ["primary", "filelists", "other"] as const;
+type DocType = (typeof DOC_TYPES)[number];
+
+/**
+ * One package's part of each document, as the last render made it. Keyed by everything that
+ * decides it (sha256, href, size, changelog limit), so a generation that adds one package
+ * renders one package, not 10,000.
+ */
+interface CachedEntry {
+  key: string;
+  sortKey: string[];
+  /** SHA-256 of the bytes the metadata was parsed from (differs after RPM signing). */
+  metaSha256: string;
+  filename: string;
+  docs: Record<DocType, Uint8Array>;
 }
 
-function sortEntries(entries: RpmEntry[]): RpmEntry[] {
-  const key = (e: RpmEntry) => [
-    e.meta.name,
-    e.meta.arch,
-    String(e.meta.epoch),
-    e.meta.version,
-    e.meta.release,
-    e.href,
-  ];
-  return entries.sort((a, b) => {
-    const ka = key(a);
-    const kb = key(b);
-    for (let i = 0; i < ka.length; i++) {
-      const x = ka[i] ?? "";
-      const y = kb[i] ?? "";
-      if (x !== y) return x < y ? -1 : 1;
-    }
-    return 0;
-  });
+/** Per dnf repo (repo name + root): entries and each document's gzip members. */
+interface RootCache {
+  entries: Map<string, CachedEntry>;
+  gz: Map<DocType, GzipMemberCache>;
+}
+const rootCaches = new Map<string, RootCache>();
+
+function rootCacheFor(repoName: string, root: string): RootCache {
+  const id = `${repoName}\0${root}`;
+  let cache = rootCaches.get(id);
+  if (!cache) rootCaches.set(id, (cache = { entries: new Map(), gz: new Map() }));
+  return cache;
 }
 
-function entryOf(pkg: PublishedPackage, root: string): RpmEntry {
+function compareSortKeys(a: CachedEntry, b: CachedEntry): number {
+  for (let i = 0; i < a.sortKey.length; i++) {
+    const x = a.sortKey[i] ?? "";
+    const y = b.sortKey[i] ?? "";
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+function hrefOf(pkg: PublishedPackage, root: string): string {
   const path = pkg.paths[0];
   if (path === undefined || !path.startsWith(`${root}/`)) {
     throw new Error(`yum layout: ${pkg.file.filename} is at ${path}, outside its repo ${root}`);
   }
-  return {
+  return path.slice(root.length + 1);
+}
+
+function newEntry(
+  key: string,
+  pkg: PublishedPackage,
+  href: string,
+  options: LayoutOptions,
+): CachedEntry {
+  const entry: RpmEntry = {
     meta: asRpmMeta(pkg.meta, pkg.file.filename),
-    href: path.slice(root.length + 1),
+    href,
     sha256: pkg.sha256,
     size: pkg.size,
+  };
+  const m = entry.meta;
+  return {
+    key,
+    sortKey: [m.name, m.arch, String(m.epoch), m.version, m.release, href],
+    metaSha256: m.sha256,
+    filename: pkg.file.filename,
+    docs: {
+      primary: Buffer.from(primaryPackageXml(entry), "utf8"),
+      filelists: Buffer.from(filelistsPackageXml(entry), "utf8"),
+      other: Buffer.from(otherPackageXml(entry, options.rpmChangelogLimit), "utf8"),
+    },
   };
 }
 
 /** The files of one dnf repo (one `<distro>/main/<version>`). */
 async function renderRepo(
   root: string,
-  entries: RpmEntry[],
+  packages: readonly PublishedPackage[],
   input: RenderInput,
+  stale: string[],
 ): Promise<RenderedFile[]> {
-  const sorted = sortEntries(entries);
+  const cache = rootCacheFor(input.repo.name, root);
+  const used = new Map<string, CachedEntry>();
+  const entries: CachedEntry[] = [];
+  for (const pkg of packages) {
+    const href = hrefOf(pkg, root);
+    const key = `${pkg.sha256}\t${href}\t${pkg.size}\t${input.options.rpmChangelogLimit}`;
+    const entry =
+      cache.entries.get(key) ?? used.get(key) ?? newEntry(key, pkg, href, input.options);
+    used.set(key, entry);
+    entries.push(entry);
+    // rpm:header-range comes from the parsed bytes; after signing it moves. Metadata parsed
+    // from other bytes than those published would publish a wrong range.
+    if (entry.metaSha256 !== pkg.sha256) stale.push(entry.filename);
+  }
+  cache.entries = used;
+  entries.sort(compareSortKeys);
+
   const timestamp = Math.floor(input.now.getTime() / 1000);
-  const docs: [type: string, xml: string][] = [
-    ["primary", primaryXml(sorted)],
-    ["filelists", filelistsXml(sorted)],
-    ["other", otherXml(sorted, input.options.rpmChangelogLimit)],
-  ];
   const files: RenderedFile[] = [];
+  const gzCaches = new Map<DocType, GzipMemberCache>();
+  const docs = await Promise.all(
+    DOC_TYPES.map(async (type) => {
+      const items: ChunkItem[] = [
+        {
+          key: `header ${entries.length}`,
+          bytes: metadataHeader(type, entries.length),
+          alone: true,
+        },
+        ...entries.map((e) => ({ key: e.key, bytes: e.docs[type] })),
+        { key: "footer", bytes: metadataFooter(type), alone: true },
+      ];
+      const open = Buffer.concat(items.map((i) => i.bytes));
+      if (input.options.yumCompression === "zstd")
+        return { type, open, packed: zstdCompress(open), ext: "zst" };
+      // Gzip members over chunks of packages: unchanged chunks keep their member (see
+      // gzip-members.ts); node writes each member's header with mtime 0 and no name.
+      const gz = cache.gz.get(type) ?? new GzipMemberCache();
+      gzCaches.set(type, gz);
+      return { type, open, packed: await gz.compress(items), ext: "gz" };
+    }),
+  );
+  cache.gz = gzCaches;
   const data: RepomdData[] = [];
-  for (const [type, xml] of docs) {
-    const open = Buffer.from(xml, "utf8");
-    const [packed, ext] = compressMetadata(open, input.options);
+  for (const { type, open, packed, ext } of docs) {
     const checksum = sha256Hex(packed);
     const href = `repodata/${checksum}-${type}.xml.${ext}`;
     files.push({ path: `${root}/${href}`, content: packed, contentAddressed: true, stage: 0 });
@@ -156,25 +224,23 @@ async function renderRepo(
 
 async function render(input: RenderInput): Promise<RenderResult> {
   const warnings: string[] = [];
-  const byRoot = new Map<string, RpmEntry[]>();
+  const byRoot = new Map<string, PublishedPackage[]>();
   for (const dv of input.distroVersions.values()) byRoot.set(yumRepoRoot(dv), []);
   for (const pkg of input.packages) {
     const root = yumRepoRoot(pkg.distroVersion);
     let list = byRoot.get(root);
     if (!list) byRoot.set(root, (list = []));
-    list.push(entryOf(pkg, root));
-  }
-  // rpm:header-range comes from the parsed bytes; after signing it moves. Metadata parsed
-  // from other bytes than those published would publish a wrong range.
-  const stale = input.packages.filter((p) => p.meta.sha256 !== p.sha256);
-  if (stale.length > 0) {
-    warnings.push(
-      `${input.repo.name}: ${stale.length} RPM(s) (e.g. ${stale[0]?.file.filename}) were parsed from bytes other than those published; rpm:header-range may be wrong`,
-    );
+    list.push(pkg);
   }
   const files: RenderedFile[] = [];
+  const stale: string[] = [];
   for (const root of [...byRoot.keys()].sort()) {
-    files.push(...(await renderRepo(root, byRoot.get(root) ?? [], input)));
+    files.push(...(await renderRepo(root, byRoot.get(root) ?? [], input, stale)));
+  }
+  if (stale.length > 0) {
+    warnings.push(
+      `${input.repo.name}: ${stale.length} RPM(s) (e.g. ${stale[0]}) were parsed from bytes other than those published; rpm:header-range may be wrong`,
+    );
   }
   if (!input.signer) {
     warnings.push(

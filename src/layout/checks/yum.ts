@@ -3,6 +3,7 @@
  * every `<data>` location exists with its size and checksum, and decompresses to its
  * open-size and open-checksum; primary lists as many packages as it says, and each package
  * location exists with its size and checksum; filelists and other describe the same pkgids.
+ * repomd.xml is parsed with fast-xml-parser; the large documents are scanned.
  */
 import { XMLParser } from "fast-xml-parser";
 import {
@@ -14,6 +15,7 @@ import {
   joinRel,
   readRequired,
 } from "./common.js";
+import { scanRepodata, type ScannedPackage } from "./repodata-scan.js";
 import type { CheckInput, CheckResult } from "./types.js";
 
 const parser = new XMLParser({
@@ -22,7 +24,7 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   removeNSPrefix: true,
-  isArray: (name) => ["data", "package"].includes(name),
+  isArray: (name) => name === "data",
 });
 
 type Node = Record<string, unknown>;
@@ -56,10 +58,14 @@ function algo(type: string | undefined): string | null {
   }
 }
 
-function packagesOf(xml: string, root: string): { count: string | undefined; list: Node[] } {
-  const doc = asNode(parser.parse(xml));
-  const top = asNode(doc[root]);
-  return { count: attr(top, "packages"), list: (top.package as Node[] | undefined) ?? [] };
+/** The big documents are scanned, not parsed into a DOM (see repodata-scan.ts). */
+function packagesOf(
+  xml: string,
+  root: string,
+  children: readonly string[] = [],
+): { count: string | undefined; list: ScannedPackage[] } {
+  const doc = scanRepodata(xml, root, children);
+  return { count: doc.rootAttrs.get("packages"), list: doc.packages };
 }
 
 async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promise<void> {
@@ -132,21 +138,22 @@ async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promi
     return;
   }
   const primaryPath = `${prefix}repodata/primary`;
-  const primary = packagesOf(primaryXml, "metadata");
+  const primary = packagesOf(primaryXml, "metadata", ["name", "checksum", "size", "location"]);
   if (primary.count !== undefined && Number(primary.count) !== primary.list.length)
     f.add(primaryPath, `says packages="${primary.count}" but holds ${primary.list.length}`);
   const pkgids = new Set<string>();
   for (const p of primary.list) {
-    const name = text(p.name);
-    const href = attr(p.location, "href");
-    const sum = text(p.checksum).trim().toLowerCase();
-    const type = algo(attr(p.checksum, "type"));
+    const name = p.children.get("name")?.text ?? "";
+    const href = p.children.get("location")?.attrs.get("href");
+    const checksum = p.children.get("checksum");
+    const sum = (checksum?.text ?? "").trim().toLowerCase();
+    const type = algo(checksum?.attrs.get("type"));
     pkgids.add(sum);
     if (href === undefined) {
       f.add(primaryPath, `package ${name} has no location`);
       continue;
     }
-    const size = Number(attr(p.size, "package"));
+    const size = Number(p.children.get("size")?.attrs.get("package"));
     await checkPackageRef(
       f,
       reader,
@@ -170,7 +177,7 @@ async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promi
         `describes ${list.length} packages, primary ${primary.list.length}`,
       );
     for (const p of list) {
-      const id = (attr(p, "pkgid") ?? "").toLowerCase();
+      const id = (p.attrs.get("pkgid") ?? "").toLowerCase();
       if (!pkgids.has(id))
         f.add(`${prefix}repodata/${kind}`, `names pkgid ${id}, which primary does not list`);
     }

@@ -124,6 +124,27 @@ export function otherPackageXml(entry: RpmEntry, limit: number): string {
   );
 }
 
+const ROOTS = {
+  primary: `<metadata xmlns="${NS_COMMON}" xmlns:rpm="${NS_RPM}"`,
+  filelists: `<filelists xmlns="${NS_FILELISTS}"`,
+  other: `<otherdata xmlns="${NS_OTHER}"`,
+} as const;
+const ROOT_END = {
+  primary: "</metadata>\n",
+  filelists: "</filelists>\n",
+  other: "</otherdata>\n",
+} as const;
+
+/** What comes before the packages of a document (the renderer concatenates the parts). */
+export function metadataHeader(type: keyof typeof ROOTS, count: number): Uint8Array {
+  return Buffer.from(`${XML_DECL}${ROOTS[type]} packages="${count}">\n`, "utf8");
+}
+
+/** What comes after the packages of a document. */
+export function metadataFooter(type: keyof typeof ROOTS): Uint8Array {
+  return Buffer.from(ROOT_END[type], "utf8");
+}
+
 export function primaryXml(entries: readonly RpmEntry[]): string {
   return (
     XML_DECL +
