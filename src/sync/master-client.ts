@@ -34,6 +34,8 @@ export const MULTI_GET_MAX = 10;
 const MULTI_GET_CEILING = 100;
 /** URIs per LIST page. */
 export const LIST_PAGE_SIZE = 100;
+/** LIST pages requested ahead of the one being read (see listOnce). */
+const LIST_PAGES_AHEAD = 4;
 /** Multi-object GETs in flight at once while reading a large repo. */
 const GET_CONCURRENCY = 4;
 /** A LIST whose Total changes while it is paged is read again from the start, this often. */
@@ -587,13 +589,31 @@ class HttpMasterClient implements MasterClient {
     const seen = new Set<string>();
     let position = 0;
     let firstTotal: number | null = null;
-    for (;;) {
+    const fetchPage = (at: number): Promise<Answer> => {
       const headers: Record<string, string> = {
-        Position: String(position),
+        Position: String(at),
         Count: String(LIST_PAGE_SIZE),
       };
       if (filter) headers.Filter = filter.name;
-      const ans = await this.call("LIST", model, { headers, body: filter?.body, signal });
+      return this.call("LIST", model, { headers, body: filter?.body, signal });
+    };
+    // Once the first page has told the Total, the next pages are requested ahead, a few at a
+    // time (a 10,000-file repo is 100 pages: one after the other they were most of a
+    // no-change sync). They are still checked strictly in order; a page that does not land
+    // where expected (the list shifted) is read again at its real position.
+    const ahead = new Map<number, Promise<Answer>>();
+    const prefetch = (from: number, total: number) => {
+      for (let at = from; at < total && ahead.size < LIST_PAGES_AHEAD; at += LIST_PAGE_SIZE) {
+        if (ahead.has(at)) continue;
+        const p = fetchPage(at);
+        p.catch(() => undefined); // awaited when used; an unused one must not go unhandled
+        ahead.set(at, p);
+      }
+    };
+    for (;;) {
+      const pending = ahead.get(position);
+      ahead.delete(position);
+      const ans = await (pending ?? fetchPage(position));
       const where = `LIST ${ans.url} (Position ${position})`;
       const page = parseJson(ans, where);
       if (!Array.isArray(page)) {
@@ -624,6 +644,10 @@ class HttpMasterClient implements MasterClient {
         throw protocolError(where, "the page repeats URIs already listed; paging does not advance");
       }
       position += page.length;
+      if (total !== null && page.length === LIST_PAGE_SIZE) {
+        for (const at of ahead.keys()) if (at < position) ahead.delete(at);
+        prefetch(position, total);
+      }
       if (total !== null) {
         // Fewer distinct URIs than Total means the list shifted under us: read it again.
         if (position >= total) return seen.size === total ? [...seen] : "changed";
