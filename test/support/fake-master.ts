@@ -437,6 +437,10 @@ class FakeMasterImpl implements FakeMaster {
     this.url = this.server.url;
   }
 
+  /** Bumped by every test-side mutation; keys the LIST memo. */
+  private dataVersion = 0;
+  private listMemo: { key: string; uris: string[] } | null = null;
+
   get openPolls(): number {
     return this.polls.size;
   }
@@ -456,6 +460,7 @@ class FakeMasterImpl implements FakeMaster {
     fileType: string;
     releaseNames?: string;
   }): string {
+    this.dataVersion++;
     this.distroVersions.set(d.name, {
       name: d.name,
       distro: d.distro,
@@ -476,6 +481,7 @@ class FakeMasterImpl implements FakeMaster {
     description?: string;
     showOnlyLatest?: boolean;
   }): string {
+    this.dataVersion++;
     for (const dv of r.distroVersions) this.requireDistroVersion(dv);
     this.repos.set(r.name, {
       name: r.name,
@@ -491,6 +497,7 @@ class FakeMasterImpl implements FakeMaster {
   }
 
   addMirror(m: { name: string; repos: string[]; description?: string }): string {
+    this.dataVersion++;
     for (const r of m.repos) {
       if (!this.repos.has(r)) throw new Error(`fake master: no repo ${r}`);
     }
@@ -516,6 +523,7 @@ class FakeMasterImpl implements FakeMaster {
     tags?: string[];
     sha256?: string;
   }): number {
+    this.dataVersion++;
     this.requireDistroVersion(f.distroVersion);
     const content = Buffer.from(f.content);
     const id = this.nextFileId++;
@@ -539,6 +547,7 @@ class FakeMasterImpl implements FakeMaster {
   }
 
   tag(id: number, tag: string): void {
+    this.dataVersion++;
     const row = this.requireFile(id);
     if (row.tags.has(tag)) return;
     row.tags.add(tag);
@@ -547,6 +556,7 @@ class FakeMasterImpl implements FakeMaster {
   }
 
   untag(id: number, tag: string): void {
+    this.dataVersion++;
     const row = this.requireFile(id);
     if (!row.tags.delete(tag)) return;
     row.updated = now();
@@ -554,12 +564,14 @@ class FakeMasterImpl implements FakeMaster {
   }
 
   removePackageFile(id: number): void {
+    this.dataVersion++;
     const row = this.requireFile(id);
     this.files.delete(id);
     this.notify(row, row.tags);
   }
 
   setRepoList(mirror: string, repos: string[]): void {
+    this.dataVersion++;
     const m = this.mirrors.get(mirror);
     if (!m) throw new Error(`fake master: no mirror ${mirror}`);
     m.repos = [...repos];
@@ -840,10 +852,19 @@ class FakeMasterImpl implements FakeMaster {
         return error(400, "InvalidRequest", "package_list must be null or a list of names");
       }
       const only = Array.isArray(pl) ? new Set(pl) : null;
-      uris = [...this.files.values()]
-        .filter((f) => this.repoHasFile(repo, f, f.tags))
-        .filter((f) => only === null || only.has(f.package))
-        .map((f) => `${FILE_MODEL}:${f.id}:`);
+      // Every page of one listing filters the same files: remember the result until the data
+      // changes (100 pages of a 10,000-file repo each filtered all of them).
+      const memoKey = `${this.dataVersion}\0${repo.name}\0${JSON.stringify(pl ?? null)}`;
+      if (this.listMemo?.key !== memoKey) {
+        this.listMemo = {
+          key: memoKey,
+          uris: [...this.files.values()]
+            .filter((f) => this.repoHasFile(repo, f, f.tags))
+            .filter((f) => only === null || only.has(f.package))
+            .map((f) => `${FILE_MODEL}:${f.id}:`),
+        };
+      }
+      uris = this.listMemo.uris;
     } else if (filter !== undefined) {
       return error(400, "InvalidRequest", `unknown filter ${String(filter)} on ${model}`);
     } else {
