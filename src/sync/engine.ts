@@ -27,6 +27,7 @@ import {
   statInfoSync,
   walkTree,
   writeFileAtomic,
+  type StatInfo,
 } from "./disk.js";
 import { type RetryPolicy, type Sleep, downloadVerified } from "./download.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
@@ -46,6 +47,8 @@ import {
 const OBSERVE_CONCURRENCY = 16;
 /** Synchronous stats between two turns of the event loop. */
 const OBSERVE_BATCH = 512;
+/** Package files parsed at once on a cold sync (reads overlap; parsing is on the main thread). */
+const PARSE_CONCURRENCY = 8;
 
 export interface EngineSettings {
   rootDir: string;
@@ -819,24 +822,34 @@ export class SyncEngine {
     // unchanged does not render, and a render with warm caches asks for few (JSON.parse of
     // 10,000 metas costs more than the rest of a one-package pass).
     const metaStatus = store.packageMetaStatus(managerType);
+    const present: { d: DesiredFile; canonical: string; st: StatInfo }[] = [];
     for (const d of [...plan.desired].sort((a, b) => a.file.uri.localeCompare(b.file.uri))) {
       if (failed.has(d.file.uri)) continue;
       const canonical = d.paths[0];
       if (canonical === undefined) continue;
-      // A file fetched in this pass has no observation yet: stat it.
+      // A file fetched in this pass (no observation, or one that did not match) has not been
+      // stat'ed since: stat it. A file hashed and found right keeps the stat it had.
       const seen = observations.get(canonical);
-      const fetched = seen === undefined || seen.stat === null || seen.hashed !== undefined;
-      const st = fetched ? await statInfo(path.join(this.root, canonical)) : seen.stat;
-      if (st === null) continue;
+      const fetched =
+        seen === undefined ||
+        seen.stat === null ||
+        (seen.hashed !== undefined && seen.hashed !== d.expectedSha256);
+      const st = fetched ? statInfoSync(path.join(this.root, canonical)) : seen.stat;
+      if (st !== null) present.push({ d, canonical, st });
+    }
+    const parsed = await this.parseNew(
+      plan.layout,
+      present.filter(({ d }) => !metaStatus.has(d.expectedSha256)),
+    );
+    for (const { d, canonical, st } of present) {
       const status = metaStatus.get(d.expectedSha256);
       if (status === false) continue; // failed to parse: logged when it did
-      const parsed = status === undefined ? await this.metaFor(plan.layout, d, canonical) : null;
-      if (status === undefined && parsed === null) continue;
+      if (status === undefined && !parsed.get(d.expectedSha256)) continue;
       const signature = plan.layout.wantsPackageSignatures
         ? await this.packageSignature(d, canonical)
         : undefined;
       const sha256 = d.expectedSha256;
-      let meta = parsed;
+      let meta = parsed.get(sha256) ?? null;
       packages.push({
         ...(signature ? { signature } : {}),
         file: d.file,
@@ -896,31 +909,46 @@ export class SyncEngine {
     return signature;
   }
 
-  /** Parsed metadata from the cache, parsing the file once if this sha256 was never seen. */
-  private async metaFor(
+  /**
+   * Parse the package files whose sha256 has no cached metadata yet, PARSE_CONCURRENCY at a
+   * time (a cold sync of 10,000 packages parsed them one after another), and cache the results
+   * in one transaction. A file that does not parse is cached as an error, logged once, and
+   * left out of the index.
+   */
+  private async parseNew(
     layout: RepoLayout,
-    d: DesiredFile,
-    rel: string,
-  ): Promise<Record<string, unknown> | null> {
+    files: readonly { d: DesiredFile; canonical: string }[],
+  ): Promise<Map<string, Record<string, unknown> | null>> {
     const { store, log } = this.deps;
-    const cached = store.getPackageMeta(d.expectedSha256, layout.managerType);
-    if (cached) return cached.meta;
-    const source = await openFileSource(path.join(this.root, rel));
-    try {
-      const meta = await layout.parse(source, d.file.filename);
-      store.putPackageMeta(d.expectedSha256, layout.managerType, meta, null);
-      return meta;
-    } catch (err) {
-      if (!isPackratError(err)) throw err;
-      store.putPackageMeta(d.expectedSha256, layout.managerType, null, describeError(err));
-      log.error(
-        { repo: d.repo, file: rel, code: err.code },
-        `left out of the index: ${describeError(err)}`,
-      );
-      return null;
-    } finally {
-      await source.close();
-    }
+    const out = new Map<string, Record<string, unknown> | null>();
+    const errors = new Map<string, string>();
+    const queue = new PQueue({ concurrency: PARSE_CONCURRENCY });
+    const bySha = new Map(files.map((f) => [f.d.expectedSha256, f]));
+    await Promise.all(
+      [...bySha.values()].map(({ d, canonical }) =>
+        queue.add(async () => {
+          const source = await openFileSource(path.join(this.root, canonical));
+          try {
+            out.set(d.expectedSha256, await layout.parse(source, d.file.filename));
+          } catch (err) {
+            if (!isPackratError(err)) throw err;
+            out.set(d.expectedSha256, null);
+            errors.set(d.expectedSha256, describeError(err));
+            log.error(
+              { repo: d.repo, file: canonical, code: err.code },
+              `left out of the index: ${describeError(err)}`,
+            );
+          } finally {
+            await source.close();
+          }
+        }),
+      ),
+    );
+    store.transaction(() => {
+      for (const [sha256, meta] of out)
+        store.putPackageMeta(sha256, layout.managerType, meta, errors.get(sha256) ?? null);
+    });
+    return out;
   }
 
   private async writeRootFiles(): Promise<void> {
