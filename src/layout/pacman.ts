@@ -9,11 +9,13 @@
  * with the real repo-add. An `any` package goes into every architecture directory of the
  * repo (FIELD_NOTES §7: pacman fetches %FILENAME% next to the db).
  */
-import { gzipSync } from "node:zlib";
+import { createHash } from "node:crypto";
 import { PackratError } from "../errors.js";
 import type { Signer } from "../signing/signer.js";
 import { asPacmanMeta, compareBytes, readPacmanPackage } from "./formats/pacman-package.js";
 import type { PacmanPackageMeta } from "./formats/pacman-package.js";
+import { GzipMemberCache } from "./formats/gzip-members.js";
+import type { ChunkItem } from "./formats/gzip-members.js";
 import { writeTar } from "./formats/pacman-tar.js";
 import type { TarWriteEntry } from "./formats/pacman-tar.js";
 import { pkgInfoList, pkgInfoValue, vercmp } from "./formats/pkginfo.js";
@@ -137,29 +139,29 @@ export function renderFilesEntry(meta: PacmanPackageMeta): string {
   return `%FILES%\n${meta.files.map((f) => `${f}\n`).join("")}`;
 }
 
-interface DbPackage {
+/** One package file as a candidate for one directory's databases. */
+interface Candidate {
   pkg: PacmanPublishedPackage;
-  meta: PacmanPackageMeta;
   filename: string;
+  /** Everything but the signature that decides the package's entries (see DbEntry.key). */
+  key: string;
+  name: string;
+  version: string;
 }
 
 /** One package per name and directory: the newest by vercmp (repo-add replaces older ones). */
-function newestByName(candidates: DbPackage[]): { kept: DbPackage[]; dropped: DbPackage[] } {
-  const byName = new Map<string, DbPackage>();
-  const dropped: DbPackage[] = [];
+function newestByName(candidates: Candidate[]): { kept: Candidate[]; dropped: Candidate[] } {
+  const byName = new Map<string, Candidate>();
+  const dropped: Candidate[] = [];
   for (const c of candidates) {
-    const name = pkgInfoValue(c.meta.pkginfo, "pkgname");
-    const other = byName.get(name);
+    const other = byName.get(c.name);
     if (!other) {
-      byName.set(name, c);
+      byName.set(c.name, c);
       continue;
     }
-    const cmp = vercmp(
-      pkgInfoValue(c.meta.pkginfo, "pkgver"),
-      pkgInfoValue(other.meta.pkginfo, "pkgver"),
-    );
+    const cmp = vercmp(c.version, other.version);
     const newer = cmp > 0 || (cmp === 0 && c.filename > other.filename);
-    byName.set(name, newer ? c : other);
+    byName.set(c.name, newer ? c : other);
     dropped.push(newer ? other : c);
   }
   return { kept: [...byName.values()], dropped };
@@ -170,36 +172,151 @@ function builddate(meta: PacmanPackageMeta): number {
   return Number.isSafeInteger(n) && n > 0 && n < 8 ** 11 ? n : 0;
 }
 
-/** The two database archives (uncompressed tar) of one directory, sorted by entry name. */
-function buildDatabases(entries: { pkg: DbPackage; desc: string }[]): {
-  db: Uint8Array;
-  files: Uint8Array;
-} {
-  const sorted = entries
-    .map((e) => ({
-      ...e,
-      dir: `${pkgInfoValue(e.pkg.meta.pkginfo, "pkgname")}-${pkgInfoValue(e.pkg.meta.pkginfo, "pkgver")}`,
-    }))
-    .sort((a, b) => compareBytes(a.dir, b.dir));
-  const enc = new TextEncoder();
-  const db: TarWriteEntry[] = [];
-  const files: TarWriteEntry[] = [];
-  for (const e of sorted) {
-    const mtime = builddate(e.pkg.meta);
-    const desc = enc.encode(e.desc);
-    db.push({ name: `${e.dir}/`, mtime }, { name: `${e.dir}/desc`, content: desc, mtime });
-    files.push(
-      { name: `${e.dir}/`, mtime },
-      { name: `${e.dir}/desc`, content: desc, mtime },
-      { name: `${e.dir}/files`, content: enc.encode(renderFilesEntry(e.pkg.meta)), mtime },
-    );
-  }
-  return { db: writeTar(db), files: writeTar(files) };
+/**
+ * What the last render of a database directory made, reused by the next one: each package's
+ * name and version (so a warm render reads no package metadata for packages it has seen) and
+ * the gzip members of both databases (so adding one package to 10,000 re-renders and
+ * recompresses the chunk of about 64 entries that holds it, not the whole 20 MB tar). Pure
+ * memoisation: an entry is keyed by everything that decides its bytes, and each render keeps
+ * only what it used, so memory stays one generation's worth per directory.
+ */
+interface DbEntry {
+  /** sha256 on disk, sha256 parsed, size and file name: with the signature, decide the entry. */
+  key: string;
+  signature: Uint8Array | null;
+  /**
+   * The gzip chunk key: a digest of `key` and the signature (a new signature is a new entry).
+   * Short, because every render hashes every chunk key.
+   */
+  chunkKey: string;
+  name: string;
+  version: string;
+  /** `name-ver`: the entry's directory in the database, and its sort key. */
+  entryDir: string;
+  /** entryDir has characters whose UTF-16 order differs from their UTF-8 order. */
+  beyondBmp: boolean;
 }
 
-/** gzip with mtime 0 and no name (node's zlib writes neither): the same tar, the same bytes. */
-function gzip(data: Uint8Array): Uint8Array {
-  return gzipSync(data, { level: 6 });
+interface DirCache {
+  entries: Map<string, DbEntry>;
+  db: GzipMemberCache;
+  files: GzipMemberCache;
+}
+
+/** By repo, then by directory: a repo's render replaces its whole map. */
+const repoCaches = new Map<string, Map<string, DirCache>>();
+
+/** gzip level of both databases (repo-add uses bsdtar's default, 6). */
+const DB_GZIP_LEVEL = 6;
+
+const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean =>
+  a === b ||
+  (a !== null && b !== null && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b));
+
+/** Two 512-byte zero blocks: the end of a tar archive. */
+const TAR_END: ChunkItem = { key: "tar end-of-archive", bytes: new Uint8Array(1024), alone: true };
+
+/** `entries` as a slice of a tar archive: writeTar's bytes without its end-of-archive blocks. */
+function tarSlice(entries: readonly TarWriteEntry[]): Uint8Array {
+  const tar = writeTar(entries);
+  return tar.subarray(0, tar.length - TAR_END.bytes.length);
+}
+
+/** Characters from U+D800 on sort differently in UTF-16 and in UTF-8 (see compareBytes). */
+const BEYOND_BMP_ORDER = /[\uD800-\uFFFF]/;
+
+function newEntry(c: Candidate, signature: Uint8Array | null): DbEntry {
+  const entryDir = `${c.name}-${c.version}`;
+  const chunkKey = createHash("sha1")
+    .update(c.key)
+    .update(signature ? Buffer.from(signature).toString("base64") : "unsigned")
+    .digest("hex");
+  return {
+    key: c.key,
+    signature,
+    chunkKey,
+    name: c.name,
+    version: c.version,
+    entryDir,
+    beyondBmp: BEYOND_BMP_ORDER.test(entryDir),
+  };
+}
+
+/** Database entries in the byte order of their directory names (repo-add's bsdtar order). */
+function compareListed(a: { entry: DbEntry }, b: { entry: DbEntry }): number {
+  const x = a.entry;
+  const y = b.entry;
+  if (x.beyondBmp || y.beyondBmp) return compareBytes(x.entryDir, y.entryDir);
+  return x.entryDir < y.entryDir ? -1 : x.entryDir > y.entryDir ? 1 : 0;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * One package's tar entries, made only when a chunk holding them is compressed again (a warm
+ * render makes about 64 of them, not 10,000): `name-ver/`, `name-ver/desc` and, in the files
+ * database, `name-ver/files`.
+ */
+class EntryTar {
+  private made: { head: TarWriteEntry[]; files: TarWriteEntry } | undefined;
+
+  constructor(
+    private readonly c: Candidate,
+    readonly entry: DbEntry,
+    private readonly metaOf: (pkg: PublishedPackage) => PacmanPackageMeta | null,
+  ) {}
+
+  entries(): { head: TarWriteEntry[]; files: TarWriteEntry } {
+    if (this.made) return this.made;
+    const { c, entry } = this;
+    const meta = this.metaOf(c.pkg);
+    if (meta === null) throw new Error(`pacman: ${c.pkg.file.filename}: metadata vanished`);
+    const mtime = builddate(meta);
+    const desc = utf8.encode(
+      renderDesc(meta, {
+        filename: c.filename,
+        csize: c.pkg.size,
+        sha256: c.pkg.sha256,
+        md5: meta.sha256 === c.pkg.sha256 ? meta.md5 : null,
+        signature: entry.signature,
+      }),
+    );
+    this.made = {
+      head: [
+        { name: `${entry.entryDir}/`, mtime },
+        { name: `${entry.entryDir}/desc`, content: desc, mtime },
+      ],
+      files: {
+        name: `${entry.entryDir}/files`,
+        content: utf8.encode(renderFilesEntry(meta)),
+        mtime,
+      },
+    };
+    return this.made;
+  }
+}
+
+/** A package in `<repo>.db`: its directory and desc. */
+class DescItem implements ChunkItem {
+  readonly key: string;
+  constructor(private readonly tar: EntryTar) {
+    this.key = tar.entry.chunkKey;
+  }
+  get bytes(): Uint8Array {
+    return tarSlice(this.tar.entries().head);
+  }
+}
+
+/** A package in `<repo>.files`: its directory, desc and files list. */
+class FilesItem implements ChunkItem {
+  readonly key: string;
+  constructor(private readonly tar: EntryTar) {
+    this.key = tar.entry.chunkKey;
+  }
+  get bytes(): Uint8Array {
+    const { head, files } = this.tar.entries();
+    return tarSlice([...head, files]);
+  }
 }
 
 async function render(input: RenderInput): Promise<RenderResult> {
@@ -208,23 +325,47 @@ async function render(input: RenderInput): Promise<RenderResult> {
   const warnings: string[] = [];
   const signer = input.signer;
   if (!signer) warnings.push("publishing unsigned: no signing key configured");
+  const previous = repoCaches.get(input.repo.name) ?? new Map<string, DirCache>();
+  const caches = new Map<string, DirCache>();
+
+  // A package's metadata is read (PublishedPackage.meta may parse JSON from the state DB) only
+  // when a directory has no entry for it, or a chunk holding it must be compressed again.
+  const metas = new Map<PublishedPackage, PacmanPackageMeta | null>();
+  const metaOf = (pkg: PublishedPackage): PacmanPackageMeta | null => {
+    let meta = metas.get(pkg);
+    if (meta === undefined) {
+      try {
+        meta = asPacmanMeta(pkg.meta, pkg.file.filename);
+      } catch (err) {
+        // One bad record must not take the whole repo down: leave it out and say so.
+        warnings.push(`${(err as Error).message}; not listed`);
+        meta = null;
+      }
+      metas.set(pkg, meta);
+    }
+    return meta;
+  };
 
   // Directory → the packages placed in it.
-  const byDir = new Map<string, DbPackage[]>();
+  const byDir = new Map<string, Candidate[]>();
   for (const published of input.packages as readonly PacmanPublishedPackage[]) {
-    let meta: PacmanPackageMeta;
-    try {
-      meta = asPacmanMeta(published.meta, published.file.filename);
-    } catch (err) {
-      // One bad record must not take the whole repo down: leave it out and say so.
-      warnings.push(`${(err as Error).message}; not listed`);
-      continue;
-    }
     for (const p of published.paths) {
       const slash = p.lastIndexOf("/");
       const dir = slash === -1 ? "" : p.slice(0, slash);
+      const filename = p.slice(slash + 1);
+      const key = `${published.sha256}\t${published.file.sha256}\t${published.size}\t${filename}`;
+      const cached = previous.get(dir)?.entries.get(key);
+      let name: string;
+      let version: string;
+      if (cached) ({ name, version } = cached);
+      else {
+        const meta = metaOf(published);
+        if (meta === null) continue;
+        name = pkgInfoValue(meta.pkginfo, "pkgname");
+        version = pkgInfoValue(meta.pkginfo, "pkgver");
+      }
       const list = byDir.get(dir) ?? [];
-      list.push({ pkg: published, meta, filename: p.slice(slash + 1) });
+      list.push({ pkg: published, filename, key, name, version });
       byDir.set(dir, list);
     }
   }
@@ -247,15 +388,23 @@ async function render(input: RenderInput): Promise<RenderResult> {
 
   for (const dir of [...byDir.keys()].sort()) {
     const prefix = dir === "" ? "" : `${dir}/`;
+    const old = previous.get(dir);
+    const cache: DirCache = {
+      entries: new Map(),
+      db: old?.db ?? new GzipMemberCache(DB_GZIP_LEVEL),
+      files: old?.files ?? new GzipMemberCache(DB_GZIP_LEVEL),
+    };
+    caches.set(dir, cache);
     const { kept, dropped } = newestByName(byDir.get(dir)!);
     for (const d of dropped) {
       warnings.push(
-        `${prefix}${d.filename}: not listed in ${repoName}.db, a newer ${pkgInfoValue(d.meta.pkginfo, "pkgname")} is in the same directory`,
+        `${prefix}${d.filename}: not listed in ${repoName}.db, a newer ${d.name} is in the same directory`,
       );
     }
-    const entries: { pkg: DbPackage; desc: string }[] = [];
+    const listed: { c: Candidate; entry: DbEntry }[] = [];
     for (const c of kept) {
-      const signature = await signatureOf(c.pkg);
+      // The engine hands most signatures over; awaiting each of 10,000 would cost more.
+      const signature = !signer ? null : (c.pkg.signature ?? (await signatureOf(c.pkg)));
       if (signature) {
         // Stage 0: the package signature exists before any database that embeds it.
         files.push({
@@ -265,25 +414,35 @@ async function render(input: RenderInput): Promise<RenderResult> {
           stage: 0,
         });
       }
-      const desc = renderDesc(c.meta, {
-        filename: c.filename,
-        csize: c.pkg.size,
-        sha256: c.pkg.sha256,
-        md5: c.meta.sha256 === c.pkg.sha256 ? c.meta.md5 : null,
-        signature,
-      });
-      entries.push({ pkg: c, desc });
+      const hit = old?.entries.get(c.key);
+      const entry: DbEntry =
+        hit && sameBytes(hit.signature, signature) ? hit : newEntry(c, signature);
+      cache.entries.set(c.key, entry);
+      listed.push({ c, entry });
     }
-    const { db, files: filesDb } = buildDatabases(entries);
-    const dbGz = gzip(db);
-    const filesGz = gzip(filesDb);
+    listed.sort(compareListed);
+
+    const dbItems: ChunkItem[] = [];
+    const filesItems: ChunkItem[] = [];
+    for (const l of listed) {
+      const tar = new EntryTar(l.c, l.entry, metaOf);
+      dbItems.push(new DescItem(tar));
+      filesItems.push(new FilesItem(tar));
+    }
+    dbItems.push(TAR_END);
+    filesItems.push(TAR_END);
+    const [dbGz, filesGz] = await Promise.all([
+      cache.db.compress(dbItems),
+      cache.files.compress(filesItems),
+    ]);
     // Stage 1: the databases (pacman fetches `<repo>.db`, then `<repo>.db.sig`); stage 2:
     // their signatures. pacman reads the db first and its .sig right after, so switching the
     // db first means a client can only see a mismatched pair if both of its requests fall
     // between the two renames; switching the .sig first would break every client whose db
     // download started before the .sig rename and whose .sig request came after it.
-    const dbSig = signer ? await signer.signDetachedBinary(dbGz) : null;
-    const filesSig = signer ? await signer.signDetachedBinary(filesGz) : null;
+    const [dbSig, filesSig] = signer
+      ? await Promise.all([signer.signDetachedBinary(dbGz), signer.signDetachedBinary(filesGz)])
+      : [null, null];
     for (const [name, content, sig] of [
       [`${repoName}.db.tar.gz`, dbGz, dbSig],
       [`${repoName}.files.tar.gz`, filesGz, filesSig],
@@ -301,6 +460,7 @@ async function render(input: RenderInput): Promise<RenderResult> {
       }
     }
   }
+  repoCaches.set(input.repo.name, caches);
   if (unsigned.length > 0) {
     // One line, not one per package: a repo of 10,000 must not flood the log.
     const sample = unsigned.slice(0, 5).join(", ");
