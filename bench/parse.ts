@@ -42,11 +42,23 @@ interface FormatResult {
   fileMsPerPackage: number;
   /** The same from memory (the parser alone). */
   memoryMsPerPackage: number;
+  /**
+   * CPU time (user + system, every thread of the process) per package, median over rounds:
+   * steadier than wall time on a machine that other work shares.
+   */
+  fileCpuMsPerPackage: number;
+  memoryCpuMsPerPackage: number;
   /** Every round's ms per package, file then memory. */
-  rounds: { file: number[]; memory: number[] };
+  rounds: { file: number[]; memory: number[]; fileCpu: number[]; memoryCpu: number[] };
   /** --engine: the engine path's steps (first round warms the page cache and the JIT). */
   engine?: EngineSteps;
 }
+
+/** CPU ms (user + system) since `start`, a process.cpuUsage() reading. */
+const cpuMsSince = (start: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000;
+};
 
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -162,9 +174,12 @@ async function runFormat(
   const reads = { reads: 0, bytes: 0 };
   const fileRounds: number[] = [];
   const memoryRounds: number[] = [];
+  const fileCpuRounds: number[] = [];
+  const memoryCpuRounds: number[] = [];
   const check = new Map<string, string>();
   for (let r = 0; r < (only === "memory" ? 1 : rounds); r++) {
     const started = performance.now();
+    const cpuStart = process.cpuUsage();
     for (const file of files) {
       const source = await openFileSource(file);
       try {
@@ -178,6 +193,7 @@ async function runFormat(
       }
     }
     fileRounds.push((performance.now() - started) / files.length);
+    fileCpuRounds.push(cpuMsSince(cpuStart) / files.length);
   }
 
   // Memory pass: the bytes are read before the clock starts.
@@ -186,6 +202,7 @@ async function runFormat(
   for (const c of contents) bytes += c.length;
   for (let r = 0; r < (only === "file" ? 0 : rounds); r++) {
     const started = performance.now();
+    const cpuStart = process.cpuUsage();
     for (let i = 0; i < files.length; i++) {
       const meta = await layout.parse(bufferSource(contents[i]!), path.basename(files[i]!));
       // Both paths must give the same meta: a parser that reads differently is a bug.
@@ -194,6 +211,7 @@ async function runFormat(
       }
     }
     memoryRounds.push((performance.now() - started) / files.length);
+    memoryCpuRounds.push(cpuMsSince(cpuStart) / files.length);
   }
   console.error(
     `${format}: ${files.length} packages, ${(bytes / files.length / 1024).toFixed(1)} KiB avg; ` +
@@ -216,7 +234,14 @@ async function runFormat(
     bytes,
     fileMsPerPackage: median(fileRounds),
     memoryMsPerPackage: memoryRounds.length > 0 ? median(memoryRounds) : NaN,
-    rounds: { file: fileRounds, memory: memoryRounds },
+    fileCpuMsPerPackage: median(fileCpuRounds),
+    memoryCpuMsPerPackage: memoryCpuRounds.length > 0 ? median(memoryCpuRounds) : NaN,
+    rounds: {
+      file: fileRounds,
+      memory: memoryRounds,
+      fileCpu: fileCpuRounds,
+      memoryCpu: memoryCpuRounds,
+    },
   };
 }
 
@@ -247,12 +272,17 @@ async function main(): Promise<void> {
       await runFormat(format, path.join(values.corpus, format), limit, rounds, only, values.engine),
     );
   }
-  console.log("| format | packages | ms/package (file) | ms/package (memory) | total s (file) |");
-  console.log("| --- | ---: | ---: | ---: | ---: |");
+  console.log(
+    "| format | packages | ms/package (file) | CPU ms/package (file) | ms/package (memory) | " +
+      "CPU ms/package (memory) | total s (file) |",
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const r of results) {
+    const f = (ms: number) => ms.toFixed(3);
     console.log(
-      `| ${r.format} | ${r.packages} | ${r.fileMsPerPackage.toFixed(3)} | ` +
-        `${r.memoryMsPerPackage.toFixed(3)} | ${((r.fileMsPerPackage * r.packages) / 1000).toFixed(2)} |`,
+      `| ${r.format} | ${r.packages} | ${f(r.fileMsPerPackage)} | ${f(r.fileCpuMsPerPackage)} | ` +
+        `${f(r.memoryMsPerPackage)} | ${f(r.memoryCpuMsPerPackage)} | ` +
+        `${((r.fileMsPerPackage * r.packages) / 1000).toFixed(2)} |`,
     );
   }
   const engineRows = results.filter((r) => r.engine);
