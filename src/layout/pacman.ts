@@ -353,7 +353,10 @@ async function render(input: RenderInput): Promise<RenderResult> {
       const slash = p.lastIndexOf("/");
       const dir = slash === -1 ? "" : p.slice(0, slash);
       const filename = p.slice(slash + 1);
-      const key = `${published.sha256}\t${published.file.sha256}\t${published.size}\t${filename}`;
+      // The metadata is the master's file's (sha256 as parsed); the entry describes the bytes
+      // on disk. Both sha256s are the same unless a transform rewrote the file.
+      const parsedAs = published.file.sha256 === published.sha256 ? "" : published.file.sha256;
+      const key = `${published.sha256}\t${published.size}\t${filename}\t${parsedAs}`;
       const cached = previous.get(dir)?.entries.get(key);
       let name: string;
       let version: string;

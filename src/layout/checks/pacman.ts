@@ -6,9 +6,12 @@
  * %PGPSIG% matches the `.sig` beside the package. `.files` and the `.tar.gz` names must hold
  * the same bytes as the names pacman fetches.
  */
+import * as zlib from "node:zlib";
 import { readTar } from "../formats/tar.js";
+import type { TarEntry } from "../formats/tar.js";
 import {
   Findings,
+  MAX_INDEX_BYTES,
   checkPackageRef,
   decodeUtf8,
   decompressAny,
@@ -16,7 +19,7 @@ import {
   joinRel,
   readRequired,
 } from "./common.js";
-import type { CheckInput, CheckResult } from "./types.js";
+import type { CheckInput, CheckProblem, CheckResult } from "./types.js";
 
 /** A desc file: `%KEY%` then one value per line, a blank line between fields. */
 export function parseDesc(text: string): Map<string, string[]> {
@@ -33,7 +36,9 @@ export function parseDesc(text: string): Map<string, string[]> {
   return out;
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+/** Byte equality without copying either side (Buffer.from(Uint8Array) copies). */
+const view = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a === b || view(a).equals(b);
 
 async function checkDb(dir: string, name: string, input: CheckInput, f: Findings): Promise<void> {
   const { reader, verifier } = input;
@@ -63,57 +68,265 @@ async function checkDb(dir: string, name: string, input: CheckInput, f: Findings
       f.add(`${prefix}${name}${suffix}.tar.gz`, `differs from ${name}${suffix}`);
   }
 
-  let entries;
+  let readings: EntryReading[];
   try {
-    entries = readTar(decompressAny(db), { maxEntries: 1_000_000 });
+    readings = readDatabase(dbPath, db);
   } catch (err) {
     f.add(dbPath, `cannot be read as a database: ${errorText(err)}`);
     return;
   }
-  for (const e of entries) {
-    if (e.type !== "file") continue;
-    if (!e.name.endsWith("/desc")) continue;
-    const entryDir = e.name.slice(0, -"/desc".length);
-    const where = `${dbPath} (${entryDir})`;
-    if (entryDir.startsWith("./") || entryDir.includes("/")) {
-      f.add(dbPath, `entry ${e.name} is not name-ver/desc; pacman ignores it`);
-      continue;
-    }
-    const desc = parseDesc(decodeUtf8(e.data) ?? "");
-    const one = (k: string) => desc.get(k)?.[0];
-    const pkgName = one("NAME");
-    const version = one("VERSION");
-    if (!pkgName || !version) {
-      f.add(where, "desc lacks %NAME% or %VERSION%");
-      continue;
-    }
-    if (entryDir !== `${pkgName}-${version}`)
-      f.add(where, `entry is named ${entryDir}, desc says ${pkgName}-${version}`);
-    const filename = one("FILENAME");
-    if (!filename) {
-      f.add(where, "desc has no %FILENAME%");
-      continue;
-    }
-    const csize = Number(one("CSIZE"));
-    const sha256 = one("SHA256SUM");
-    if (!sha256) f.add(where, "desc has no %SHA256SUM%");
+  for (const r of readings) {
+    for (const problem of r.problems) f.add(problem.path, problem.problem);
+    if (r.ref === null) continue;
+    const { where, filename, csize, sha256, pgpsig } = r.ref;
     const rel = filename.includes("/") ? null : joinRel(dir, filename);
-    await checkPackageRef(
-      f,
-      reader,
-      rel,
-      { size: Number.isSafeInteger(csize) ? csize : null, sha256: sha256 ?? null },
-      where,
-      filename,
-    );
-    const pgpsig = one("PGPSIG");
-    if (pgpsig && rel !== null) {
+    await checkPackageRef(f, reader, rel, { size: csize, sha256 }, where, filename);
+    if (pgpsig !== null && rel !== null) {
       const sig = await reader.read(`${rel}.sig`);
       if (sig === null) f.add(`${rel}.sig`, `missing (${where} embeds a %PGPSIG%)`);
-      else if (!sameBytes(sig, Buffer.from(pgpsig, "base64")))
+      else if (!sameBytes(sig, pgpsig))
         f.add(`${rel}.sig`, `differs from the %PGPSIG% in ${where}`);
     }
   }
+}
+
+/**
+ * What one `name-ver/desc` entry says, and what is wrong with it on its own: a pure function
+ * of the entry's bytes. The package it names is checked against the tree on every reading.
+ */
+interface EntryReading {
+  problems: CheckProblem[];
+  ref: {
+    where: string;
+    filename: string;
+    csize: number | null;
+    sha256: string | null;
+    pgpsig: Uint8Array | null;
+  } | null;
+}
+
+function readEntry(dbPath: string, e: TarEntry): EntryReading | null {
+  if (e.type !== "file") return null;
+  if (!e.name.endsWith("/desc")) return null;
+  const problems: CheckProblem[] = [];
+  const entryDir = e.name.slice(0, -"/desc".length);
+  const where = `${dbPath} (${entryDir})`;
+  if (entryDir.startsWith("./") || entryDir.includes("/")) {
+    problems.push({
+      path: dbPath,
+      problem: `entry ${e.name} is not name-ver/desc; pacman ignores it`,
+    });
+    return { problems, ref: null };
+  }
+  const desc = parseDesc(decodeUtf8(e.data) ?? "");
+  const one = (k: string) => desc.get(k)?.[0];
+  const pkgName = one("NAME");
+  const version = one("VERSION");
+  if (!pkgName || !version) {
+    problems.push({ path: where, problem: "desc lacks %NAME% or %VERSION%" });
+    return { problems, ref: null };
+  }
+  if (entryDir !== `${pkgName}-${version}`)
+    problems.push({
+      path: where,
+      problem: `entry is named ${entryDir}, desc says ${pkgName}-${version}`,
+    });
+  const filename = one("FILENAME");
+  if (!filename) {
+    problems.push({ path: where, problem: "desc has no %FILENAME%" });
+    return { problems, ref: null };
+  }
+  const csize = Number(one("CSIZE"));
+  const sha256 = one("SHA256SUM");
+  if (!sha256) problems.push({ path: where, problem: "desc has no %SHA256SUM%" });
+  const pgpsig = one("PGPSIG");
+  return {
+    problems,
+    ref: {
+      where,
+      filename,
+      csize: Number.isSafeInteger(csize) ? csize : null,
+      sha256: sha256 ?? null,
+      pgpsig: pgpsig ? Buffer.from(pgpsig, "base64") : null,
+    },
+  };
+}
+
+function readEntries(dbPath: string, tar: Uint8Array): EntryReading[] {
+  const out: EntryReading[] = [];
+  for (const e of readTar(tar, { maxEntries: 1_000_000 })) {
+    const r = readEntry(dbPath, e);
+    if (r !== null) out.push(r);
+  }
+  return out;
+}
+
+/**
+ * A database as pacman reads it: decompressed whole and read as one tar. A gzip database that
+ * is a series of members (RFC 1952 §2.2; libarchive reads them as one stream), each holding
+ * whole tar entries, is read member by member instead, and a member holding the same bytes
+ * as one read last time is not decompressed or parsed again: with one package added to
+ * 10,000, one member of about 64 entries is new. The readings are a pure function of the
+ * member's bytes, which are compared in full; anything else (a member that splits an entry,
+ * a pax or long-name header, a zero block, xz or zstd) takes the whole-file path.
+ */
+function readDatabase(dbPath: string, db: Uint8Array): EntryReading[] {
+  const memo = memos.get(dbPath);
+  const members = db[0] === 0x1f && db[1] === 0x8b ? splitMembers(db, memo) : null;
+  if (members === null) {
+    memos.delete(dbPath);
+    return readEntries(dbPath, decompressAny(db));
+  }
+  const used: MemberMemo = new Map();
+  const out: EntryReading[] = [];
+  for (const [i, m] of members.entries()) {
+    let known = m.known;
+    if (known === null) {
+      const tar = m.plain!;
+      // The end-of-archive blocks: pacman reads nothing after them, and only they are zeros.
+      if (isZeros(tar)) {
+        if (tar.length >= 1024) known = { bytes: m.bytes, readings: [], end: true };
+      } else if (wholeEntries(tar))
+        known = { bytes: m.bytes, readings: readEntries(dbPath, tar), end: false };
+    }
+    if (known === null || (known.end && i !== members.length - 1)) {
+      memos.delete(dbPath);
+      return readEntries(dbPath, decompressAny(db));
+    }
+    const key = memberKey(known.bytes);
+    const list = used.get(key) ?? [];
+    list.push(known);
+    used.set(key, list);
+    for (const r of known.readings) out.push(r);
+  }
+  memos.set(dbPath, used);
+  return out;
+}
+
+/** Members read last time, by memberKey, per database path. */
+interface KnownMember {
+  bytes: Uint8Array;
+  readings: EntryReading[];
+  /** The member is the end-of-archive blocks (it must be the last). */
+  end: boolean;
+}
+type MemberMemo = Map<string, KnownMember[]>;
+const memos = new Map<string, MemberMemo>();
+
+/** Where a member's deflate data starts to differ from another's: skip the fixed header. */
+function memberKey(bytes: Uint8Array): string {
+  return view(bytes).subarray(10, 42).toString("latin1");
+}
+
+interface Member {
+  /** The member's bytes (a copy: the memo must not hold the whole database). */
+  bytes: Uint8Array;
+  /** The memo's reading of these exact bytes, or null... */
+  known: KnownMember | null;
+  /** ...and then the decompressed member. */
+  plain: Uint8Array | null;
+}
+
+/**
+ * The members of a gzip file, each either matched byte for byte with a remembered one or
+ * decompressed (CRC-32 and length checked as gunzip does). null when the file uses gzip
+ * header fields this reader does not take apart (the whole-file path reads it then).
+ */
+function splitMembers(db: Uint8Array, memo: MemberMemo | undefined): Member[] | null {
+  const buf = view(db);
+  const out: Member[] = [];
+  let total = 0;
+  let pos = 0;
+  while (pos < buf.length) {
+    const known = memo
+      ?.get(memberKey(buf.subarray(pos)))
+      ?.find(
+        (m) =>
+          pos + m.bytes.length <= buf.length &&
+          buf.compare(m.bytes, 0, m.bytes.length, pos, pos + m.bytes.length) === 0,
+      );
+    if (known) {
+      out.push({ bytes: known.bytes, known, plain: null });
+      pos += known.bytes.length;
+      continue;
+    }
+    // RFC 1952 §2.3: ID1 ID2 CM=8 FLG MTIME(4) XFL OS; only FLG = 0 (no optional fields).
+    if (pos + 18 > buf.length || buf[pos] !== 0x1f || buf[pos + 1] !== 0x8b) return null;
+    if (buf[pos + 2] !== 8 || buf[pos + 3] !== 0) return null;
+    const inflated = zlib.inflateRawSync(buf.subarray(pos + 10), {
+      info: true,
+      maxOutputLength: MAX_INDEX_BYTES,
+    }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    const plain = inflated.buffer;
+    const end = pos + 10 + inflated.engine.bytesWritten + 8;
+    if (end > buf.length) throw new Error("truncated gzip member");
+    if (
+      buf.readUInt32LE(end - 8) !== crc32Of(plain) ||
+      buf.readUInt32LE(end - 4) !== plain.length % 2 ** 32
+    )
+      throw new Error("gzip member fails its CRC-32 or length check");
+    total += plain.length;
+    if (total > MAX_INDEX_BYTES) throw new Error("decompressed size over the limit");
+    out.push({ bytes: new Uint8Array(buf.subarray(pos, end)), known: null, plain });
+    pos = end;
+  }
+  return out;
+}
+
+const CRC_TABLE = Int32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c;
+});
+
+/** gzip's CRC-32 (zlib.crc32 is Node 20.15 and later only). */
+function crc32Of(data: Uint8Array): number {
+  if (typeof zlib.crc32 === "function") return zlib.crc32(data);
+  let c = -1;
+  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
+function isZeros(data: Uint8Array): boolean {
+  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Does `tar` hold whole entries only, each a plain file or directory header (ustar or GNU,
+ * valid checksum) and its padded data, and nothing else? Then reading it alone gives the
+ * entries reading the whole archive gives at this place.
+ */
+function wholeEntries(tar: Uint8Array): boolean {
+  if (tar.length % 512 !== 0) return false;
+  let pos = 0;
+  while (pos < tar.length) {
+    const header = tar.subarray(pos, pos + 512);
+    const type = header[156];
+    // "0", NUL (files), "5" (directories): anything else may carry state to the next entry.
+    if (type !== 0x30 && type !== 0 && type !== 0x35) return false;
+    if (isZeros(header)) return false;
+    const size = octal(header, 124, 12);
+    if (size === null) return false;
+    pos += 512 + Math.ceil(size / 512) * 512;
+  }
+  return pos === tar.length;
+}
+
+function octal(header: Uint8Array, offset: number, length: number): number | null {
+  let value = 0;
+  let digits = 0;
+  for (let i = offset; i < offset + length; i++) {
+    const b = header[i]!;
+    if (b === 0 || b === 0x20) {
+      if (digits > 0) break;
+      continue;
+    }
+    if (b < 0x30 || b > 0x37) return null;
+    value = value * 8 + (b - 0x30);
+    digits++;
+  }
+  return value;
 }
 
 export async function checkPacmanRepo(input: CheckInput): Promise<CheckResult> {
