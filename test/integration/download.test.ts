@@ -1,14 +1,16 @@
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import fs, { type FileHandle, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Readable } from "node:stream";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { isPackratError } from "../../src/errors.js";
 import { silentLogger } from "../../src/log.js";
 import { sha256Bytes } from "../../src/sync/disk.js";
 import { backoffDelay, downloadVerified } from "../../src/sync/download.js";
 import { createMasterClient } from "../../src/sync/master-client.js";
-import type { MasterClient } from "../../src/sync/master-types.js";
+import type { FileDownload, MasterClient } from "../../src/sync/master-types.js";
 import { startFakeMaster, type FakeMaster } from "../support/fake-master.js";
 
 describe("downloadVerified", () => {
@@ -47,6 +49,7 @@ describe("downloadVerified", () => {
     sleeps = [];
   });
   afterEach(async () => {
+    vi.restoreAllMocks();
     await client.close();
     await master.close();
     await rm(root, { recursive: true, force: true });
@@ -103,4 +106,106 @@ describe("downloadVerified", () => {
     expect(backoffDelay(policy, 10, () => 0.999)).toBe(999);
     expect(backoffDelay(policy, 10, () => 0)).toBe(0);
   });
+
+  it("writes a large body exactly, across write batches, pieces and background flushes", async () => {
+    // 33 MiB and an odd tail: more than one early flush interval, batches and 32 KiB pieces that
+    // do not line up with the socket's chunks.
+    const big = randomBytes(33 * 1024 * 1024 + 12_345);
+    const bigId = master.addPackageFile({
+      package: "big",
+      distroVersion: "dv",
+      version: "1",
+      type: "tar",
+      arch: "all",
+      filename: "big_1.tar",
+      content: big,
+    });
+    let reported = 0;
+    const { tmp, size } = await downloadVerified(
+      { fileUrl: `/files/${bigId}/big_1.tar`, sha256: sha256Bytes(big), label: "repo/big_1.tar" },
+      { ...deps(), onBytes: (n) => (reported += n) },
+    );
+    expect(size).toBe(big.length);
+    expect(reported).toBe(big.length);
+    expect((await readFile(tmp)).equals(big)).toBe(true);
+  });
+
+  it("stops on abort in the middle of a body, without retrying, and leaves no partial file", async () => {
+    const controller = new AbortController();
+    const reason = new Error("shutting down");
+    const body = new Readable({ read() {} });
+    body.push(Buffer.alloc(3 * 1024 * 1024, 1)); // more than a write batch: a write is in flight
+    const err = await downloadVerified(req(), {
+      ...deps(),
+      client: clientServing(() => ({ size: 10 * 1024 * 1024, body })),
+      signal: controller.signal,
+      onBytes: () => controller.abort(reason),
+    }).catch((e: unknown) => e);
+    expect(err).toBe(reason);
+    expect(sleeps).toEqual([]);
+    expect(body.destroyed).toBe(true);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("refuses a body shorter than the size the master announced, naming both", async () => {
+    const err = await downloadVerified(req(), {
+      ...deps(),
+      client: clientServing(() => ({ size: content.length + 5, body: Readable.from([content]) })),
+    }).catch((e: unknown) => e);
+    expect(isPackratError(err, "PACKRAT_DOWNLOAD_FAILED")).toBe(true);
+    expect((err as Error).message).toBe(
+      `repo/p_1.tar.gz: got ${content.length} bytes from /files/${id}/p_1.tar.gz, the master announced ${content.length + 5} (truncated)`,
+    );
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("fails on a full disk with the disk's error and leaves no temp file", async () => {
+    const open = fs.open.bind(fs);
+    let writes = 0;
+    vi.spyOn(fs, "open").mockImplementation(async (...args: Parameters<typeof fs.open>) => {
+      const handle: FileHandle = await open(...args);
+      const writev = handle.writev.bind(handle);
+      // The first pieces land, then the disk fills up: later writes of the same batch still run.
+      handle.writev = (buffers, position) => {
+        writes++;
+        if (writes <= 3) return writev(buffers, position);
+        const full = Object.assign(new Error("ENOSPC: no space left on device, write"), {
+          code: "ENOSPC",
+        });
+        return Promise.reject(full);
+      };
+      return handle;
+    });
+    const big = randomBytes(2 * 1024 * 1024);
+    const err = await downloadVerified(
+      { fileUrl: "/files/x/big.bin", sha256: sha256Bytes(big), label: "repo/big.bin" },
+      {
+        ...deps(),
+        client: clientServing(() => ({ size: big.length, body: Readable.from([big]) })),
+      },
+    ).catch((e: unknown) => e);
+    // Retried like any failure, then reported with the disk's error as the cause.
+    expect(isPackratError(err, "PACKRAT_DOWNLOAD_FAILED")).toBe(true);
+    expect((err as Error).message).toMatch(/^repo\/big\.bin: .*no space left on device/);
+    expect(((err as Error).cause as { code?: unknown }).code).toBe("ENOSPC");
+    expect(sleeps).toHaveLength(2);
+    expect(writes).toBeGreaterThan(3);
+    expect(await leftovers()).toEqual([]);
+  });
 });
+
+/** A MasterClient that only serves downloads, each a fresh answer from `answer`. */
+function clientServing(answer: () => FileDownload): MasterClient {
+  const unused = () => Promise.reject(new Error("not used by downloads"));
+  return {
+    checkVersion: unused,
+    getMirror: unused,
+    getRepos: unused,
+    getDistroVersions: unused,
+    listPackageFiles: unused,
+    poll: unused,
+    heartbeat: unused,
+    download: () => Promise.resolve(answer()),
+    close: () => Promise.resolve(),
+  };
+}
