@@ -52,6 +52,8 @@ export class MirrorDaemon {
   private lastFullSyncError: string | null = null;
   /** Repos whose served generation is quick, with the timer that will complete it. */
   private readonly settleTimers = new Map<string, NodeJS.Timeout>();
+  /** The render caches are filled once, after the first full sync that succeeds. */
+  private warmed = false;
 
   constructor(private deps: DaemonDeps) {
     this.coalescer = new TriggerCoalescer(
@@ -105,6 +107,10 @@ export class MirrorDaemon {
         this.settleTimers.clear();
         this.deps.onSync?.(report, null);
         this.restartPollers();
+        if (!this.warmed) {
+          this.warmed = true;
+          this.warmCaches();
+        }
       } catch (err) {
         if (this.stopController.signal.aborted) return;
         this.consecutiveFullFailures++;
@@ -191,6 +197,26 @@ export class MirrorDaemon {
       this.scheduleSettle(report);
       this.deps.onSync?.(report, null);
     });
+  }
+
+  /**
+   * Queue a cache-filling render of every repo (SyncEngine.warm), so that the first change
+   * after a start costs what later ones do. Failures only cost speed: logged at debug.
+   */
+  private warmCaches(): void {
+    for (const { repo } of this.deps.store.listRepos()) {
+      void this.queue
+        .add(async () => {
+          if (this.stopping) return;
+          await this.deps.engine.warm(repo.name, { signal: this.stopController.signal });
+        })
+        .catch((err: unknown) => {
+          this.deps.log.debug(
+            { repo: repo.name },
+            `warming the render caches: ${describeError(err)}`,
+          );
+        });
+    }
   }
 
   /** (Re)arm the settle timer of every repo the pass left with a quick generation. */

@@ -96,6 +96,8 @@ export interface SyncOptions {
    * Default true for incremental passes; full syncs always publish complete generations.
    */
   quick?: boolean;
+  /** Render even repos whose inputs are unchanged, and publish nothing: see warm(). */
+  warm?: boolean;
 }
 
 export interface SyncReport {
@@ -313,6 +315,7 @@ export class SyncEngine {
           signal: opts.signal,
           onlyPackages: new Set(packageNames),
           quick: opts.quick ?? true,
+          warm: opts.warm ?? false,
         },
         report,
       );
@@ -339,6 +342,15 @@ export class SyncEngine {
    */
   async settle(repoName: string, opts: Omit<SyncOptions, "quick"> = {}): Promise<SyncReport> {
     return this.incrementalSync(repoName, [], { ...opts, quick: false });
+  }
+
+  /**
+   * Fill the layouts' render caches (rendered entries, compressed chunks) for a repo, from the
+   * state DB alone and publishing nothing, so that the first change after a start renders one
+   * package instead of all of them. The daemon runs it after its first full sync.
+   */
+  async warm(repoName: string, opts: Omit<SyncOptions, "quick" | "warm"> = {}): Promise<void> {
+    await this.incrementalSync(repoName, [], { ...opts, quick: true, warm: true });
   }
 
   // ---- planning -------------------------------------------------------------------------
@@ -586,6 +598,7 @@ export class SyncEngine {
        * last pass left them (fingerprints), and the periodic full sync checks them. */
       onlyPackages?: ReadonlySet<string>;
       quick?: boolean;
+      warm?: boolean;
     },
     report: SyncReport,
   ): Promise<void> {
@@ -723,7 +736,10 @@ export class SyncEngine {
     // must not stop the others; its previous generation stays served.
     for (const p of plans) {
       try {
-        const outcome = await this.publish(p, failed, observations, opts.quick === true);
+        const outcome = await this.publish(p, failed, observations, {
+          quick: opts.quick === true,
+          warm: opts.warm === true,
+        });
         if (outcome.published) report.published.push(p.repo.name);
         if (outcome.deferred) report.deferred.push(p.repo.name);
       } catch (err) {
@@ -812,7 +828,7 @@ export class SyncEngine {
     plan: RepoPlan,
     failed: ReadonlySet<string>,
     observations: ReadonlyMap<string, PathObservation>,
-    quick: boolean,
+    { quick, warm }: { quick: boolean; warm: boolean },
   ): Promise<PublishOutcome> {
     const { store, log, layoutOptions, signer } = this.deps;
     const dir = assertSafeRelativePath(plan.repo.filesystemDir, `repo ${plan.repo.name}`);
@@ -868,6 +884,7 @@ export class SyncEngine {
           layout: plan.layout,
           repoDir: dir,
           salt: JSON.stringify([layoutOptions, signer?.fingerprint ?? null]),
+          warmOnly: warm,
           input: {
             repo: plan.repo,
             distroVersions: plan.distroVersions,

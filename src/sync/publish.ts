@@ -36,6 +36,11 @@ export interface PublishRequest {
   repoDir: string;
   /** Extra inputs that change the output (options, signer), folded into the inputs hash. */
   salt: string;
+  /**
+   * Render (filling the layout's caches) but publish nothing; only for a repo whose served
+   * generation already matches its inputs. A changed repo is published as usual.
+   */
+  warmOnly?: boolean;
 }
 
 export interface PublishOutcome {
@@ -283,6 +288,7 @@ export async function publishRepo(
     (latest.inputsHash === hash ||
       (req.input.quick === true && latest.inputsHash === deferredHash));
   if (latest && same && (await latestIntact(deps, repoName))) {
+    if (req.warmOnly === true) await req.layout.render(req.input);
     return {
       published: false,
       deferred: latest.inputsHash === deferredHash,

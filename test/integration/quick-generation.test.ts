@@ -3,11 +3,13 @@
  * Packages.xz and with a Packages.gz made of reused gzip members; the real apt-get must read
  * it; settle() (and the daemon, after a quiet moment) then publishes the complete generation.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.js";
 import { QUICK_XZ_MAX_BYTES } from "../../src/layout/apt.js";
+import { layoutFor } from "../../src/layout/index.js";
+import type { Signer } from "../../src/signing/signer.js";
 import { MirrorDaemon } from "../../src/sync/daemon.js";
 import type { SyncReport } from "../../src/sync/engine.js";
 import { runAptGet } from "../support/apt-client.js";
@@ -29,6 +31,7 @@ let fx: MirrorFixture;
 let h: EngineHarness;
 let server: StaticServer;
 let keyring: string;
+let signer: Signer;
 
 const release = () => readFile(path.join(fx.root, DIST, "Release"), "utf8");
 
@@ -77,7 +80,7 @@ beforeAll(async () => {
   });
   addBigDeb("bigdoc");
   addBigDeb("moredoc");
-  const { signer } = await makeTestSigner();
+  ({ signer } = await makeTestSigner());
   keyring = path.join(fx.dir, "key.gpg");
   await writeFile(keyring, signer.publicKeyBinary());
   h = makeEngine(fx, { signer });
@@ -141,6 +144,36 @@ describe("quick generations of a large apt index", () => {
     expect(full.published).toContain(REPO);
     expect(full.deferred).toEqual([]);
     expect(await release()).toMatch(/Packages\.xz/);
+  });
+
+  it("warm() renders the repo to fill the caches and publishes nothing", async () => {
+    const renders: boolean[] = [];
+    const spy = makeEngine(fx, {
+      signer,
+      deps: {
+        layoutFor: (type) => {
+          const layout = layoutFor(type);
+          if (!layout) return layout;
+          return {
+            ...layout,
+            render: (input) => {
+              renders.push(input.quick === true);
+              return layout.render(input);
+            },
+          };
+        },
+      },
+    });
+    try {
+      const before = await stat(path.join(fx.root, DIST, "InRelease"));
+      const generations = spy.store.latestGeneration(REPO)?.generation;
+      await spy.engine.warm(REPO);
+      expect(renders).toEqual([true]);
+      expect(spy.store.latestGeneration(REPO)?.generation).toBe(generations);
+      expect((await stat(path.join(fx.root, DIST, "InRelease"))).mtimeMs).toBe(before.mtimeMs);
+    } finally {
+      await spy.close();
+    }
   });
 
   it("the daemon settles a repo once it has been quiet", async () => {
