@@ -158,12 +158,14 @@ async function main(args: OursArgs): Promise<OursResult> {
 }
 
 /**
- * One process applying one change after another, as the running daemon does: its caches
- * (rendered stanzas, gzip members) are warm from the second change on. Prints "ready", then
+ * One process applying one change after another, as the running daemon does: it warms its
+ * render caches first (SyncEngine.warm), then applies changes. Prints "ready", then
  * for each package name read from stdin one JSON line {ms, cpuMs, report}.
  */
 async function runSeries(args: OursArgs, engine: SyncEngine): Promise<OursResult> {
   const started = performance.now();
+  // As the daemon does after its first full sync: fill the render caches.
+  await engine.warm(args.repo ?? "");
   process.stdout.write("ready\n");
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
