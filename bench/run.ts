@@ -382,7 +382,7 @@ class Bench {
         if (l !== "ready") throw new Error(`series process said ${l}`);
       }),
       apply: async (name: string): Promise<OursResult> => {
-        (stdin)?.write(`${name}\n`);
+        stdin?.write(`${name}\n`);
         const result = JSON.parse(await nextLine()) as OursResult;
         if (process.env.BENCH_SPANS && result.spans) {
           const top = Object.entries(result.spans)
@@ -393,7 +393,7 @@ class Bench {
         return result;
       },
       close: async (): Promise<StepResult> => {
-        (stdin)?.end();
+        stdin?.end();
         return child;
       },
     };
