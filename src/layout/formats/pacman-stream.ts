@@ -92,7 +92,9 @@ export async function* decompressedChunks(
     for await (const chunk of out as AsyncIterable<Uint8Array>) yield count(chunk);
   } catch (err) {
     if (err instanceof StreamError) throw err;
-    throw new StreamError(`${compression}: ${(err as Error).message}`, { cause: err });
+    throw new StreamError(`${compression}: ${(err as Error).message}`, {
+      cause: err,
+    });
   } finally {
     out.destroy();
   }
@@ -112,7 +114,7 @@ function* unzstdRaw(
 ): Generator<Uint8Array> {
   let src = raw;
   for (;;) {
-    const dst = Buffer.allocUnsafe(ZSTD_OUT);
+    const dst = Buffer.allocUnsafe(Math.min(ZSTD_OUT, Math.max(16 << 10, src.length * 8)));
     let ret: number, produced: number, consumed: number;
     try {
       [ret, produced, consumed] = dctx.decompressStream(dst, src);
@@ -128,15 +130,42 @@ function* unzstdRaw(
   }
 }
 
+/**
+ * Decoder contexts kept for reuse: making one (ZSTD_createDCtx and its buffers) costs ~25 µs,
+ * more than decoding a small package. Each parse takes its own (parses may interleave at
+ * awaits) and gives it back reset. Only a context that decoded a small package is kept: its
+ * window buffer's touched pages stay resident, and a large package's could be tens of MB.
+ */
+const idleDctxs: InstanceType<typeof zstdBinding.DCtx>[] = [];
+const MAX_IDLE_DCTXS = 2;
+const MAX_POOLED_OUTPUT = 4 << 20;
+
 async function* unzstdChunks(
   source: ByteSource,
   onRaw?: (chunk: Uint8Array) => void,
 ): AsyncGenerator<Uint8Array> {
-  const dctx = new zstdBinding.DCtx();
-  dctx.setParameter(zstdBinding.DParameter.windowLogMax, 27);
-  const state = { inFrame: false };
-  for await (const raw of sourceChunks(source, onRaw)) yield* unzstdRaw(dctx, raw, state);
-  if (state.inFrame) throw new StreamError("zstd: the data ends inside a frame (truncated)");
+  let dctx = idleDctxs.pop();
+  if (!dctx) {
+    dctx = new zstdBinding.DCtx();
+    dctx.setParameter(zstdBinding.DParameter.windowLogMax, 27);
+  }
+  let output = 0;
+  try {
+    const state = { inFrame: false };
+    for await (const raw of sourceChunks(source, onRaw)) {
+      for (const chunk of unzstdRaw(dctx, raw, state)) {
+        output += chunk.length;
+        yield chunk;
+      }
+    }
+    if (state.inFrame) throw new StreamError("zstd: the data ends inside a frame (truncated)");
+  } finally {
+    if (output <= MAX_POOLED_OUTPUT && idleDctxs.length < MAX_IDLE_DCTXS) {
+      // sessionOnly keeps windowLogMax; a context cut off mid-frame starts clean next time.
+      dctx.reset(zstdBinding.ResetDirective.sessionOnly);
+      idleDctxs.push(dctx);
+    }
+  }
 }
 
 async function* unxzChunks(
