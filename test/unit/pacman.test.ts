@@ -400,7 +400,11 @@ describe("file list order", () => {
   });
 
   test("a parsed package lists its files in UTF-8 byte order, with or without astral names", async () => {
-    for (const extra of [{}, { "usr/share/\u{1F600}": "x", "usr/share/\uFFFD": "y" }]) {
+    const extras: Record<string, string>[] = [
+      {},
+      { "usr/share/\u{1F600}": "x", "usr/share/\uFFFD": "y" },
+    ];
+    for (const extra of extras) {
       const { bytes, filename } = buildPacmanPackage({
         ...SPEC,
         files: { "usr/bin/B": "1", "usr/bin/a": "2", "usr/bin/\u00e9": "3", ...extra },
