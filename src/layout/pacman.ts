@@ -201,6 +201,17 @@ interface DirCache {
   entries: Map<string, DbEntry>;
   db: GzipMemberCache;
   files: GzipMemberCache;
+  /** The last files database made (not reused) here, for quick renders (see filesDatabase). */
+  filesDb: FilesDb | null;
+}
+
+interface FilesDb {
+  gz: Uint8Array;
+  sig: Uint8Array | null;
+  /** The signer's fingerprint, or null when unsigned. */
+  signer: string | null;
+  /** A digest of its entries' chunk keys, in order: equal digests, equal databases. */
+  keys: string;
 }
 
 /** By repo, then by directory: a repo's render replaces its whole map. */
@@ -319,6 +330,31 @@ class FilesItem implements ChunkItem {
   }
 }
 
+/**
+ * A directory's files database (`<repo>.files`, read by `pacman -F` only; `pacman -Sy` never
+ * fetches it). A quick render whose entries changed republishes the last one made instead,
+ * with its signature: a complete, signed database of the previous generation, which `pacman
+ * -Fy` reads as it did a moment ago, is what a client mid-sync sees anyway. `stale` tells the
+ * engine to publish a complete generation once the repo is quiet (RenderResult.deferred).
+ */
+async function filesDatabase(
+  cache: DirCache,
+  old: DirCache | undefined,
+  items: readonly ChunkItem[],
+  input: RenderInput,
+): Promise<{ db: FilesDb; made: boolean; stale: boolean }> {
+  const signer = input.signer?.fingerprint ?? null;
+  const h = createHash("sha1");
+  for (const item of items) h.update(item.key).update("\n");
+  const keys = h.digest("hex");
+  const last = old?.filesDb;
+  if (last && last.signer === signer && (last.keys === keys || input.quick === true))
+    return { db: last, made: false, stale: last.keys !== keys };
+  const gz = await cache.files.compress(items);
+  const sig = input.signer ? await input.signer.signDetachedBinary(gz) : null;
+  return { db: { gz, sig, signer, keys }, made: true, stale: false };
+}
+
 async function render(input: RenderInput): Promise<RenderResult> {
   const extended = input as PacmanRenderInput;
   const repoName = pacmanRepoName(input.repo.filesystemDir, input.options.pacmanRepoNames);
@@ -375,6 +411,7 @@ async function render(input: RenderInput): Promise<RenderResult> {
   if (byDir.size === 0) byDir.set(DEFAULT_PACMAN_ARCH, []);
 
   const files: RenderedFile[] = [];
+  let deferred = false;
   const signatures = new Map<PublishedPackage, Uint8Array | null>();
   const unsigned: string[] = [];
   const signatureOf = async (pkg: PacmanPublishedPackage): Promise<Uint8Array | null> => {
@@ -396,6 +433,7 @@ async function render(input: RenderInput): Promise<RenderResult> {
       entries: new Map(),
       db: old?.db ?? new GzipMemberCache(DB_GZIP_LEVEL),
       files: old?.files ?? new GzipMemberCache(DB_GZIP_LEVEL),
+      filesDb: null,
     };
     caches.set(dir, cache);
     const { kept, dropped } = newestByName(byDir.get(dir)!);
@@ -434,18 +472,20 @@ async function render(input: RenderInput): Promise<RenderResult> {
     }
     dbItems.push(TAR_END);
     filesItems.push(TAR_END);
-    const [dbGz, filesGz] = await Promise.all([
+    const [dbGz, filesDb] = await Promise.all([
       cache.db.compress(dbItems),
-      cache.files.compress(filesItems),
+      filesDatabase(cache, old, filesItems, input),
     ]);
+    cache.filesDb = filesDb.made ? filesDb.db : (old?.filesDb ?? null);
+    if (filesDb.stale) deferred = true;
+    const filesGz = filesDb.db.gz;
     // Stage 1: the databases (pacman fetches `<repo>.db`, then `<repo>.db.sig`); stage 2:
     // their signatures. pacman reads the db first and its .sig right after, so switching the
     // db first means a client can only see a mismatched pair if both of its requests fall
     // between the two renames; switching the .sig first would break every client whose db
     // download started before the .sig rename and whose .sig request came after it.
-    const [dbSig, filesSig] = signer
-      ? await Promise.all([signer.signDetachedBinary(dbGz), signer.signDetachedBinary(filesGz)])
-      : [null, null];
+    const dbSig = signer ? await signer.signDetachedBinary(dbGz) : null;
+    const filesSig = filesDb.db.sig;
     for (const [name, content, sig] of [
       [`${repoName}.db.tar.gz`, dbGz, dbSig],
       [`${repoName}.files.tar.gz`, filesGz, filesSig],
@@ -471,7 +511,7 @@ async function render(input: RenderInput): Promise<RenderResult> {
       `${unsigned.length} package(s) have no signature available and are published without .sig or %PGPSIG% (${sample}${unsigned.length > 5 ? ", ..." : ""}); pacman with SigLevel Required will refuse them`,
     );
   }
-  return { files, warnings };
+  return deferred ? { files, warnings, deferred } : { files, warnings };
 }
 
 export const pacmanLayout: RepoLayout = {

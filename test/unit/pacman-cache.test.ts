@@ -66,7 +66,11 @@ beforeAll(async () => {
   }
 }, 60_000);
 
-function input(repoName: string, packages: readonly PacmanPublishedPackage[]): RenderInput {
+function input(
+  repoName: string,
+  packages: readonly PacmanPublishedPackage[],
+  quick = false,
+): RenderInput {
   // Same filesystem_dir (same db names), separate repo names (separate caches).
   return {
     repo: { ...pacmanRepo("extra"), name: repoName },
@@ -75,7 +79,7 @@ function input(repoName: string, packages: readonly PacmanPublishedPackage[]): R
     signer,
     options: DEFAULT_LAYOUT_OPTIONS,
     now: new Date(0),
-    quick: true,
+    quick,
   };
 }
 
@@ -139,6 +143,35 @@ describe("warm render", () => {
     expect(names).toEqual([...names].sort());
     expect(tar.subarray(tar.length - 1024).every((b) => b === 0)).toBe(true);
     expect(tar.length % 512).toBe(0);
+  });
+
+  test("a quick +1 republishes the last files database, signed, and asks for a complete render", async () => {
+    const before = published.slice(0, N);
+    const first = await pacmanLayout.render(input("quick", before, true));
+    expect(first.deferred).toBeUndefined();
+    const quick = await pacmanLayout.render(input("quick", published, true));
+    expect(quick.deferred).toBe(true);
+    for (const name of ["extra.files", "extra.files.sig", "extra.files.tar.gz.sig"])
+      expect(content(quick.files, `x86_64/${name}`)).toBe(content(first.files, `x86_64/${name}`));
+    const cold = await pacmanLayout.render(input("quick-cold", published));
+    expect(content(quick.files, "x86_64/extra.db")).toEqual(content(cold.files, "x86_64/extra.db"));
+    // The complete render makes the files database of the new generation...
+    const settled = await pacmanLayout.render(input("quick", published, false));
+    expect(settled.deferred).toBeUndefined();
+    expect(databases(settled.files)).toEqual(databases(cold.files));
+    // ...and a quick render with nothing new is complete as it is.
+    const again = await pacmanLayout.render(input("quick", published, true));
+    expect(again.deferred).toBeUndefined();
+    expect(content(again.files, "x86_64/extra.files")).toBe(
+      content(settled.files, "x86_64/extra.files"),
+    );
+    // Another signing key never republishes a signature of the old one.
+    const other = (await makeTestSigner()).signer;
+    const rekeyed = await pacmanLayout.render({ ...input("quick", before, true), signer: other });
+    expect(rekeyed.deferred).toBeUndefined();
+    expect(content(rekeyed.files, "x86_64/extra.files.sig")).not.toEqual(
+      content(settled.files, "x86_64/extra.files.sig"),
+    );
   });
 
   test("a removed package leaves; a render with nothing new reads no package records", async () => {
