@@ -49,6 +49,8 @@ export interface Ratio {
 }
 
 const OURS = "packrat-agent";
+/** Our own extra rows ("packrat-agent, first change after start") are not peers. */
+const isOurs = (tool: string) => tool === OURS || tool.startsWith(`${OURS},`);
 
 const CASE_TITLES: Record<string, string> = {
   "a-cold": "a. Cold: index and sign N packages already on disk",
@@ -86,7 +88,7 @@ export function ratios(results: BenchResults): Ratio[] {
   for (const kase of ["a-cold", "b-plus-one", "c-deep-verify"]) {
     for (const ours of ms.filter((m) => m.case === kase && m.tool === OURS)) {
       for (const peer of ms.filter(
-        (m) => m.case === kase && m.format === ours.format && m.tool !== OURS,
+        (m) => m.case === kase && m.format === ours.format && !isOurs(m.tool),
       )) {
         out.push({
           label: `${kase.slice(0, 1)} ${ours.format}: vs ${peer.tool}`,
@@ -129,11 +131,11 @@ export function renderMarkdown(results: BenchResults): string {
     for (const m of rows) {
       const ours = rows.find((o) => o.tool === OURS && o.format === m.format);
       const more = m.timedOut ? "> " : "";
-      const peer = m.tool !== OURS && ours !== undefined;
+      const peer = !isOurs(m.tool) && ours !== undefined;
       const ratio = peer ? `${more}${fmtRatio(m.medianMs / ours.medianMs)}` : "";
       const cpuRatio =
         peer && Number.isFinite(m.medianCpuMs) ? fmtRatio(m.medianCpuMs / ours.medianCpuMs) : "";
-      const tool = m.tool === OURS ? `**${m.tool}**` : cell(m.tool);
+      const tool = isOurs(m.tool) ? `**${m.tool}**` : cell(m.tool);
       const rss = m.timedOut ? "n/a" : fmtMb(m.maxRssKb);
       lines.push(
         `| ${m.format} | ${tool} | ${more}${fmtMs(m.medianMs)} | ${ratio} | ${fmtMs(m.medianCpuMs)} | ${cpuRatio} | ${m.runsMs.length} | ${rss} |`,

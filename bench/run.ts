@@ -526,35 +526,48 @@ class Bench {
     }
     const total = bytesEach * count;
     const mbps = (s: StepResult) => total / 1024 / 1024 / (s.ms / 1000);
-    const ours = await this.repeat(async (i) => {
+    const oursOnce = async (i: number) => {
       const run = this.oursDir("deb", `download-${i}`);
       await rm(path.dirname(run.root), { recursive: true, force: true });
       const step = await this.ours({ op: "full", mirror: "m-dl", downloadConcurrency: 1, ...run });
       const result = opTimes(step);
       await rm(path.dirname(run.root), { recursive: true, force: true });
       return result;
-    });
+    };
     const dir = path.join(this.opts.work, "curl");
-    const curl = (hash: boolean) =>
-      this.repeat(async () => {
-        await rm(dir, { recursive: true, force: true });
-        await mkdir(dir, { recursive: true });
-        const script = urls
-          .map((u, i) =>
-            hash
-              ? `curl -sf ${u} | tee ${dir}/f${i} | sha256sum > /dev/null`
+    const curlOnce = async (mode: "plain" | "sync" | "hash") => {
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      const script = urls
+        .map((u, i) =>
+          mode === "hash"
+            ? `curl -sf ${u} | tee ${dir}/f${i} | sha256sum > /dev/null`
+            : mode === "sync"
+              ? // We fsync every file before it is published; so does this one.
+                `curl -sf -o ${dir}/f${i} ${u} && sync ${dir}/f${i}`
               : `curl -sf -o ${dir}/f${i} ${u}`,
-          )
-          .join("\n");
-        return runScript(script);
-      });
-    const plain = await curl(false);
-    const hashed = await curl(true);
+        )
+        .join("\n");
+      return runScript(script);
+    };
+    // Interleaved rounds (ours, then each curl variant), so that load swings on a shared
+    // machine fall on all of them alike.
+    const ours: StepResult[] = [];
+    const plain: StepResult[] = [];
+    const synced: StepResult[] = [];
+    const hashed: StepResult[] = [];
+    for (let i = 0; i < this.opts.runs; i++) {
+      ours.push(await oursOnce(i));
+      plain.push(await curlOnce("plain"));
+      synced.push(await curlOnce("sync"));
+      hashed.push(await curlOnce("hash"));
+    }
     await rm(dir, { recursive: true, force: true });
     const note = `${count} x ${this.opts.downloadMb} MiB, one stream; figure is MiB/s`;
     for (const [tool, steps] of [
       ["packrat-agent", ours],
       ["curl", plain],
+      ["curl, then sync of the file", synced],
       ["curl | sha256sum", hashed],
     ] as const) {
       const m = this.record("e-download", "file", tool, steps, undefined, note);
