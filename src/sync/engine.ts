@@ -1027,9 +1027,17 @@ export class SyncEngine {
       store.deleteFingerprint(rel);
       report.removed++;
     }
-    // Prune empty directories, deepest first (walkTree lists children before parents).
+    // Prune empty directories, deepest first (walkTree lists children before parents). Only
+    // those that held nothing but removed files are tried: an rmdir that fails is not free.
+    const removed = new Set(removal.remove);
+    const occupied = new Set<string>();
     for (const e of entries) {
-      if (e.kind !== "dir") continue;
+      if (e.kind === "dir" || removed.has(e.rel)) continue;
+      for (let i = e.rel.lastIndexOf("/"); i > 0; i = e.rel.lastIndexOf("/", i - 1))
+        occupied.add(e.rel.slice(0, i));
+    }
+    for (const e of entries) {
+      if (e.kind !== "dir" || occupied.has(e.rel)) continue;
       try {
         await fs.rmdir(path.join(this.root, e.rel));
       } catch {

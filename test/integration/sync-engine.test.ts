@@ -95,16 +95,21 @@ describe("sync engine against the fake master", () => {
     await appendFile(hello, "tampered");
     await rm(path.join(fx.root, "json/tool/tool_1.2.tar.gz"));
     await writeFile(path.join(fx.root, "apt/pool/hello/extra.deb"), "not mine");
+    await mkdir(path.join(fx.root, "apt/pool/strays/deeper"), { recursive: true });
+    await writeFile(path.join(fx.root, "apt/pool/strays/deeper/stray.deb"), "not mine");
     await writeFile(path.join(fx.root, "index.html"), "<h1>mirror</h1>");
     await mkdir(path.join(fx.root, "static"), { recursive: true });
     await writeFile(path.join(fx.root, "static/logo.png"), "png");
     const report = await h.engine.fullSync();
     expect(report.repaired).toBe(1);
     expect(report.downloaded).toBe(2);
-    expect(report.removed).toBe(1);
+    expect(report.removed).toBe(2);
     expect(await sha256File(hello)).toBe(good);
     expect(existsSync(path.join(fx.root, "json/tool/tool_1.2.tar.gz"))).toBe(true);
     expect(existsSync(path.join(fx.root, "apt/pool/hello/extra.deb"))).toBe(false);
+    // Directories left empty by the removals go too; ones that still hold files stay.
+    expect(existsSync(path.join(fx.root, "apt/pool/strays"))).toBe(false);
+    expect(existsSync(path.join(fx.root, "apt/pool/hello"))).toBe(true);
     expect(await read("index.html")).toBe("<h1>mirror</h1>");
     expect(await read("static/logo.png")).toBe("png");
   });
