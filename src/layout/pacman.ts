@@ -269,7 +269,7 @@ const utf8 = new TextEncoder();
  * database, `name-ver/files`.
  */
 class EntryTar {
-  private made: { head: TarWriteEntry[]; files: TarWriteEntry } | undefined;
+  private made: { head: Uint8Array; files: Uint8Array } | undefined;
 
   constructor(
     private readonly c: Candidate,
@@ -277,7 +277,8 @@ class EntryTar {
     private readonly metaOf: (pkg: PublishedPackage) => PacmanPackageMeta | null,
   ) {}
 
-  entries(): { head: TarWriteEntry[]; files: TarWriteEntry } {
+  /** `name-ver/` and `name-ver/desc` (both databases), and `name-ver/files` (the files db). */
+  bytes(): { head: Uint8Array; files: Uint8Array } {
     if (this.made) return this.made;
     const { c, entry } = this;
     const meta = this.metaOf(c.pkg);
@@ -292,16 +293,13 @@ class EntryTar {
         signature: entry.signature,
       }),
     );
+    const files = utf8.encode(renderFilesEntry(meta));
     this.made = {
-      head: [
+      head: tarSlice([
         { name: `${entry.entryDir}/`, mtime },
         { name: `${entry.entryDir}/desc`, content: desc, mtime },
-      ],
-      files: {
-        name: `${entry.entryDir}/files`,
-        content: utf8.encode(renderFilesEntry(meta)),
-        mtime,
-      },
+      ]),
+      files: tarSlice([{ name: `${entry.entryDir}/files`, content: files, mtime }]),
     };
     return this.made;
   }
@@ -314,7 +312,7 @@ class DescItem implements ChunkItem {
     this.key = tar.entry.chunkKey;
   }
   get bytes(): Uint8Array {
-    return tarSlice(this.tar.entries().head);
+    return this.tar.bytes().head;
   }
 }
 
@@ -325,8 +323,8 @@ class FilesItem implements ChunkItem {
     this.key = tar.entry.chunkKey;
   }
   get bytes(): Uint8Array {
-    const { head, files } = this.tar.entries();
-    return tarSlice([...head, files]);
+    const { head, files } = this.tar.bytes();
+    return Buffer.concat([head, files]);
   }
 }
 
