@@ -146,6 +146,41 @@ function emptyReport(kind: SyncReport["kind"]): SyncReport {
   };
 }
 
+/**
+ * The fields samePackageFile compares: a field added to PackageFile fails to compile here
+ * until it is compared too.
+ */
+const COMPARED_FIELDS = {
+  uri: true,
+  packageName: true,
+  distroVersionUri: true,
+  version: true,
+  type: true,
+  arch: true,
+  fileUrl: true,
+  filename: true,
+  sha256: true,
+  tags: true,
+} satisfies Record<keyof PackageFile, true>;
+void COMPARED_FIELDS;
+
+/** Field by field (a JSON.stringify of both per row cost more than the rest of the check). */
+function samePackageFile(a: PackageFile, b: PackageFile): boolean {
+  return (
+    a.uri === b.uri &&
+    a.packageName === b.packageName &&
+    a.distroVersionUri === b.distroVersionUri &&
+    a.version === b.version &&
+    a.type === b.type &&
+    a.arch === b.arch &&
+    a.fileUrl === b.fileUrl &&
+    a.filename === b.filename &&
+    a.sha256 === b.sha256 &&
+    a.tags.length === b.tags.length &&
+    a.tags.every((t, i) => t === b.tags[i])
+  );
+}
+
 /** Package file rows grouped by repo, then by URI. */
 function rowsByRepo(rows: readonly PackageFileRow[]): Map<string, Map<string, PackageFileRow>> {
   const out = new Map<string, Map<string, PackageFileRow>>();
@@ -537,13 +572,12 @@ export class SyncEngine {
    */
   private saveChangedRows(plan: RepoPlan): void {
     const rows = this.rowsFor(plan);
-    const key = (f: PackageFile) => JSON.stringify(f);
     const changed = new Set<string>();
     const seen = new Set<string>();
     for (const row of rows) {
       seen.add(row.file.uri);
       const prev = plan.previous.get(row.file.uri);
-      if (!prev || key(prev.file) !== key(row.file)) changed.add(row.file.packageName);
+      if (!prev || !samePackageFile(prev.file, row.file)) changed.add(row.file.packageName);
     }
     for (const prev of plan.previous.values()) {
       if (!seen.has(prev.file.uri)) changed.add(prev.file.packageName);
