@@ -349,3 +349,52 @@ describe("self-check of a database in gzip members", () => {
     expect(r.problems[0]!.problem).toMatch(/cannot be read as a database: .*CRC/);
   });
 });
+
+describe("self-check of signatures", () => {
+  test("a db verified before, as the same objects, is not hashed again; new bytes are", async () => {
+    const { createSignatureVerifier } = await import("../../src/signing/verify.js");
+    const real = await createSignatureVerifier(signer.publicKeyArmored());
+    let calls = 0;
+    const verifier = {
+      verifyCleartext: real.verifyCleartext.bind(real),
+      verifyDetached: (data: Uint8Array, sig: Uint8Array) => {
+        calls++;
+        return real.verifyDetached(data, sig);
+      },
+    };
+    const rendered = await pacmanLayout.render(input("sigs", published.slice(0, 20)));
+    const files = new Map(rendered.files.map((f) => [f.path, f.content]));
+    const run = (tree: ReadonlyMap<string, Uint8Array>) =>
+      checkPacmanRepo({
+        reader: {
+          read: (rel) => Promise.resolve(tree.get(rel) ?? null),
+          packageInfo: (rel) => {
+            const p = published.find((q) => q.paths.includes(rel));
+            return Promise.resolve(p ? { size: p.size, sha256: p.sha256 } : null);
+          },
+        },
+        metadataPaths: [...tree.keys()],
+        verifier,
+      });
+    expect((await run(files)).problems).toEqual([]);
+    expect(calls).toBe(2); // .db and .files
+    expect((await run(files)).problems).toEqual([]);
+    expect(calls).toBe(2);
+
+    // The same bytes as new objects (read from disk) are verified again.
+    const copies = new Map([...files].map(([k, v]) => [k, new Uint8Array(v)]));
+    expect((await run(copies)).problems).toEqual([]);
+    expect(calls).toBe(4);
+
+    // Another signature over other bytes fails, and a long name's .sig must match the short one.
+    const tampered = new Map(files);
+    const wrong = await signer.signDetachedBinary(new TextEncoder().encode("not the db"));
+    tampered.set("x86_64/extra.db.sig", wrong);
+    tampered.set("x86_64/extra.files.tar.gz.sig", wrong);
+    expect((await run(tampered)).problems.map((p) => p.path).sort()).toEqual([
+      "x86_64/extra.db.sig",
+      "x86_64/extra.db.tar.gz.sig",
+      "x86_64/extra.files.tar.gz.sig",
+    ]);
+  });
+});

@@ -19,7 +19,7 @@ import {
   joinRel,
   readRequired,
 } from "./common.js";
-import type { CheckInput, CheckProblem, CheckResult } from "./types.js";
+import type { CheckInput, CheckProblem, CheckResult, SignatureVerifier } from "./types.js";
 
 /** A desc file: `%KEY%` then one value per line, a blank line between fields. */
 export function parseDesc(text: string): Map<string, string[]> {
@@ -40,6 +40,29 @@ export function parseDesc(text: string): Map<string, string[]> {
 const view = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a === b || view(a).equals(b);
 
+/**
+ * Signatures that verified, by verifier, data object and signature object. Metadata bytes are
+ * never changed once made (see src/digest.ts), so a quick generation that republishes the last
+ * files database and its signature, as the same objects, need not hash its 3 MB again; bytes
+ * read from disk are new objects and always verified.
+ */
+const verified = new WeakMap<SignatureVerifier, WeakMap<Uint8Array, WeakSet<Uint8Array>>>();
+
+async function verifiesDetached(
+  verifier: SignatureVerifier,
+  data: Uint8Array,
+  sig: Uint8Array,
+): Promise<boolean> {
+  let byData = verified.get(verifier);
+  if (!byData) verified.set(verifier, (byData = new WeakMap()));
+  if (byData.get(data)?.has(sig) === true) return true;
+  if (!(await verifier.verifyDetached(data, sig))) return false;
+  let sigs = byData.get(data);
+  if (!sigs) byData.set(data, (sigs = new WeakSet()));
+  sigs.add(sig);
+  return true;
+}
+
 async function checkDb(dir: string, name: string, input: CheckInput, f: Findings): Promise<void> {
   const { reader, verifier } = input;
   f.entryPoints++;
@@ -57,11 +80,15 @@ async function checkDb(dir: string, name: string, input: CheckInput, f: Findings
         `${prefix}${name}${suffix}.sig`,
         "the repo is signed",
       );
-      if (sig !== null && !(await verifier.verifyDetached(main, sig)))
+      if (sig !== null && !(await verifiesDetached(verifier, main, sig)))
         f.add(
           `${prefix}${name}${suffix}.sig`,
           `signature does not verify against ${name}${suffix}`,
         );
+      // repo-add's long names, for tools other than pacman: the same bytes, the same signature.
+      const longSig = await reader.read(`${prefix}${name}${suffix}.tar.gz.sig`);
+      if (sig !== null && longSig !== null && !sameBytes(longSig, sig))
+        f.add(`${prefix}${name}${suffix}.tar.gz.sig`, `differs from ${name}${suffix}.sig`);
     }
     const long = await reader.read(`${prefix}${name}${suffix}.tar.gz`);
     if (long !== null && !sameBytes(long, main))
