@@ -105,13 +105,14 @@ async function checkDb(dir: string, name: string, input: CheckInput, f: Findings
   for (const r of readings) {
     for (const problem of r.problems) f.add(problem.path, problem.problem);
     if (r.ref === null) continue;
-    const { where, filename, csize, sha256, pgpsig } = r.ref;
+    const { entryDir, filename, csize, sha256, pgpsig } = r.ref;
+    const where = `${dbPath} (${entryDir})`;
     const rel = filename.includes("/") ? null : joinRel(dir, filename);
     await checkPackageRef(f, reader, rel, { size: csize, sha256 }, where, filename);
     if (pgpsig !== null && rel !== null) {
       const sig = await reader.read(`${rel}.sig`);
       if (sig === null) f.add(`${rel}.sig`, `missing (${where} embeds a %PGPSIG%)`);
-      else if (!sameBytes(sig, pgpsig))
+      else if (view(sig).toString("base64") !== pgpsig)
         f.add(`${rel}.sig`, `differs from the %PGPSIG% in ${where}`);
     }
   }
@@ -122,15 +123,20 @@ async function checkDb(dir: string, name: string, input: CheckInput, f: Findings
  * of the entry's bytes. The package it names is checked against the tree on every reading.
  */
 interface EntryReading {
-  problems: CheckProblem[];
+  problems: readonly CheckProblem[];
   ref: {
-    where: string;
+    entryDir: string;
     filename: string;
     csize: number | null;
     sha256: string | null;
-    pgpsig: Uint8Array | null;
+    /** %PGPSIG% as canonical base64 (a string: the memo of a large db holds 10,000s). */
+    pgpsig: string | null;
   } | null;
 }
+
+const NO_PROBLEMS: readonly CheckProblem[] = Object.freeze([]);
+
+const copyString = (s: string) => Buffer.from(s).toString();
 
 function readEntry(dbPath: string, e: TarEntry): EntryReading | null {
   if (e.type !== "file") return null;
@@ -168,13 +174,14 @@ function readEntry(dbPath: string, e: TarEntry): EntryReading | null {
   if (!sha256) problems.push({ path: where, problem: "desc has no %SHA256SUM%" });
   const pgpsig = one("PGPSIG");
   return {
-    problems,
+    problems: problems.length === 0 ? NO_PROBLEMS : problems,
     ref: {
-      where,
-      filename,
+      entryDir,
+      // Copies: a substring would keep the whole desc text alive in the member memo.
+      filename: copyString(filename),
       csize: Number.isSafeInteger(csize) ? csize : null,
-      sha256: sha256 ?? null,
-      pgpsig: pgpsig ? Buffer.from(pgpsig, "base64") : null,
+      sha256: sha256 === undefined ? null : copyString(sha256),
+      pgpsig: pgpsig ? Buffer.from(pgpsig, "base64").toString("base64") : null,
     },
   };
 }
