@@ -36,8 +36,8 @@ let signer: Signer;
 const release = () => readFile(path.join(fx.root, DIST, "Release"), "utf8");
 
 /**
- * A package with a 0.6 MiB Description: two make the Packages index larger than the quick
- * xz limit (a control file may be 1 MiB at most).
+ * A package with a Description of 0.6 times the quick xz limit: two make the Packages index
+ * larger than that limit on their own (a control file may be 1 MiB at most).
  */
 function addBigDeb(name: string): void {
   const line = ` ${"documentation ".repeat(6)}\n`;
