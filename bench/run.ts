@@ -465,6 +465,9 @@ class Bench {
     try {
       if ((await nextLine(120_000)) !== "ready") throw new Error("daemon did not start");
       for (let i = 0; i < this.opts.triggers; i++) {
+        // Each trigger is a lone tag: the repo has been quiet for the debounce window (a tag
+        // within the window after a pass waits for its end; bursts are the coalescer's tests).
+        await new Promise((res) => setTimeout(res, debounceMs + 50));
         while (this.master.openPolls === 0) await new Promise((res) => setTimeout(res, 5));
         const t0 = performance.timeOrigin + performance.now();
         const extra = await this.extraPackage("deb", true);
