@@ -227,11 +227,75 @@ const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean =>
 /** Two 512-byte zero blocks: the end of a tar archive. */
 const TAR_END: ChunkItem = { key: "tar end-of-archive", bytes: new Uint8Array(1024), alone: true };
 
-/** `entries` as a slice of a tar archive: writeTar's bytes without its end-of-archive blocks. */
-function tarSlice(entries: readonly TarWriteEntry[]): Uint8Array {
-  const tar = writeTar(entries);
-  return tar.subarray(0, tar.length - TAR_END.bytes.length);
+/**
+ * `entries` as a slice of a tar archive: writeTar's bytes without its end-of-archive blocks.
+ * Database entries (short ASCII names, default modes) are written straight into one buffer
+ * from header templates made by writeTar itself, 3x faster than writeTar's general path, which
+ * a cold render of 10,000 packages runs 30,000 times; a test compares the two.
+ */
+export function tarSlice(entries: readonly TarWriteEntry[]): Uint8Array {
+  let total = 0;
+  for (const e of entries) {
+    const size = e.content?.length ?? 0;
+    if (!plainEntry(e, size)) {
+      const tar = writeTar(entries);
+      return tar.subarray(0, tar.length - TAR_END.bytes.length);
+    }
+    total += BLOCK + padded(size);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const e of entries) {
+    out.set(e.content === undefined ? DIR_HEADER : FILE_HEADER, at);
+    for (let i = 0; i < e.name.length; i++) out[at + i] = e.name.charCodeAt(i);
+    const size = e.content?.length ?? 0;
+    putOctal(out, at + 124, 11, size);
+    putOctal(out, at + 136, 11, e.mtime);
+    // The checksum counts its own field as spaces (the templates hold spaces there).
+    let sum = 0;
+    for (let i = at; i < at + BLOCK; i++) sum += out[i]!;
+    putOctal(out, at + 148, 6, sum);
+    out[at + 154] = 0;
+    out[at + 155] = 0x20;
+    at += BLOCK;
+    if (e.content !== undefined && size > 0) {
+      out.set(e.content, at);
+      at += padded(size);
+    }
+  }
+  return out;
 }
+
+const BLOCK = 512;
+const padded = (size: number) => Math.ceil(size / BLOCK) * BLOCK;
+const OCTAL_11_MAX = 8 ** 11;
+
+/** An entry the templates can write: ASCII name of at most 100 bytes, default mode. */
+function plainEntry(e: TarWriteEntry, size: number): boolean {
+  if (e.mode !== undefined || e.name.length > 100) return false;
+  if (!(size < OCTAL_11_MAX && e.mtime >= 0 && e.mtime < OCTAL_11_MAX)) return false;
+  if (!Number.isInteger(e.mtime)) return false;
+  for (let i = 0; i < e.name.length; i++) if (e.name.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+function putOctal(out: Uint8Array, at: number, digits: number, value: number): void {
+  let v = value;
+  for (let i = digits - 1; i >= 0; i--) {
+    out[at + i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
+}
+
+/** writeTar's header for `entry` with the name cleared and the checksum field all spaces. */
+function headerTemplate(entry: TarWriteEntry): Uint8Array {
+  const header = writeTar([entry]).slice(0, BLOCK);
+  header.fill(0, 0, 100);
+  header.fill(0x20, 148, 156);
+  return header;
+}
+const FILE_HEADER = headerTemplate({ name: "f", content: new Uint8Array(0), mtime: 0 });
+const DIR_HEADER = headerTemplate({ name: "d/", mtime: 0 });
 
 /** Characters from U+D800 on sort differently in UTF-16 and in UTF-8 (see compareBytes). */
 const BEYOND_BMP_ORDER = /[\uD800-\uFFFF]/;

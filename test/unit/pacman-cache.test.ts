@@ -7,12 +7,13 @@
  */
 import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync, inflateRawSync } from "node:zlib";
+import fc from "fast-check";
 import { beforeAll, describe, expect, test } from "vitest";
 import { checkPacmanRepo } from "../../src/layout/checks/pacman.js";
 import type { CheckResult } from "../../src/layout/checks/types.js";
 import { readTar, writeTar } from "../../src/layout/formats/pacman-tar.js";
 import type { PacmanPublishedPackage } from "../../src/layout/pacman.js";
-import { pacmanLayout } from "../../src/layout/pacman.js";
+import { pacmanLayout, tarSlice } from "../../src/layout/pacman.js";
 import type { RenderInput, RenderedFile } from "../../src/layout/types.js";
 import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
 import type { Signer } from "../../src/signing/signer.js";
@@ -396,5 +397,34 @@ describe("self-check of signatures", () => {
       "x86_64/extra.db.tar.gz.sig",
       "x86_64/extra.files.tar.gz.sig",
     ]);
+  });
+});
+
+describe("tar entries", () => {
+  test("tarSlice writes writeTar's bytes (without the end blocks) for any entries", () => {
+    const name = fc.oneof(
+      fc.string({ unit: "binary-ascii", minLength: 1, maxLength: 100 }),
+      fc.stringMatching(/^[a-z0-9@._+-]{1,60}\/(desc|files)?$/),
+      fc.string({ minLength: 90, maxLength: 220 }),
+      fc.string({ unit: "grapheme", minLength: 1, maxLength: 40 }),
+    );
+    const entry = fc.record(
+      {
+        name,
+        content: fc.option(fc.uint8Array({ maxLength: 1500 }), { nil: undefined }),
+        mtime: fc.oneof(fc.integer({ min: 0, max: 8 ** 11 - 1 }), fc.constant(1700000000)),
+        mode: fc.option(fc.constantFrom(0o600, 0o644, 0o755), { nil: undefined }),
+      },
+      { requiredKeys: ["name", "mtime"] },
+    );
+    fc.assert(
+      fc.property(fc.array(entry, { maxLength: 6 }), (entries) => {
+        const whole = writeTar(entries);
+        expect(Buffer.from(tarSlice(entries))).toEqual(
+          Buffer.from(whole.subarray(0, whole.length - 1024)),
+        );
+      }),
+      { numRuns: 400 },
+    );
   });
 });
