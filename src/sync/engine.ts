@@ -197,6 +197,11 @@ export class SyncEngine {
   private readonly root: string;
   /** Directories of repos the master lists but this agent skips (docker): never touched. */
   private skippedDirs: string[] = [];
+  /**
+   * Package signatures by signer fingerprint and sha256, as the last publish used them; each
+   * publish keeps only the ones it used (memory: one repo's worth, ~100 bytes a package).
+   */
+  private readonly signatures = new Map<string, Map<string, Uint8Array>>();
 
   constructor(private readonly deps: EngineDeps) {
     this.now = deps.now ?? Date.now;
@@ -872,6 +877,10 @@ export class SyncEngine {
     // unchanged does not render, and a render with warm caches asks for few (JSON.parse of
     // 10,000 metas costs more than the rest of a one-package pass).
     const metaStatus = store.packageMetaStatus(managerType);
+    const signatureMemos = {
+      last: this.signatures.get(plan.repo.name) ?? new Map<string, Uint8Array>(),
+      used: new Map<string, Uint8Array>(),
+    };
     const present: { d: DesiredFile; canonical: string; st: StatInfo }[] = [];
     for (const d of [...plan.desired].sort((a, b) => a.file.uri.localeCompare(b.file.uri))) {
       if (failed.has(d.file.uri)) continue;
@@ -896,7 +905,7 @@ export class SyncEngine {
       if (status === false) continue; // failed to parse: logged when it did
       if (status === undefined && !parsed.get(d.expectedSha256)) continue;
       const signature = plan.layout.wantsPackageSignatures
-        ? await this.packageSignature(d, canonical)
+        ? await this.packageSignature(d, canonical, signatureMemos)
         : undefined;
       const sha256 = d.expectedSha256;
       let meta = parsed.get(sha256) ?? null;
@@ -912,6 +921,8 @@ export class SyncEngine {
         },
       });
     }
+    if (plan.layout.wantsPackageSignatures)
+      this.signatures.set(plan.repo.name, signatureMemos.used);
     try {
       const outcome = await publishRepo(
         {
@@ -942,15 +953,31 @@ export class SyncEngine {
   }
 
   /** A detached signature of a package file, made once per (sha256, key) and cached. */
-  private async packageSignature(d: DesiredFile, rel: string): Promise<Uint8Array | undefined> {
+  private async packageSignature(
+    d: DesiredFile,
+    rel: string,
+    memos: { last: ReadonlyMap<string, Uint8Array>; used: Map<string, Uint8Array> },
+  ): Promise<Uint8Array | undefined> {
     const signer = this.deps.signer;
     if (!signer) return undefined;
     const key = `signature:${signer.fingerprint}`;
+    // The same object every pass (the pacman layout's cache compares by identity first), and no
+    // state DB read and JSON.parse per package per pass.
+    const memoKey = `${signer.fingerprint}:${d.expectedSha256}`;
+    const memo = memos.last.get(memoKey);
+    if (memo !== undefined) {
+      memos.used.set(memoKey, memo);
+      return memo;
+    }
     const cached = this.deps.store.getPackageMeta(d.expectedSha256, key);
-    if (typeof cached?.meta?.signature === "string")
-      return Buffer.from(cached.meta.signature, "base64");
+    if (typeof cached?.meta?.signature === "string") {
+      const bytes = Buffer.from(cached.meta.signature, "base64");
+      memos.used.set(memoKey, bytes);
+      return bytes;
+    }
     const bytes = await fs.readFile(path.join(this.root, rel));
     const signature = await signer.signDetachedBinary(bytes);
+    memos.used.set(memoKey, signature);
     this.deps.store.putPackageMeta(
       d.expectedSha256,
       key,
