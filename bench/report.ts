@@ -141,7 +141,8 @@ export function renderMarkdown(results: BenchResults): string {
         `| ${m.format} | ${tool} | ${more}${fmtMs(m.medianMs)} | ${ratio} | ${fmtMs(m.medianCpuMs)} | ${cpuRatio} | ${m.runsMs.length} | ${rss} |`,
       );
     }
-    for (const m of rows.filter((r) => r.note)) lines.push(`- ${m.tool}: ${m.note}.`);
+    const notes = new Set(rows.filter((r) => r.note).map((m) => `- ${m.tool}: ${m.note}.`));
+    lines.push(...notes);
     lines.push("");
   }
   const c = ms.filter((m) => m.case === "c-no-change" || m.case === "c-deep-verify");
