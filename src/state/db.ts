@@ -496,6 +496,11 @@ class SqliteStateStore implements StateStore {
       listAllPublished: db.prepare<[], PublishedFileDbRow>(
         "SELECT * FROM published_files ORDER BY repo, path",
       ),
+      listCurrentMetadata: db.prepare<[string], PublishedFileDbRow>(
+        `SELECT * FROM published_files
+         WHERE repo = ? AND kind = 'metadata' AND superseded_at IS NULL ORDER BY path`,
+      ),
+      listPublishedPaths: db.prepare<[], string>("SELECT path FROM published_files").pluck(),
       listRepoPublished: db.prepare<[string], PublishedFileDbRow>(
         "SELECT * FROM published_files WHERE repo = ? ORDER BY path",
       ),
@@ -800,6 +805,16 @@ class SqliteStateStore implements StateStore {
       // Rows superseded earlier keep their earlier time, so they expire first.
       this.s.supersedeOlder.run(now, gen.repo, gen.generation);
     });
+  }
+
+  listCurrentMetadata(repo: string): PublishedFileRow[] {
+    return this.guard("listing published metadata", () =>
+      this.s.listCurrentMetadata.all(repo).map(toPublishedFileRow),
+    );
+  }
+
+  listPublishedPaths(): string[] {
+    return this.guard("listing published files", () => this.s.listPublishedPaths.all());
   }
 
   listPublishedFiles(repo?: string): PublishedFileRow[] {

@@ -140,6 +140,10 @@ export interface StateStore {
     now: number,
   ): void;
   listPublishedFiles(repo?: string): PublishedFileRow[];
+  /** The metadata rows of a repo's latest generation (not superseded). */
+  listCurrentMetadata(repo: string): PublishedFileRow[];
+  /** Every path the published-file rows name, current or superseded (cleanup's keep set). */
+  listPublishedPaths(): string[];
   /** Forget superseded files older than the cutoff; returns their paths (the caller deletes them). */
   expireSuperseded(cutoff: number): PublishedFileRow[];
   /** Forget every published file row of a repo that left the mirror. */

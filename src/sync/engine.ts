@@ -1058,7 +1058,7 @@ export class SyncEngine {
 
     const expected = new Set<string>();
     for (const p of plans) for (const d of p.desired) for (const rel of d.paths) expected.add(rel);
-    for (const row of store.listPublishedFiles()) expected.add(row.path);
+    for (const rel of store.listPublishedPaths()) expected.add(rel);
     for (const f of this.deps.rootFiles ?? []) expected.add(f.path);
 
     // Directories of repos this agent does not publish (docker) are never touched.

@@ -74,9 +74,7 @@ export function inputsHash(req: PublishRequest): string {
 
 /** Does every metadata file of the latest generation still hold the bytes it was published with? */
 async function latestIntact(deps: PublisherDeps, repoName: string): Promise<boolean> {
-  const rows = deps.store
-    .listPublishedFiles(repoName)
-    .filter((r) => r.kind === "metadata" && r.supersededAt === null);
+  const rows = deps.store.listCurrentMetadata(repoName);
   // pacman publishes a .sig per package as metadata: one query and synchronous stats.
   const fingerprints =
     rows.length > 64 ? new Map(deps.store.listFingerprints().map((f) => [f.path, f])) : null;

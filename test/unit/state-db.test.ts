@@ -412,6 +412,15 @@ describe("generations and published files", () => {
       },
     });
 
+    // The latest generation's metadata, and every path named (cleanup keeps them all).
+    expect(s.listCurrentMetadata("a").map((r) => r.path)).toEqual(["Release", "by-hash/2"]);
+    expect(s.listPublishedPaths().sort()).toEqual([
+      "Release",
+      "by-hash/1",
+      "by-hash/2",
+      "pool/x.deb",
+    ]);
+
     // Generation 3 drops by-hash/2 and the package; by-hash/1 keeps its earlier time.
     s.recordGeneration(gen(3, 300), [pf("Release", 3), pf("by-hash/3", 3)], 300);
     expect(byPath()["by-hash/1"]?.supersededAt).toBe(200);
