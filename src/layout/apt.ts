@@ -81,6 +81,8 @@ interface IndexEntry {
  */
 interface DistCache {
   entries: Map<string, IndexEntry>;
+  /** Each entry's position in the last render's sorted index, by key. */
+  rank: Map<string, number>;
   gz: Map<string, GzipMemberCache>;
 }
 const distCaches = new Map<string, DistCache>();
@@ -88,7 +90,7 @@ const distCaches = new Map<string, DistCache>();
 function distCacheFor(repoName: string, codename: string): DistCache {
   const id = `${repoName}\0${codename}`;
   let cache = distCaches.get(id);
-  if (!cache) distCaches.set(id, (cache = { entries: new Map(), gz: new Map() }));
+  if (!cache) distCaches.set(id, (cache = { entries: new Map(), rank: new Map(), gz: new Map() }));
   return cache;
 }
 
@@ -195,7 +197,7 @@ async function renderDist(
 ): Promise<RenderedFile[]> {
   const { repo, options } = input;
   const cache = distCacheFor(repo.name, dist.codename);
-  const entries: IndexEntry[] = [];
+  let entries: IndexEntry[] = [];
   const used = new Map<string, IndexEntry>();
   const present = new Set<string>();
   for (const pkg of dist.packages) {
@@ -214,7 +216,19 @@ async function renderDist(
     entries.push(entry);
   }
   cache.entries = used;
+  // In the last render's sorted order, new entries after: TimSort then merges one long sorted
+  // run with a short tail in ~N comparisons, instead of N log N dpkg version comparisons
+  // (~0.8 s at 50,000 packages).
+  const ranked: IndexEntry[][] = [];
+  const tail: IndexEntry[] = [];
+  for (const e of entries) {
+    const r = cache.rank.get(e.key);
+    if (r === undefined) tail.push(e);
+    else (ranked[r] ??= []).push(e);
+  }
+  entries = [...ranked.flat(), ...tail];
   entries.sort(compareEntries);
+  cache.rank = new Map(entries.map((e, i) => [e.key, i]));
   warnDuplicates(entries, `apt repo ${repo.name} dist ${dist.codename}`, warnings);
 
   // `all` is not a binary-<arch> of its own here: its packages go into every listed arch.

@@ -240,6 +240,29 @@ describe("apt Release", () => {
       expect(f.path).not.toMatch(/^\/|\.\./);
     }
   });
+  it("renders the same bytes with warm caches as a cold render, after packages come and go", async () => {
+    const more = await Promise.all(
+      ["aaa", "mmm", "zzz", "alpha-tools"].map((name, i) =>
+        publishDeb(
+          deb({ Package: name, Version: `0.${i}`, Architecture: "all", Description: name }),
+          `${name}_0.${i}_all.deb`,
+          bookworm,
+        ),
+      ),
+    );
+    const warmRepo = testRepo("warm-apt");
+    // Warm the caches of repo warm-apt, then change its packages (two added, one dropped).
+    await aptLayout.render(renderInput(pkgs, [bookworm, trixie], { repo: warmRepo }));
+    const next = [...pkgs.slice(1), ...more];
+    const warm = await aptLayout.render(renderInput(next, [bookworm, trixie], { repo: warmRepo }));
+    const cold = await aptLayout.render(
+      renderInput([...next].reverse(), [bookworm, trixie], { repo: testRepo("cold-apt") }),
+    );
+    const packages = (r: RenderResult) =>
+      dec.decode(file(r, "dists/bookworm/main/binary-amd64/Packages").content);
+    expect(packages(warm)).toBe(packages(cold));
+    expect(packages(warm)).toMatch(/Package: aaa[\s\S]*Package: alpha-tools[\s\S]*Package: zzz/);
+  });
   it("publishes an empty dist for a distro version without packages", async () => {
     const r = await aptLayout.render(renderInput([], [bookworm]));
     expect(text(r, "dists/bookworm/main/binary-amd64/Packages")).toBe("");
