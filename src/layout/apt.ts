@@ -87,6 +87,11 @@ interface DistCache {
 }
 const distCaches = new Map<string, DistCache>();
 
+/** The dists (repo name, codename) whose render caches are held (for tests). */
+export function cachedDists(): [string, string][] {
+  return [...distCaches.keys()].map((id) => id.split("\0") as [string, string]);
+}
+
 function distCacheFor(repoName: string, codename: string): DistCache {
   const id = `${repoName}\0${codename}`;
   let cache = distCaches.get(id);
@@ -387,6 +392,10 @@ export function describeDeb(metaIn: Record<string, unknown>, filename: string): 
 
 export const aptLayout: RepoLayout = {
   managerType: "apt",
+  forgetRepos: (keep) => {
+    for (const id of distCaches.keys())
+      if (!keep.has(id.split("\0")[0] ?? "")) distCaches.delete(id);
+  },
   fileTypes: ["deb"],
   placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],
   parse: (source, filename) => parseDeb(source, filename),

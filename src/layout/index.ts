@@ -22,6 +22,11 @@ export function supportedManagerTypes(): string[] {
   return [...LAYOUTS.keys()].sort();
 }
 
+/** Every layout drops its render caches of repos not in `keep` (see RepoLayout.forgetRepos). */
+export function forgetRepos(keep: ReadonlySet<string>): void {
+  for (const layout of LAYOUTS.values()) layout.forgetRepos?.(keep);
+}
+
 /** The layout that reads a package file, by its name (for `inspect`). */
 export function layoutForFilename(filename: string): RepoLayout | undefined {
   const rules: [RegExp, string][] = [

@@ -578,6 +578,9 @@ async function render(input: RenderInput): Promise<RenderResult> {
 
 export const pacmanLayout: RepoLayout = {
   managerType: "pacman",
+  forgetRepos: (keep) => {
+    for (const name of repoCaches.keys()) if (!keep.has(name)) repoCaches.delete(name);
+  },
   // packrat's PackageFile.type for pacman packages is not fixed; parse() rejects non-packages.
   fileTypes: ["*"],
   // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).

@@ -145,6 +145,11 @@ export interface RepoLayout {
     signer: Signer | null,
     options: LayoutOptions,
   ): Promise<Uint8Array | null>;
+  /**
+   * Drop what the layout keeps between renders (its render caches) for repos not in `keep`:
+   * repos that left the mirror. Called after each full sync.
+   */
+  forgetRepos?(keep: ReadonlySet<string>): void;
   /** Human-readable index entry for `packrat-agent inspect` (e.g. a Packages stanza). */
   describe(meta: PackageMeta, filename: string): string;
 }

@@ -252,6 +252,10 @@ async function render(input: RenderInput): Promise<RenderResult> {
 
 export const yumLayout: RepoLayout = {
   managerType: "yum",
+  forgetRepos: (keep) => {
+    for (const id of rootCaches.keys())
+      if (!keep.has(id.split("\0")[0] ?? "")) rootCaches.delete(id);
+  },
   fileTypes: ["rpm"],
 
   placePackage(input: PlacementInput): string[] {

@@ -9,7 +9,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import PQueue from "p-queue";
 import { PackratError, describeError, isPackratError } from "../errors.js";
-import { layoutAccepts } from "../layout/index.js";
+import { forgetRepos, layoutAccepts } from "../layout/index.js";
 import type { LayoutOptions, PublishedPackage, RepoLayout } from "../layout/types.js";
 import type { Logger } from "../log.js";
 import type { Signer } from "../signing/signer.js";
@@ -248,6 +248,8 @@ export class SyncEngine {
 
       const plans = this.planRepos(repos, distroVersions, filesByRepo, previousByRepo);
       this.checkSanity(plans, previousByRepo, opts.force ?? false);
+      // Repos that left the mirror: their render caches go (a daemon runs for months).
+      forgetRepos(new Set(repos.map((r) => r.name)));
 
       const fullCount = Number(store.getValue("full_sync_count") ?? "0") + 1;
       const deep =

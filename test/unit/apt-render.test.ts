@@ -3,7 +3,8 @@ import { gunzipSync } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
 import { beforeAll, describe, expect, it } from "vitest";
 import { isPackratError } from "../../src/errors.js";
-import { aptLayout, codenameOf } from "../../src/layout/apt.js";
+import { aptLayout, cachedDists, codenameOf } from "../../src/layout/apt.js";
+import { forgetRepos } from "../../src/layout/index.js";
 import type { RenderedFile, RenderResult } from "../../src/layout/types.js";
 import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/types.js";
 import { makeTestSigner } from "../support/test-signer.js";
@@ -262,6 +263,13 @@ describe("apt Release", () => {
       dec.decode(file(r, "dists/bookworm/main/binary-amd64/Packages").content);
     expect(packages(warm)).toBe(packages(cold));
     expect(packages(warm)).toMatch(/Package: aaa[\s\S]*Package: alpha-tools[\s\S]*Package: zzz/);
+  });
+  it("drops the render caches of repos that left the mirror", async () => {
+    await aptLayout.render(renderInput(pkgs, [bookworm], { repo: testRepo("leaving-apt") }));
+    expect(cachedDists()).toContainEqual(["leaving-apt", "bookworm"]);
+    forgetRepos(new Set(["prod-apt"]));
+    expect(cachedDists().map(([repo]) => repo)).not.toContain("leaving-apt");
+    expect(cachedDists()).toContainEqual(["prod-apt", "bookworm"]);
   });
   it("publishes an empty dist for a distro version without packages", async () => {
     const r = await aptLayout.render(renderInput([], [bookworm]));
