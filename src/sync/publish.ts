@@ -72,17 +72,28 @@ export function inputsHash(req: PublishRequest): string {
   return h.digest("hex");
 }
 
+/**
+ * A fingerprint lookup for `count` paths: one listFingerprints query when there are many
+ * (pacman publishes a .sig per package as metadata), single reads when there are few.
+ */
+function fingerprintLookup(
+  store: StateStore,
+  count: number,
+): (rel: string) => ReturnType<StateStore["getFingerprint"]> {
+  if (count <= 64) return (rel) => store.getFingerprint(rel);
+  const all = new Map(store.listFingerprints().map((f) => [f.path, f]));
+  return (rel) => all.get(rel);
+}
+
 /** Does every metadata file of the latest generation still hold the bytes it was published with? */
 async function latestIntact(deps: PublisherDeps, repoName: string): Promise<boolean> {
   const rows = deps.store.listCurrentMetadata(repoName);
-  // pacman publishes a .sig per package as metadata: one query and synchronous stats.
-  const fingerprints =
-    rows.length > 64 ? new Map(deps.store.listFingerprints().map((f) => [f.path, f])) : null;
+  const fingerprintOf = fingerprintLookup(deps.store, rows.length);
   for (const row of rows) {
     const full = path.join(deps.root, row.path);
     const st = statInfoSync(full);
     if (st === null) return false;
-    const fp = fingerprints ? fingerprints.get(row.path) : deps.store.getFingerprint(row.path);
+    const fp = fingerprintOf(row.path);
     if (
       fp &&
       fp.size === st.size &&
@@ -224,13 +235,10 @@ async function switchIn(
   const repoName = req.input.repo.name;
   const written: { path: string; sha256: string }[] = [];
   const pending: PendingFile[] = [];
-  // Many content-addressed files (pacman's 10,000 .sig files) are checked against their
-  // fingerprints: read them all in one query rather than one each.
-  const addressed = files.filter((f) => f.contentAddressed).length;
-  const fingerprints =
-    addressed > 64 ? new Map(deps.store.listFingerprints().map((f) => [f.path, f])) : null;
-  const fingerprintOf = (rel: string) =>
-    fingerprints ? fingerprints.get(rel) : deps.store.getFingerprint(rel);
+  const fingerprintOf = fingerprintLookup(
+    deps.store,
+    files.filter((f) => f.contentAddressed).length,
+  );
   try {
     for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
       const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;

@@ -145,33 +145,6 @@ export function metadataFooter(type: keyof typeof ROOTS): Uint8Array {
   return Buffer.from(ROOT_END[type], "utf8");
 }
 
-export function primaryXml(entries: readonly RpmEntry[]): string {
-  return (
-    XML_DECL +
-    `<metadata xmlns="${NS_COMMON}" xmlns:rpm="${NS_RPM}" packages="${entries.length}">\n` +
-    entries.map(primaryPackageXml).join("") +
-    `</metadata>\n`
-  );
-}
-
-export function filelistsXml(entries: readonly RpmEntry[]): string {
-  return (
-    XML_DECL +
-    `<filelists xmlns="${NS_FILELISTS}" packages="${entries.length}">\n` +
-    entries.map(filelistsPackageXml).join("") +
-    `</filelists>\n`
-  );
-}
-
-export function otherXml(entries: readonly RpmEntry[], changelogLimit: number): string {
-  return (
-    XML_DECL +
-    `<otherdata xmlns="${NS_OTHER}" packages="${entries.length}">\n` +
-    entries.map((e) => otherPackageXml(e, changelogLimit)).join("") +
-    `</otherdata>\n`
-  );
-}
-
 export interface RepomdData {
   type: string;
   href: string;
