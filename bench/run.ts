@@ -344,20 +344,14 @@ class Bench {
     for (const peer of active) this.record("b-plus-one", format, peer.tool, peerSteps.get(peer)!);
   }
 
-  /** Our process of op "series": apply(name) sends one change and waits for its result. */
-  private series(format: Format, run: { root: string; stateDb: string }) {
-    const r = REPOS[format];
+  /**
+   * A long-running process of ours (ops "series" and "daemon") that talks in stdout lines:
+   * nextLine() waits for the next one, write() sends one on its stdin.
+   */
+  private spawnOurs(args: OursArgs) {
     const lines: string[] = [];
     let wake: (() => void) | null = null;
     let stdin: NodeJS.WritableStream | null = null;
-    const args: OursArgs = {
-      op: "series",
-      masterUrl: this.master.url,
-      keyFile: this.keyFile,
-      mirror: r.mirror,
-      repo: r.repo,
-      ...run,
-    };
     const child = runStep([process.execPath, path.join(DIST, "ours.js"), JSON.stringify(args)], {
       onLine: (line) => {
         lines.push(line);
@@ -366,23 +360,42 @@ class Bench {
       onStdin: (s) => (stdin = s),
     });
     child.catch(() => undefined);
-    const nextLine = async (): Promise<string> => {
-      const deadline = Date.now() + 300_000;
-      while (lines.length === 0) {
-        if (Date.now() > deadline) throw new Error("series process did not answer in time");
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, 50);
-        });
-      }
-      return lines.shift()!;
+    return {
+      child,
+      nextLine: async (timeoutMs: number): Promise<string> => {
+        const deadline = Date.now() + timeoutMs;
+        while (lines.length === 0) {
+          if (Date.now() > deadline) throw new Error(`${args.op} process did not answer in time`);
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, 50);
+          });
+        }
+        return lines.shift()!;
+      },
+      write: (line: string) => stdin?.write(`${line}\n`),
+      end: () => stdin?.end(),
     };
+  }
+
+  /** Our process of op "series": apply(name) sends one change and waits for its result. */
+  private series(format: Format, run: { root: string; stateDb: string }) {
+    const r = REPOS[format];
+    const proc = this.spawnOurs({
+      op: "series",
+      masterUrl: this.master.url,
+      keyFile: this.keyFile,
+      mirror: r.mirror,
+      repo: r.repo,
+      ...run,
+    });
+    const nextLine = () => proc.nextLine(300_000);
     return {
       ready: nextLine().then((l) => {
         if (l !== "ready") throw new Error(`series process said ${l}`);
       }),
       apply: async (name: string): Promise<OursResult> => {
-        stdin?.write(`${name}\n`);
+        proc.write(name);
         const result = JSON.parse(await nextLine()) as OursResult;
         if (process.env.BENCH_SPANS && result.spans) {
           const top = Object.entries(result.spans)
@@ -393,8 +406,8 @@ class Bench {
         return result;
       },
       close: async (): Promise<StepResult> => {
-        stdin?.end();
-        return child;
+        proc.end();
+        return proc.child;
       },
     };
   }
@@ -432,36 +445,15 @@ class Bench {
     const run = this.lastCold.get("deb");
     if (!run) throw new Error("case d needs case a for deb");
     const latencies: number[] = [];
-    const lines: string[] = [];
-    let wake: (() => void) | null = null;
-    const nextLine = async (timeoutMs: number): Promise<string> => {
-      const deadline = Date.now() + timeoutMs;
-      while (lines.length === 0) {
-        if (Date.now() > deadline) throw new Error("daemon did not answer in time");
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, 50);
-        });
-      }
-      return lines.shift()!;
-    };
-    let stdin: NodeJS.WritableStream | null = null;
-    const args: OursArgs = {
+    const proc = this.spawnOurs({
       op: "daemon",
       masterUrl: this.master.url,
       keyFile: this.keyFile,
       mirror: r.mirror,
       debounceMs,
       ...run,
-    };
-    const child = runStep([process.execPath, path.join(DIST, "ours.js"), JSON.stringify(args)], {
-      onLine: (line) => {
-        lines.push(line);
-        wake?.();
-      },
-      onStdin: (s) => (stdin = s),
     });
-    child.catch(() => undefined);
+    const nextLine = proc.nextLine;
     try {
       if ((await nextLine(120_000)) !== "ready") throw new Error("daemon did not start");
       for (let i = 0; i < this.opts.triggers; i++) {
@@ -483,9 +475,9 @@ class Bench {
         }
       }
     } finally {
-      (stdin as NodeJS.WritableStream | null)?.end();
+      proc.end();
     }
-    const step = await child;
+    const step = await proc.child;
     const m = this.record(
       "d-trigger",
       "deb",
