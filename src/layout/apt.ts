@@ -11,6 +11,7 @@ import type { DistroVersion } from "../types.js";
 import type { DebMeta } from "./formats/deb.js";
 import { xzCompressAsync } from "./formats/compress.js";
 import { GzipMemberCache } from "./formats/gzip-members.js";
+import { RenderCaches } from "./formats/render-caches.js";
 import { asDebMeta, parseDeb } from "./formats/deb.js";
 import type { ControlField } from "./formats/deb-control.js";
 import { controlValue, renderStanza } from "./formats/deb-control.js";
@@ -85,18 +86,15 @@ interface DistCache {
   rank: Map<string, number>;
   gz: Map<string, GzipMemberCache>;
 }
-const distCaches = new Map<string, DistCache>();
+const distCaches = new RenderCaches<DistCache>(() => ({
+  entries: new Map(),
+  rank: new Map(),
+  gz: new Map(),
+}));
 
 /** The dists (repo name, codename) whose render caches are held (for tests). */
 export function cachedDists(): [string, string][] {
-  return [...distCaches.keys()].map((id) => id.split("\0") as [string, string]);
-}
-
-function distCacheFor(repoName: string, codename: string): DistCache {
-  const id = `${repoName}\0${codename}`;
-  let cache = distCaches.get(id);
-  if (!cache) distCaches.set(id, (cache = { entries: new Map(), rank: new Map(), gz: new Map() }));
-  return cache;
+  return distCaches.keys();
 }
 
 function stanzaFor(
@@ -201,7 +199,7 @@ async function renderDist(
   deferred: { xz: boolean },
 ): Promise<RenderedFile[]> {
   const { repo, options } = input;
-  const cache = distCacheFor(repo.name, dist.codename);
+  const cache = distCaches.get(repo.name, dist.codename);
   let entries: IndexEntry[] = [];
   const used = new Map<string, IndexEntry>();
   const present = new Set<string>();
@@ -392,10 +390,8 @@ export function describeDeb(metaIn: Record<string, unknown>, filename: string): 
 
 export const aptLayout: RepoLayout = {
   managerType: "apt",
-  forgetRepos: (keep) => {
-    for (const id of distCaches.keys())
-      if (!keep.has(id.split("\0")[0] ?? "")) distCaches.delete(id);
-  },
+  forgetRepos: (keep) => distCaches.forgetRepos(keep),
+
   fileTypes: ["deb"],
   placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],
   parse: (source, filename) => parseDeb(source, filename),

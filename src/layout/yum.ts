@@ -18,6 +18,7 @@ import {
   repomdXml,
 } from "./formats/rpm-repodata.js";
 import { GzipMemberCache, type ChunkItem } from "./formats/gzip-members.js";
+import { RenderCaches } from "./formats/render-caches.js";
 import { asRpmMeta, parseRpm } from "./formats/rpm-meta.js";
 import { signRpm } from "./formats/rpm-sign.js";
 import type {
@@ -77,14 +78,7 @@ interface RootCache {
   entries: Map<string, CachedEntry>;
   gz: Map<DocType, GzipMemberCache>;
 }
-const rootCaches = new Map<string, RootCache>();
-
-function rootCacheFor(repoName: string, root: string): RootCache {
-  const id = `${repoName}\0${root}`;
-  let cache = rootCaches.get(id);
-  if (!cache) rootCaches.set(id, (cache = { entries: new Map(), gz: new Map() }));
-  return cache;
-}
+const rootCaches = new RenderCaches<RootCache>(() => ({ entries: new Map(), gz: new Map() }));
 
 function compareSortKeys(a: CachedEntry, b: CachedEntry): number {
   for (let i = 0; i < a.sortKey.length; i++) {
@@ -136,7 +130,7 @@ async function renderRepo(
   input: RenderInput,
   stale: string[],
 ): Promise<RenderedFile[]> {
-  const cache = rootCacheFor(input.repo.name, root);
+  const cache = rootCaches.get(input.repo.name, root);
   const used = new Map<string, CachedEntry>();
   const entries: CachedEntry[] = [];
   for (const pkg of packages) {
@@ -252,10 +246,8 @@ async function render(input: RenderInput): Promise<RenderResult> {
 
 export const yumLayout: RepoLayout = {
   managerType: "yum",
-  forgetRepos: (keep) => {
-    for (const id of rootCaches.keys())
-      if (!keep.has(id.split("\0")[0] ?? "")) rootCaches.delete(id);
-  },
+  forgetRepos: (keep) => rootCaches.forgetRepos(keep),
+
   fileTypes: ["rpm"],
 
   placePackage(input: PlacementInput): string[] {
