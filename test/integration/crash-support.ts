@@ -11,6 +11,7 @@ import { generateSigningKey } from "../../src/signing/keygen.js";
 import { TMP_DIR, sha256File, walkTree } from "../../src/sync/disk.js";
 import { buildDeb, controlText } from "../support/deb-builder.js";
 import { startFakeMaster, type FakeMaster } from "../support/fake-master.js";
+import { TAG as SAMPLE_TAG, addSampleMirror } from "../support/mirror-fixture.js";
 import { buildSyntheticRpm, syntheticRpmFilename } from "../support/rpm-builder.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -80,7 +81,7 @@ export async function runCli(args: string[], timeoutMs = 60_000): Promise<CliRes
   }
 }
 
-export const TAG = "prod";
+export const TAG = SAMPLE_TAG;
 export const MIRROR = "crash";
 
 export interface CliMirror {
@@ -108,40 +109,11 @@ export async function startCliMirror(
 ): Promise<CliMirror> {
   const dir = await mkdtemp(path.join(tmpdir(), "packrat-cli-mirror-"));
   const master = await startFakeMaster({ minPollTimeout: 1 });
-  master.addDistroVersion({
-    name: "bookworm",
-    distro: "debian",
-    version: "bookworm",
-    fileType: "deb",
+  addSampleMirror(master, {
+    yum: opts.yum ?? false,
+    name: MIRROR,
+    description: "crash test mirror",
   });
-  master.addDistroVersion({ name: "none", distro: "none", version: null, fileType: "json" });
-  master.addDistroVersion({ name: "el9", distro: "rhel", version: "9", fileType: "rpm" });
-  master.addRepo({
-    name: "prod-apt",
-    filesystemDir: "apt",
-    managerType: "apt",
-    distroVersions: ["bookworm"],
-    tag: TAG,
-  });
-  master.addRepo({
-    name: "prod-json",
-    filesystemDir: "json",
-    managerType: "json",
-    distroVersions: ["none"],
-    tag: TAG,
-  });
-  const repos = ["prod-apt", "prod-json"];
-  if (opts.yum) {
-    master.addRepo({
-      name: "prod-yum",
-      filesystemDir: "yum",
-      managerType: "yum",
-      distroVersions: ["el9"],
-      tag: TAG,
-    });
-    repos.push("prod-yum");
-  }
-  master.addMirror({ name: MIRROR, repos, description: "crash test mirror" });
 
   const key = await generateSigningKey({
     name: "packrat crash test",

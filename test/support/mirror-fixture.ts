@@ -43,23 +43,14 @@ export function sampleDeb(
   return { filename: `${name}_${fileVersion}_${arch}.deb`, content };
 }
 
-export interface MirrorFixture {
-  master: FakeMaster;
-  root: string;
-  stateDb: string;
-  dir: string;
-  /** Package file ids by filename. */
-  ids: Map<string, number>;
-  addDeb(name: string, version: string, tags?: string[]): number;
-  addJson(name: string, version: string, body: string, tags?: string[]): number;
-  close(): Promise<void>;
-}
-
-export async function startMirrorFixture(
-  opts: { debs?: [string, string][]; json?: [string, string][] } = {},
-): Promise<MirrorFixture> {
-  const dir = await mkdtemp(path.join(tmpdir(), "packrat-mirror-"));
-  const master = await startFakeMaster({ minPollTimeout: 1 });
+/**
+ * The sample mirror on a fake master: repos prod-apt (bookworm) and prod-json, and with
+ * `yum` prod-yum (el9), all tagged TAG, under one mirror (MIRROR unless named).
+ */
+export function addSampleMirror(
+  master: FakeMaster,
+  opts: { yum?: boolean; name?: string; description: string },
+): void {
   master.addDistroVersion({
     name: "bookworm",
     distro: "debian",
@@ -83,7 +74,39 @@ export async function startMirrorFixture(
     tag: TAG,
     description: "json files",
   });
-  master.addMirror({ name: MIRROR, repos: ["prod-apt", "prod-json"], description: "test mirror" });
+  const repos = ["prod-apt", "prod-json"];
+  if (opts.yum) {
+    master.addDistroVersion({ name: "el9", distro: "rhel", version: "9", fileType: "rpm" });
+    master.addRepo({
+      name: "prod-yum",
+      filesystemDir: "yum",
+      managerType: "yum",
+      distroVersions: ["el9"],
+      tag: TAG,
+    });
+    repos.push("prod-yum");
+  }
+  master.addMirror({ name: opts.name ?? MIRROR, repos, description: opts.description });
+}
+
+export interface MirrorFixture {
+  master: FakeMaster;
+  root: string;
+  stateDb: string;
+  dir: string;
+  /** Package file ids by filename. */
+  ids: Map<string, number>;
+  addDeb(name: string, version: string, tags?: string[]): number;
+  addJson(name: string, version: string, body: string, tags?: string[]): number;
+  close(): Promise<void>;
+}
+
+export async function startMirrorFixture(
+  opts: { debs?: [string, string][]; json?: [string, string][] } = {},
+): Promise<MirrorFixture> {
+  const dir = await mkdtemp(path.join(tmpdir(), "packrat-mirror-"));
+  const master = await startFakeMaster({ minPollTimeout: 1 });
+  addSampleMirror(master, { description: "test mirror" });
   const ids = new Map<string, number>();
   const fixture: MirrorFixture = {
     master,
