@@ -963,7 +963,7 @@ export class SyncEngine {
     const signer = this.deps.signer;
     if (!signer) return undefined;
     const key = `signature:${signer.fingerprint}`;
-    // The same object every pass (the pacman layout's cache compares by identity first), and no
+    // The same object every pass (a layout's render cache may compare by identity first), and no
     // state DB read and JSON.parse per package per pass.
     const memoKey = `${signer.fingerprint}:${d.expectedSha256}`;
     const memo = memos.last.get(memoKey);

@@ -74,7 +74,7 @@ export function inputsHash(req: PublishRequest): string {
 
 /**
  * A fingerprint lookup for `count` paths: one listFingerprints query when there are many
- * (pacman publishes a .sig per package as metadata), single reads when there are few.
+ * (a layout may publish a metadata file per package, such as a signature), single reads when there are few.
  */
 function fingerprintLookup(
   store: StateStore,
