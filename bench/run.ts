@@ -517,7 +517,7 @@ class Bench {
         content: randomBytes(bytesEach),
         tags: [TAG],
       });
-      urls.push(`${this.master.url}/files/${id}/${filename}`);
+      urls.push(`${this.master.url}${this.master.fileUrl(id)}`);
     }
     const total = bytesEach * count;
     const mbps = (s: StepResult) => total / 1024 / 1024 / (s.ms / 1000);

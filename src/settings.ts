@@ -9,7 +9,15 @@ export interface PackratSettings {
   host: string;
   /** This mirror's name on the master. Required. */
   name: string;
-  /** Pre-shared key for login; when absent the agent does not log in. */
+  /**
+   * The master user to log in as, when the master refuses anonymous reads; null = the mirror's
+   * name. packrat has no user per mirror: this is one of its Django users.
+   */
+  username: string | null;
+  /**
+   * That user's password. The original agent read it and never used it: the agent reads
+   * anonymously first and logs in only when the master refuses that.
+   */
   psk: string | null;
   /** HTTP(S) proxy URL for every request to the master. */
   proxy: string | null;
@@ -69,6 +77,16 @@ export interface MirrorSettings {
   metricsListen: string | null;
   /** pino level. */
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+  /** Publish package files the master marks failed (default no: a pipeline marked them bad). */
+  publishFailed: boolean;
+  /** Publish package files the master marks deprecated (default yes: still valid). */
+  publishDeprecated: boolean;
+}
+
+/** Per-repo overrides, from a `[repo NAME]` section (NAME is the repo's name on the master). */
+export interface RepoSettings {
+  publishFailed?: boolean;
+  publishDeprecated?: boolean;
 }
 
 export interface Settings {
@@ -76,6 +94,8 @@ export interface Settings {
   source: string;
   packrat: PackratSettings;
   mirror: MirrorSettings;
+  /** `[repo NAME]` sections, by repo name. */
+  repos: Record<string, RepoSettings>;
 }
 
 /** Defaults of optional keys. The original agent's defaults are kept where it had one. */
@@ -105,4 +125,6 @@ export const MIRROR_DEFAULTS: Readonly<Omit<MirrorSettings, "rootDir">> = Object
   pacmanRepoNames: {},
   metricsListen: null,
   logLevel: "info",
+  publishFailed: false,
+  publishDeprecated: true,
 });

@@ -41,7 +41,12 @@ export interface Repo {
   /** One of MANAGER_TYPES normally; kept as the master sent it so unknown types can be reported. */
   managerType: string;
   distroVersionUris: string[];
+  /**
+   * The name of the tag whose files the repo holds. The real master sends a Tag URI
+   * (`/api/v2/Attrib/Tag:prod:`); the client keeps the name, which is what PackageFile.tags holds.
+   */
   tag: string;
+  /** Listed by the master, implemented nowhere on it (it lists every version): kept for status. */
   showOnlyLatest: boolean;
 }
 
@@ -61,5 +66,12 @@ export interface PackageFile {
   /** Basename of fileUrl: the on-disk filename; validated by assertSafeFilename. */
   filename: string;
   sha256: string;
+  /** Tag names, sorted. The real master sends them joined with ", " (`"dev, prod"`, `""`). */
   tags: string[];
+  /**
+   * When the file was marked failed / deprecated on the master (ISO 8601 as it sent it), null if
+   * not. Both change on the same PackageFile id, and the file stays in its repos' listings.
+   */
+  failedAt: string | null;
+  deprecatedAt: string | null;
 }

@@ -16,6 +16,7 @@ import {
   MIRROR_DEFAULTS,
   type MirrorSettings,
   type PackratSettings,
+  type RepoSettings,
   type Settings,
 } from "../settings.js";
 import {
@@ -29,6 +30,8 @@ import { interpolate } from "./config/interpolation.js";
 import {
   keyOf,
   keysOf,
+  REPO_KEYS,
+  repoSectionName,
   SECTION_NAMES,
   SECTIONS,
   type KeySpec,
@@ -121,6 +124,16 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   const failed = new Set<string>();
   const packrat = readSection(doc, "packrat", report, failed) as Partial<Values<PackratSettings>>;
   const mirror = readSection(doc, "mirror", report, failed) as Partial<Values<MirrorSettings>>;
+  const repos: Record<string, RepoSettings> = {};
+  for (const section of doc.sections.values()) {
+    const repo = repoSectionName(section.name);
+    if (repo === null) continue;
+    repos[repo] = unwrap(
+      readKeys(doc, section.name, REPO_KEYS, report, new Set(), { useDefaults: false }) as Partial<
+        Values<RepoSettings>
+      >,
+    );
+  }
   checkAcrossKeys(mirror, failed, report);
   const keepFileList =
     mirror.keepFileList && mirror.rootDir
@@ -135,6 +148,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
     packrat: {
       host: packrat.host?.value ?? "",
       name: packrat.name?.value ?? "",
+      username: packrat.username?.value ?? null,
       psk: packrat.psk?.value ?? null,
       proxy: packrat.proxy?.value ?? null,
     },
@@ -143,6 +157,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
       ...unwrap(mirror),
       ...(keepFileList ? { keepFileList } : {}),
     } as MirrorSettings,
+    repos,
   };
   return { settings: deepFreeze(settings), warnings: report.warnings };
 }
@@ -163,6 +178,7 @@ export function describeSettings(settings: Settings): Record<string, unknown> {
       aptArchitectures: [...mirror.aptArchitectures],
       pacmanRepoNames: { ...mirror.pacmanRepoNames },
     },
+    repos: { ...settings.repos },
   };
 }
 
@@ -220,6 +236,18 @@ function warnUnknown(doc: IniDocument, report: Report): void {
       warnUnknownKeys(section, section.name as SectionName, report);
       continue;
     }
+    if (repoSectionName(section.name) !== null) {
+      const known = Object.keys(REPO_KEYS).map(keyOf);
+      for (const entry of section.entries.values()) {
+        if (known.includes(entry.key)) continue;
+        const guess = closest(entry.key, known);
+        report.warn(
+          entry.line,
+          `[${section.name}] unknown key "${entry.key}" is ignored (a [repo NAME] section takes ${known.join(", ")})${guess ? `; did you mean ${guess}?` : ""}`,
+        );
+      }
+      continue;
+    }
     const guess = closest(section.name, SECTION_NAMES);
     report.warn(
       section.line,
@@ -260,16 +288,31 @@ function readSection(
   report: Report,
   failed: Set<string>,
 ): Partial<Record<string, Found<unknown>>> {
+  return readKeys(doc, name, SECTIONS[name], report, failed, { useDefaults: true });
+}
+
+/**
+ * Parse the keys of `specs` in section `name`; `useDefaults`: a key missing there is taken from
+ * [DEFAULT], as configparser does ([repo NAME] sections are read without that fallback, so a
+ * [DEFAULT] key meant for [mirror] does not become a per-repo override).
+ */
+function readKeys(
+  doc: IniDocument,
+  name: string,
+  specs: object,
+  report: Report,
+  failed: Set<string>,
+  options: { useDefaults: boolean },
+): Partial<Record<string, Found<unknown>>> {
   const section = doc.sections.get(name);
   const lookup = (key: string): string | undefined =>
     (section?.entries.get(key) ?? doc.defaults.entries.get(key))?.value;
   const out: Partial<Record<string, Found<unknown>>> = {};
-  const specs = SECTIONS[name] as Record<string, KeySpec<unknown>>;
 
-  for (const [field, spec] of Object.entries(specs)) {
+  for (const [field, spec] of Object.entries(specs as Record<string, KeySpec<unknown>>)) {
     const key = keyOf(field);
     const local = section?.entries.get(key);
-    const entry = local ?? doc.defaults.entries.get(key);
+    const entry = local ?? (options.useDefaults ? doc.defaults.entries.get(key) : undefined);
     const where = local ? name : DEFAULT_SECTION;
     if (entry === undefined) {
       if (spec.required) report.problem(section?.line ?? null, missing(doc, name, key, spec));
@@ -295,7 +338,7 @@ function readSection(
   return out;
 }
 
-function missing(doc: IniDocument, name: SectionName, key: string, spec: KeySpec<unknown>): string {
+function missing(doc: IniDocument, name: string, key: string, spec: KeySpec<unknown>): string {
   const line = `"${key}: ${spec.example}" (${spec.what})`;
   const advice = doc.sections.has(name)
     ? `add a line ${line} under [${name}]`

@@ -15,7 +15,7 @@ import { checkExportedKey, publicKeyFiles } from "../signing/public-key.js";
 import type { Signer } from "../signing/signer.js";
 import { openStateStore } from "../state/db.js";
 import type { StateStore } from "../state/state-store.js";
-import { SyncEngine, type EngineDeps, type RootFile } from "../sync/engine.js";
+import { SyncEngine, type EngineDeps, type RootFile, type ServePolicy } from "../sync/engine.js";
 import { createMasterClient } from "../sync/master-client.js";
 import type { MasterClient } from "../sync/master-types.js";
 import { acquireStateLock, type StateLock } from "./lock.js";
@@ -41,6 +41,15 @@ export function layoutOptionsFrom(settings: Settings): LayoutOptions {
     signRpmPackages: m.signRpmPackages,
     pacmanRepoNames: m.pacmanRepoNames,
     mirrorDescription: m.description,
+  };
+}
+
+/** A repo's serve policy: its [repo NAME] section over the [mirror] keys. */
+export function servePolicyOf(settings: Settings, repo: string): ServePolicy {
+  const own = settings.repos[repo];
+  return {
+    publishFailed: own?.publishFailed ?? settings.mirror.publishFailed,
+    publishDeprecated: own?.publishDeprecated ?? settings.mirror.publishDeprecated,
   };
 }
 
@@ -117,6 +126,7 @@ export async function buildEngineParts(
   const client = createMasterClient({
     host: settings.packrat.host,
     name: settings.packrat.name,
+    username: settings.packrat.username,
     psk: settings.packrat.psk,
     proxy: settings.packrat.proxy,
     requestTimeoutMs: settings.mirror.requestTimeout * 1000,
@@ -129,6 +139,7 @@ export async function buildEngineParts(
     log,
     signer,
     layoutFor,
+    servePolicy: (repo) => servePolicyOf(settings, repo),
     layoutOptions: layoutOptionsFrom(settings),
     rootFiles: await rootFilesFor(settings, signer, log),
     ...options.engine,

@@ -76,6 +76,34 @@ export async function startMetricsServer(
     },
   });
 
+  new client.Gauge({
+    name: "packrat_agent_package_files",
+    help:
+      "Package files the master lists per repo: all of them (listed), those it marks failed or " +
+      "deprecated, and those the agent skipped (unsafe name, malformed object)",
+    labelNames: ["repo", "state"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const counts = new Map<string, Record<string, number>>();
+      const of = (repo: string) => {
+        let c = counts.get(repo);
+        if (!c) counts.set(repo, (c = { listed: 0, failed: 0, deprecated: 0, skipped: 0 }));
+        return c;
+      };
+      for (const { repo } of store.listRepos()) of(repo.name);
+      for (const row of store.listPackageFiles()) {
+        const c = of(row.repo);
+        c.listed!++;
+        if (row.file.failedAt !== null) c.failed!++;
+        if (row.file.deprecatedAt !== null) c.deprecated!++;
+      }
+      for (const row of store.listSkippedFiles()) of(row.repo).skipped!++;
+      for (const [repo, c] of counts)
+        for (const [state, n] of Object.entries(c)) this.set({ repo, state }, n);
+    },
+  });
+
   const [host, portText] = splitListen(listen);
   const server = http.createServer((req, res) => {
     if (req.url !== "/metrics") {

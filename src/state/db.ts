@@ -18,6 +18,7 @@ import BetterSqlite3 from "better-sqlite3";
 import type { DistroVersion, PackageFile, Repo } from "../types.js";
 import type {
   DownloadFailureRow,
+  SkippedFileRow,
   Fingerprint,
   GenerationRow,
   PackageFileRow,
@@ -195,6 +196,8 @@ interface PackageFileDbRow {
   filename: string;
   sha256: string;
   tags_json: string;
+  failed_at: string | null;
+  deprecated_at: string | null;
   distro: string | null;
   distro_version: string | null;
   disk_sha256: string | null;
@@ -238,6 +241,15 @@ interface DownloadFailureDbRow {
   last_attempt_at: number;
 }
 
+interface SkippedFileDbRow {
+  repo: string;
+  uri: string;
+  file_url: string;
+  code: string;
+  reason: string;
+  seen_at: number;
+}
+
 interface SyncRunDbRow {
   id: number;
   kind: SyncRunRow["kind"];
@@ -268,6 +280,8 @@ function toPackageFileRow(r: PackageFileDbRow): PackageFileRow {
     filename: r.filename,
     sha256: r.sha256,
     tags: JSON.parse(r.tags_json) as string[],
+    failedAt: r.failed_at,
+    deprecatedAt: r.deprecated_at,
   };
   return {
     repo: r.repo,
@@ -293,6 +307,8 @@ function toPackageFileParams(row: PackageFileRow): PackageFileDbRow {
     filename: row.file.filename,
     sha256: row.file.sha256,
     tags_json: JSON.stringify(row.file.tags),
+    failed_at: row.file.failedAt,
+    deprecated_at: row.file.deprecatedAt,
     distro: row.distro,
     distro_version: row.distroVersion,
     disk_sha256: row.diskSha256,
@@ -375,9 +391,11 @@ function isThenable(value: unknown): boolean {
  */
 const UPSERT_PACKAGE_FILE = `
 INSERT INTO package_files (repo, uri, package_name, distro_version_uri, version, type, arch,
-  file_url, filename, sha256, tags_json, distro, distro_version, disk_sha256, transform_key, size)
+  file_url, filename, sha256, tags_json, failed_at, deprecated_at, distro, distro_version,
+  disk_sha256, transform_key, size)
 VALUES (@repo, @uri, @package_name, @distro_version_uri, @version, @type, @arch, @file_url,
-  @filename, @sha256, @tags_json, @distro, @distro_version, @disk_sha256, @transform_key, @size)
+  @filename, @sha256, @tags_json, @failed_at, @deprecated_at, @distro, @distro_version,
+  @disk_sha256, @transform_key, @size)
 ON CONFLICT (repo, uri) DO UPDATE SET
   package_name = excluded.package_name,
   distro_version_uri = excluded.distro_version_uri,
@@ -388,6 +406,8 @@ ON CONFLICT (repo, uri) DO UPDATE SET
   filename = excluded.filename,
   sha256 = excluded.sha256,
   tags_json = excluded.tags_json,
+  failed_at = excluded.failed_at,
+  deprecated_at = excluded.deprecated_at,
   distro = excluded.distro,
   distro_version = excluded.distro_version,
   disk_sha256 = CASE WHEN excluded.disk_sha256 IS NULL AND package_files.sha256 = excluded.sha256
@@ -524,6 +544,17 @@ class SqliteStateStore implements StateStore {
         "DELETE FROM download_failures WHERE repo = ? AND uri = ?",
       ),
       clearRepoFailures: db.prepare<[string]>("DELETE FROM download_failures WHERE repo = ?"),
+      putSkipped: db.prepare<[string, string, string, string, string, number]>(
+        `INSERT OR REPLACE INTO skipped_files (repo, uri, file_url, code, reason, seen_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      ),
+      clearSkipped: db.prepare<[string, string]>(
+        "DELETE FROM skipped_files WHERE repo = ? AND uri = ?",
+      ),
+      clearRepoSkipped: db.prepare<[string]>("DELETE FROM skipped_files WHERE repo = ?"),
+      listSkipped: db.prepare<[], SkippedFileDbRow>(
+        "SELECT * FROM skipped_files ORDER BY repo, uri",
+      ),
       listFailures: db.prepare<[], DownloadFailureDbRow>(
         "SELECT * FROM download_failures ORDER BY repo, uri",
       ),
@@ -614,6 +645,7 @@ class SqliteStateStore implements StateStore {
   deleteRepo(name: string): void {
     this.write(`deleting repo ${name}`, () => {
       this.s.clearRepoFailures.run(name);
+      this.s.clearRepoSkipped.run(name);
       this.s.deleteRepo.run(name);
     });
   }
@@ -856,6 +888,33 @@ class SqliteStateStore implements StateStore {
   listDownloadFailures(): DownloadFailureRow[] {
     return this.guard("listing download failures", () =>
       this.s.listFailures.all().map(toDownloadFailureRow),
+    );
+  }
+
+  recordSkippedFiles(
+    repo: string,
+    rows: readonly Omit<SkippedFileRow, "repo">[],
+    scope: { all: true } | { parsed: readonly string[] },
+  ): void {
+    this.write(`recording skipped files of ${repo}`, () => {
+      if ("all" in scope) this.s.clearRepoSkipped.run(repo);
+      else for (const uri of scope.parsed) this.s.clearSkipped.run(repo, uri);
+      for (const r of rows) {
+        this.s.putSkipped.run(repo, r.uri, r.fileUrl, r.code, r.reason, r.seenAt);
+      }
+    });
+  }
+
+  listSkippedFiles(): SkippedFileRow[] {
+    return this.guard("listing skipped files", () =>
+      this.s.listSkipped.all().map((r) => ({
+        repo: r.repo,
+        uri: r.uri,
+        fileUrl: r.file_url,
+        code: r.code,
+        reason: r.reason,
+        seenAt: r.seen_at,
+      })),
     );
   }
 

@@ -142,6 +142,29 @@ export const MIGRATIONS: readonly Migration[] = [
       if (legacy) importOriginalAgentTables(db, legacy, now);
     },
   },
+  {
+    version: 4,
+    description:
+      "failed and deprecated package files (the master keeps them listed); files the master lists that the agent skips",
+    up(db) {
+      db.exec(`
+ALTER TABLE package_files ADD COLUMN failed_at TEXT;
+ALTER TABLE package_files ADD COLUMN deprecated_at TEXT;
+
+-- Package files the master lists for a repo that the agent could not use (an unsafe name, a
+-- malformed object): for status and metrics; a file already synced stays as it was.
+CREATE TABLE skipped_files (
+  repo TEXT NOT NULL,
+  uri TEXT NOT NULL,
+  file_url TEXT NOT NULL,
+  code TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  seen_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, uri)
+) STRICT;
+`);
+    },
+  },
 ];
 
 /** The version this agent writes and understands. */

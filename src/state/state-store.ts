@@ -65,6 +65,17 @@ export interface DownloadFailureRow {
   lastAttemptAt: number;
 }
 
+/** A package file the master lists for a repo that the agent left out (unsafe name, malformed). */
+export interface SkippedFileRow {
+  repo: string;
+  uri: string;
+  fileUrl: string;
+  /** PACKRAT_UNSAFE_FILENAME or PACKRAT_MASTER_PROTOCOL. */
+  code: string;
+  reason: string;
+  seenAt: number;
+}
+
 export interface SyncRunRow {
   id: number;
   kind: "full" | "incremental";
@@ -153,6 +164,16 @@ export interface StateStore {
   recordDownloadFailure(row: Omit<DownloadFailureRow, "attempts">): void;
   clearDownloadFailure(repo: string, uri: string): void;
   listDownloadFailures(): DownloadFailureRow[];
+  /**
+   * Record the files a listing of the repo skipped. `all`: the listing was the whole repo, so
+   * every earlier row goes; `parsed`: a partial listing, whose files that did parse lose theirs.
+   */
+  recordSkippedFiles(
+    repo: string,
+    rows: readonly Omit<SkippedFileRow, "repo">[],
+    scope: { all: true } | { parsed: readonly string[] },
+  ): void;
+  listSkippedFiles(): SkippedFileRow[];
   startSyncRun(kind: SyncRunRow["kind"], at: number): number;
   finishSyncRun(
     id: number,

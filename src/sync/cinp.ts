@@ -59,7 +59,14 @@ export function snippet(text: string): string {
   return clean.length > MAX_SNIPPET ? `${clean.slice(0, MAX_SNIPPET)}…` : clean;
 }
 
-/** Best-effort read of a CInP error body: `{"class", "error", "message"}` or plain text. */
+/**
+ * Best-effort read of an error body, in the shapes cinp 0.12 sends (server_common.py):
+ * `{"message"}` (InvalidRequest, NotAuthorized, Invalid Session, ServerError; 500s add
+ * `"trace"` when the master runs with DEBUG), a map of parameter → problem for bad arguments
+ * (`{"timeout": "Required Paramater"}`), `{"model_path", "object_id"}` for an object that is not
+ * there, `{"class", "error", "message"}` for packrat's own exceptions, a JSON string for a
+ * path that is not there; or anything else (a proxy's HTML page), kept as an excerpt.
+ */
 export function parseCinpError(text: string): CinpErrorBody {
   const empty: CinpErrorBody = { cinpClass: null, cinpError: null, cinpMessage: null };
   if (text.trim() === "") return empty;
@@ -72,7 +79,27 @@ export function parseCinpError(text: string): CinpErrorBody {
         if (typeof v === "number") return String(v);
         return null;
       };
-      return { cinpClass: pick("class"), cinpError: pick("error"), cinpMessage: pick("message") };
+      if (typeof value.model_path === "string" && value.object_id !== undefined) {
+        const id =
+          typeof value.object_id === "string" ? value.object_id : JSON.stringify(value.object_id);
+        return {
+          cinpClass: "ObjectNotFound",
+          cinpError: null,
+          cinpMessage: snippet(`${value.model_path}:${id}: not found`),
+        };
+      }
+      const known = {
+        cinpClass: pick("class"),
+        cinpError: pick("error"),
+        cinpMessage: pick("message"),
+      };
+      if (known.cinpClass !== null || known.cinpError !== null || known.cinpMessage !== null) {
+        return known;
+      }
+      const problems = Object.entries(value)
+        .filter(([, v]) => typeof v === "string")
+        .map(([k, v]) => `${k}: ${v as string}`);
+      return { ...empty, cinpMessage: problems.length > 0 ? snippet(problems.join("; ")) : null };
     }
     if (typeof value === "string") return { ...empty, cinpMessage: snippet(value) };
   } catch {
@@ -211,6 +238,40 @@ export class ShapeReader {
     const v = this.obj[key];
     if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v;
     return this.fail(key, "an array of strings");
+  }
+
+  /**
+   * Tag names. The real master renders PackageFile.tags as a CInP property that joins the names
+   * with ", " (packrat Package/models.py `tags`: `', '.join(... order_by('name'))`), so `"prod"`,
+   * `"prod, stage"`, or `""` for an untagged file; an array of names is accepted too, in case a
+   * later master sends one. Sorted and without duplicates either way.
+   */
+  tagNames(key: string): string[] {
+    const v = this.obj[key];
+    let names: unknown[];
+    if (typeof v === "string") names = v.split(",");
+    else if (Array.isArray(v)) names = v;
+    else return this.fail(key, 'tag names, as the string "a, b" or an array of strings');
+    const out = new Set<string>();
+    for (const n of names) {
+      if (typeof n !== "string") {
+        return this.fail(key, 'tag names, as the string "a, b" or an array of strings');
+      }
+      const name = n.trim();
+      if (name !== "") out.add(name);
+    }
+    return [...out].sort();
+  }
+
+  /**
+   * A DateTime field: cinp renders `datetime.isoformat()` (`2026-12-02T18:46:53.317804+00:00`)
+   * or null. Kept as the string the master sent; refused when it is not a date at all.
+   */
+  dateTimeOrNull(key: string): string | null {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v === "string" && !Number.isNaN(Date.parse(v))) return v;
+    return this.fail(key, "an ISO 8601 date and time or null");
   }
 
   boolean(key: string): boolean {

@@ -38,6 +38,31 @@ export interface DaemonDeps {
 
 const POLL_RETRY = { attempts: Infinity, baseDelayMs: 1000, maxDelayMs: 30_000 };
 
+/** kv key of what the daemon concluded about the master's change triggers (for `status`). */
+export const TRIGGERS_KEY = "triggers";
+
+/**
+ * Full syncs in a row that must find a change the master announces, in a repo whose polls all
+ * answered [] after their whole timeout, before the daemon says the master gives no triggers.
+ * Two, not one: packrat's poll can miss a change made in the moment no poll waits.
+ */
+const SILENT_CHANGES_BEFORE_VERDICT = 2;
+
+export interface TriggersStatus {
+  /** null until there is evidence either way. */
+  available: boolean | null;
+  since: string;
+  message: string;
+}
+
+/** What the polls of one repo said since the last full sync. */
+interface PollEvidence {
+  /** Polls that answered [] only after (about) their whole timeout. */
+  silentTimeouts: number;
+  /** Polls that named packages. */
+  answered: number;
+}
+
 export class MirrorDaemon {
   private readonly queue = new PQueue({ concurrency: 1 });
   private readonly coalescer: TriggerCoalescer;
@@ -54,6 +79,10 @@ export class MirrorDaemon {
   private readonly settleTimers = new Map<string, NodeJS.Timeout>();
   /** The render caches are filled once, after the first full sync that succeeds. */
   private warmed = false;
+  private readonly pollEvidence = new Map<string, PollEvidence>();
+  /** Full syncs in a row that found announced changes the polls kept silent about. */
+  private silentChangeSyncs = 0;
+  private triggersAvailable: boolean | null = null;
 
   constructor(private deps: DaemonDeps) {
     this.coalescer = new TriggerCoalescer(
@@ -105,6 +134,7 @@ export class MirrorDaemon {
         // A full sync publishes complete generations: nothing is left to settle.
         for (const timer of this.settleTimers.values()) clearTimeout(timer);
         this.settleTimers.clear();
+        this.judgeTriggers(report);
         this.deps.onSync?.(report, null);
         this.restartPollers();
         if (!this.warmed) {
@@ -276,12 +306,21 @@ export class MirrorDaemon {
     let failures = 0;
     while (!signal.aborted && !this.stopController.signal.aborted) {
       try {
+        const asked = performance.now();
         const names = await this.deps.client.poll(uri, this.deps.settings.pollTimeout, signal);
         failures = 0;
         this.markMaster(true);
+        const evidence = this.evidenceOf(repo);
         if (names.length > 0) {
-          this.deps.log.debug({ repo, packages: names }, "poll answered");
-          this.coalescer.notify(repo, names);
+          evidence.answered++;
+          this.markTriggers(true);
+          // A hint, not a list: names may repeat, come newest first, or not belong to this repo
+          // (the incremental pass asks the master's repo filter for them).
+          const unique = [...new Set(names)];
+          this.deps.log.debug({ repo, packages: unique }, "poll answered");
+          this.coalescer.notify(repo, unique);
+        } else if (performance.now() - asked >= this.deps.settings.pollTimeout * 900) {
+          evidence.silentTimeouts++;
         }
       } catch (err) {
         if (signal.aborted || this.stopController.signal.aborted) return;
@@ -293,6 +332,61 @@ export class MirrorDaemon {
           return;
         }
       }
+    }
+  }
+
+  private evidenceOf(repo: string): PollEvidence {
+    let e = this.pollEvidence.get(repo);
+    if (!e) this.pollEvidence.set(repo, (e = { silentTimeouts: 0, answered: 0 }));
+    return e;
+  }
+
+  /**
+   * After a full sync: did the polls announce what it found? A packrat master on SQLite sleeps
+   * every poll to its timeout and answers [] (Repo.poll: no LISTEN without PostgreSQL), so its
+   * changes arrive only with the full sync; say so once, in the log and in `status`.
+   */
+  private judgeTriggers(report: SyncReport): void {
+    const silent = report.announcedChanges.filter((repo) => {
+      const e = this.pollEvidence.get(repo);
+      return e !== undefined && e.answered === 0 && e.silentTimeouts > 0;
+    });
+    const spoke = [...this.pollEvidence.values()].some((e) => e.answered > 0);
+    this.pollEvidence.clear();
+    if (spoke) {
+      this.silentChangeSyncs = 0;
+      return;
+    }
+    if (silent.length === 0) return;
+    this.silentChangeSyncs++;
+    if (this.silentChangeSyncs >= SILENT_CHANGES_BEFORE_VERDICT) this.markTriggers(false, silent);
+  }
+
+  private markTriggers(available: boolean, repos: string[] = []): void {
+    if (this.triggersAvailable === available) return;
+    const before = this.triggersAvailable;
+    this.triggersAvailable = available;
+    const interval = this.deps.settings.fullSyncInterval;
+    let message: string;
+    if (available) {
+      this.silentChangeSyncs = 0;
+      message = "the master answers polls with the packages that changed";
+      if (before === false) {
+        message = "the master gives change triggers again: changes are applied as they happen";
+        this.deps.log.info(message);
+      }
+    } else {
+      message =
+        `this master gives no change triggers (its polls answer [] after the whole ${this.deps.settings.pollTimeout} s ` +
+        `while full syncs keep finding changes in ${repos.join(", ")}); changes arrive with the full sync every ${interval} s. ` +
+        "A packrat master delivers poll triggers only when it runs on PostgreSQL";
+      this.deps.log.warn(message);
+    }
+    const status: TriggersStatus = { available, since: new Date().toISOString(), message };
+    try {
+      this.deps.store.setValue(TRIGGERS_KEY, JSON.stringify(status));
+    } catch (err) {
+      this.deps.log.debug(`recording the trigger status: ${describeError(err)}`);
     }
   }
 

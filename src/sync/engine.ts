@@ -31,7 +31,7 @@ import {
 } from "./disk.js";
 import { type RetryPolicy, type Sleep, downloadVerified } from "./download.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
-import type { MasterClient } from "./master-types.js";
+import type { MasterClient, PackageFileListing } from "./master-types.js";
 import { publishRepo, type PublishOutcome } from "./publish.js";
 import { SKIPPED_REPO_DIRS_KEY } from "./verify-tree.js";
 import {
@@ -65,8 +65,25 @@ export interface RootFile {
   content: Uint8Array;
 }
 
+/**
+ * What a repo serves of the files the master marks failed or deprecated: the master keeps both
+ * listed under their tags (packrat's repo filter does not look at them), so the mirror decides.
+ */
+export interface ServePolicy {
+  publishFailed: boolean;
+  publishDeprecated: boolean;
+}
+
+/** A failed file was marked bad by a pipeline; a deprecated one is still valid, only discouraged. */
+export const DEFAULT_SERVE_POLICY: Readonly<ServePolicy> = Object.freeze({
+  publishFailed: false,
+  publishDeprecated: true,
+});
+
 export interface EngineDeps {
   settings: EngineSettings;
+  /** The serve policy of each repo, by name; DEFAULT_SERVE_POLICY when left out. */
+  servePolicy?: (repo: string) => ServePolicy;
   client: MasterClient;
   store: StateStore;
   log: Logger;
@@ -109,6 +126,14 @@ export interface SyncReport {
   hashed: number;
   repaired: number;
   failed: { repo: string; file: string; error: string }[];
+  /** Package files the master listed that the client could not use (unsafe name, malformed). */
+  skipped: { repo: string; uri: string; error: string }[];
+  /**
+   * Repos where a full sync found a change the master announces to polls (packrat notifies on
+   * `tag`, `fail` and `deprocate`): a file new in the repo, or newly failed or deprecated. The
+   * daemon compares this with what the polls said, to tell a master that gives no triggers.
+   */
+  announcedChanges: string[];
   published: string[];
   /** Repos whose served generation is a quick one: call settle() for them when quiet. */
   deferred: string[];
@@ -122,6 +147,9 @@ interface RepoPlan {
   repo: Repo;
   layout: RepoLayout;
   distroVersions: Map<string, DistroVersion>;
+  /** Every file of the repo the agent keeps a row for, served or not (failed ones included). */
+  listed: PackageFile[];
+  /** The files the repo serves (its policy applied), with their paths. */
   desired: DesiredFile[];
   /** The repo's package file rows as the state DB had them before this pass, by URI. */
   previous: Map<string, PackageFileRow>;
@@ -137,6 +165,8 @@ function emptyReport(kind: SyncReport["kind"]): SyncReport {
     hashed: 0,
     repaired: 0,
     failed: [],
+    skipped: [],
+    announcedChanges: [],
     published: [],
     deferred: [],
     removed: 0,
@@ -161,6 +191,8 @@ const COMPARED_FIELDS = {
   filename: true,
   sha256: true,
   tags: true,
+  failedAt: true,
+  deprecatedAt: true,
 } satisfies Record<keyof PackageFile, true>;
 void COMPARED_FIELDS;
 
@@ -176,6 +208,8 @@ function samePackageFile(a: PackageFile, b: PackageFile): boolean {
     a.fileUrl === b.fileUrl &&
     a.filename === b.filename &&
     a.sha256 === b.sha256 &&
+    a.failedAt === b.failedAt &&
+    a.deprecatedAt === b.deprecatedAt &&
     a.tags.length === b.tags.length &&
     a.tags.every((t, i) => t === b.tags[i])
   );
@@ -223,27 +257,20 @@ export class SyncEngine {
       const distroVersions = new Map(
         (await client.getDistroVersions(opts.signal)).map((d) => [d.uri, d]),
       );
-      const filesByRepo = new Map<string, PackageFile[]>();
-      // Files the state DB already knows are not fetched again (their fields never change on
-      // the master); a deep sync re-reads everything, to catch a master that breaks that rule.
-      // The state DB's rows are read once per pass and shared by the listing, the planner
-      // and the safety valve.
+      // Every file is read again each full sync: a PackageFile changes in place on the master
+      // (failed, deprecated, tags), one multi-object GET per 100 files. The state DB's rows are
+      // read once per pass and shared by the listing, the planner and the safety valve.
       const previousByRepo = rowsByRepo(store.listPackageFiles());
+      const listings = new Map<string, PackageFileListing>();
       for (const repo of repos) {
-        const known =
-          opts.deep === true
-            ? undefined
-            : new Map(
-                [...(previousByRepo.get(repo.name)?.values() ?? [])].map((r) => [
-                  r.file.uri,
-                  r.file,
-                ]),
-              );
-        filesByRepo.set(
-          repo.name,
-          await client.listPackageFiles(repo.uri, null, opts.signal, known),
-        );
+        listings.set(repo.name, await client.listPackageFiles(repo.uri, null, opts.signal));
       }
+      const filesByRepo = new Map(
+        repos.map((repo) => [
+          repo.name,
+          this.filesOf(repo, listings.get(repo.name)!, previousByRepo.get(repo.name), report),
+        ]),
+      );
       const contactAt = this.now();
 
       const plans = this.planRepos(repos, distroVersions, filesByRepo, previousByRepo);
@@ -263,7 +290,11 @@ export class SyncEngine {
         store.setValue(SKIPPED_REPO_DIRS_KEY, JSON.stringify(this.skippedDirs));
         for (const plan of plans) {
           store.upsertRepo(plan.repo, [...plan.distroVersions.values()], contactAt);
-          this.saveChangedRows(plan);
+          if (this.saveChangedRows(plan) === "announced")
+            report.announcedChanges.push(plan.repo.name);
+          store.recordSkippedFiles(plan.repo.name, this.skippedRows(listings.get(plan.repo.name)), {
+            all: true,
+          });
         }
         const current = new Set(plans.map((p) => p.repo.name));
         for (const row of store.listRepos()) {
@@ -326,20 +357,26 @@ export class SyncEngine {
     }
     const runId = store.startSyncRun("incremental", started);
     try {
-      const changed =
-        packageNames.length === 0
-          ? []
-          : await client.listPackageFiles(known.repo.uri, packageNames, opts.signal);
       const previousByRepo = rowsByRepo(store.listPackageFiles(repoName));
+      const previous = previousByRepo.get(repoName);
+      // A poll answer is a hint: the names need not belong to this repo (the master's filter
+      // decides), may repeat, and say nothing of files they do not name.
+      const listing: PackageFileListing =
+        packageNames.length === 0
+          ? { files: [], skipped: [] }
+          : await client.listPackageFiles(known.repo.uri, packageNames, opts.signal);
+      const changed = this.filesOf(known.repo, listing, previous, report);
       const named = new Set(packageNames);
-      const others = [...(previousByRepo.get(repoName)?.values() ?? [])]
+      const others = [...(previous?.values() ?? [])]
         .filter((r) => !named.has(r.file.packageName))
         .map((r) => r.file);
       const distroVersions = new Map(known.distroVersions.map((d) => [d.uri, d]));
       const plans = this.planRepos(
         [known.repo],
         distroVersions,
-        new Map([[repoName, [...others, ...changed]]]),
+        new Map([
+          [repoName, [...new Map([...others, ...changed].map((f) => [f.uri, f])).values()]],
+        ]),
         previousByRepo,
       );
       store.transaction(() => {
@@ -348,6 +385,9 @@ export class SyncEngine {
           // Only the named packages' rows change: rewriting all of a large repo's rows for one
           // tag would cost more than the rest of the pass.
           store.replacePackagesOfRepo(repoName, packageNames, this.rowsFor(plan, named));
+          store.recordSkippedFiles(repoName, this.skippedRows(listing), {
+            parsed: listing.files.map((f) => f.uri),
+          });
         }
       });
       await this.syncRepos(
@@ -396,6 +436,56 @@ export class SyncEngine {
   }
 
   // ---- planning -------------------------------------------------------------------------
+
+  /**
+   * The files a listing says the repo holds. A file listed without the repo's tag changed
+   * between the LIST and the GET (an untag): it is not the repo's now. A file the client skipped
+   * (unsafe name, malformed object) that an earlier pass synced stays as that pass left it:
+   * nothing already served is removed because the master sent something the agent cannot read.
+   */
+  private filesOf(
+    repo: Repo,
+    listing: PackageFileListing,
+    previous: ReadonlyMap<string, PackageFileRow> | undefined,
+    report: SyncReport,
+  ): PackageFile[] {
+    const files: PackageFile[] = [];
+    for (const f of listing.files) {
+      if (f.tags.includes(repo.tag)) files.push(f);
+      else
+        this.deps.log.debug(
+          { repo: repo.name, file: f.uri, tags: f.tags, tag: repo.tag },
+          "listed for the repo but not tagged with its tag (changed while it was read); left out",
+        );
+    }
+    for (const skipped of listing.skipped) {
+      report.skipped.push({ repo: repo.name, uri: skipped.uri, error: skipped.reason });
+      const kept = previous?.get(skipped.uri);
+      if (kept) {
+        this.deps.log.warn(
+          { repo: repo.name, uri: skipped.uri },
+          "kept as the last sync left it until the master sends it in a form the agent can read",
+        );
+        files.push(kept.file);
+      }
+    }
+    return files;
+  }
+
+  private skippedRows(listing: PackageFileListing | undefined) {
+    const at = this.now();
+    return (listing?.skipped ?? []).map((s) => ({
+      uri: s.uri,
+      fileUrl: s.fileUrl,
+      code: s.code,
+      reason: s.reason,
+      seenAt: at,
+    }));
+  }
+
+  private servePolicy(repo: string): ServePolicy {
+    return this.deps.servePolicy?.(repo) ?? DEFAULT_SERVE_POLICY;
+  }
 
   private planRepos(
     repos: readonly Repo[],
@@ -461,10 +551,16 @@ export class SyncEngine {
         }
         return true;
       });
-      const repoArches = [...new Set(files.map((f) => f.arch))].sort();
+      const policy = this.servePolicy(repo.name);
+      const served = files.filter(
+        (f) =>
+          (f.failedAt === null || policy.publishFailed) &&
+          (f.deprecatedAt === null || policy.publishDeprecated),
+      );
+      const repoArches = [...new Set(served.map((f) => f.arch))].sort();
       const previous = previousByRepo.get(repo.name) ?? new Map<string, PackageFileRow>();
       const desired: DesiredFile[] = [];
-      for (const file of files) {
+      for (const file of served) {
         const distroVersion = distroVersions.get(file.distroVersionUri);
         if (!distroVersion) continue;
         try {
@@ -494,6 +590,7 @@ export class SyncEngine {
         repo,
         layout,
         distroVersions,
+        listed: files,
         desired: this.withoutCollisions(repo, desired),
         previous,
       });
@@ -554,16 +651,17 @@ export class SyncEngine {
     return `pending-transform:${file.sha256}`;
   }
 
+  /** State DB rows for the repo's listed files (served or not), carrying what is known of disk. */
   private rowsFor(plan: RepoPlan, only?: ReadonlySet<string>): PackageFileRow[] {
     const previous = plan.previous;
-    const desired = only ? plan.desired.filter((d) => only.has(d.file.packageName)) : plan.desired;
-    return desired.map((d) => {
-      const dv = plan.distroVersions.get(d.file.distroVersionUri);
-      const prev = previous.get(d.file.uri);
-      const same = prev !== undefined && prev.file.sha256 === d.file.sha256;
+    const listed = only ? plan.listed.filter((f) => only.has(f.packageName)) : plan.listed;
+    return listed.map((file) => {
+      const dv = plan.distroVersions.get(file.distroVersionUri);
+      const prev = previous.get(file.uri);
+      const same = prev !== undefined && prev.file.sha256 === file.sha256;
       return {
         repo: plan.repo.name,
-        file: d.file,
+        file,
         distro: dv?.distro ?? null,
         distroVersion: dv?.version ?? null,
         diskSha256: same ? prev.diskSha256 : null,
@@ -576,30 +674,38 @@ export class SyncEngine {
   /**
    * Write only the packages whose file rows changed since the last pass: a no-change full sync
    * of a large mirror then writes nothing (rewriting 10,000 rows costs more than the rest).
+   * Says whether anything changed, and whether it is a change the master announces to polls.
    */
-  private saveChangedRows(plan: RepoPlan): void {
+  private saveChangedRows(plan: RepoPlan): "none" | "changed" | "announced" {
     const rows = this.rowsFor(plan);
     const changed = new Set<string>();
     const seen = new Set<string>();
+    let announced = false;
     for (const row of rows) {
       seen.add(row.file.uri);
       const prev = plan.previous.get(row.file.uri);
       if (!prev || !samePackageFile(prev.file, row.file)) changed.add(row.file.packageName);
+      if (
+        !prev ||
+        (row.file.failedAt !== null && prev.file.failedAt === null) ||
+        (row.file.deprecatedAt !== null && prev.file.deprecatedAt === null)
+      )
+        announced = true;
     }
     for (const prev of plan.previous.values()) {
       if (!seen.has(prev.file.uri)) changed.add(prev.file.packageName);
     }
-    if (changed.size === 0) return;
+    if (changed.size === 0) return "none";
     if (changed.size > rows.length / 2) {
       this.deps.store.replacePackageFiles(plan.repo.name, rows);
-      return;
+    } else {
+      this.deps.store.replacePackagesOfRepo(
+        plan.repo.name,
+        [...changed],
+        rows.filter((r) => changed.has(r.file.packageName)),
+      );
     }
-    const names = [...changed];
-    this.deps.store.replacePackagesOfRepo(
-      plan.repo.name,
-      names,
-      rows.filter((r) => changed.has(r.file.packageName)),
-    );
+    return announced ? "announced" : "changed";
   }
 
   private checkSanity(
@@ -611,7 +717,9 @@ export class SyncEngine {
       [...previousByRepo].map(([repo, rows]) => [repo, new Set(rows.keys())]),
     );
     const current = new Map(
-      plans.map((p) => [p.repo.name, new Set(p.desired.map((d) => d.file.uri))]),
+      // What the master lists, before the serve policy: failed files leaving the indexes is the
+      // policy at work, not a master that dropped them.
+      plans.map((p) => [p.repo.name, new Set(p.listed.map((f) => f.uri))]),
     );
     const refused = checkMasterSanity({
       previous,

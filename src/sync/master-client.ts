@@ -26,22 +26,33 @@ import {
   typeName,
 } from "./cinp.js";
 import { assertSafeFilename } from "./filename-guard.js";
-import type { FileDownload, MasterClient } from "./master-types.js";
+import type { FileDownload, MasterClient, PackageFileListing } from "./master-types.js";
 
-/** Ids per multi-object GET; the contract says 10 is safe on every master. */
+/** Ids per multi-object GET until DESCRIBE tells the master's multi-uri-max (100 on packrat). */
 export const MULTI_GET_MAX = 10;
 /** Never more per multi GET than this, whatever the master describes (URI length). */
 const MULTI_GET_CEILING = 100;
-/** URIs per LIST page. */
-export const LIST_PAGE_SIZE = 100;
-/** LIST pages requested ahead of the one being read (see listOnce). */
-const LIST_PAGES_AHEAD = 4;
+/**
+ * The Count of a LIST: the whole filtered set in one answer. The packrat master pages with
+ * OFFSET over an unordered query (cinp 0.12 DjangoTransaction.list: `qs[position:position +
+ * count]`, no ORDER BY), so two pages may overlap and skip a file between them; it has no upper
+ * bound on Count (the default is 10), so asking for everything at once is the consistent read.
+ */
+export const LIST_WHOLE_COUNT = 1_000_000;
+/**
+ * A master that answers fewer than Total at once is paged at its size, in rounds, until every
+ * URI was seen. If its pages were shuffled anew on each request, seeing all n takes about
+ * ln(n) rounds (the coupon collector); an ordered one needs one. Three times that bounds it.
+ */
+function cappedListRounds(total: number): number {
+  return Math.ceil(3 * Math.log(total + 1)) + 2;
+}
 /** Multi-object GETs in flight at once while reading a large repo. */
 const GET_CONCURRENCY = 4;
-/** A LIST whose Total changes while it is paged is read again from the start, this often. */
+/** A LIST whose Total changes while it is read, or whose objects vanish, is read again, this often. */
 const LIST_ATTEMPTS = 3;
-/** Bound on a JSON answer: a page of 10 objects is a few kB; a hostile master must not OOM us. */
-const MAX_JSON_BYTES = 32 * 1024 * 1024;
+/** Bound on a JSON answer: 1,000,000 URIs are ~35 MB; a hostile master must not OOM us. */
+const MAX_JSON_BYTES = 64 * 1024 * 1024;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
 const LOGIN_URI = "/api/v2/Auth/User(login)";
@@ -49,6 +60,8 @@ const MIRROR_MODEL = "/api/v2/Repo/Mirror";
 const REPO_MODEL = "/api/v2/Repo/Repo";
 const DISTRO_VERSION_MODEL = "/api/v2/Attrib/DistroVersion";
 const PACKAGE_FILE_MODEL = "/api/v2/Package/PackageFile";
+const PACKAGE_MODEL = "/api/v2/Package/Package";
+const TAG_MODEL = "/api/v2/Attrib/Tag";
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 // eslint-disable-next-line no-control-regex
 const UNSAFE_URL_CHARS = /[\\\u0000-\u001f\u007f?#]/;
@@ -63,19 +76,17 @@ const TIMEOUT_CODES = new Set([
   "ETIMEDOUT",
 ]);
 
-/** A package file the client left out of a listing, and why. */
-export interface RejectedPackageFile {
-  uri: string;
-  fileUrl: string;
-  reason: string;
-}
-
 export interface MasterClientOptions {
   /** http(s)://name[:port], no trailing slash needed. */
   host: string;
   /** The mirror's name on the master ([packrat] name). */
   name: string;
-  /** Pre-shared key; when set the client logs in as `name` and sends Auth-Id/Auth-Token. */
+  /**
+   * The master user to log in as when the master refuses anonymous reads ([packrat] username);
+   * null means the mirror's name. packrat has no user per mirror: this is a Django user.
+   */
+  username?: string | null;
+  /** That user's password ([packrat] psk); without it the client never logs in. */
   psk: string | null;
   /** http://[user:pass@]proxy:port; http masters are reached by forwarding, https by CONNECT. */
   proxy: string | null;
@@ -84,10 +95,8 @@ export interface MasterClientOptions {
   log: Logger;
   /** For tests (undici MockAgent); the client then does not close it. */
   dispatcher?: Dispatcher;
-  /** Added to a poll's own timeout for its HTTP deadline; 30 s as the contract says. */
+  /** Added to a poll's own timeout for its HTTP deadline; 30 s as the original agent did. */
   pollGraceMs?: number;
-  /** Told about each package file left out of a listing (unsafe name); also logged as warn. */
-  onRejectedFile?: (rejected: RejectedPackageFile) => void;
 }
 
 interface CallOptions {
@@ -110,9 +119,16 @@ export function createMasterClient(options: MasterClientOptions): MasterClient {
   return new HttpMasterClient(options);
 }
 
+/**
+ * How the client reads: anonymously (what the original agent always did, and what a packrat
+ * master on Django < 2.1 allows), or with a session, once the master refused an anonymous read.
+ */
+type AuthMode = "anonymous" | "session";
+
 class HttpMasterClient implements MasterClient {
   private readonly host: string;
   private readonly name: string;
+  private readonly username: string;
   private readonly psk: string | null;
   private readonly timeoutMs: number;
   private readonly pollGraceMs: number;
@@ -120,9 +136,11 @@ class HttpMasterClient implements MasterClient {
   private multiGetMax = MULTI_GET_MAX;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
-  private readonly onRejectedFile: ((rejected: RejectedPackageFile) => void) | undefined;
+  private mode: AuthMode = "anonymous";
   private token: string | null = null;
   private loginInFlight: Promise<void> | null = null;
+  /** The one check, per process, that a psk kept from an older config still logs in. */
+  private pskProbed = false;
   private closed = false;
 
   constructor(options: MasterClientOptions) {
@@ -137,11 +155,11 @@ class HttpMasterClient implements MasterClient {
       throw new RangeError(`requestTimeoutMs must be positive, got ${options.requestTimeoutMs}`);
     }
     this.name = options.name;
+    this.username = options.username ?? options.name;
     this.psk = options.psk === "" ? null : options.psk;
     this.timeoutMs = options.requestTimeoutMs;
     this.pollGraceMs = options.pollGraceMs ?? 30_000;
     this.log = options.log.child({ component: "master" });
-    this.onRejectedFile = options.onRejectedFile;
     if (options.dispatcher) {
       this.dispatcher = options.dispatcher;
       this.ownsDispatcher = false;
@@ -208,7 +226,7 @@ class HttpMasterClient implements MasterClient {
         filesystemDir: r.nonEmptyString("filesystem_dir"),
         managerType: r.nonEmptyString("manager_type"),
         distroVersionUris,
-        tag: r.nonEmptyString("tag"),
+        tag: tagName(r.nonEmptyString("tag"), where),
         showOnlyLatest: r.boolean("show_only_latest"),
       };
     });
@@ -242,35 +260,38 @@ class HttpMasterClient implements MasterClient {
     repoUri: string,
     packageNames?: readonly string[] | null,
     signal?: AbortSignal,
-    known?: ReadonlyMap<string, PackageFile>,
-  ): Promise<PackageFile[]> {
+  ): Promise<PackageFileListing> {
     expectModel(repoUri, REPO_MODEL, "listPackageFiles");
-    const filterBody = { repo: repoUri, package_list: packageNames ? [...packageNames] : null };
+    // An empty package_list means "every package" to the master's filter (`if package_list:`).
+    const only = packageNames && packageNames.length > 0 ? [...new Set(packageNames)] : null;
+    const filterBody = { repo: repoUri, package_list: only };
     const { uris, objects } = await this.listAndGet(
       PACKAGE_FILE_MODEL,
       { name: "repo", body: filterBody },
       "package file",
       signal,
-      known ? (uri) => known.has(uri) : undefined,
     );
-    const files: PackageFile[] = [];
+    const listing: PackageFileListing = { files: [], skipped: [] };
     for (const uri of uris) {
-      const already = known?.get(uri);
-      if (already !== undefined) {
-        files.push(already);
-        continue;
-      }
       try {
-        files.push(parsePackageFile(uri, objects.get(uri), this.host));
+        listing.files.push(parsePackageFile(uri, objects.get(uri), this.host));
       } catch (err) {
-        if (!(err instanceof PackratError) || err.code !== "PACKRAT_UNSAFE_FILENAME") throw err;
-        // One hostile name must not stop the mirror: leave that file out, say so loudly.
+        if (
+          !(err instanceof PackratError) ||
+          (err.code !== "PACKRAT_UNSAFE_FILENAME" && err.code !== "PACKRAT_MASTER_PROTOCOL")
+        ) {
+          throw err;
+        }
+        // One file the agent cannot use must not stop the mirror: leave it out, say so loudly.
         const fileUrl = fileField(objects.get(uri));
-        this.log.warn({ uri, file: fileUrl, repo: repoUri }, err.message);
-        this.onRejectedFile?.({ uri, fileUrl, reason: err.message });
+        this.log.warn(
+          { uri, file: fileUrl, repo: repoUri, code: err.code },
+          `package file skipped: ${err.message}`,
+        );
+        listing.skipped.push({ uri, fileUrl, code: err.code, reason: err.message });
       }
     }
-    return files;
+    return listing;
   }
 
   async poll(repoUri: string, timeoutSeconds: number, signal?: AbortSignal): Promise<string[]> {
@@ -371,13 +392,29 @@ class HttpMasterClient implements MasterClient {
 
   // --- CInP plumbing ---------------------------------------------------------------------
 
-  /** One CInP call, logged in when a psk is set, re-logging in once on 401. */
+  /**
+   * One CInP call. Anonymous first, as the original agent always read (packrat has no user per
+   * mirror); a master that refuses anonymous reads (401/403: cinp 0.12 on Django >= 2.1 lets a
+   * GET/LIST through only for users with the view permissions) switches the client to a session
+   * as `username` with the psk, for the rest of the process. A 401 on a session (Invalid
+   * Session: logged out, expired) logs in again once, without the stale headers, and retries.
+   */
   private async call(verb: string, uri: string, options: CallOptions): Promise<Answer> {
-    if (this.psk !== null && this.token === null) await this.login();
+    if (this.mode === "session" && this.token === null) await this.login();
     const tokenUsed = this.token;
     let ans = await this.exchangeRetryingReads(verb, uri, options, tokenUsed);
-    if (ans.status === 401 && this.psk !== null) {
-      this.log.info({ url: ans.url }, "master session expired; logging in again");
+    const anonymousAnswer = tokenUsed === null && ans.status !== 401 && ans.status !== 403;
+    if ((ans.status === 401 || ans.status === 403) && tokenUsed === null) {
+      if (this.psk === null) throw this.refusedAnonymous(verb, ans);
+      this.log.info(
+        { url: ans.url, status: ans.status, user: this.username },
+        "the master refuses anonymous reads; logging in",
+      );
+      this.mode = "session";
+      if (this.token === null) await this.login();
+      ans = await this.exchangeRetryingReads(verb, uri, options, this.token);
+    } else if (ans.status === 401 && tokenUsed !== null) {
+      this.log.info({ url: ans.url }, "master session no longer valid; logging in again");
       // Concurrent 401s share one re-login: the first drops the stale token, all wait on login().
       if (this.token === tokenUsed) this.token = null;
       if (this.token === null) await this.login();
@@ -387,20 +424,77 @@ class HttpMasterClient implements MasterClient {
       const e = parseCinpError(ans.text);
       throw new MasterHttpError(
         "PACKRAT_MASTER_AUTH",
-        `${verb} ${ans.url}: the master refused the session of mirror ${JSON.stringify(this.name)} (HTTP 401 ${describeCinpError(e)})`,
+        `${verb} ${ans.url}: the master refused the session of user ${JSON.stringify(this.username)} (HTTP 401 ${describeCinpError(e)})`,
         { status: 401, url: ans.url, ...e },
+        { hint: "check [packrat] username and psk against the master's users" },
+      );
+    }
+    if (ans.status === 403 && this.mode === "session") {
+      const e = parseCinpError(ans.text);
+      throw new MasterHttpError(
+        "PACKRAT_MASTER_AUTH",
+        `${verb} ${ans.url}: the master refused user ${JSON.stringify(this.username)} (HTTP 403 ${describeCinpError(e)})`,
+        { status: 403, url: ans.url, ...e },
         {
           hint:
-            this.psk === null
-              ? "the master requires a login: set [packrat] psk"
-              : "check [packrat] name and psk against the master's user",
+            "give that user the view permissions on the master (Repo.view_mirror, Repo.view_repo, " +
+            "Attrib.view_distroversion, Package.view_packagefile), or set [packrat] username to one that has them",
         },
       );
     }
     if (ans.status !== 200 && ans.status !== 201 && ans.status !== 202) {
       throw httpError(verb, ans.url, ans.status, ans.text);
     }
+    if (anonymousAnswer && this.psk !== null && !this.pskProbed && verb !== "DESCRIBE") {
+      this.pskProbed = true;
+      await this.probeLogin(options.signal);
+    }
     return ans;
+  }
+
+  private refusedAnonymous(verb: string, ans: Answer): MasterHttpError {
+    const e = parseCinpError(ans.text);
+    return new MasterHttpError(
+      "PACKRAT_MASTER_AUTH",
+      `${verb} ${ans.url}: the master refuses anonymous reads (HTTP ${ans.status} ${describeCinpError(e)})`,
+      { status: ans.status, url: ans.url, ...e },
+      {
+        hint:
+          "set [packrat] username and psk to a user of the master with the view permissions " +
+          "(packrat on Django 2.1 or later lets only such users read)",
+      },
+    );
+  }
+
+  /**
+   * A psk in mirror.conf while the master serves reads anonymously: the original agent never
+   * used it, so a migrated config may carry one the master does not know. Check it once, so the
+   * operator hears about it now rather than on the day the master starts requiring a login;
+   * the client goes on reading anonymously either way.
+   */
+  private async probeLogin(signal: AbortSignal | undefined): Promise<void> {
+    let ans: Answer;
+    try {
+      ans = await this.exchange(
+        "CALL",
+        LOGIN_URI,
+        { body: { username: this.username, password: this.psk }, signal },
+        null,
+      );
+    } catch {
+      return; // the read that brought us here worked; a probe that cannot be made says nothing
+    }
+    if (ans.status === 200) {
+      this.log.debug({ user: this.username }, "the psk logs in; reads stay anonymous");
+      return;
+    }
+    const e = parseCinpError(ans.text);
+    this.log.warn(
+      { user: this.username, status: ans.status },
+      `the master refused the login of user ${JSON.stringify(this.username)} (HTTP ${ans.status} ${describeCinpError(e)}); ` +
+        "it serves this mirror without a login, so the agent reads anonymously, as the original agent always did. " +
+        "Set [packrat] username to a user of the master whose password is the psk, or remove psk from mirror.conf",
+    );
   }
 
   /** Log in (shared by concurrent callers); never logs or reports the psk or the token. */
@@ -412,19 +506,23 @@ class HttpMasterClient implements MasterClient {
   }
 
   private async doLogin(): Promise<void> {
+    // Never with the old Auth-Id/Auth-Token: the master answers 401 to any call carrying a dead
+    // session (cinp Server.dispatch: getUser() is None), login included.
     const ans = await this.exchange(
       "CALL",
       LOGIN_URI,
-      { body: { username: this.name, password: this.psk } },
+      { body: { username: this.username, password: this.psk } },
       null,
     );
     if (ans.status !== 200) {
       const e = parseCinpError(ans.text);
       throw new MasterHttpError(
         "PACKRAT_MASTER_AUTH",
-        `CALL ${ans.url}: the master refused the login of mirror ${JSON.stringify(this.name)} (HTTP ${ans.status} ${describeCinpError(e)})`,
+        `CALL ${ans.url}: the master refused the login of user ${JSON.stringify(this.username)} (HTTP ${ans.status} ${describeCinpError(e)}), and it does not serve this mirror anonymously`,
         { status: ans.status, url: ans.url, ...e },
-        { hint: "check [packrat] name and psk against the master's user" },
+        {
+          hint: "set [packrat] username to a user of the master (default: the mirror's name) and psk to its password",
+        },
       );
     }
     const where = `CALL ${ans.url}`;
@@ -434,7 +532,7 @@ class HttpMasterClient implements MasterClient {
       throw protocolError(where, `expected a session token string, got ${shapeOnly(token)}`);
     }
     this.token = token;
-    this.log.info({ mirror: this.name }, "logged in to the master");
+    this.log.info({ user: this.username }, "logged in to the master");
   }
 
   /**
@@ -474,7 +572,7 @@ class HttpMasterClient implements MasterClient {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const headers: Record<string, string> = { ...CINP_HEADERS, ...options.headers };
     if (token !== null) {
-      headers["Auth-Id"] = this.name;
+      headers["Auth-Id"] = this.username;
       headers["Auth-Token"] = token;
     }
     const guard = new Deadline(timeoutMs, options.signal);
@@ -538,82 +636,52 @@ class HttpMasterClient implements MasterClient {
   }
 
   /**
-   * LIST every URI of a model, paged, and GET the objects while the pages still come in (the
-   * GETs of page 1 overlap the LIST of page 2). A list that moves under us (Total changes, URIs
-   * shift, a listed object is gone by the time we GET it) is read again from the start.
+   * LIST every URI of a model (or of a filter), then GET the objects in multi-object chunks. A
+   * list that moves under us (Total changes, a listed object is gone by the time we GET it) is
+   * read again from the start; one that never settles fails as PACKRAT_MASTER_INCONSISTENT, so
+   * nothing is ever removed because of a listing that could have skipped a file.
    */
   private async listAndGet(
     model: string,
     filter: { name: string; body: unknown } | null,
     what: string,
     signal: AbortSignal | undefined,
-    skipGet?: (uri: string) => boolean,
   ): Promise<{ uris: string[]; objects: Map<string, unknown> }> {
-    for (let attempt = 1; ; attempt++) {
-      const getter = new ChunkedGetter(
-        (chunk) => this.getChunk(chunk, what, signal),
-        this.multiGetMax,
-      );
-      let outcome: string[] | "changed";
-      let lastChange: unknown = null;
+    let lastChange: unknown = null;
+    for (let attempt = 1; attempt <= LIST_ATTEMPTS; attempt++) {
       try {
-        outcome = await this.listOnce(model, filter, signal, (fresh) =>
-          getter.add(skipGet ? fresh.filter((u) => !skipGet(u)) : fresh),
-        );
-        if (outcome !== "changed") return { uris: outcome, objects: await getter.finish() };
-      } catch (err) {
-        if (!(err instanceof PackratError && err.code === "PACKRAT_MASTER_INCONSISTENT")) {
-          getter.abandon();
-          throw err;
+        const uris = await this.listAll(model, filter, signal);
+        if (uris !== "changed") {
+          return { uris, objects: await this.multiGet(uris, what, signal) };
         }
+      } catch (err) {
+        if (!(err instanceof PackratError && err.code === "PACKRAT_MASTER_INCONSISTENT")) throw err;
         lastChange = err;
-      }
-      getter.abandon();
-      if (attempt >= LIST_ATTEMPTS) {
-        throw new PackratError(
-          "PACKRAT_MASTER_INCONSISTENT",
-          `LIST ${this.host}${model}: the list kept changing while it was read (${LIST_ATTEMPTS} attempts)`,
-          { hint: "the master is busy; the next sync retries", cause: lastChange ?? undefined },
-        );
       }
       this.log.debug({ model, attempt }, "list changed while it was read; reading it again");
     }
+    throw new PackratError(
+      "PACKRAT_MASTER_INCONSISTENT",
+      `LIST ${this.host}${model}: the list kept changing while it was read (${LIST_ATTEMPTS} attempts)`,
+      { hint: "the master is busy; the next sync retries", cause: lastChange ?? undefined },
+    );
   }
 
-  private async listOnce(
+  /**
+   * Every URI of one LIST: asked for all at once (LIST_WHOLE_COUNT). A master that gives fewer
+   * than its Total at once is read in pages of the size it gave, in rounds, until every URI
+   * was seen: its pages are unordered, so one round may repeat some and skip others.
+   */
+  private async listAll(
     model: string,
     filter: { name: string; body: unknown } | null,
     signal: AbortSignal | undefined,
-    onPage: (fresh: string[]) => void,
   ): Promise<string[] | "changed"> {
     const seen = new Set<string>();
-    let position = 0;
-    let firstTotal: number | null = null;
-    const fetchPage = (at: number): Promise<Answer> => {
-      const headers: Record<string, string> = {
-        Position: String(at),
-        Count: String(LIST_PAGE_SIZE),
-      };
+    const read = async (position: number, count: number) => {
+      const headers: Record<string, string> = { Position: String(position), Count: String(count) };
       if (filter) headers.Filter = filter.name;
-      return this.call("LIST", model, { headers, body: filter?.body, signal });
-    };
-    // Once the first page has told the Total, the next pages are requested ahead, a few at a
-    // time (a 10,000-file repo is 100 pages: one after the other they were most of a
-    // no-change sync). They are still checked strictly in order; a page that does not land
-    // where expected (the list shifted) is read again at its real position.
-    const ahead = new Map<number, Promise<Answer>>();
-    const prefetch = (from: number, total: number) => {
-      for (let at = from; at < total && ahead.size < LIST_PAGES_AHEAD; at += LIST_PAGE_SIZE) {
-        if (ahead.has(at)) continue;
-        const p = fetchPage(at);
-        p.catch(() => undefined); // awaited when used; an unused one must not go unhandled
-        ahead.set(at, p);
-      }
-    };
-    for (;;) {
-      const pending = ahead.get(position);
-      ahead.delete(position);
-      const ans = await (pending ?? fetchPage(position));
+      const ans = await this.call("LIST", model, { headers, body: filter?.body, signal });
       const where = `LIST ${ans.url} (Position ${position})`;
       const page = parseJson(ans, where);
       if (!Array.isArray(page)) {
@@ -626,9 +694,7 @@ class HttpMasterClient implements MasterClient {
           `response header Total is ${snippet(String(ans.headers.total))}, expected a whole number`,
         );
       }
-      firstTotal ??= total;
-      if (total !== firstTotal) return "changed";
-      const fresh: string[] = [];
+      let fresh = 0;
       for (const item of page) {
         if (typeof item !== "string") {
           throw protocolError(where, `expected URIs, got ${typeName(item)} in the list`);
@@ -636,40 +702,81 @@ class HttpMasterClient implements MasterClient {
         expectModel(item, model, where);
         if (!seen.has(item)) {
           seen.add(item);
-          fresh.push(item);
+          fresh++;
         }
       }
-      onPage(fresh);
-      if (page.length > 0 && fresh.length === 0) {
-        throw protocolError(where, "the page repeats URIs already listed; paging does not advance");
+      return { length: page.length, total, fresh, where };
+    };
+
+    const first = await read(0, LIST_WHOLE_COUNT);
+    const total = first.total;
+    if (total === null) {
+      // No Total: only an answer shorter than what was asked for is known to be the end.
+      let position = first.length;
+      let last = first;
+      while (last.length === LIST_WHOLE_COUNT) {
+        last = await read(position, LIST_WHOLE_COUNT);
+        if (last.length > 0 && last.fresh === 0) {
+          throw protocolError(
+            last.where,
+            "the page repeats URIs already listed; paging does not advance",
+          );
+        }
+        position += last.length;
       }
-      position += page.length;
-      if (total !== null && page.length === LIST_PAGE_SIZE) {
-        for (const at of ahead.keys()) if (at < position) ahead.delete(at);
-        prefetch(position, total);
+      return [...seen];
+    }
+    if (seen.size === total) return [...seen];
+    if (seen.size > total || first.length === 0) return "changed";
+    // The master caps Count at first.length: page at that size until the union is complete.
+    const pageSize = first.length;
+    let start = pageSize;
+    const rounds = cappedListRounds(total);
+    for (let round = 1; round <= rounds; round++) {
+      let advanced = false;
+      for (let position = start; position < total; position += pageSize) {
+        const page = await read(position, pageSize);
+        if (page.total !== total) return "changed";
+        if (page.fresh > 0) advanced = true;
+        if (seen.size === total) return [...seen];
+        if (seen.size > total) return "changed";
       }
-      if (total !== null) {
-        // Fewer distinct URIs than Total means the list shifted under us: read it again.
-        if (position >= total) return seen.size === total ? [...seen] : "changed";
-        if (page.length === 0) return "changed";
-      } else if (page.length < LIST_PAGE_SIZE) {
-        return [...seen];
+      start = 0;
+      if (round === 1 && !advanced && total > pageSize) {
+        throw protocolError(
+          first.where,
+          `the master ignores Position: every page repeats URIs already listed (Total ${total})`,
+        );
       }
     }
+    return "changed";
   }
 
-  /** Multi-object GET in chunks; every requested URI must come back. */
-  private multiGet(
+  /** Multi-object GET in chunks, GET_CONCURRENCY at a time; every requested URI must come back. */
+  private async multiGet(
     uris: readonly string[],
     what: string,
     signal: AbortSignal | undefined,
   ): Promise<Map<string, unknown>> {
-    const getter = new ChunkedGetter(
-      (chunk) => this.getChunk(chunk, what, signal),
-      this.multiGetMax,
-    );
-    getter.add(uris);
-    return getter.finish();
+    const found = new Map<string, unknown>();
+    if (uris.length === 0) return found;
+    const chunks = multiUris(uris, this.multiGetMax);
+    let next = 0;
+    let failure: { err: unknown } | null = null;
+    const worker = async (): Promise<void> => {
+      while (failure === null && next < chunks.length) {
+        const chunk = chunks[next++]!;
+        try {
+          for (const [uri, value] of await this.getChunk(chunk, what, signal))
+            found.set(uri, value);
+        } catch (err) {
+          failure ??= { err };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(GET_CONCURRENCY, chunks.length) }, worker));
+    if (failure) throw (failure as { err: unknown }).err;
+    return found;
   }
 
   /** One multi-object GET; the answer must hold every member asked for. */
@@ -708,72 +815,6 @@ class HttpMasterClient implements MasterClient {
 }
 
 // --- helpers -------------------------------------------------------------------------------
-
-/**
- * Multi-object GETs in chunks of MULTI_GET_MAX, GET_CONCURRENCY at a time, fed while a LIST
- * is still paging. The first failure stops new GETs and is thrown by add() and finish().
- */
-class ChunkedGetter {
-  private readonly queue: { uri: string; members: string[] }[] = [];
-  private readonly found = new Map<string, unknown>();
-  private running = 0;
-  private failure: { err: unknown } | null = null;
-  private abandoned = false;
-  private onIdle: (() => void) | null = null;
-
-  constructor(
-    private readonly fetchChunk: (chunk: {
-      uri: string;
-      members: string[];
-    }) => Promise<Map<string, unknown>>,
-    private readonly perGet: number = MULTI_GET_MAX,
-  ) {}
-
-  add(uris: readonly string[]): void {
-    if (this.failure) throw this.failure.err;
-    if (uris.length === 0) return;
-    this.queue.push(...multiUris(uris, this.perGet));
-    this.pump();
-  }
-
-  async finish(): Promise<Map<string, unknown>> {
-    if (this.running > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
-    if (this.failure) throw this.failure.err;
-    return this.found;
-  }
-
-  /** Drop queued GETs and ignore the answers of running ones (the list is read again). */
-  abandon(): void {
-    this.abandoned = true;
-    this.queue.length = 0;
-  }
-
-  private pump(): void {
-    while (
-      !this.abandoned &&
-      this.failure === null &&
-      this.running < GET_CONCURRENCY &&
-      this.queue.length > 0
-    ) {
-      const chunk = this.queue.shift()!;
-      this.running++;
-      void this.fetchChunk(chunk)
-        .then(
-          (objects) => {
-            for (const [uri, value] of objects) this.found.set(uri, value);
-          },
-          (err: unknown) => {
-            if (!this.abandoned) this.failure ??= { err };
-          },
-        )
-        .finally(() => {
-          this.running--;
-          this.pump();
-          if (this.running === 0) this.onIdle?.();
-        });
-    }
-  }
-}
 
 /**
  * The call's own deadline plus the caller's AbortSignal, as one signal for undici. Records
@@ -931,18 +972,22 @@ function fileField(value: unknown): string {
 }
 
 /**
- * One PackageFile object → PackageFile. Throws PACKRAT_MASTER_PROTOCOL on a wrong shape and
- * PACKRAT_UNSAFE_FILENAME when its file URL or name is not safe to use.
+ * One PackageFile object → PackageFile, as packrat renders it (Package/models.py PackageFile
+ * through cinp 0.12's Django converter): `package` and `distroversion` are object URIs,
+ * `file` the FileField's URL (`/files/<name>`), `sha256` 64 hex digits, `tags` the names
+ * joined with ", ", `failed_at`/`deprocated_at` (the master's spelling) a datetime or null.
+ * Throws PACKRAT_MASTER_PROTOCOL on a wrong shape and PACKRAT_UNSAFE_FILENAME when its file URL
+ * or name is not safe to use.
  */
 export function parsePackageFile(uri: string, value: unknown, host = ""): PackageFile {
   const where = `package file ${host}${uri}`;
   const r = ShapeReader.of(value, where, "a package file");
   const packageUri = r.nonEmptyString("package");
   const pkg = parseObjectUri(packageUri);
-  if (!pkg) {
+  if (!pkg || pkg.model !== PACKAGE_MODEL || pkg.ids.length !== 1) {
     throw protocolError(
       where,
-      `field "package" is ${JSON.stringify(snippet(packageUri))}, expected a Package URI`,
+      `field "package" is ${JSON.stringify(snippet(packageUri))}, expected a ${PACKAGE_MODEL}:<name>: URI`,
     );
   }
   const distroVersionUri = r.nonEmptyString("distroversion");
@@ -954,19 +999,51 @@ export function parsePackageFile(uri: string, value: unknown, host = ""): Packag
       `field "sha256" is ${JSON.stringify(snippet(sha256))}, expected 64 hex digits`,
     );
   }
+  const version = r.nonEmptyString("version");
+  const type = r.nonEmptyString("type");
+  const arch = r.nonEmptyString("arch");
+  const tags = r.tagNames("tags");
+  const failedAt = r.dateTimeOrNull("failed_at");
+  const deprecatedAt = r.dateTimeOrNull("deprocated_at");
   const fileUrl = r.nonEmptyString("file");
   return {
     uri,
-    packageName: pkg.ids[pkg.ids.length - 1]!,
+    packageName: pkg.ids[0]!,
     distroVersionUri,
-    version: r.nonEmptyString("version"),
-    type: r.nonEmptyString("type"),
-    arch: r.nonEmptyString("arch"),
+    version,
+    type,
+    arch,
     fileUrl,
     filename: filenameOf(fileUrl, where),
     sha256: sha256.toLowerCase(),
-    tags: r.stringArray("tags"),
+    tags,
+    failedAt,
+    deprecatedAt,
   };
+}
+
+/**
+ * A Repo's `tag`: the real master renders the foreign key as the Tag's URI
+ * (`/api/v2/Attrib/Tag:prod:`); a bare name is taken as it is.
+ */
+export function tagName(value: string, where: string): string {
+  const parsed = parseObjectUri(value);
+  if (parsed) {
+    if (parsed.model !== TAG_MODEL || parsed.ids.length !== 1) {
+      throw protocolError(
+        where,
+        `field "tag" is ${JSON.stringify(snippet(value))}, expected a ${TAG_MODEL}:<name>: URI`,
+      );
+    }
+    return parsed.ids[0]!;
+  }
+  if (!isValidId(value)) {
+    throw protocolError(
+      where,
+      `field "tag" is ${JSON.stringify(snippet(value))}, expected a ${TAG_MODEL}:<name>: URI`,
+    );
+  }
+  return value;
 }
 
 /**

@@ -76,6 +76,31 @@ describe("the real CLI against the fake master", () => {
     expect(verify.code).toBe(0);
   });
 
+  it("`sync` skips a malformed package file only, exits 1 naming it, and `status --json` counts it", async () => {
+    const liar = fx.ids.get("world_0.9-3_all.deb")!;
+    fx.master.faults.add({ kind: "field", fileId: liar, field: "sha256", value: 42 });
+    const res = await runCli(["sync", "--config", config]);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toMatch(/synced 2 repo\(s\), 2 file\(s\): 2 downloaded.*, 1 skipped/);
+    expect(res.stdout).toContain(
+      `skipped: /api/v2/Package/PackageFile:${liar}:: package file ${fx.master.url}/api/v2/Package/PackageFile:${liar}:: field "sha256" is number 42, expected a string`,
+    );
+    expect(res.stderr).toMatch(/"code":"PACKRAT_MASTER_PROTOCOL".*"msg":"package file skipped: /);
+    expect(await packagesText()).toContain("Package: hello");
+    expect(await packagesText()).not.toContain("Package: world");
+    const status = await runCli(["status", "--json", "--config", config]);
+    const parsed = JSON.parse(status.stdout) as {
+      repos: { name: string; files: number; skipped: { uri: string; error: string }[] }[];
+    };
+    const apt = parsed.repos.find((r) => r.name === "prod-apt")!;
+    expect(apt.files).toBe(1);
+    expect(apt.skipped.map((s) => s.uri)).toEqual([`/api/v2/Package/PackageFile:${liar}:`]);
+    expect(apt.skipped[0]!.error).toMatch(/field "sha256" is number 42/);
+    expect((await runCli(["status", "--config", config])).stdout).toMatch(
+      /^repo prod-apt \(apt, apt\): 1 files \[1 skipped\]/m,
+    );
+  });
+
   it("`sync` refuses to run while another agent holds the state DB", async () => {
     agent = startCli(["run", "--config", config]);
     await agent.waitForLog(/full sync finished/);
@@ -89,7 +114,7 @@ describe("the real CLI against the fake master", () => {
     expect(status.stdout).toMatch(/^repo prod-apt \(apt, apt\): 2 files, .* generation 1/m);
   });
 
-  it("`run` applies a tag and an untag from the master within 2 s", async () => {
+  it("`run` applies a tag and a fail from the master within 2 s, and an untag at the next full sync", async () => {
     agent = startCli(["run", "--config", config]);
     await agent.waitForLog(/full sync finished/);
     // Give the pollers a moment to open their long-polls: the master forgets changes made while no poll is open.
@@ -102,14 +127,25 @@ describe("the real CLI against the fake master", () => {
     );
     expect(added).toBeLessThan(2000);
     expect(existsSync(path.join(fx.root, "apt/pool/fresh/fresh_3.0_all.deb"))).toBe(true);
+    // packrat announces a fail to the repos holding the file; a failed file is not published.
     await until(() => fx.master.openPolls >= 2, 5000, "polls to reopen");
-    fx.master.untag(id, "prod");
-    const removed = await until(
+    fx.master.fail(id);
+    const failed = await until(
       async () => !(await packagesText()).includes("Package: fresh"),
       5000,
-      "fresh gone from Packages",
+      "failed fresh gone from Packages",
     );
-    expect(removed).toBeLessThan(2000);
+    expect(failed).toBeLessThan(2000);
+    // An untag has no action on the master and notifies nothing: the full sync applies it.
+    const other = fx.addDeb("other", "1.0");
+    await until(async () => (await packagesText()).includes("Package: other"), 5000, "other");
+    fx.master.untag(other, "prod");
+    agent.kill("SIGUSR1");
+    await until(
+      async () => !(await packagesText()).includes("Package: other"),
+      10_000,
+      "untagged other gone from Packages after the full sync",
+    );
   });
 
   it("200 tag changes within a second cause a handful of publishes and an exact end state", async () => {
@@ -176,10 +212,10 @@ describe("the real CLI against the fake master", () => {
 
   it("SIGTERM during a download stops cleanly and leaves no partial file", async () => {
     const id = fx.addDeb("slow", "1.0");
-    fx.master.faults.set({ kind: "delay", ms: 3000, uri: `/files/${id}/` });
+    fx.master.faults.set({ kind: "delay", ms: 3000, uri: fx.master.fileUrl(id) });
     agent = startCli(["run", "--config", config]);
     await until(
-      () => fx.master.requests.some((r) => r.uri.startsWith(`/files/${id}/`)),
+      () => fx.master.requests.some((r) => r.uri === fx.master.fileUrl(id)),
       10_000,
       "the slow download to start",
     );

@@ -56,7 +56,7 @@ describe("downloadVerified", () => {
   });
 
   const req = () => ({
-    fileUrl: `/files/${id}/p_1.tar.gz`,
+    fileUrl: master.fileUrl(id),
     sha256: sha256Bytes(content),
     label: "repo/p_1.tar.gz",
   });
@@ -78,10 +78,39 @@ describe("downloadVerified", () => {
     expect(sleeps).toEqual([]);
   });
 
+  it("takes a body sent with a Content-Length too (a web server in front of the master)", async () => {
+    await master.close();
+    master = await startFakeMaster({ fileContentLength: true });
+    master.addDistroVersion({ name: "dv", distro: "none", version: null, fileType: "tar" });
+    id = master.addPackageFile({
+      package: "p",
+      distroVersion: "dv",
+      version: "1",
+      type: "tar",
+      arch: "all",
+      filename: "p_1.tar.gz",
+      content,
+    });
+    await client.close();
+    client = createMasterClient({
+      host: master.url,
+      name: "m",
+      psk: null,
+      proxy: null,
+      requestTimeoutMs: 2000,
+      log: silentLogger(),
+    });
+    master.faults.set({ kind: "truncate", uri: master.fileUrl(id), times: 1 });
+    const { tmp, size } = await downloadVerified(req(), deps());
+    expect(size).toBe(content.length);
+    expect(sha256Bytes(await readFile(tmp))).toBe(sha256Bytes(content));
+    expect(sleeps).toHaveLength(1);
+  });
+
   it("retries a truncated body and a reset with backoff, then succeeds", async () => {
     master.faults.set(
-      { kind: "truncate", uri: `/files/${id}/`, times: 1 },
-      { kind: "reset", uri: `/files/${id}/`, times: 1 },
+      { kind: "truncate", uri: master.fileUrl(id), times: 1 },
+      { kind: "reset", uri: master.fileUrl(id), times: 1 },
     );
     const { tmp } = await downloadVerified(req(), deps());
     expect(sha256Bytes(await readFile(tmp))).toBe(sha256Bytes(content));
@@ -89,7 +118,7 @@ describe("downloadVerified", () => {
   });
 
   it("gives up on bytes that never match, with an error naming the file, and leaves nothing behind", async () => {
-    master.faults.set({ kind: "wrong-bytes", uri: `/files/${id}/` });
+    master.faults.set({ kind: "wrong-bytes", uri: master.fileUrl(id) });
     const err = await downloadVerified(req(), deps()).catch((e: unknown) => e);
     expect(isPackratError(err, "PACKRAT_HASH_MISMATCH")).toBe(true);
     expect((err as Error).message).toMatch(
@@ -122,7 +151,7 @@ describe("downloadVerified", () => {
     });
     let reported = 0;
     const { tmp, size } = await downloadVerified(
-      { fileUrl: `/files/${bigId}/big_1.tar`, sha256: sha256Bytes(big), label: "repo/big_1.tar" },
+      { fileUrl: master.fileUrl(bigId), sha256: sha256Bytes(big), label: "repo/big_1.tar" },
       { ...deps(), onBytes: (n) => (reported += n) },
     );
     expect(size).toBe(big.length);
@@ -154,7 +183,7 @@ describe("downloadVerified", () => {
     }).catch((e: unknown) => e);
     expect(isPackratError(err, "PACKRAT_DOWNLOAD_FAILED")).toBe(true);
     expect((err as Error).message).toBe(
-      `repo/p_1.tar.gz: got ${content.length} bytes from /files/${id}/p_1.tar.gz, the master announced ${content.length + 5} (truncated)`,
+      `repo/p_1.tar.gz: got ${content.length} bytes from /files/p_1.tar.gz, the master announced ${content.length + 5} (truncated)`,
     );
     expect(await leftovers()).toEqual([]);
   });

@@ -167,13 +167,11 @@ describe("master faults", () => {
       const before = await snapshot(fx.root);
       const id = fx.addDeb("newpkg", "1.0");
       fx.addDeb("other", "1.0");
-      fx.master.faults.set({ ...fault, uri: `/files/${id}/` });
-      const filesBefore = fx.master.requests.filter((r) =>
-        r.uri.startsWith(`/files/${id}/`),
-      ).length;
+      fx.master.faults.set({ ...fault, uri: fx.master.fileUrl(id) });
+      const filesBefore = fx.master.requests.filter((r) => r.uri === fx.master.fileUrl(id)).length;
       const report = await h.engine.fullSync();
       const attempts =
-        fx.master.requests.filter((r) => r.uri.startsWith(`/files/${id}/`)).length - filesBefore;
+        fx.master.requests.filter((r) => r.uri === fx.master.fileUrl(id)).length - filesBefore;
       expect(attempts).toBe(3); // the retry policy's attempts, no more
       expect(sleeps.length).toBeGreaterThanOrEqual(2);
       expect(sleeps.every((ms) => ms <= 40)).toBe(true);
@@ -306,7 +304,7 @@ describe("a master that stays down, seen by the daemon", () => {
           ? Promise.reject(
               new PackratError("PACKRAT_MASTER_HTTP", "master answered 502 to DESCRIBE /api/v2/"),
             )
-          : Promise.resolve({ failed: [], published: [] });
+          : Promise.resolve({ failed: [], published: [], announcedChanges: [] });
       },
     } as unknown as SyncEngine;
     const client = {

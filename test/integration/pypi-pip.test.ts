@@ -97,6 +97,8 @@ beforeAll(async () => {
       filename: d.filename,
       sha256,
       tags: [],
+      failedAt: null,
+      deprecatedAt: null,
     };
     const distroVersion = {
       uri: file.distroVersionUri,

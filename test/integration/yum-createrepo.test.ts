@@ -111,6 +111,8 @@ beforeAll(async () => {
       filename,
       sha256: meta.sha256 as string,
       tags: [],
+      failedAt: null,
+      deprecatedAt: null,
     };
     const paths = yumLayout.placePackage({
       repo,

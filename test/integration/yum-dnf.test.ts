@@ -94,6 +94,8 @@ async function publish(filename: string, original: Uint8Array, dv: DistroVersion
     filename,
     sha256: createHash("sha256").update(original).digest("hex"),
     tags: ["prod"],
+    failedAt: null,
+    deprecatedAt: null,
   };
   const paths = yumLayout.placePackage({ repo, file, distroVersion: dv, repoArches: [], options });
   const pkg: PublishedPackage = {

@@ -240,6 +240,8 @@ export async function publishDeb(
     filename,
     sha256: meta.sha256,
     tags: [repo.tag],
+    failedAt: null,
+    deprecatedAt: null,
   };
   const paths = aptLayout.placePackage({
     repo,

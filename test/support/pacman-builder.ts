@@ -195,6 +195,8 @@ export function publishedPacman(
       filename: built.filename,
       sha256: createHash("sha256").update(built.bytes).digest("hex"),
       tags: [],
+      failedAt: null,
+      deprecatedAt: null,
     },
     distroVersion: ARCH_DISTRO_VERSION,
     paths,

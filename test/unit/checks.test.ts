@@ -74,6 +74,8 @@ async function build(
       filename: i.filename,
       sha256: sha(i.bytes),
       tags: ["prod"],
+      failedAt: null,
+      deprecatedAt: null,
     };
     const paths = layout.placePackage({
       repo,

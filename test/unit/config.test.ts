@@ -318,8 +318,9 @@ describe("parseConfig", () => {
     const settings = parseConfig(MINIMAL, "mirror.conf");
     expect(settings).toEqual({
       source: "mirror.conf",
-      packrat: { host: "http://packrat", name: "mirror", psk: null, proxy: null },
+      packrat: { host: "http://packrat", name: "mirror", username: null, psk: null, proxy: null },
       mirror: { ...MIRROR_DEFAULTS, rootDir: "/var/www/repo" },
+      repos: {},
     });
     expect(Object.isFrozen(settings)).toBe(true);
     expect(Object.isFrozen(settings.mirror)).toBe(true);
@@ -333,6 +334,7 @@ describe("parseConfig", () => {
 [packrat]
 host = https://packrat.example.com:8443/
 name = prod
+username = mirror-reader
 psk = p%%ss word
 proxy = http://user:pw@proxy.example.com:3128
 
@@ -363,6 +365,14 @@ sign_rpm_packages = YES
 pacman_repo_names = arch-prod:prod, arch-dev : dev
 metrics_listen = 127.0.0.1:9100
 log_level = debug
+publish_failed = yes
+publish_deprecated = no
+
+[repo prod-apt]
+publish_failed = no
+
+[repo prod-yum]
+publish_deprecated = yes
 `;
     const { settings, warnings } = parseConfigWithWarnings(text, "/etc/packrat/mirror.conf");
     expect(warnings).toEqual([]);
@@ -371,6 +381,7 @@ log_level = debug
       packrat: {
         host: "https://packrat.example.com:8443",
         name: "prod",
+        username: "mirror-reader",
         psk: "p%ss word",
         proxy: "http://user:pw@proxy.example.com:3128",
       },
@@ -401,7 +412,10 @@ log_level = debug
         pacmanRepoNames: { "arch-prod": "prod", "arch-dev": "dev" },
         metricsListen: "127.0.0.1:9100",
         logLevel: "debug",
+        publishFailed: true,
+        publishDeprecated: false,
       },
+      repos: { "prod-apt": { publishFailed: false }, "prod-yum": { publishDeprecated: true } },
     };
     expect(settings).toEqual(expected);
     // The test above sets every key the table knows.
@@ -438,6 +452,7 @@ keep_file_list: repo-key,index.html
     expect(fixed.packrat).toEqual({
       host: "http://packrat",
       name: "mirror",
+      username: null,
       psk: "secret",
       proxy: null,
     });
@@ -473,6 +488,7 @@ keep_file_list: /var/www/repo/repo-key
     expect(settings.packrat).toEqual({
       host: "http://127.0.0.1:80",
       name: "dev",
+      username: null,
       psk: "dev",
       proxy: null,
     });

@@ -1,6 +1,8 @@
 /**
- * The fake master itself, spoken to with plain undici requests: if it drifts from the CInP
- * contract, every test that leans on it proves less.
+ * The fake master itself, spoken to with plain undici requests: if it drifts from what the real
+ * packrat master does, every test that leans on it proves less. test/unit/master-contract.test.ts
+ * compares its answers with ones recorded from the real master; these tests pin the behaviour
+ * (filters, polls, login, actions) that a recording of shapes cannot.
  */
 import { createHash } from "node:crypto";
 import { connect } from "node:net";
@@ -93,22 +95,49 @@ describe("fake master: CInP", () => {
     expect(r.json()).toMatchObject({ "api-version": "2.0" });
   });
 
-  it("answers unknown URIs and verbs with CInP errors", async () => {
-    expect((await cinp("GET", "/nothing")).json()).toMatchObject({ class: "NotFound" });
-    expect((await cinp("GET", "/nothing")).status).toBe(404);
-    const r = await cinp("DELETE", "/api/v2/Repo/Mirror:m:");
-    expect(r.status).toBe(400);
-    expect(r.json()).toMatchObject({ class: "InvalidRequest" });
+  it("answers unknown paths, bad requests and refused verbs as cinp 0.12 does", async () => {
+    seed();
+    const path404 = await cinp("GET", "/api/v2/Repo/Nothing:1:");
+    expect([path404.status, path404.json()]).toEqual([
+      404,
+      'path not found "/api/v2/Repo/Nothing:1:"',
+    ]);
+    const object404 = await cinp("GET", "/api/v2/Repo/Repo:gone:");
+    expect([object404.status, object404.json()]).toEqual([
+      404,
+      { model_path: "/api/v2/Repo/Repo", object_id: "gone" },
+    ]);
+    const del = await cinp("DELETE", "/api/v2/Repo/Mirror:m:");
+    expect([del.status, del.json()]).toEqual([403, { message: "Not Authorized" }]);
+    const version = await cinp("GET", "/api/v2/Repo/Mirror:m:", {
+      headers: { "CInP-Version": "0.8" },
+    });
+    expect([version.status, version.json()]).toEqual([
+      400,
+      { message: "Invalid CInP Protocol Version" },
+    ]);
+    const tooMany = await cinp(
+      "GET",
+      `/api/v2/Package/PackageFile:${Array.from({ length: 101 }, (_, i) => i + 1).join(":")}:`,
+    );
+    expect(tooMany.json()).toEqual({ message: 'id_list longer than supported length of "100"' });
+    const noTimeout = await cinp("CALL", "/api/v2/Repo/Repo:apt:(poll)", { body: {} });
+    expect([noTimeout.status, noTimeout.json()]).toEqual([400, { timeout: "Required Paramater" }]);
   });
 
-  it("renders packrat's fields, single and multi-object", async () => {
-    const { deb } = seed();
+  it("renders packrat's fields as the real master does, single and multi-object", async () => {
+    const { deb, dev } = seed();
     const one = await cinp("GET", "/api/v2/Repo/Mirror:m:");
     expect(one.json()).toMatchObject({
       name: "m",
       repo_list: ["/api/v2/Repo/Repo:apt:", "/api/v2/Repo/Repo:yum:"],
       last_heartbeat: null,
     });
+    expect([one.headers.verb, one.headers["multi-object"], one.headers["cinp-version"]]).toEqual([
+      "GET",
+      "False",
+      "0.9",
+    ]);
     const multiHeader = await cinp("GET", "/api/v2/Repo/Repo:apt:", {
       headers: { "Multi-Object": "True" },
     });
@@ -118,21 +147,42 @@ describe("fake master: CInP", () => {
       filesystem_dir: "yum",
       manager_type: "yum",
       distroversion_list: ["/api/v2/Attrib/DistroVersion:el9:"],
-      tag: "prod",
-      show_only_latest: false,
+      tag: "/api/v2/Attrib/Tag:prod:",
+      show_only_latest: true,
     });
+    fm.tag(deb, "dev");
     const file = (await cinp("GET", `/api/v2/Package/PackageFile:${deb}:`)).json();
     expect(file).toMatchObject({
       package: "/api/v2/Package/Package:foo:",
       distroversion: "/api/v2/Attrib/DistroVersion:bookworm:",
-      file: `/files/${deb}/foo.bin`,
+      file: "/files/foo.bin",
       sha256: createHash("sha256").update("foo bytes").digest("hex"),
-      tags: ["prod"],
+      tags: "dev, prod",
+      tag_list: ["/api/v2/Package/PackageFileTag:dev:", "/api/v2/Package/PackageFileTag:prod:"],
+      failed_at: null,
+      deprocated_at: null,
+    });
+    expect((file as { created: string }).created).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00$/,
+    );
+    fm.untag(dev, "dev");
+    expect((await cinp("GET", `/api/v2/Package/PackageFile:${dev}:`)).json()).toMatchObject({
+      tags: "",
     });
     expect((await cinp("GET", "/api/v2/Repo/Repo:apt:gone:")).status).toBe(404);
   });
 
-  it("pages LIST with Position/Count and reports Total", async () => {
+  it("renders tags as an array only when asked to", async () => {
+    await fm.close();
+    fm = await startFakeMaster({ tagsAs: "array" });
+    const { deb } = seed();
+    fm.tag(deb, "dev");
+    expect((await cinp("GET", `/api/v2/Package/PackageFile:${deb}:`)).json()).toMatchObject({
+      tags: ["dev", "prod"],
+    });
+  });
+
+  it("pages LIST with Position/Count (default 10, no cap) and reports Total", async () => {
     fm.addDistroVersion({ name: "x", distro: "none", version: null, fileType: "json" });
     for (let i = 0; i < 150; i++) {
       fm.addPackageFile({
@@ -146,22 +196,45 @@ describe("fake master: CInP", () => {
       });
     }
     const first = await cinp("LIST", "/api/v2/Package/PackageFile");
-    expect(first.json()).toHaveLength(10); // CInP's default count
-    const capped = await cinp("LIST", "/api/v2/Package/PackageFile", {
+    expect(first.json()).toHaveLength(10); // cinp's default Count
+    const all = await cinp("LIST", "/api/v2/Package/PackageFile", {
       headers: { Position: "20", Count: "500" },
     });
-    expect(capped.json()).toHaveLength(100);
-    expect((capped.json() as string[])[0]).toBe("/api/v2/Package/PackageFile:21:");
-    expect([capped.headers.position, capped.headers.count, capped.headers.total]).toEqual([
-      "20",
-      "100",
-      "150",
-    ]);
-    const tail = await cinp("LIST", "/api/v2/Package/PackageFile", {
-      headers: { Position: "140", Count: "100" },
-    });
-    expect(tail.json()).toHaveLength(10);
-    expect(tail.headers.count).toBe("10");
+    expect(all.json()).toHaveLength(130);
+    expect((all.json() as string[])[0]).toBe("/api/v2/Package/PackageFile:21:");
+    expect([
+      all.headers.position,
+      all.headers.count,
+      all.headers.total,
+      all.headers["id-only"],
+    ]).toEqual(["20", "130", "150", "False"]);
+    const bad = await cinp("LIST", "/api/v2/Package/PackageFile", { headers: { Count: "ten" } });
+    expect(bad.json()).toEqual({ message: "Count and Position must be integers if specified" });
+  });
+
+  it("caps Count and shuffles pages only when asked to", async () => {
+    await fm.close();
+    fm = await startFakeMaster({ maxListCount: 7, listOrder: "shuffled" });
+    fm.addDistroVersion({ name: "x", distro: "none", version: null, fileType: "json" });
+    for (let i = 0; i < 40; i++) {
+      fm.addPackageFile({
+        package: `p${i}`,
+        distroVersion: "x",
+        version: "1",
+        type: "json",
+        arch: "all",
+        filename: `p${i}.json`,
+        content: Buffer.from("{}"),
+      });
+    }
+    const orders = new Set<string>();
+    for (let i = 0; i < 5; i++) {
+      const page = await cinp("LIST", "/api/v2/Package/PackageFile", { headers: { Count: "100" } });
+      expect(page.json()).toHaveLength(7);
+      expect(page.headers.total).toBe("40");
+      orders.add(page.text);
+    }
+    expect(orders.size).toBeGreaterThan(1);
   });
 
   it("filters a repo's files by distro version and tag, and by package_list", async () => {
@@ -170,22 +243,37 @@ describe("fake master: CInP", () => {
     expect((await listRepo("yum")).json()).toEqual([`/api/v2/Package/PackageFile:${rpm}:`]);
     expect((await listRepo("apt", ["bar"])).json()).toEqual([]);
     expect((await listRepo("apt", ["foo"])).json()).toHaveLength(1);
-    expect((await listRepo("nope")).status).toBe(400);
-    const bad = await cinp("LIST", "/api/v2/Package/PackageFile", {
+    expect((await listRepo("apt", [])).json()).toHaveLength(1); // empty means every package
+    // Failed and deprecated files stay listed, under their tags.
+    fm.fail(deb);
+    expect((await listRepo("apt")).json()).toEqual([`/api/v2/Package/PackageFile:${deb}:`]);
+    const nope = await listRepo("nope");
+    expect([nope.status, nope.json()]).toEqual([
+      400,
+      {
+        repo: 'Invalid Value "Object "/api/v2/Repo/Repo:nope:" for model "/api/v2/Repo/Repo" NotFound"',
+      },
+    ]);
+    const missing = await cinp("LIST", "/api/v2/Package/PackageFile", {
       headers: { Filter: "repo" },
-      body: { repo: "/api/v2/Repo/Repo:apt:", package_list: "foo" },
+      body: { repo: "/api/v2/Repo/Repo:apt:" },
     });
-    expect(bad.status).toBe(400);
-    expect(
-      (await cinp("LIST", "/api/v2/Package/PackageFile", { headers: { Filter: "x" } })).status,
-    ).toBe(400);
+    expect(missing.json()).toEqual({ package_list: "Required Paramater" });
+    const bad = await cinp("LIST", "/api/v2/Package/PackageFile", {
+      headers: { Filter: "x" },
+      body: {},
+    });
+    expect(bad.json()).toEqual({ message: 'Invalid Filter Name "x"' });
   });
 
   it("records requests and heartbeats", async () => {
     seed();
     const r = await cinp("CALL", "/api/v2/Repo/Mirror:m:(heartbeat)", { body: {} });
-    expect(r.status).toBe(200);
+    expect([r.status, r.text]).toEqual([200, ""]);
     expect(fm.heartbeats.map((h) => h.mirror)).toEqual(["m"]);
+    expect((await cinp("GET", "/api/v2/Repo/Mirror:m:")).json()).toMatchObject({
+      last_heartbeat: expect.stringMatching(/\+00:00$/) as unknown,
+    });
     expect(fm.requests[0]).toMatchObject({
       method: "CALL",
       uri: "/api/v2/Repo/Mirror:m:(heartbeat)",
@@ -220,9 +308,18 @@ describe("fake master: CInP", () => {
       ((await cinp("GET", `/api/v2/Package/PackageFile:${id}:`)).json() as { sha256: string })
         .sha256,
     ).toBe("f".repeat(64));
-    const res = await request(`${fm.url}/files/${id}/p.json`);
+    // packrat's dev server streams /files/ without a Content-Length.
+    const res = await request(`${fm.url}${fm.fileUrl(id)}`);
+    expect([res.headers["transfer-encoding"], res.headers["content-length"]]).toEqual([
+      "chunked",
+      undefined,
+    ]);
     expect(await res.body.text()).toBe("real");
-    expect((await request(`${fm.url}/files/999/p.json`)).statusCode).toBe(404);
+    const missing = await request(`${fm.url}/files/nope.json`);
+    expect([missing.statusCode, await missing.body.text()]).toEqual([
+      404,
+      'file "nope.json" not found',
+    ]);
   });
 
   it("keeps a connection alive across requests and accepts absolute-form targets", async () => {
@@ -230,7 +327,12 @@ describe("fake master: CInP", () => {
     const client = new Client(fm.url, { pipelining: 1, connections: 1 } as never);
     try {
       for (let i = 0; i < 3; i++) {
-        const r = await client.request({ path: "/api/v2/", method: "DESCRIBE", body: "" });
+        const r = await client.request({
+          path: "/api/v2/",
+          method: "DESCRIBE",
+          headers: CINP,
+          body: "",
+        });
         expect(r.statusCode).toBe(200);
         await r.body.dump();
       }
@@ -244,7 +346,7 @@ describe("fake master: CInP", () => {
       s.on("end", () => resolve(data));
       s.on("error", reject);
       s.write(
-        `GET ${fm.url}/api/v2/Repo/Mirror:m: HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        `GET ${fm.url}/api/v2/Repo/Mirror:m: HTTP/1.1\r\nHost: x\r\nCInP-Version: 0.9\r\nConnection: close\r\n\r\n`,
       );
     });
     expect(raw).toMatch(/^HTTP\/1\.1 200 OK/);
@@ -269,23 +371,30 @@ describe("fake master: polls", () => {
     expect((await cinp("CALL", "/api/v2/Repo/Repo:apt:(poll)", { body: {} })).status).toBe(400);
   });
 
-  it("wakes only the repos whose file set changed, batching one tick's changes", async () => {
+  it("wakes the repos that hold a tagged, failed or deprecated file, newest first, repeats kept", async () => {
     const { deb, dev } = seed();
     const apt = poll("apt");
     const yum = poll("yum", 1);
     await until(() => fm.openPolls === 2);
     fm.tag(dev, "prod");
-    fm.untag(deb, "prod");
-    fm.tag(dev, "prod"); // no change: already tagged
-    expect((await apt).json()).toEqual(["baz", "foo"]);
+    fm.fail(deb);
+    fm.tag(dev, "prod"); // no change: already tagged, no NOTIFY
+    expect((await apt).json()).toEqual(["foo", "baz"]);
     expect((await yum).json()).toEqual([]); // el9 files untouched
+    const again = poll("apt");
+    await until(() => fm.openPolls === 1);
+    fm.deprecate(dev);
+    fm.deprecate(dev); // already deprecated: nothing
+    expect((await again).json()).toEqual(["baz"]);
   });
 
-  it("does not wake on a tag no repo uses, nor remember changes made while no poll is open", async () => {
-    const { deb } = seed();
-    fm.removePackageFile(deb); // nobody polling: forgotten
+  it("announces neither an untag, a removal, a tag no repo uses, nor a change while no poll is open", async () => {
+    const { deb, rpm } = seed();
+    fm.fail(rpm); // nobody polling: lost
     const p = poll("apt", 1);
     await until(() => fm.openPolls === 1);
+    fm.untag(deb, "prod"); // no untag action on the master: the ORM notifies nothing
+    fm.removePackageFile(deb);
     fm.addPackageFile({
       package: "q",
       distroVersion: "bookworm",
@@ -299,11 +408,24 @@ describe("fake master: polls", () => {
     expect((await p).json()).toEqual([]);
   });
 
+  it("sleeps every poll to its timeout and answers [] on a SQLite-like master", async () => {
+    await fm.close();
+    fm = await startFakeMaster({ minPollTimeout: 1, pollMode: "sleep" });
+    const { dev } = seed();
+    const started = Date.now();
+    const p = poll("apt", 1);
+    await until(() => fm.openPolls === 1);
+    fm.tag(dev, "prod");
+    expect((await p).json()).toEqual([]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+  });
+
   it("forgets a poll whose client went away", async () => {
     seed();
     const ac = new AbortController();
     const p = request(`${fm.url}/api/v2/Repo/Repo:apt:(poll)`, {
       method: "CALL",
+      headers: CINP,
       body: JSON.stringify({ timeout: 30 }),
       signal: ac.signal,
     });
@@ -329,33 +451,96 @@ describe("fake master: polls", () => {
 });
 
 describe("fake master: auth", () => {
-  beforeEach(async () => {
-    fm = await startFakeMaster({ auth: { name: "m", psk: "pw" } });
-    seed();
-  });
   afterEach(() => fm.close());
+  const login = (username: string, password: string) =>
+    cinp("CALL", "/api/v2/Auth/User(login)", { body: { username, password } });
 
-  it("requires a session for CInP calls but not for DESCRIBE or files", async () => {
-    expect((await cinp("GET", "/api/v2/Repo/Mirror:m:")).status).toBe(401);
+  it("refuses anonymous reads with 403 when told to, but not DESCRIBE, CALLs or files", async () => {
+    fm = await startFakeMaster({ users: { reader: "pw" }, anonymousReads: "refused" });
+    seed();
+    const anon = await cinp("GET", "/api/v2/Repo/Mirror:m:");
+    expect([anon.status, anon.json()]).toEqual([403, { message: "Not Authorized" }]);
+    expect((await cinp("LIST", "/api/v2/Attrib/DistroVersion")).status).toBe(403);
     expect((await cinp("DESCRIBE", "/api/v2/")).status).toBe(200);
-    expect((await request(`${fm.url}/files/1/foo.bin`)).statusCode).toBe(200);
-    const bad = await cinp("CALL", "/api/v2/Auth/User(login)", {
-      body: { username: "m", password: "x" },
+    expect((await cinp("CALL", "/api/v2/Repo/Mirror:m:(heartbeat)", { body: {} })).status).toBe(
+      200,
+    );
+    expect((await request(`${fm.url}/files/foo.bin`)).statusCode).toBe(200);
+    const bad = await login("reader", "x");
+    expect([bad.status, bad.json()]).toEqual([400, { message: "Invalid Login" }]);
+    const missing = await cinp("CALL", "/api/v2/Auth/User(login)", {
+      body: { username: "reader" },
     });
-    expect(bad.status).toBe(400);
-    const login = await cinp("CALL", "/api/v2/Auth/User(login)", {
-      body: { username: "m", password: "pw" },
-    });
-    const token = login.json() as string;
-    expect(token).toMatch(/^[0-9a-f]{40}$/);
-    const auth = { "Auth-Id": "m", "Auth-Token": token };
+    expect(missing.json()).toEqual({ password: "Required Paramater" });
+    const token = (await login("reader", "pw")).json() as string;
+    expect(token).toMatch(/^[0-9a-z]{32}$/);
+    const auth = { "Auth-Id": "reader", "Auth-Token": token };
     expect((await cinp("GET", "/api/v2/Repo/Mirror:m:", { headers: auth })).status).toBe(200);
-    expect(
-      (await cinp("GET", "/api/v2/Repo/Mirror:m:", { headers: { ...auth, "Auth-Id": "x" } }))
-        .status,
-    ).toBe(401);
+    const wrongUser = await cinp("GET", "/api/v2/Repo/Mirror:m:", {
+      headers: { ...auth, "Auth-Id": "x" },
+    });
+    expect([wrongUser.status, wrongUser.json()]).toEqual([401, { message: "Invalid Session" }]);
     fm.expireSessions();
     expect((await cinp("GET", "/api/v2/Repo/Mirror:m:", { headers: auth })).status).toBe(401);
+    // A dead session is refused for every verb, login and DESCRIBE included.
+    expect((await cinp("DESCRIBE", "/api/v2/", { headers: auth })).status).toBe(401);
+    expect((await login("reader", "pw")).status).toBe(200);
+  });
+
+  it("lets anonymous reads through by default, as packrat on Django < 2.1 did", async () => {
+    fm = await startFakeMaster();
+    seed();
+    expect((await cinp("GET", "/api/v2/Repo/Mirror:m:")).status).toBe(200);
+  });
+
+  it("refuses reads to a user without the view permissions, and actions to one without theirs", async () => {
+    fm = await startFakeMaster({
+      users: {
+        mirror: { password: "mm", view: false },
+        manager: { password: "mg", actions: true },
+      },
+      anonymousReads: "refused",
+    });
+    const { deb } = seed();
+    const t1 = (await login("mirror", "mm")).json() as string;
+    const asMirror = { "Auth-Id": "mirror", "Auth-Token": t1 };
+    expect((await cinp("GET", "/api/v2/Repo/Mirror:m:", { headers: asMirror })).status).toBe(403);
+    expect(
+      (
+        await cinp("CALL", `/api/v2/Package/PackageFile:${deb}:(fail)`, {
+          headers: asMirror,
+          body: {},
+        })
+      ).status,
+    ).toBe(403);
+    const t2 = (await login("manager", "mg")).json() as string;
+    const asManager = { "Auth-Id": "manager", "Auth-Token": t2 };
+    const failed = await cinp("CALL", `/api/v2/Package/PackageFile:${deb}:(fail)`, {
+      headers: asManager,
+      body: {},
+    });
+    expect([failed.status, failed.text]).toEqual([200, ""]);
+    const tag = await cinp("CALL", `/api/v2/Package/PackageFile:${deb}:(tag)`, {
+      headers: asManager,
+      body: { tag: "/api/v2/Attrib/Tag:dev:" },
+    });
+    expect([tag.status, tag.json()]).toEqual([
+      400,
+      {
+        class: "PackageException",
+        error: "DEPROCATED/FAILED",
+        message: "Can not tag when deprocated or failed",
+      },
+    ]);
+    expect(
+      (await cinp("GET", `/api/v2/Package/PackageFile:${deb}:`, { headers: asManager })).json(),
+    ).toMatchObject({
+      failed_at: expect.stringMatching(/\+00:00$/) as unknown,
+      failed_by: "manager",
+    });
+    const out = await cinp("CALL", "/api/v2/Auth/User(logout)", { headers: asManager, body: {} });
+    expect(out.status).toBe(200);
+    expect((await cinp("GET", "/api/v2/Repo/Mirror:m:", { headers: asManager })).status).toBe(401);
   });
 });
 
@@ -372,7 +557,7 @@ describe("fake master: faults", () => {
     expect((await cinp("GET", "/api/v2/Repo/Repo:apt:")).status).toBe(200); // uri does not match
     const r = await cinp("GET", "/api/v2/Repo/Mirror:m:");
     expect(r.status).toBe(503);
-    expect(r.json()).toEqual({ class: "FaultInjected", message: "injected HTTP 503" });
+    expect(r.json()).toEqual({ message: "injected HTTP 503" });
     expect((await cinp("GET", "/api/v2/Repo/Mirror:m:")).status).toBe(503);
     expect((await cinp("GET", "/api/v2/Repo/Mirror:m:")).status).toBe(200);
     expect(fm.faults.active).toEqual([]);
@@ -410,15 +595,13 @@ describe("fake master: faults", () => {
     fm.faults.add({ kind: "truncate", bytes: 3, times: 1 });
     fm.faults.add({ kind: "wrong-bytes", times: 1 });
     expect((await cinp("DESCRIBE", "/api/v2/")).status).toBe(200);
-    const truncated = await request(`${fm.url}/files/${deb}/foo.bin`);
-    expect(truncated.headers["content-length"]).toBe("9");
+    const url = `${fm.url}${fm.fileUrl(deb)}`;
+    const truncated = await request(url);
     await expect(truncated.body.text()).rejects.toThrow();
-    const wrong = Buffer.from(
-      await (await request(`${fm.url}/files/${deb}/foo.bin`)).body.arrayBuffer(),
-    );
+    const wrong = Buffer.from(await (await request(url)).body.arrayBuffer());
     expect(wrong).toHaveLength(9);
     expect(wrong.toString()).not.toBe("foo bytes");
-    expect(await (await request(`${fm.url}/files/${deb}/foo.bin`)).body.text()).toBe("foo bytes");
+    expect(await (await request(url)).body.text()).toBe("foo bytes");
   });
 
   it("gives chosen files hostile names, percent-encoded like Django, or a raw file field", async () => {
@@ -429,10 +612,20 @@ describe("fake master: faults", () => {
       string,
       { file: string }
     >;
-    expect(both[`/api/v2/Package/PackageFile:${deb}:`]!.file).toBe(
-      `/files/${deb}/..%2F..%2Fetc%2Fpasswd`,
-    );
+    expect(both[`/api/v2/Package/PackageFile:${deb}:`]!.file).toBe("/files/..%2F..%2Fetc%2Fpasswd");
     expect(both[`/api/v2/Package/PackageFile:${rpm}:`]!.file).toBe("/files/../x");
+  });
+
+  it("renders any field of a chosen file as a test says, or leaves it out", async () => {
+    const { deb } = seed();
+    fm.faults.add({ kind: "field", fileId: deb, field: "sha256", value: 42 });
+    fm.faults.add({ kind: "field", fileId: deb, field: "tags", value: undefined });
+    const file = (await cinp("GET", `/api/v2/Package/PackageFile:${deb}:`)).json() as Record<
+      string,
+      unknown
+    >;
+    expect(file.sha256).toBe(42);
+    expect("tags" in file).toBe(false);
   });
 
   it("delays an answer", async () => {

@@ -15,10 +15,10 @@ import {
   filenameOf,
   parsePackageFile,
   type MasterClientOptions,
-  type RejectedPackageFile,
 } from "../../src/sync/master-client.js";
 import type { MasterClient } from "../../src/sync/master-types.js";
 import {
+  isoformat,
   startFakeMaster,
   startRawHttpServer,
   type FakeMaster,
@@ -212,11 +212,15 @@ describe("master client against the fake master", () => {
 
     it("reports an unknown mirror as HTTP 404 with the CInP fields", async () => {
       const c = client({ name: "nope" });
-      const e = await expectCode(c.getMirror(), "PACKRAT_MASTER_HTTP", /HTTP 404 NotFound/);
+      const e = await expectCode(
+        c.getMirror(),
+        "PACKRAT_MASTER_HTTP",
+        /HTTP 404 ObjectNotFound: \/api\/v2\/Repo\/Mirror:nope: not found/,
+      );
       expect(e).toBeInstanceOf(MasterHttpError);
       const h = e as MasterHttpError;
       expect(h.status).toBe(404);
-      expect(h.cinpClass).toBe("NotFound");
+      expect(h.cinpClass).toBe("ObjectNotFound");
       expect(h.url).toBe(`${fm.url}/api/v2/Repo/Mirror:nope:`);
       expect(h.message).toContain(`GET ${fm.url}/api/v2/Repo/Mirror:nope:`);
     });
@@ -242,11 +246,11 @@ describe("master client against the fake master", () => {
         });
         names.push(name);
       }
-      fm.setRepoList("prod", names.reverse());
+      fm.setRepoList("prod", names);
       const c = client();
       const m = await c.getMirror();
-      const repos = await c.getRepos(m.repoUris);
-      expect(repos.map((r) => r.name)).toEqual(names);
+      const repos = await c.getRepos([...m.repoUris].reverse());
+      expect(repos.map((r) => r.name)).toEqual([...names].reverse());
       expect(repos[0]).toEqual({
         uri: "/api/v2/Repo/Repo:r22:",
         name: "r22",
@@ -255,7 +259,7 @@ describe("master client against the fake master", () => {
         managerType: "json",
         distroVersionUris: ["/api/v2/Attrib/DistroVersion:none:"],
         tag: "t",
-        showOnlyLatest: false,
+        showOnlyLatest: true,
       });
       const gets = fm.requests.filter((r) => r.method === "GET" && r.uri.includes("Repo:"));
       expect(gets.map((g) => g.uri.split(":").length - 2)).toEqual([10, 10, 3]);
@@ -296,6 +300,32 @@ describe("master client against the fake master", () => {
       );
     });
 
+    it("reads a repo's tag from the Tag URI the master sends, and refuses another model's", async () => {
+      const [apt] = await client().getRepos([REPO_APT]);
+      expect(apt!.tag).toBe("prod");
+      fm.faults.add({
+        kind: "json",
+        method: "GET",
+        uri: "Repo:prod-apt:",
+        body: {
+          [REPO_APT]: {
+            name: "prod-apt",
+            description: "",
+            filesystem_dir: "apt",
+            manager_type: "apt",
+            tag: "/api/v2/Repo/Mirror:prod:",
+            show_only_latest: true,
+            distroversion_list: [],
+          },
+        },
+      });
+      await expectCode(
+        client().getRepos([REPO_APT]),
+        "PACKRAT_MASTER_PROTOCOL",
+        /field "tag" is "\/api\/v2\/Repo\/Mirror:prod:", expected a \/api\/v2\/Attrib\/Tag:<name>: URI/,
+      );
+    });
+
     it("refuses a mirror whose repo_list is not a list of Repo URIs", async () => {
       fm.faults.add({
         kind: "json",
@@ -332,16 +362,14 @@ describe("master client against the fake master", () => {
         releaseNames: "",
       });
       expect(dvs.find((d) => d.name === "none")!.version).toBeNull();
+      // The whole list in one LIST: the master's pages are unordered, and Count has no cap.
       const lists = fm.requests.filter((r) => r.method === "LIST");
-      expect(lists.map((l) => [l.headers.position, l.headers.count])).toEqual([
-        ["0", "100"],
-        ["100", "100"],
-      ]);
+      expect(lists.map((l) => [l.headers.position, l.headers.count])).toEqual([["0", "1000000"]]);
     });
   });
 
   describe("listPackageFiles", () => {
-    it("pages the repo filter and reads every file in chunks", async () => {
+    it("lists the repo filter in one LIST and reads every file in multi-object GETs", async () => {
       const ids: number[] = [];
       for (let i = 0; i < 250; i++) ids.push(addDeb(fm, `pkg${i % 7}`, `1.${i}`));
       addDeb(fm, "untagged", "1", []); // not in the repo: no tag
@@ -356,7 +384,8 @@ describe("master client against the fake master", () => {
         content: Buffer.from("rpm"),
         tags: ["prod"],
       });
-      const files = await client().listPackageFiles(REPO_APT);
+      const { files, skipped } = await client().listPackageFiles(REPO_APT);
+      expect(skipped).toEqual([]);
       expect(files.map((f) => f.uri)).toEqual(
         ids.map((id) => `/api/v2/Package/PackageFile:${id}:`),
       );
@@ -367,52 +396,77 @@ describe("master client against the fake master", () => {
         version: "1.3",
         type: "deb",
         arch: "all",
-        fileUrl: `/files/${ids[3]}/pkg3_1.3_all.deb`,
+        fileUrl: "/files/pkg3_1.3_all.deb",
         filename: "pkg3_1.3_all.deb",
         sha256: createHash("sha256").update("pkg3 1.3 contents").digest("hex"),
         tags: ["prod"],
+        failedAt: null,
+        deprecatedAt: null,
       });
       const lists = fm.requests.filter((r) => r.method === "LIST");
-      expect(lists.map((l) => l.headers.position)).toEqual(["0", "100", "200"]);
-      for (const l of lists) {
-        expect(l.uri).toBe("/api/v2/Package/PackageFile");
-        expect(l.headers.filter).toBe("repo");
-        expect(l.body).toEqual({ repo: REPO_APT, package_list: null });
-      }
+      expect(lists).toHaveLength(1);
+      expect([lists[0]!.headers.position, lists[0]!.headers.count]).toEqual(["0", "1000000"]);
+      expect(lists[0]!.uri).toBe("/api/v2/Package/PackageFile");
+      expect(lists[0]!.headers.filter).toBe("repo");
+      expect(lists[0]!.body).toEqual({ repo: REPO_APT, package_list: null });
       const gets = fm.requests.filter((r) => r.method === "GET");
       expect(gets).toHaveLength(25);
       expect(Math.max(...gets.map((g) => g.uri.split(":").length - 2))).toBe(10);
     });
 
-    it("does not GET package files the caller already knows", async () => {
-      for (let i = 0; i < 30; i++) addDeb(fm, `pkg${i}`, "1");
-      const all = await client().listPackageFiles(REPO_APT);
-      const known = new Map(all.slice(0, 25).map((f) => [f.uri, f]));
-      const mark = fm.requests.length;
-      const again = await client().listPackageFiles(REPO_APT, null, undefined, known);
-      expect(again).toEqual(all);
-      const gets = fm.requests.slice(mark).filter((r) => r.method === "GET");
-      expect(gets).toHaveLength(1);
-      expect(gets[0]!.uri.split(":").length - 2).toBe(5);
+    it("reads the tags the real master joins into one string, and an array too", async () => {
+      const two = addDeb(fm, "two", "1", ["prod", "stage"]);
+      const { files } = await client().listPackageFiles(REPO_APT);
+      expect(files.find((f) => f.uri.endsWith(`:${two}:`))!.tags).toEqual(["prod", "stage"]);
+      expect(fm.requests.some((r) => r.method === "GET")).toBe(true);
+      fm.faults.add({
+        kind: "field",
+        fileId: two,
+        field: "tags",
+        value: ["stage", "prod", "prod"],
+      });
+      const again = await client().listPackageFiles(REPO_APT);
+      expect(again.files[0]!.tags).toEqual(["prod", "stage"]);
+      fm.faults.set({ kind: "field", fileId: two, field: "tags", value: " ,prod,  , stage " });
+      expect((await client().listPackageFiles(REPO_APT)).files[0]!.tags).toEqual(["prod", "stage"]);
+    });
+
+    it("reads failed and deprecated marks, which change on the same id", async () => {
+      const a = addDeb(fm, "a", "1");
+      const b = addDeb(fm, "b", "1");
+      const c = client();
+      expect((await c.listPackageFiles(REPO_APT)).files.map((f) => f.failedAt)).toEqual([
+        null,
+        null,
+      ]);
+      fm.fail(a);
+      fm.deprecate(b);
+      const { files } = await c.listPackageFiles(REPO_APT);
+      expect(files.map((f) => f.uri)).toEqual(
+        [a, b].map((id) => `/api/v2/Package/PackageFile:${id}:`),
+      );
+      expect(files[0]!.failedAt).toMatch(/\+00:00$/);
+      expect(files[0]!.deprecatedAt).toBeNull();
+      expect(files[1]!.deprecatedAt).toMatch(/\+00:00$/);
     });
 
     it("after DESCRIBE, asks for as many objects per GET as multi-uri-max allows", async () => {
       const ids: number[] = [];
       for (let i = 0; i < 250; i++) ids.push(addDeb(fm, `pkg${i % 7}`, `1.${i}`));
       const c = client();
-      await c.checkVersion(); // the fake master describes multi-uri-max 100
-      const files = await c.listPackageFiles(REPO_APT);
+      await c.checkVersion(); // the master describes multi-uri-max 100
+      const { files } = await c.listPackageFiles(REPO_APT);
       expect(files).toHaveLength(250);
       const gets = fm.requests.filter((r) => r.method === "GET");
       expect(gets).toHaveLength(3);
       expect(Math.max(...gets.map((g) => g.uri.split(":").length - 2))).toBe(100);
     });
 
-    it("reads only the packages asked for", async () => {
+    it("reads only the packages asked for, once each", async () => {
       addDeb(fm, "foo", "1");
       addDeb(fm, "bar", "1");
       addDeb(fm, "foo", "2");
-      const files = await client().listPackageFiles(REPO_APT, ["foo"]);
+      const { files } = await client().listPackageFiles(REPO_APT, ["foo", "foo"]);
       expect(files.map((f) => `${f.packageName} ${f.version}`)).toEqual(["foo 1", "foo 2"]);
       expect(fm.requests.find((r) => r.method === "LIST")!.body).toEqual({
         repo: REPO_APT,
@@ -421,11 +475,38 @@ describe("master client against the fake master", () => {
     });
 
     it("returns nothing for an empty repo, with one LIST and no GET", async () => {
-      expect(await client().listPackageFiles(REPO_YUM)).toEqual([]);
+      expect(await client().listPackageFiles(REPO_YUM)).toEqual({ files: [], skipped: [] });
       expect(fm.requests.map((r) => r.method)).toEqual(["LIST"]);
     });
 
-    it("leaves out files with hostile names, logs each, keeps the rest", async () => {
+    it("reads 10,000 files of a master that shuffles every answer, missing none", async () => {
+      await fm.close();
+      fm = await startFakeMaster({ listOrder: "shuffled" });
+      seed(fm);
+      const ids = new Set<string>();
+      for (let i = 0; i < 10_000; i++)
+        ids.add(`/api/v2/Package/PackageFile:${addDeb(fm, `p${i}`, "1")}:`);
+      const c = client();
+      await c.checkVersion();
+      const { files } = await c.listPackageFiles(REPO_APT);
+      expect(new Set(files.map((f) => f.uri))).toEqual(ids);
+    });
+
+    it("pages a master that caps Count, in rounds, until it saw every file of its unordered pages", async () => {
+      await fm.close();
+      fm = await startFakeMaster({ listOrder: "shuffled", maxListCount: 50 });
+      seed(fm);
+      const ids = new Set<string>();
+      for (let i = 0; i < 300; i++)
+        ids.add(`/api/v2/Package/PackageFile:${addDeb(fm, `p${i}`, "1")}:`);
+      const { files } = await client().listPackageFiles(REPO_APT);
+      expect(new Set(files.map((f) => f.uri))).toEqual(ids);
+      const lists = fm.requests.filter((r) => r.method === "LIST");
+      expect(lists.length).toBeGreaterThan(6);
+      expect(lists.slice(1).every((l) => l.headers.count === "50")).toBe(true);
+    });
+
+    it("skips files with hostile names, logs each, keeps the rest", async () => {
       const good = addDeb(fm, "good", "1");
       const hostile = [
         "../../etc/passwd",
@@ -442,42 +523,45 @@ describe("master client against the fake master", () => {
       });
       const raw = addDeb(fm, "raw", "1");
       fm.faults.add({ kind: "file-field", fileId: raw, file: "/files/../../etc/passwd" });
-      const rejected: RejectedPackageFile[] = [];
-      const files = await client({ onRejectedFile: (r) => rejected.push(r) }).listPackageFiles(
-        REPO_APT,
-      );
+      const { files, skipped } = await client().listPackageFiles(REPO_APT);
       expect(files.map((f) => f.filename)).toEqual(["good_1_all.deb"]);
       expect(files[0]!.uri).toBe(`/api/v2/Package/PackageFile:${good}:`);
-      expect(rejected.map((r) => r.uri)).toEqual(
+      expect(skipped.map((r) => r.uri)).toEqual(
         [...ids, raw].map((id) => `/api/v2/Package/PackageFile:${id}:`),
       );
-      for (const r of rejected) expect(r.reason).toMatch(/not a (safe basename|plain path)/);
+      for (const r of skipped) {
+        expect(r.code).toBe("PACKRAT_UNSAFE_FILENAME");
+        expect(r.reason).toMatch(/not a (safe basename|plain path)/);
+      }
       const warns = logs.lines().filter((l) => l.level === 40);
       expect(warns).toHaveLength(hostile.length + 1);
       expect(warns[0]).toMatchObject({
         uri: `/api/v2/Package/PackageFile:${ids[0]}:`,
-        file: `/files/${ids[0]}/..%2F..%2Fetc%2Fpasswd`,
+        file: "/files/..%2F..%2Fetc%2Fpasswd",
         repo: REPO_APT,
       });
       expect(String(warns[0]!.msg)).toContain('filename "../../etc/passwd" is not a safe basename');
     });
 
-    it("refuses a file with a malformed sha256 as a protocol error", async () => {
-      fm.addPackageFile({
-        package: "liar",
-        distroVersion: "bookworm",
-        version: "1",
-        type: "deb",
-        arch: "all",
-        filename: "liar.deb",
-        content: Buffer.from("x"),
-        tags: ["prod"],
-        sha256: "not-a-hash",
-      });
-      await expectCode(
-        client().listPackageFiles(REPO_APT),
-        "PACKRAT_MASTER_PROTOCOL",
-        /^package file http:\/\/127\.0\.0\.1:\d+\/api\/v2\/Package\/PackageFile:1:: field "sha256" is "not-a-hash", expected 64 hex digits$/,
+    it("skips a malformed file (sha256: 42), naming it and the field, and keeps the rest", async () => {
+      const good = addDeb(fm, "good", "1");
+      const liar = addDeb(fm, "liar", "1");
+      fm.faults.add({ kind: "field", fileId: liar, field: "sha256", value: 42 });
+      const { files, skipped } = await client().listPackageFiles(REPO_APT);
+      expect(files.map((f) => f.uri)).toEqual([`/api/v2/Package/PackageFile:${good}:`]);
+      expect(skipped).toEqual([
+        {
+          uri: `/api/v2/Package/PackageFile:${liar}:`,
+          fileUrl: "/files/liar_1_all.deb",
+          code: "PACKRAT_MASTER_PROTOCOL",
+          reason: expect.stringMatching(
+            /^package file http:\/\/127\.0\.0\.1:\d+\/api\/v2\/Package\/PackageFile:\d+:: field "sha256" is number 42, expected a string$/,
+          ) as unknown,
+        },
+      ]);
+      fm.faults.set({ kind: "field", fileId: liar, field: "tags", value: 7 });
+      expect((await client().listPackageFiles(REPO_APT)).skipped[0]!.reason).toMatch(
+        /field "tags" is number 7, expected tag names/,
       );
     });
 
@@ -525,10 +609,14 @@ describe("master client against the fake master", () => {
       expect(e.hint).toMatch(/retries later/);
     });
 
-    it("reports 403 as an HTTP error with a permission hint, and a 3xx as a protocol error", async () => {
+    it("reports an anonymous 403 as a master that needs a login, and a 3xx as a protocol error", async () => {
       fm.faults.add({ kind: "status", status: 403, times: 1 });
-      const e = await expectCode(client().heartbeat(), "PACKRAT_MASTER_HTTP", /HTTP 403/);
-      expect(e.hint).toMatch(/permission/);
+      const e = await expectCode(
+        client().heartbeat(),
+        "PACKRAT_MASTER_AUTH",
+        /the master refuses anonymous reads \(HTTP 403 Not Authorized\)/,
+      );
+      expect(e.hint).toMatch(/set \[packrat\] username and psk/);
       fm.faults.add({ kind: "status", status: 302, times: 1 });
       await expectCode(
         client().getMirror(),
@@ -608,7 +696,7 @@ describe("master client against the fake master", () => {
       });
     });
 
-    it("wakes with the package names of an addition, a tag, an untag and a removal", async () => {
+    it("wakes with the package names the master announces: a tag, a fail, a deprecation", async () => {
       const c = client();
       const id = addDeb(fm, "foo", "1", []);
       const wake = async (change: () => void) => {
@@ -619,16 +707,17 @@ describe("master client against the fake master", () => {
       };
       expect(await wake(() => addDeb(fm, "bar", "1"))).toEqual(["bar"]);
       expect(await wake(() => fm.tag(id, "prod"))).toEqual(["foo"]);
-      expect(await wake(() => fm.untag(id, "prod"))).toEqual(["foo"]);
+      expect(await wake(() => fm.fail(id))).toEqual(["foo"]);
       const baz = addDeb(fm, "baz", "1");
-      expect(await wake(() => fm.removePackageFile(baz))).toEqual(["baz"]);
+      expect(await wake(() => fm.deprecate(baz))).toEqual(["baz"]);
+      // Newest first, repeats kept: the answer is a hint, not a set.
       expect(
         await wake(() => {
           addDeb(fm, "b", "2");
           addDeb(fm, "a", "2");
           addDeb(fm, "b", "3");
         }),
-      ).toEqual(["a", "b"]);
+      ).toEqual(["b", "a", "b"]);
     });
 
     it("gives the HTTP request the poll timeout plus the grace", async () => {
@@ -683,21 +772,26 @@ describe("master client against the fake master", () => {
         uri: "/api/v2/Repo/Mirror:prod:(heartbeat)",
         body: {},
       });
-      expect((await client().getMirror()).lastHeartbeat).toBe(fm.heartbeats[0]!.at.toISOString());
+      expect((await client().getMirror()).lastHeartbeat).toBe(isoformat(fm.heartbeats[0]!.at));
     });
   });
 
   describe("download", () => {
-    it("streams the file with its size", async () => {
+    it("streams the file, chunked as packrat's dev server sends it, or with its size", async () => {
       const id = addDeb(fm, "foo", "1");
-      const [file] = await client().listPackageFiles(REPO_APT);
-      const d = await client().download(file!.fileUrl);
-      expect(d.size).toBe(Buffer.byteLength("foo 1 contents"));
+      const { files } = await client().listPackageFiles(REPO_APT);
+      const d = await client().download(files[0]!.fileUrl);
+      expect(d.size).toBeNull();
       expect((await readAll(d.body)).toString()).toBe("foo 1 contents");
-      expect(fm.requests.at(-1)).toMatchObject({
-        method: "GET",
-        uri: `/files/${id}/foo_1_all.deb`,
-      });
+      expect(fm.requests.at(-1)).toMatchObject({ method: "GET", uri: "/files/foo_1_all.deb" });
+      await fm.close();
+      fm = await startFakeMaster({ fileContentLength: true });
+      seed(fm);
+      const again = addDeb(fm, "foo", "1");
+      const sized = await client().download(fm.fileUrl(again));
+      expect(sized.size).toBe(Buffer.byteLength("foo 1 contents"));
+      expect((await readAll(sized.body)).toString()).toBe("foo 1 contents");
+      expect(id).toBe(again);
     });
 
     it("streams a large file intact", async () => {
@@ -712,15 +806,15 @@ describe("master client against the fake master", () => {
         filename: "big.deb",
         content,
       });
-      const d = await client().download(`/files/${id}/big.deb`);
+      const d = await client().download(fm.fileUrl(id));
       expect((await readAll(d.body)).equals(content)).toBe(true);
     });
 
     it("reports a missing file as HTTP 404", async () => {
       const e = await expectCode(
-        client().download("/files/99/gone.deb"),
+        client().download("/files/gone.deb"),
         "PACKRAT_MASTER_HTTP",
-        new RegExp(`^GET ${escape(fm.url)}/files/99/gone.deb: HTTP 404`),
+        new RegExp(`^GET ${escape(fm.url)}/files/gone.deb: HTTP 404 file "gone.deb" not found`),
       );
       expect((e as MasterHttpError).status).toBe(404);
     });
@@ -728,18 +822,27 @@ describe("master client against the fake master", () => {
     it("errors the body stream when the connection dies mid-file", async () => {
       const id = addDeb(fm, "foo", "1");
       fm.faults.add({ kind: "truncate", bytes: 4 });
-      const d = await client().download(`/files/${id}/foo_1_all.deb`);
-      expect(d.size).toBe(14);
+      const d = await client().download(fm.fileUrl(id));
+      expect(d.size).toBeNull();
       const e = await expectCode(readAll(d.body), "PACKRAT_MASTER_UNREACHABLE");
-      expect(e.message).toContain(`GET ${fm.url}/files/${id}/foo_1_all.deb`);
-      expect(e.message).toMatch(/: the connection broke after 4 of 14 bytes \(UND_ERR_SOCKET/);
+      expect(e.message).toContain(`GET ${fm.url}/files/foo_1_all.deb`);
+      expect(e.message).toMatch(/: the connection broke after 4 bytes \(UND_ERR_SOCKET/);
+      await fm.close();
+      fm = await startFakeMaster({ fileContentLength: true });
+      seed(fm);
+      const sized = addDeb(fm, "foo", "1");
+      fm.faults.add({ kind: "truncate", bytes: 4 });
+      const d2 = await client().download(fm.fileUrl(sized));
+      expect(d2.size).toBe(14);
+      const e2 = await expectCode(readAll(d2.body), "PACKRAT_MASTER_UNREACHABLE");
+      expect(e2.message).toMatch(/: the connection broke after 4 of 14 bytes \(UND_ERR_SOCKET/);
     });
 
     it("reports a reset before the answer as unreachable", async () => {
       const id = addDeb(fm, "foo", "1");
       fm.faults.add({ kind: "reset", uri: "/files/" });
       await expectCode(
-        client().download(`/files/${id}/foo_1_all.deb`),
+        client().download(fm.fileUrl(id)),
         "PACKRAT_MASTER_UNREACHABLE",
         /cannot reach the master/,
       );
@@ -749,7 +852,7 @@ describe("master client against the fake master", () => {
       const id = addDeb(fm, "foo", "1");
       fm.faults.add({ kind: "hang", uri: "/files/", times: 1 });
       await expectCode(
-        client({ requestTimeoutMs: 200 }).download(`/files/${id}/foo_1_all.deb`),
+        client({ requestTimeoutMs: 200 }).download(fm.fileUrl(id)),
         "PACKRAT_MASTER_TIMEOUT",
         /no answer within 200 ms/,
       );
@@ -772,11 +875,11 @@ describe("master client against the fake master", () => {
 
     it("serves other bytes under the wrong-bytes fault (the caller's hash check catches it)", async () => {
       const id = addDeb(fm, "foo", "1");
-      const [file] = await client().listPackageFiles(REPO_APT);
+      const { files } = await client().listPackageFiles(REPO_APT);
       fm.faults.add({ kind: "wrong-bytes" });
-      const bytes = await readAll((await client().download(`/files/${id}/foo_1_all.deb`)).body);
+      const bytes = await readAll((await client().download(fm.fileUrl(id))).body);
       expect(bytes).toHaveLength(14);
-      expect(createHash("sha256").update(bytes).digest("hex")).not.toBe(file!.sha256);
+      expect(createHash("sha256").update(bytes).digest("hex")).not.toBe(files[0]!.sha256);
     });
 
     it("errors the body stream with the caller's abort reason mid-file", async () => {
@@ -790,7 +893,7 @@ describe("master client against the fake master", () => {
         content: Buffer.alloc(8 * 1024 * 1024, 1),
       });
       const ac = new AbortController();
-      const d = await client().download(`/files/${id}/big.deb`, ac.signal);
+      const d = await client().download(fm.fileUrl(id), ac.signal);
       let received = 0;
       const err = await rejection(
         (async () => {
@@ -830,43 +933,58 @@ describe("master client against the fake master", () => {
   describe("login", () => {
     let secured: FakeMaster;
     beforeEach(async () => {
-      secured = await startFakeMaster({ minPollTimeout: 1, auth: { name: "prod", psk: PSK } });
+      // packrat on Django >= 2.1: anonymous GET/LIST refused, a user with the view rights reads.
+      secured = await startFakeMaster({
+        minPollTimeout: 1,
+        users: { prod: PSK, reader: "reader-pw", blind: { password: "blind-pw", view: false } },
+        anonymousReads: "refused",
+      });
       seed(secured);
     });
     afterEach(() => secured.close());
 
-    const securedClient = (psk: string | null = PSK) => client({ host: secured.url, psk });
+    const securedClient = (psk: string | null = PSK, username: string | null = null) =>
+      client({ host: secured.url, psk, username });
     const logins = () => secured.requests.filter((r) => r.uri === "/api/v2/Auth/User(login)");
 
-    it("logs in once and sends Auth-Id and Auth-Token on every call", async () => {
+    it("reads anonymously first, logs in once when refused, then sends the session on every call", async () => {
       const c = securedClient();
-      await Promise.all([c.getMirror(), c.getDistroVersions(), c.checkVersion()]);
+      await c.checkVersion(); // DESCRIBE is open to anyone
+      expect(logins()).toHaveLength(0);
+      await Promise.all([c.getMirror(), c.getDistroVersions()]);
       await c.heartbeat();
       expect(logins()).toHaveLength(1);
       expect(logins()[0]!.body).toEqual({ username: "prod", password: PSK });
-      const token = secured.requests
-        .map((r) => r.headers["auth-token"])
-        .find((t) => t !== undefined);
+      const afterLogin = secured.requests.slice(secured.requests.indexOf(logins()[0]!) + 1);
+      const token = afterLogin[0]!.headers["auth-token"];
       expect(typeof token).toBe("string");
-      for (const r of secured.requests.filter((r) => !r.uri.includes("(login)"))) {
+      for (const r of afterLogin.filter((r) => !r.uri.includes("(login)"))) {
         expect(r.headers["auth-id"]).toBe("prod");
         expect(r.headers["auth-token"]).toBe(token);
       }
+      expect(logs.text()).toContain("the master refuses anonymous reads; logging in");
     });
 
-    it("logs in again once after a 401 and retries the call", async () => {
+    it("logs in as [packrat] username when it is set", async () => {
+      const c = securedClient("reader-pw", "reader");
+      expect((await c.getMirror()).name).toBe("prod");
+      expect(logins()[0]!.body).toEqual({ username: "reader", password: "reader-pw" });
+      expect(secured.requests.at(-1)!.headers["auth-id"]).toBe("reader");
+    });
+
+    it("logs in again once after a stale session, without the dead headers, and retries", async () => {
       const c = securedClient();
       await c.getMirror();
-      secured.faults.add({ kind: "status", status: 401, uri: "Mirror", times: 1 });
-      expect((await c.getMirror()).name).toBe("prod");
-      expect(logins()).toHaveLength(2);
       secured.expireSessions();
       await c.heartbeat();
-      expect(logins()).toHaveLength(3);
+      expect((await c.getMirror()).name).toBe("prod");
+      expect(logins()).toHaveLength(2);
+      for (const l of logins()) expect(l.headers["auth-token"]).toBeUndefined();
       expect(secured.heartbeats).toHaveLength(1);
+      expect(logs.text()).toContain("master session no longer valid; logging in again");
     });
 
-    it("shares one re-login between concurrent calls that all hit an expired session", async () => {
+    it("shares one re-login between concurrent calls that all hit a stale session", async () => {
       const c = securedClient();
       await c.getMirror();
       secured.expireSessions();
@@ -882,30 +1000,46 @@ describe("master client against the fake master", () => {
     });
 
     it("fails with PACKRAT_MASTER_AUTH when the 401 persists after the re-login", async () => {
+      const c = securedClient();
+      await c.getMirror();
       secured.faults.add({ kind: "status", status: 401, uri: "Mirror" });
       const e = await expectCode(
-        securedClient().getMirror(),
+        c.getMirror(),
         "PACKRAT_MASTER_AUTH",
-        /refused the session of mirror "prod" \(HTTP 401/,
+        /refused the session of user "prod" \(HTTP 401 Invalid Session/,
       );
       expect((e as MasterHttpError).status).toBe(401);
       expect(logins()).toHaveLength(2);
     });
 
-    it("fails with PACKRAT_MASTER_AUTH on a wrong psk, without telling it", async () => {
+    it("fails naming username and psk when the master needs a login and refuses it", async () => {
       const e = await expectCode(
         securedClient("wrong-psk-value").getMirror(),
         "PACKRAT_MASTER_AUTH",
-        /refused the login of mirror "prod" \(HTTP 400 InvalidRequest: Invalid Login\)/,
+        /refused the login of user "prod" \(HTTP 400 Invalid Login\), and it does not serve this mirror anonymously/,
       );
-      expect(e.hint).toMatch(/psk/);
+      expect(e.hint).toMatch(/\[packrat\] username .* psk/);
       expect(`${e.message} ${e.hint}`).not.toContain("wrong-psk-value");
       expect(logins()).toHaveLength(1);
     });
 
-    it("says a psk is needed when the master asks for a login and none is set", async () => {
-      const e = await expectCode(securedClient(null).getMirror(), "PACKRAT_MASTER_AUTH");
-      expect(e.hint).toMatch(/set \[packrat\] psk/);
+    it("says a user and psk are needed when the master refuses anonymous reads and none is set", async () => {
+      const e = await expectCode(
+        securedClient(null).getMirror(),
+        "PACKRAT_MASTER_AUTH",
+        /the master refuses anonymous reads \(HTTP 403 Not Authorized\)/,
+      );
+      expect(e.hint).toMatch(/set \[packrat\] username and psk/);
+      expect(logins()).toHaveLength(0);
+    });
+
+    it("names the missing view permissions when the logged-in user may not read", async () => {
+      const e = await expectCode(
+        securedClient("blind-pw", "blind").getMirror(),
+        "PACKRAT_MASTER_AUTH",
+        /the master refused user "blind" \(HTTP 403 Not Authorized\)/,
+      );
+      expect(e.hint).toMatch(/view permissions/);
     });
 
     it("refuses a login answer that is not a token", async () => {
@@ -922,7 +1056,7 @@ describe("master client against the fake master", () => {
       const c = securedClient();
       await c.checkVersion();
       await c.getMirror();
-      secured.faults.add({ kind: "status", status: 401, times: 1 });
+      secured.expireSessions();
       await c.listPackageFiles(REPO_APT);
       secured.faults.add({ kind: "status", status: 500, uri: "Mirror", times: 1 });
       await rejection(c.getMirror());
@@ -932,10 +1066,50 @@ describe("master client against the fake master", () => {
       expect(tokens.size).toBe(2);
       const text = logs.text();
       expect(text).toContain("logged in to the master");
-      expect(text).toContain("master session expired");
       expect(text).toContain('"verb":"LIST"');
       expect(text).not.toContain(PSK);
       for (const t of tokens) expect(text).not.toContain(String(t));
+    });
+  });
+
+  describe("login against a master that serves reads anonymously", () => {
+    let open: FakeMaster;
+    beforeEach(async () => {
+      open = await startFakeMaster({ users: { prod: PSK }, anonymousReads: "allowed" });
+      seed(open);
+    });
+    afterEach(() => open.close());
+    const logins = () => open.requests.filter((r) => r.uri === "/api/v2/Auth/User(login)");
+
+    it("reads anonymously with an old config's unknown psk, and warns once with what to change", async () => {
+      const c = client({ host: open.url, psk: "prod_psk" });
+      await c.checkVersion();
+      expect((await c.getMirror()).name).toBe("prod");
+      await c.getDistroVersions();
+      await c.listPackageFiles(REPO_APT);
+      expect(logins()).toHaveLength(1);
+      for (const r of open.requests) expect(r.headers["auth-token"]).toBeUndefined();
+      const warns = logs.lines().filter((l) => l.level === 40);
+      expect(warns).toHaveLength(1);
+      expect(String(warns[0]!.msg)).toMatch(
+        /refused the login of user "prod" \(HTTP 400 Invalid Login\); it serves this mirror without a login, so the agent reads anonymously.*Set \[packrat\] username .*or remove psk/,
+      );
+      expect(logs.text()).not.toContain("prod_psk");
+    });
+
+    it("stays anonymous, as the original agent was, when the psk does log in", async () => {
+      const c = client({ host: open.url, psk: PSK });
+      await c.getMirror();
+      await c.getMirror();
+      expect(logins()).toHaveLength(1);
+      for (const r of open.requests) expect(r.headers["auth-token"]).toBeUndefined();
+      expect(logs.lines().filter((l) => Number(l.level) >= 40)).toEqual([]);
+    });
+
+    it("never logs in without a psk", async () => {
+      const c = client({ host: open.url, psk: null });
+      await c.getMirror();
+      expect(logins()).toHaveLength(0);
     });
   });
 
@@ -996,7 +1170,7 @@ describe("master client against the fake master", () => {
       await c.checkVersion();
       const m = await c.getMirror();
       await c.getRepos(m.repoUris);
-      const files = await c.listPackageFiles(REPO_APT);
+      const { files } = await c.listPackageFiles(REPO_APT);
       expect(files).toHaveLength(1);
       const body = await readAll((await c.download(files[0]!.fileUrl)).body);
       expect(body.toString()).toBe("foo 1 contents");
@@ -1006,7 +1180,7 @@ describe("master client against the fake master", () => {
         `GET ${fm.url}/api/v2/Repo/Repo:prod-apt:prod-yum:`,
         `LIST ${fm.url}/api/v2/Package/PackageFile`,
         `GET ${fm.url}/api/v2/Package/PackageFile:${id}:`,
-        `GET ${fm.url}/files/${id}/foo_1_all.deb`,
+        `GET ${fm.url}/files/foo_1_all.deb`,
       ]);
       const basic = `Basic ${Buffer.from("user:pr0xy-pw").toString("base64")}`;
       for (const s of seen) expect(s.auth).toBe(basic);
@@ -1046,16 +1220,21 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
     arch: "all",
     file: `/files/p${i}.deb`,
     sha256: "A".repeat(64),
-    tags: ["prod"],
+    failed_at: null,
+    deprocated_at: null,
+    tags: "prod",
   });
 
-  function mockList(uris: string[], total: number | null, position: number) {
+  function mockList(uris: string[], total: number | null, position: number, count?: number) {
     agent
       .get(HOST)
       .intercept({
         path: "/api/v2/Package/PackageFile",
         method: "LIST",
-        headers: { position: String(position) },
+        headers: {
+          position: String(position),
+          ...(count === undefined ? {} : { count: String(count) }),
+        },
       })
       .reply(200, JSON.stringify(uris), {
         headers: total === null ? {} : { Total: String(total), Count: String(uris.length) },
@@ -1078,18 +1257,18 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
       .persist();
   }
 
-  it("reads the list again when its Total changes between pages", async () => {
+  it("reads the list again when its Total disagrees with the answer", async () => {
     const first = Array.from({ length: 100 }, (_, i) => fileUri(i));
-    mockList(first, 150, 0);
-    mockList([fileUri(200)], 101, 100); // a file vanished meanwhile: start over
+    mockList([...first, fileUri(100)], 100, 0); // a file came between COUNT and SELECT
     mockList(first, 100, 0);
     mockGets();
-    const files = await mockClient().listPackageFiles(REPO_APT);
+    const { files } = await mockClient().listPackageFiles(REPO_APT);
     expect(files).toHaveLength(100);
     expect(files[0]).toMatchObject({
       packageName: "p0",
       filename: "p0.deb",
       sha256: "a".repeat(64),
+      tags: ["prod"],
     });
     agent.assertNoPendingInterceptors();
   });
@@ -1099,46 +1278,17 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
     agent
       .get(HOST)
       .intercept({ path: "/api/v2/Package/PackageFile:1:2:", method: "GET" })
-      .reply(404, JSON.stringify({ class: "NotFound", message: "gone" }));
+      .reply(404, JSON.stringify({ model_path: "/api/v2/Package/PackageFile", object_id: "2" }));
     mockList([fileUri(1)], 1, 0);
     mockGets();
-    const files = await mockClient().listPackageFiles(REPO_APT);
+    const { files } = await mockClient().listPackageFiles(REPO_APT);
     expect(files.map((f) => f.packageName)).toEqual(["p1"]);
     agent.assertNoPendingInterceptors();
   });
 
-  it("overlaps the GETs of a page with the LIST of the next one", async () => {
-    const total = 300;
-    const uris = Array.from({ length: total }, (_, i) => fileUri(i));
-    for (let p = 0; p < total; p += 100) mockList(uris.slice(p, p + 100), total, p);
-    mockGets();
-    const order: string[] = [];
-    const c = createMasterClient({
-      host: HOST,
-      name: "prod",
-      psk: null,
-      proxy: null,
-      requestTimeoutMs: 1000,
-      log: captureLog().log,
-      dispatcher: {
-        // Record the order requests leave in, then hand them to the mock.
-        dispatch: (opts: { method: string; path: string }, handler: unknown) => {
-          order.push(`${opts.method} ${opts.path}`);
-          return agent.dispatch(opts, handler as never);
-        },
-      } as never,
-    });
-    expect(await c.listPackageFiles(REPO_APT)).toHaveLength(total);
-    const lastList = order.lastIndexOf("LIST /api/v2/Package/PackageFile");
-    expect(order.findIndex((o) => o.startsWith("GET "))).toBeLessThan(lastList);
-  });
-
   it("gives up as inconsistent when the list keeps changing", async () => {
     const page = Array.from({ length: 100 }, (_, i) => fileUri(i));
-    for (let n = 0; n < 3; n++) {
-      mockList(page, 150 + n, 0);
-      mockList([], 999, 100);
-    }
+    for (let n = 0; n < 3; n++) mockList(page, 99, 0);
     await expectCode(
       mockClient().listPackageFiles(REPO_APT),
       "PACKRAT_MASTER_INCONSISTENT",
@@ -1146,41 +1296,32 @@ describe("master client paging edge cases (MockAgent, no network)", () => {
     );
   });
 
-  it("stops paging without Total on a short page, and refuses pages that do not advance", async () => {
+  it("stops paging without Total on a short answer", async () => {
     mockList([fileUri(1)], null, 0);
     mockGets();
-    expect(await mockClient().listPackageFiles(REPO_APT)).toHaveLength(1);
-
-    const page = Array.from({ length: 100 }, (_, i) => fileUri(i));
-    mockList(page, null, 0);
-    mockList(page, null, 100);
-    await expectCode(
-      mockClient().listPackageFiles(REPO_APT),
-      "PACKRAT_MASTER_PROTOCOL",
-      /paging does not advance/,
-    );
+    expect((await mockClient().listPackageFiles(REPO_APT)).files).toHaveLength(1);
   });
 
-  it("refuses a master that ignores Position, even when Total is set", async () => {
+  it("refuses a capped master that ignores Position", async () => {
     mockGets();
     const page = Array.from({ length: 100 }, (_, i) => fileUri(i));
-    mockList(page, 250, 0);
-    mockList(page, 250, 100);
+    mockList(page, 250, 0, 1_000_000);
+    mockList(page, 250, 100, 100);
+    mockList(page, 250, 200, 100);
     await expectCode(
       mockClient().listPackageFiles(REPO_APT),
       "PACKRAT_MASTER_PROTOCOL",
-      /\(Position 100\): the page repeats URIs already listed/,
+      /the master ignores Position: every page repeats URIs already listed \(Total 250\)/,
     );
   });
 
-  it("reads the list again when it shifted and some URIs came twice", async () => {
+  it("pages a capped master in rounds until every URI was seen, repeats and all", async () => {
     const uris = Array.from({ length: 110 }, (_, i) => fileUri(i));
-    mockList(uris.slice(0, 100), 110, 0);
-    mockList([fileUri(99), ...uris.slice(100, 109)], 110, 100); // an insert pushed #99 forward
-    mockList(uris.slice(0, 100), 110, 0);
-    mockList(uris.slice(100), 110, 100);
+    mockList(uris.slice(0, 100), 110, 0, 1_000_000); // at most 100 per answer
+    mockList([fileUri(99), ...uris.slice(100, 109)], 110, 100, 100); // unordered: #109 skipped
+    mockList(uris.slice(10, 110), 110, 0, 100); // the next round finds it
     mockGets();
-    expect(await mockClient().listPackageFiles(REPO_APT)).toHaveLength(110);
+    expect((await mockClient().listPackageFiles(REPO_APT)).files).toHaveLength(110);
     agent.assertNoPendingInterceptors();
   });
 
@@ -1220,7 +1361,9 @@ describe("package file parsing", () => {
     arch: "all",
     file: "/files/foo_1.0-1_all.deb",
     sha256: "0".repeat(64),
-    tags: ["prod"],
+    failed_at: null,
+    deprocated_at: null,
+    tags: "prod",
   };
   const URI = "/api/v2/Package/PackageFile:1:";
 
@@ -1229,12 +1372,50 @@ describe("package file parsing", () => {
       packageName: "foo",
       filename: "foo_1.0-1_all.deb",
       fileUrl: "/files/foo_1.0-1_all.deb",
+      tags: ["prod"],
+      failedAt: null,
+      deprecatedAt: null,
     });
   });
 
   it.each([
-    ["tags", "prod", /field "tags" is the string "prod", expected an array of strings/],
-    ["package", "foo", /field "package" is "foo", expected a Package URI/],
+    ["", []],
+    ["prod", ["prod"]],
+    ["prod, stage", ["prod", "stage"]],
+    ["stage,prod", ["prod", "stage"]],
+    [" prod , , stage ,", ["prod", "stage"]],
+    [
+      ["stage", "prod"],
+      ["prod", "stage"],
+    ],
+    [[], []],
+  ])("reads tags %j as %j", (tags, names) => {
+    expect(parsePackageFile(URI, { ...base, tags }).tags).toEqual(names);
+  });
+
+  it("keeps the master's datetimes of a failed and a deprecated file", () => {
+    const f = parsePackageFile(URI, {
+      ...base,
+      failed_at: "2026-12-02T18:46:53.317804+00:00",
+      deprocated_at: "2026-12-02T18:46:53+00:00",
+    });
+    expect([f.failedAt, f.deprecatedAt]).toEqual([
+      "2026-12-02T18:46:53.317804+00:00",
+      "2026-12-02T18:46:53+00:00",
+    ]);
+  });
+
+  it.each([
+    ["tags", 7, /field "tags" is number 7, expected tag names/],
+    ["tags", ["prod", 1], /field "tags" is an array, expected tag names/],
+    ["failed_at", "yesterday", /field "failed_at" is the string "yesterday", expected an ISO 8601/],
+    ["deprocated_at", 1, /field "deprocated_at" is number 1, expected an ISO 8601/],
+    [
+      "package",
+      "foo",
+      /field "package" is "foo", expected a \/api\/v2\/Package\/Package:<name>: URI/,
+    ],
+    ["package", "/api/v2/Repo/Repo:x:", /expected a \/api\/v2\/Package\/Package:<name>: URI/],
     ["version", null, /field "version" is null, expected a non-empty string/],
     ["arch", undefined, /field "arch" is missing/],
   ])("names the field %s when it has the wrong shape", (key, value, message) => {

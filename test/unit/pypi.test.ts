@@ -44,6 +44,8 @@ function fileOf(d: { filename: string; bytes: Uint8Array }, packageName: string)
     filename: d.filename,
     sha256: createHash("sha256").update(d.bytes).digest("hex"),
     tags: [],
+    failedAt: null,
+    deprecatedAt: null,
   };
 }
 

@@ -24,6 +24,8 @@ function file(name: string, sha256 = SHA_A): PackageFile {
     filename: `${name}_1.0_all.deb`,
     sha256,
     tags: ["prod"],
+    failedAt: null,
+    deprecatedAt: null,
   };
 }
 

@@ -92,6 +92,8 @@ function fileRow(repoName: string, id: number, pkg: string, extra: Partial<Packa
       filename,
       sha256: hex(id),
       tags: ["prod"],
+      failedAt: null,
+      deprecatedAt: null,
     },
     distro: "debian",
     distroVersion: "bookworm",
@@ -111,7 +113,7 @@ describe("a new state DB", () => {
     expect(db.prepare("SELECT value FROM control WHERE key = 'version'").get()).toEqual({
       value: String(SCHEMA_VERSION),
     });
-    expect(SCHEMA_VERSION).toBe(3);
+    expect(SCHEMA_VERSION).toBe(4);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     const tables = (
       db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
@@ -627,6 +629,8 @@ describe.each(["plain", "signed"] as const)("a database of the original agent (%
         arch: want.arch,
         sha256: want.sha256,
         tags: [],
+        failedAt: null,
+        deprecatedAt: null,
       });
       expect(got?.file.packageName).toBe(partsFromFilename(want.filename).packageName);
       expect([got?.distro, got?.distroVersion]).toEqual([want.distro, want.distroVersion]);
@@ -655,7 +659,7 @@ describe.each(["plain", "signed"] as const)("a database of the original agent (%
     // The original tables are kept under new names, every row intact.
     const db = raw(path);
     expect(db.prepare("SELECT value FROM control WHERE key = 'version'").get()).toEqual({
-      value: "3",
+      value: "4",
     });
     expect(db.prepare("SELECT count(*) AS n FROM legacy_repos_v2").get()).toEqual({
       n: fx.repos.length,
@@ -720,7 +724,7 @@ describe("the original agent's tables, renamed", () => {
     db.close();
 
     const err = expectPackratError(() => store(path), "PACKRAT_STATE_DB");
-    expect(err.message).toMatch(/from schema version 2 to 3 failed .*kv.*rolled back/);
+    expect(err.message).toMatch(/from schema version 2 to 4 failed .*kv.*rolled back/);
     expect(err.message).toContain(path);
 
     const check = raw(path);
@@ -748,7 +752,7 @@ describe("databases this agent must not open", () => {
 
     const err = expectPackratError(() => store(path), "PACKRAT_STATE_DB");
     expect(err.message).toContain(path);
-    expect(err.message).toMatch(/schema version 99 is newer than this agent understands \(3\)/);
+    expect(err.message).toMatch(/schema version 99 is newer than this agent understands \(4\)/);
     expect(err.hint).toMatch(/newer packrat-agent/);
     expectPackratError(() => store(path, { readonly: true }), "PACKRAT_STATE_DB");
 
@@ -821,7 +825,7 @@ describe("databases this agent must not open", () => {
     const old = join(dir, "old.db");
     makeOriginalDb(old, "plain");
     const err = expectPackratError(() => store(old, { readonly: true }), "PACKRAT_STATE_DB");
-    expect(err.message).toMatch(/schema version 2 and needs migrating to 3/);
+    expect(err.message).toMatch(/schema version 2 and needs migrating to 4/);
     expect(err.hint).toMatch(/Start the agent once/);
     const check = raw(old);
     expect(check.prepare("SELECT value FROM control").get()).toEqual({ value: "2" });

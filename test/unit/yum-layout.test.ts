@@ -63,6 +63,8 @@ function fileFor(filename: string, arch: string, dv = rhel9): PackageFile {
     filename,
     sha256: "0".repeat(64),
     tags: [],
+    failedAt: null,
+    deprecatedAt: null,
   };
 }
 

@@ -3,13 +3,22 @@ import { openStateStore } from "../../state/db.js";
 import { PUBLISH_CHECK_FAILURES_KEY, PUBLISH_CHECK_LAST_FAILURE_KEY } from "../../sync/publish.js";
 import { parseCommandArgs, settingsAndLogger } from "./common.js";
 import { keyExpiryWarning } from "../../signing/expiry.js";
-import { loadConfiguredSigner } from "../context.js";
+import { loadConfiguredSigner, servePolicyOf } from "../context.js";
+import { TRIGGERS_KEY, type TriggersStatus } from "../../sync/daemon.js";
 
 export interface RepoStatus {
   name: string;
   managerType: string;
   directory: string;
+  /** Package files the repo serves (its serve policy applied). */
   files: number;
+  /** Package files the master lists for it, served or not. */
+  listed: number;
+  /** Of those, marked failed / deprecated on the master, and whether the repo serves them. */
+  failed: { count: number; published: boolean };
+  deprecated: { count: number; published: boolean };
+  /** Files the master lists that the agent cannot use (unsafe name, malformed object). */
+  skipped: { uri: string; file: string; error: string }[];
   bytes: number;
   generation: number | null;
   lastPublish: string | null;
@@ -29,6 +38,8 @@ export interface AgentStatus {
   signingKey: { keyId: string; expires: string | null; warning: string | null } | null;
   /** Generations the publisher's self-check refused to switch in, and the last one's details. */
   selfCheck: { refused: number; last: unknown };
+  /** What the daemon concluded about the master's poll triggers; null before any evidence. */
+  triggers: TriggersStatus | null;
   repos: RepoStatus[];
 }
 
@@ -52,15 +63,34 @@ export async function statusCommand(argv: string[]): Promise<number> {
     const last = store.lastSyncRun("full");
     const failures = store.listDownloadFailures();
     const files = store.listPackageFiles();
+    const skipped = store.listSkippedFiles();
     const repos = store.listRepos().map(({ repo, lastMasterContact }): RepoStatus => {
       const gen = store.latestGeneration(repo.name);
-      const mine = files.filter((f) => f.repo === repo.name);
+      const listed = files.filter((f) => f.repo === repo.name);
+      const policy = servePolicyOf(settings, repo.name);
+      const served = listed.filter(
+        (f) =>
+          (f.file.failedAt === null || policy.publishFailed) &&
+          (f.file.deprecatedAt === null || policy.publishDeprecated),
+      );
       return {
         name: repo.name,
         managerType: repo.managerType,
         directory: repo.filesystemDir,
-        files: mine.length,
-        bytes: mine.reduce((n, f) => n + (f.size ?? 0), 0),
+        files: served.length,
+        listed: listed.length,
+        failed: {
+          count: listed.filter((f) => f.file.failedAt !== null).length,
+          published: policy.publishFailed,
+        },
+        deprecated: {
+          count: listed.filter((f) => f.file.deprecatedAt !== null).length,
+          published: policy.publishDeprecated,
+        },
+        skipped: skipped
+          .filter((f) => f.repo === repo.name)
+          .map((f) => ({ uri: f.uri, file: f.fileUrl, error: f.reason })),
+        bytes: served.reduce((n, f) => n + (f.size ?? 0), 0),
         generation: gen?.generation ?? null,
         lastPublish: iso(gen?.publishedAt),
         failingDownloads: failures
@@ -96,6 +126,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
         refused: Number(store.getValue(PUBLISH_CHECK_FAILURES_KEY) ?? "0"),
         last: parseJsonOrNull(store.getValue(PUBLISH_CHECK_LAST_FAILURE_KEY)),
       },
+      triggers: parseJsonOrNull(store.getValue(TRIGGERS_KEY)) as TriggersStatus | null,
       repos,
     };
   } finally {
@@ -125,10 +156,25 @@ export async function statusCommand(argv: string[]): Promise<number> {
       `self-check refused ${status.selfCheck.refused} generation(s); last: ${JSON.stringify(status.selfCheck.last)}`,
     );
   }
-  for (const r of status.repos) {
+  if (status.triggers && status.triggers.available === false) {
     out.push(
-      `repo ${r.name} (${r.managerType}, ${r.directory}): ${r.files} files, ${r.bytes} bytes, generation ${r.generation ?? "-"}, last publish ${r.lastPublish ?? "never"}, master last seen ${r.lastMasterContact ?? "never"}`,
+      `change triggers: unavailable since ${status.triggers.since}: ${status.triggers.message}`,
     );
+  }
+  for (const r of status.repos) {
+    const marked = [
+      r.failed.count > 0
+        ? `${r.failed.count} failed (${r.failed.published ? "published" : "not published"})`
+        : null,
+      r.deprecated.count > 0
+        ? `${r.deprecated.count} deprecated (${r.deprecated.published ? "published" : "not published"})`
+        : null,
+      r.skipped.length > 0 ? `${r.skipped.length} skipped` : null,
+    ].filter(Boolean);
+    out.push(
+      `repo ${r.name} (${r.managerType}, ${r.directory}): ${r.files} files${marked.length > 0 ? ` [${marked.join(", ")}]` : ""}, ${r.bytes} bytes, generation ${r.generation ?? "-"}, last publish ${r.lastPublish ?? "never"}, master last seen ${r.lastMasterContact ?? "never"}`,
+    );
+    for (const f of r.skipped) out.push(`  skipped: ${f.uri}: ${f.error}`);
     for (const f of r.failingDownloads)
       out.push(`  failing: ${f.file} (${f.attempts} attempts): ${f.error}`);
   }

@@ -27,11 +27,14 @@ export async function syncCommand(argv: string[]): Promise<number> {
     const summary =
       `synced ${report.repos} repo(s), ${report.packageFiles} file(s): ${report.downloaded} downloaded, ` +
       `${report.linked} linked, ${report.repaired} repaired, ${report.removed} removed, ` +
-      `${report.published.length} republished, ${report.failed.length} failed`;
+      `${report.published.length} republished, ${report.failed.length} failed` +
+      (report.skipped.length > 0 ? `, ${report.skipped.length} skipped` : "");
     process.stdout.write(`${summary}\n`);
     for (const f of report.failed) process.stdout.write(`  failed: ${f.file}: ${f.error}\n`);
+    // A file the master lists that the agent cannot use is not mirrored: say so, and exit 1.
+    for (const f of report.skipped) process.stdout.write(`  skipped: ${f.uri}: ${f.error}\n`);
     if (report.refused) process.stdout.write(`  refused: ${report.refused}\n`);
-    return report.failed.length > 0 || report.refused ? 1 : 0;
+    return report.failed.length > 0 || report.skipped.length > 0 || report.refused ? 1 : 0;
   } catch (err) {
     progress.stop();
     log.error(`sync failed: ${describeError(err)}`);

@@ -5,7 +5,7 @@
  * MIRROR_DEFAULTS (src/settings.ts), the one place for them.
  */
 import { redactUrl } from "../../log.js";
-import type { MirrorSettings, PackratSettings } from "../../settings.js";
+import type { MirrorSettings, PackratSettings, RepoSettings } from "../../settings.js";
 import {
   absolutePath,
   architectureList,
@@ -60,7 +60,23 @@ export const PACKRAT_KEYS: SectionSpec<PackratSettings> = {
     what: "this mirror's name on the master",
     required: true,
   },
-  psk: { parse: text(), example: "s3cret", what: "the mirror's pre-shared key", secret: true },
+  username: {
+    parse: (raw) =>
+      /^[\w.@+-]+$/.test(raw)
+        ? { value: raw }
+        : {
+            expected:
+              "expected a user name of the master (letters, digits, @ . + - _), e.g. mirror",
+          },
+    example: "mirror",
+    what: "the master user to log in as when it refuses anonymous reads",
+  },
+  psk: {
+    parse: text(),
+    example: "s3cret",
+    what: "the password of [packrat] username on the master",
+    secret: true,
+  },
   proxy: {
     parse: proxyUrl(),
     example: "http://proxy.example.com:3128",
@@ -182,7 +198,29 @@ export const MIRROR_KEYS: SectionSpec<MirrorSettings> = {
     example: "info",
     what: "the log level",
   },
+  publishFailed: {
+    parse: boolean(),
+    example: "no",
+    what: "whether to publish package files the master marks failed",
+  },
+  publishDeprecated: {
+    parse: boolean(),
+    example: "yes",
+    what: "whether to publish package files the master marks deprecated",
+  },
 };
+
+/** Keys of a `[repo NAME]` section: per-repo overrides of [mirror] keys of the same name. */
+export const REPO_KEYS: SectionSpec<RepoSettings> = {
+  publishFailed: MIRROR_KEYS.publishFailed,
+  publishDeprecated: MIRROR_KEYS.publishDeprecated,
+};
+
+/** `[repo prod-apt]` → `prod-apt`; null for any other section name. */
+export function repoSectionName(section: string): string | null {
+  const m = /^repo\s+(\S+)$/.exec(section);
+  return m ? m[1]! : null;
+}
 
 /** `rootDir` → `root_dir`. */
 export function keyOf(field: string): string {
