@@ -4,13 +4,13 @@
  * config, Signed-By) and `dnf makecache` (private config, repo_gpgcheck=1) against the tree
  * served by the real nginx never fail.
  */
-import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runAptGet } from "../support/apt-client.js";
 import { startCli, type RunningCli } from "../support/cli.js";
+import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
 import { startNginx, type RunningNginx } from "../support/nginx.js";
 import { verifyInProcess } from "./crash-harness.js";
 import { startCliMirror, TAG, type CliMirror } from "./crash-support.js";
@@ -20,66 +20,6 @@ const CHANGES = 210;
 interface ReaderStats {
   attempts: number;
   failures: string[];
-}
-
-function dnfMakecache(base: string): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      "dnf",
-      [
-        "-c",
-        path.join(base, "dnf.conf"),
-        `--installroot=${path.join(base, "installroot")}`,
-        "--releasever=9",
-        "--disableplugin=local",
-        `--setopt=reposdir=${path.join(base, "repos.d")}`,
-        `--setopt=cachedir=${path.join(base, "cache")}`,
-        "-y",
-        "makecache",
-      ],
-      { timeout: 60_000, maxBuffer: 16 << 20 },
-      (err, stdout, stderr) => {
-        if (err && (err as NodeJS.ErrnoException).code === "ENOENT") {
-          reject(new Error("dnf is not installed (Debian package dnf)"));
-          return;
-        }
-        resolve(err ? `${err.message}\n${stdout}${stderr}` : null);
-      },
-    );
-  });
-}
-
-async function dnfConfig(base: string, url: string, keyFile: string): Promise<void> {
-  await mkdir(path.join(base, "repos.d"), { recursive: true });
-  await mkdir(path.join(base, "installroot"), { recursive: true });
-  await writeFile(
-    path.join(base, "dnf.conf"),
-    [
-      "[main]",
-      "gpgcheck=0",
-      "repo_gpgcheck=1",
-      "skip_if_unavailable=False",
-      `reposdir=${path.join(base, "repos.d")}`,
-      `cachedir=${path.join(base, "cache")}`,
-      `logdir=${path.join(base, "log")}`,
-      `persistdir=${path.join(base, "persist")}`,
-      "metadata_expire=0",
-      "",
-    ].join("\n"),
-  );
-  await writeFile(
-    path.join(base, "repos.d", "packrat.repo"),
-    [
-      "[packrat-el9]",
-      "name=packrat el9",
-      `baseurl=${url}/yum/rhel/main/9/`,
-      "enabled=1",
-      "gpgcheck=0",
-      "repo_gpgcheck=1",
-      `gpgkey=file://${keyFile}`,
-      "",
-    ].join("\n"),
-  );
 }
 
 describe("readers under churn", () => {
@@ -140,13 +80,18 @@ describe("readers under churn", () => {
         }
       }
     })();
-    const dnfBase = path.join(work, "dnf");
-    await dnfConfig(dnfBase, nginx.url, path.join(m.root, "repo-key"));
+    const dnfSetup = {
+      base: path.join(work, "dnf"),
+      repos: [{ id: "packrat-el9", baseUrl: `${nginx.url}/yum/rhel/main/9/` }],
+      keyFile: path.join(m.root, "repo-key"),
+      packageGpgcheck: false,
+    };
+    await writeDnfConfig(dnfSetup);
     const dnfLoop = (async () => {
       while (churning || dnf.attempts < 3) {
         dnf.attempts++;
-        const failure = await dnfMakecache(dnfBase);
-        if (failure !== null) dnf.failures.push(failure.slice(0, 3000));
+        const r = await runDnf(dnfSetup, ["makecache"], 60_000);
+        if (!r.ok) dnf.failures.push(r.output.slice(0, 3000));
       }
     })();
 

@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -30,6 +30,7 @@ import {
 import { gpgEd25519TestSigner } from "../support/rpm-test-key.js";
 import { makeTestSigner } from "../support/test-signer.js";
 import { startStaticServer, type StaticServer } from "../support/static-server.js";
+import { runDnf, writeDnfConfig, type DnfRun } from "../support/dnf-client.js";
 import { writeTree } from "../support/write-tree.js";
 
 const run = promisify(execFile);
@@ -147,11 +148,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface DnfRun {
-  ok: boolean;
-  output: string;
-}
-
 /** dnf with a private everything; `root` names a fresh set of dirs per scenario. */
 async function dnf(
   root: string,
@@ -160,62 +156,17 @@ async function dnf(
   repoKey = keyFile,
   packageGpgcheck = true,
 ): Promise<DnfRun> {
-  const base = path.join(dir, "dnf", root);
-  const reposDir = path.join(base, "repos.d");
-  await mkdir(reposDir, { recursive: true });
-  await mkdir(path.join(base, "installroot"), { recursive: true });
-  const conf = path.join(base, "dnf.conf");
-  await writeFile(
-    conf,
-    [
-      "[main]",
-      "gpgcheck=1",
-      "repo_gpgcheck=1",
-      "skip_if_unavailable=False",
-      `reposdir=${reposDir}`,
-      `cachedir=${path.join(base, "cache")}`,
-      `logdir=${path.join(base, "log")}`,
-      `persistdir=${path.join(base, "persist")}`,
-      "metadata_expire=0",
-      "",
-    ].join("\n"),
-  );
-  const repoFile = ["9", "8"]
-    .map((v) =>
-      [
-        `[packrat-rhel${v}]`,
-        `name=packrat rhel ${v}`,
-        `baseurl=${baseUrl}/yum/rhel/main/${v}/`,
-        "enabled=1",
-        `gpgcheck=${packageGpgcheck ? 1 : 0}`,
-        "repo_gpgcheck=1",
-        `gpgkey=file://${repoKey}`,
-        "",
-      ].join("\n"),
-    )
-    .join("\n");
-  await writeFile(path.join(reposDir, "packrat.repo"), repoFile);
-  const argv = [
-    "-c",
-    conf,
-    `--installroot=${path.join(base, "installroot")}`,
-    "--releasever=9",
-    // dnf-plugins-core's "local" plugin adds a repo of its own under /var/lib/dnf.
-    "--disableplugin=local",
-    `--setopt=reposdir=${reposDir}`,
-    `--setopt=cachedir=${path.join(base, "cache")}`,
-    // -y answers the key import prompt with the key we configured; signatures are still
-    // checked against it (the tamper tests below fail without a valid one).
-    "-y",
-    ...args,
-  ];
-  try {
-    const { stdout, stderr } = await run("dnf", argv, { timeout: 120_000 });
-    return { ok: true, output: stdout + stderr };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? e.message}` };
-  }
+  const setup = {
+    base: path.join(dir, "dnf", root),
+    repos: ["9", "8"].map((v) => ({
+      id: `packrat-rhel${v}`,
+      baseUrl: `${baseUrl}/yum/rhel/main/${v}/`,
+    })),
+    keyFile: repoKey,
+    packageGpgcheck,
+  };
+  await writeDnfConfig(setup);
+  return runDnf(setup, args);
 }
 
 describe("dnf against the yum layout", () => {
