@@ -15,7 +15,8 @@ export const ERROR_CODES = {
   PACKRAT_MASTER_TIMEOUT: "The master did not answer within the time allowed.",
   PACKRAT_MASTER_PROTOCOL:
     "The master's answer does not follow the CInP contract (bad JSON, wrong shape).",
-  PACKRAT_MASTER_AUTH: "The master refused the mirror's credentials.",
+  PACKRAT_MASTER_AUTH:
+    "The master refuses anonymous reads and the login, or the logged-in user may not read.",
   PACKRAT_MASTER_INCONSISTENT:
     "The master reported data that contradicts itself or earlier answers.",
   PACKRAT_UNSAFE_FILENAME: "A filename from the master is not a safe basename.",

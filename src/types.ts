@@ -1,6 +1,6 @@
 /**
  * The packrat data model as the agent sees it after reading the master.
- * Field names follow PACKRAT_API.md, in camelCase; URIs are kept as the master gives them.
+ * Field names follow the master's (docs/master-api.md), in camelCase; URIs are kept as the master gives them.
  */
 
 export type ManagerType = "apt" | "yum" | "json" | "docker" | "pypi" | "pacman";

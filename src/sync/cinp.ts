@@ -1,5 +1,5 @@
 /**
- * The CInP side of talking to a packrat master (PACKRAT_API.md, "CInP in one page"):
+ * The CInP side of talking to a packrat master (docs/master-api.md):
  * URI helpers, error mapping, and shape checks for answers. The HTTP transport itself lives
  * in master-client.ts; everything here is pure so it can be unit-tested without a socket.
  */

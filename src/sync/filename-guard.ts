@@ -1,7 +1,7 @@
 import path from "node:path";
 import { PackratError } from "../errors.js";
 
-/** The master's own rule for package filenames (PACKRAT_API.md). */
+/** The master's own rule for package filenames (docs/master-api.md). */
 const SAFE_BASENAME = /^[0-9a-zA-Z._-]+$/;
 
 /**

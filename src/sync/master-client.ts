@@ -1,5 +1,5 @@
 /**
- * The packrat master client (PACKRAT_API.md): CInP over undici, with optional login, one
+ * The packrat master client (docs/master-api.md): CInP over undici, with optional login, one
  * re-login on 401, a timeout on every call, and shape checks on every answer it uses.
  */
 import { Transform } from "node:stream";

@@ -151,7 +151,7 @@ export const MIRROR_KEYS: SectionSpec<MirrorSettings> = {
     what: "how long superseded files stay",
   },
   pollTimeout: {
-    // The master raises anything under 10 to 10 (PACKRAT_API.md).
+    // The master raises anything under 10 to 10 (docs/master-api.md).
     parse: integer({ min: 10, max: 3600, unit: "whole seconds", example: 30 }),
     example: "30",
     what: "the long-poll timeout",
