@@ -164,6 +164,31 @@ describe("a mirror of a packrat master", () => {
   });
 });
 
+describe("a master that sends tags as an array", () => {
+  it("files its package files as the string form does", async () => {
+    const fx = await startMirrorFixture({ debs: [["hello", "1.0"]], master: { tagsAs: "array" } });
+    const h = makeEngine(fx);
+    try {
+      fx.addDeb("both", "1.0", ["dev", "prod"]);
+      fx.addDeb("devonly", "1.0", ["dev"]);
+      const report = await h.engine.fullSync();
+      expect(report.skipped).toEqual([]);
+      const text = await readFile(
+        path.join(fx.root, "apt/dists/bookworm/main/binary-amd64/Packages"),
+        "utf8",
+      );
+      expect(text).toMatch(/^Package: both$/m);
+      expect(text).not.toMatch(/^Package: devonly$/m);
+      expect(
+        h.store.listPackageFiles("prod-apt").find((r) => r.file.packageName === "both")!.file.tags,
+      ).toEqual(["dev", "prod"]);
+    } finally {
+      await h.close();
+      await fx.close();
+    }
+  });
+});
+
 describe("a master whose polls announce nothing (packrat on SQLite)", () => {
   it("converges through the full sync and says, once, that triggers are unavailable", async () => {
     const fx = await startMirrorFixture({ debs: [["hello", "1.0"]] });

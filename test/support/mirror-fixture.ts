@@ -15,7 +15,7 @@ import { SyncEngine, type EngineDeps, type EngineSettings } from "../../src/sync
 import { createMasterClient } from "../../src/sync/master-client.js";
 import type { MasterClient } from "../../src/sync/master-types.js";
 import { buildDeb, controlText } from "./deb-builder.js";
-import { startFakeMaster, type FakeMaster } from "./fake-master.js";
+import { startFakeMaster, type FakeMaster, type FakeMasterOptions } from "./fake-master.js";
 
 export const MIRROR = "mirror1";
 export const TAG = "prod";
@@ -102,10 +102,10 @@ export interface MirrorFixture {
 }
 
 export async function startMirrorFixture(
-  opts: { debs?: [string, string][]; json?: [string, string][] } = {},
+  opts: { debs?: [string, string][]; json?: [string, string][]; master?: FakeMasterOptions } = {},
 ): Promise<MirrorFixture> {
   const dir = await mkdtemp(path.join(tmpdir(), "packrat-mirror-"));
-  const master = await startFakeMaster({ minPollTimeout: 1 });
+  const master = await startFakeMaster({ minPollTimeout: 1, ...opts.master });
   addSampleMirror(master, { description: "test mirror" });
   const ids = new Map<string, number>();
   const fixture: MirrorFixture = {
