@@ -19,7 +19,10 @@ export const ERROR_CODES = {
     "The master refuses anonymous reads and the login, or the logged-in user may not read.",
   PACKRAT_MASTER_INCONSISTENT:
     "The master reported data that contradicts itself or earlier answers.",
-  PACKRAT_UNSAFE_FILENAME: "A filename from the master is not a safe basename.",
+  PACKRAT_UNSAFE_FILENAME:
+    "A filename from the master is not a safe basename, or would land where repository metadata goes.",
+  PACKRAT_UNSAFE_REPO_DIR:
+    "A repo's filesystem_dir is unsafe or overlaps a reserved name or another repo's directory.",
   PACKRAT_HASH_MISMATCH: "Downloaded or on-disk bytes do not match the expected SHA-256.",
   PACKRAT_DOWNLOAD_FAILED: "A package file could not be downloaded after every retry.",
   PACKRAT_STATE_LOCKED: "Another agent holds the state database.",

@@ -394,6 +394,8 @@ export const aptLayout: RepoLayout = {
 
   fileTypes: ["deb"],
   placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],
+  // Every index, Release and by-hash file is under dists/.
+  reservesPath: (rel) => rel === "dists" || rel.startsWith("dists/"),
   parse: (source, filename) => parseDeb(source, filename),
   render: renderApt,
   describe: describeDeb,

@@ -83,6 +83,8 @@ export const jsonLayout: RepoLayout = {
   managerType: "json",
   fileTypes: ["*"],
   placePackage: ({ file }) => [`${file.packageName}/${file.filename}`],
+  // The manifests and their signatures; a package named like the directory would land in it.
+  reservesPath: (rel) => rel === MANIFEST_DIR || rel.startsWith(`${MANIFEST_DIR}/`),
   parse: (): Promise<PackageMeta> => Promise.resolve({}),
   render,
   describe: (_meta, filename) =>

@@ -87,6 +87,16 @@ function placePackage(input: PlacementInput): string[] {
   return dirs.map((dir) => `${dir}/${input.file.filename}`);
 }
 
+/**
+ * Names pacman metadata takes in an arch directory: the databases in each of their spellings
+ * (`<repo>.db`, `<repo>.db.tar.gz`, `.files` likewise, whatever the repo name is) and every
+ * detached signature (`<repo>.db.sig`, `<package>.sig`). No package file is called that.
+ */
+function isPacmanMetadataName(rel: string): boolean {
+  const base = rel.slice(rel.lastIndexOf("/") + 1);
+  return base.endsWith(".sig") || /\.(db|files)(\.tar(\.[a-z0-9]+)?)?$/.test(base);
+}
+
 /** One desc field the way repo-add's format_entry writes it: nothing when the first is empty. */
 function entry(field: string, values: readonly string[]): string {
   if (values.length === 0 || values[0] === "") return "";
@@ -586,6 +596,7 @@ export const pacmanLayout: RepoLayout = {
   // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).
   wantsPackageSignatures: true,
   placePackage,
+  reservesPath: isPacmanMetadataName,
   parse: async (source, filename) =>
     (await readPacmanPackage(source, filename)) as unknown as PackageMeta,
   render,

@@ -220,6 +220,8 @@ export const pypiLayout: RepoLayout = {
   // packrat's PackageFile type for wheels and sdists.
   fileTypes: ["python"],
   placePackage,
+  // The simple index: every page is under simple/.
+  reservesPath: (rel) => rel === "simple" || rel.startsWith("simple/"),
   parse: async (source, filename) =>
     (await readPythonDist(source, filename)) as unknown as PackageMeta,
   render,

@@ -60,6 +60,14 @@ export interface PlacementInput {
   options: LayoutOptions;
 }
 
+/** What a layout may look at when it says which paths it reserves. */
+export interface ReservationContext {
+  repo: Repo;
+  /** The repo's directory relative to root_dir. */
+  repoDir: string;
+  options: LayoutOptions;
+}
+
 /** One package as it goes into a render: the master's record, where it sits, what it holds. */
 export interface PublishedPackage {
   file: PackageFile;
@@ -132,6 +140,13 @@ export interface RepoLayout {
   readonly wantsPackageSignatures?: boolean;
   /** Where a package file goes, relative to the repo directory; first path canonical. */
   placePackage(input: PlacementInput): string[];
+  /**
+   * Does this path (relative to the repo directory) lie where the layout renders, or may one
+   * day render, metadata: a metadata file, a directory of them, or a directory above one? The
+   * sync side refuses a package placed there (src/sync/path-authority.ts), so that no package
+   * replaces an index and no index a package, whatever names the master sends.
+   */
+  reservesPath(rel: string, context: ReservationContext): boolean;
   /** Parse a package's bytes; throws PackratError PACKRAT_PACKAGE_INVALID naming `filename`. */
   parse(source: ByteSource, filename: string): Promise<PackageMeta>;
   render(input: RenderInput): Promise<RenderResult>;

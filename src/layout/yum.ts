@@ -250,6 +250,9 @@ export const yumLayout: RepoLayout = {
 
   fileTypes: ["rpm"],
 
+  // repodata/ of each <distro>/main/<version>/; an arch dir named repodata would be inside it.
+  reservesPath: (rel) => rel.split("/").includes("repodata"),
+
   placePackage(input: PlacementInput): string[] {
     const root = yumRepoRoot(input.distroVersion);
     return [`${root}/${yumArchDir(input.file.arch)}/${input.file.filename}`];

@@ -167,9 +167,77 @@ export async function assertNoSymlinkDirs(root: string, full: string): Promise<v
   }
 }
 
+/** The open temp directory of each root: its descriptor and what it was when opened. */
+const tempDirs = new Map<string, { fd: number; dev: bigint; ino: bigint }>();
+/** Repairs made to a temp directory that was not the agent's (see takeTempDirRepairs). */
+const tempDirRepairs: string[] = [];
+let procFdUsable: boolean | undefined;
+
+/**
+ * The directory temp files are created in: `<root>/.packrat-tmp`, made by the agent (0700),
+ * opened once with O_DIRECTORY|O_NOFOLLOW, and then addressed through its descriptor
+ * (`/proc/self/fd/N`). A name resolved through the descriptor lands in the directory the agent
+ * opened even if `.packrat-tmp` is swapped for a symlink a moment later, so nothing is ever
+ * written outside root_dir through it (a path check before each write could be raced). If the
+ * path is found to be anything but that directory (a symlink, a file, another directory), it
+ * is removed and made again, and the repair is reported through takeTempDirRepairs().
+ * Where /proc is not mounted, the checked path itself is used.
+ */
+export function tempDir(root: string): string {
+  const full = path.join(root, TMP_DIR);
+  const cached = tempDirs.get(root);
+  let st = fsSync.lstatSync(full, { bigint: true, throwIfNoEntry: false });
+  if (cached && st?.isDirectory() && st.dev === cached.dev && st.ino === cached.ino) {
+    return procFdUsable ? `/proc/self/fd/${cached.fd}` : full;
+  }
+  if (st !== undefined && !st.isDirectory()) {
+    tempDirRepairs.push(
+      `${full} was ${st.isSymbolicLink() ? "a symlink" : "not a directory"}; removed it and made the agent's temp directory again`,
+    );
+    fsSync.rmSync(full, { force: true });
+    st = undefined;
+  }
+  if (st === undefined) fsSync.mkdirSync(full, { mode: 0o700 });
+  let fd: number;
+  try {
+    fd = fsSync.openSync(
+      full,
+      fsSync.constants.O_RDONLY | fsSync.constants.O_DIRECTORY | fsSync.constants.O_NOFOLLOW,
+    );
+  } catch (err) {
+    // Swapped between the mkdir and the open: refuse rather than guess.
+    throw new PackratError(
+      "PACKRAT_UNSAFE_FILENAME",
+      `${full} changed while the agent opened it as its temp directory (${(err as Error).message})`,
+      {
+        hint: "something else writes in root_dir; the write is retried on the next pass",
+        cause: err,
+      },
+    );
+  }
+  const opened = fsSync.fstatSync(fd, { bigint: true });
+  if (cached) fsSync.closeSync(cached.fd);
+  tempDirs.set(root, { fd, dev: opened.dev, ino: opened.ino });
+  procFdUsable ??= fsSync.existsSync(`/proc/self/fd/${fd}`);
+  return procFdUsable ? `/proc/self/fd/${fd}` : full;
+}
+
+/** Close the temp directory's descriptor (the engine removes the directory after a pass). */
+export function releaseTempDir(root: string): void {
+  const cached = tempDirs.get(root);
+  if (!cached) return;
+  tempDirs.delete(root);
+  fsSync.closeSync(cached.fd);
+}
+
+/** Repairs tempDir() made since the last call, for the log. */
+export function takeTempDirRepairs(): string[] {
+  return tempDirRepairs.splice(0);
+}
+
 export function tmpPath(root: string, hint: string): string {
   const safe = hint.replace(/[^0-9a-zA-Z._-]/g, "_").slice(0, 60);
-  return path.join(root, TMP_DIR, `${randomBytes(6).toString("hex")}-${safe}`);
+  return path.join(tempDir(root), `${randomBytes(6).toString("hex")}-${safe}`);
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

@@ -21,16 +21,19 @@ import {
   fsyncDir,
   linkAtomic,
   openFileSource,
+  releaseTempDir,
   sha256Bytes,
   sha256File,
   statInfo,
   statInfoSync,
+  takeTempDirRepairs,
   walkTree,
   writeFileAtomic,
   type StatInfo,
 } from "./disk.js";
 import { type RetryPolicy, type Sleep, downloadVerified } from "./download.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
+import { PathAuthority } from "./path-authority.js";
 import type { MasterClient, PackageFileListing } from "./master-types.js";
 import { publishRepo, type PublishOutcome } from "./publish.js";
 import { SKIPPED_REPO_DIRS_KEY } from "./verify-tree.js";
@@ -153,6 +156,14 @@ interface RepoPlan {
   desired: DesiredFile[];
   /** The repo's package file rows as the state DB had them before this pass, by URI. */
   previous: Map<string, PackageFileRow>;
+  /** Listed files refused a place in the tree (unsafe or reserved path): skipped, reported. */
+  refused: { file: PackageFile; code: string; reason: string }[];
+}
+
+/** The plans of a pass, and the repos refused as a whole (their directory). */
+interface RepoPlans {
+  plans: RepoPlan[];
+  refusedRepos: { repo: Repo; error: string }[];
 }
 
 function emptyReport(kind: SyncReport["kind"]): SyncReport {
@@ -236,10 +247,16 @@ export class SyncEngine {
    * publish keeps only the ones it used (memory: one repo's worth, ~100 bytes a package).
    */
   private readonly signatures = new Map<string, Map<string, Uint8Array>>();
+  /** Decides every path under root_dir: repo dirs, package paths, reserved names. */
+  private readonly paths: PathAuthority;
 
   constructor(private readonly deps: EngineDeps) {
     this.now = deps.now ?? Date.now;
     this.root = path.resolve(deps.settings.rootDir);
+    this.paths = new PathAuthority({
+      rootFiles: (deps.rootFiles ?? []).map((f) => f.path),
+      keep: deps.settings.keepFileList,
+    });
   }
 
   /** Read the whole mirror from the master and make the disk match it. */
@@ -273,7 +290,13 @@ export class SyncEngine {
       );
       const contactAt = this.now();
 
-      const plans = this.planRepos(repos, distroVersions, filesByRepo, previousByRepo);
+      const { plans, refusedRepos } = this.planRepos(
+        repos,
+        distroVersions,
+        filesByRepo,
+        previousByRepo,
+      );
+      this.reportRefused(refusedRepos, plans, report);
       this.checkSanity(plans, previousByRepo, opts.force ?? false);
       // Repos that left the mirror: their render caches go (a daemon runs for months).
       forgetRepos(new Set(repos.map((r) => r.name)));
@@ -292,11 +315,17 @@ export class SyncEngine {
           store.upsertRepo(plan.repo, [...plan.distroVersions.values()], contactAt);
           if (this.saveChangedRows(plan) === "announced")
             report.announcedChanges.push(plan.repo.name);
-          store.recordSkippedFiles(plan.repo.name, this.skippedRows(listings.get(plan.repo.name)), {
-            all: true,
-          });
+          store.recordSkippedFiles(
+            plan.repo.name,
+            this.skippedRows(listings.get(plan.repo.name), plan.refused),
+            { all: true },
+          );
         }
-        const current = new Set(plans.map((p) => p.repo.name));
+        // A refused repo keeps its rows, and so what it served, until the master fixes it.
+        const current = new Set([
+          ...plans.map((p) => p.repo.name),
+          ...refusedRepos.map((r) => r.repo.name),
+        ]);
         for (const row of store.listRepos()) {
           if (!current.has(row.repo.name)) {
             log.info({ repo: row.repo.name }, "repo left the mirror; its files go at cleanup");
@@ -307,9 +336,9 @@ export class SyncEngine {
       });
 
       await this.syncRepos(plans, { deep, signal: opts.signal }, report);
-      await this.writeRootFiles();
+      await this.writeRootFiles(report);
       await this.cleanup(plans, opts.force ?? false, report);
-      await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
+      await this.dropTemp();
 
       store.setValue("full_sync_count", String(fullCount));
       await client.heartbeat(opts.signal);
@@ -371,7 +400,7 @@ export class SyncEngine {
         .filter((r) => !named.has(r.file.packageName))
         .map((r) => r.file);
       const distroVersions = new Map(known.distroVersions.map((d) => [d.uri, d]));
-      const plans = this.planRepos(
+      const { plans, refusedRepos } = this.planRepos(
         [known.repo],
         distroVersions,
         new Map([
@@ -379,13 +408,14 @@ export class SyncEngine {
         ]),
         previousByRepo,
       );
+      this.reportRefused(refusedRepos, plans, report);
       store.transaction(() => {
         for (const plan of plans) {
           store.touchMasterContact(repoName, this.now());
           // Only the named packages' rows change: rewriting all of a large repo's rows for one
           // tag would cost more than the rest of the pass.
           store.replacePackagesOfRepo(repoName, packageNames, this.rowsFor(plan, named));
-          store.recordSkippedFiles(repoName, this.skippedRows(listing), {
+          store.recordSkippedFiles(repoName, this.skippedRows(listing, plan.refused), {
             parsed: listing.files.map((f) => f.uri),
           });
         }
@@ -401,7 +431,7 @@ export class SyncEngine {
         },
         report,
       );
-      await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
+      await this.dropTemp();
       report.repos = plans.length;
       report.durationMs = this.now() - started;
       store.finishSyncRun(
@@ -472,15 +502,41 @@ export class SyncEngine {
     return files;
   }
 
-  private skippedRows(listing: PackageFileListing | undefined) {
+  private skippedRows(listing: PackageFileListing | undefined, refused: RepoPlan["refused"] = []) {
     const at = this.now();
-    return (listing?.skipped ?? []).map((s) => ({
-      uri: s.uri,
-      fileUrl: s.fileUrl,
-      code: s.code,
-      reason: s.reason,
-      seenAt: at,
-    }));
+    return [
+      ...(listing?.skipped ?? []).map((s) => ({
+        uri: s.uri,
+        fileUrl: s.fileUrl,
+        code: s.code,
+        reason: s.reason,
+        seenAt: at,
+      })),
+      ...refused.map((r) => ({
+        uri: r.file.uri,
+        fileUrl: r.file.fileUrl,
+        code: r.code,
+        reason: r.reason,
+        seenAt: at,
+      })),
+    ];
+  }
+
+  /** Refused repos and files go into the report, so `sync` names them and exits 1. */
+  private reportRefused(
+    refusedRepos: RepoPlans["refusedRepos"],
+    plans: readonly RepoPlan[],
+    report: SyncReport,
+  ): void {
+    for (const r of refusedRepos)
+      report.failed.push({
+        repo: r.repo.name,
+        file: `${r.repo.filesystemDir} (repo directory)`,
+        error: r.error,
+      });
+    for (const p of plans)
+      for (const r of p.refused)
+        report.skipped.push({ repo: p.repo.name, uri: r.file.uri, error: r.reason });
   }
 
   private servePolicy(repo: string): ServePolicy {
@@ -492,43 +548,40 @@ export class SyncEngine {
     allDistroVersions: ReadonlyMap<string, DistroVersion>,
     filesByRepo: ReadonlyMap<string, PackageFile[]>,
     previousByRepo: ReadonlyMap<string, Map<string, PackageFileRow>>,
-  ): RepoPlan[] {
+  ): RepoPlans {
     const { log } = this.deps;
     const plans: RepoPlan[] = [];
-    const dirs = new Map<string, string>();
+    const refusedRepos: RepoPlans["refusedRepos"] = [];
     this.skippedDirs = [];
+    this.paths.reset();
+    // Directories of repos this agent does not publish are claimed first: whatever order the
+    // master lists repos in, a published repo never lands in a directory cleanup must not touch.
+    for (const repo of repos) {
+      if (this.deps.layoutFor(repo.managerType)) continue;
+      try {
+        this.skippedDirs.push(this.paths.claimRepoDir(repo, false));
+      } catch {
+        // an unsafe dir names nothing inside root_dir that we could protect
+      }
+      log.warn(
+        { repo: repo.name, managerType: repo.managerType },
+        "manager type not published by this agent; repo skipped, its directory left untouched",
+      );
+    }
     for (const repo of repos) {
       const layout = this.deps.layoutFor(repo.managerType);
-      if (!layout) {
-        try {
-          this.skippedDirs.push(assertSafeRelativePath(repo.filesystemDir, `repo ${repo.name}`));
-        } catch {
-          // an unsafe dir names nothing inside root_dir that we could protect
-        }
-        log.warn(
-          { repo: repo.name, managerType: repo.managerType },
-          "manager type not published by this agent; repo skipped, its directory left untouched",
-        );
-        continue;
-      }
+      if (!layout) continue;
       let dir: string;
       try {
-        dir = assertSafeRelativePath(repo.filesystemDir, `repo ${repo.name} filesystem_dir`);
+        dir = this.paths.claimRepoDir(repo, true);
       } catch (err) {
-        log.error({ repo: repo.name }, describeError(err));
-        continue;
-      }
-      const clash = [...dirs].find(
-        ([other]) => other === dir || other.startsWith(`${dir}/`) || dir.startsWith(`${other}/`),
-      );
-      if (clash) {
         log.error(
-          { repo: repo.name },
-          `filesystem_dir ${dir} overlaps repo ${clash[1]}'s ${clash[0]}; repo skipped`,
+          { repo: repo.name, code: isPackratError(err) ? err.code : undefined },
+          `repo skipped: ${describeError(err)}`,
         );
+        refusedRepos.push({ repo, error: describeError(err) });
         continue;
       }
-      dirs.set(dir, repo.name);
       const distroVersions = new Map<string, DistroVersion>();
       for (const uri of repo.distroVersionUris) {
         const dv = allDistroVersions.get(uri);
@@ -560,30 +613,26 @@ export class SyncEngine {
       const repoArches = [...new Set(served.map((f) => f.arch))].sort();
       const previous = previousByRepo.get(repo.name) ?? new Map<string, PackageFileRow>();
       const desired: DesiredFile[] = [];
+      const refused: RepoPlan["refused"] = [];
       for (const file of served) {
         const distroVersion = distroVersions.get(file.distroVersionUri);
         if (!distroVersion) continue;
         try {
-          const paths = layout
-            .placePackage({
-              repo,
-              file,
-              distroVersion,
-              repoArches,
-              options: this.deps.layoutOptions,
-            })
-            .map(
-              (p) =>
-                `${dir}/${assertSafeRelativePath(p, `repo ${repo.name} file ${file.filename}`)}`,
-            );
+          const options = this.deps.layoutOptions;
+          const placed = layout.placePackage({ repo, file, distroVersion, repoArches, options });
           desired.push({
             repo: repo.name,
             file,
-            paths,
+            paths: this.paths.packagePaths(repo, dir, layout, options, file.filename, placed),
             expectedSha256: this.expectedDiskSha(layout, file, previous.get(file.uri)),
           });
         } catch (err) {
-          log.error({ repo: repo.name, file: file.uri }, describeError(err));
+          if (!isPackratError(err)) throw err;
+          log.error(
+            { repo: repo.name, file: file.uri, code: err.code },
+            `not published: ${describeError(err)}`,
+          );
+          refused.push({ file, code: err.code, reason: describeError(err) });
         }
       }
       plans.push({
@@ -593,9 +642,10 @@ export class SyncEngine {
         listed: files,
         desired: this.withoutCollisions(repo, desired),
         previous,
+        refused,
       });
     }
-    return plans;
+    return { plans, refusedRepos };
   }
 
   /**
@@ -787,6 +837,8 @@ export class SyncEngine {
       observations.set(rel, obs);
     };
     const pending: Promise<void>[] = [];
+    // A path that cannot be observed (EACCES, a directory in its place) fails its file only.
+    const unobservable = new Set<string>();
     for (const d of desired) {
       const trusted = opts.onlyPackages !== undefined && !opts.onlyPackages.has(d.file.packageName);
       for (const rel of d.paths) {
@@ -802,7 +854,13 @@ export class SyncEngine {
         }
         pending.push(
           observe(d, rel).catch((err: unknown) => {
-            observeErrors.push(err);
+            if (!(err as NodeJS.ErrnoException | undefined)?.code) {
+              observeErrors.push(err);
+              return;
+            }
+            unobservable.add(d.file.uri);
+            report.failed.push({ repo: d.repo, file: rel, error: describeError(err) });
+            log.error({ repo: d.repo, file: rel }, `not published: ${describeError(err)}`);
           }),
         );
       }
@@ -810,14 +868,17 @@ export class SyncEngine {
     await Promise.all(pending);
     if (observeErrors.length > 0) throw observeErrors[0];
 
-    const plan = planFetches({ desired, observations });
+    const plan = planFetches({
+      desired: desired.filter((d) => !unobservable.has(d.file.uri)),
+      observations,
+    });
     for (const v of plan.verified) {
       const st = observations.get(v.path)?.stat;
       if (st)
         store.putFingerprint({ path: v.path, sha256: v.sha256, ...st, verifiedAt: this.now() });
     }
 
-    const failed = new Set<string>();
+    const failed = new Set<string>(unobservable);
     const queue = new PQueue({ concurrency: this.deps.settings.downloadConcurrency });
     this.deps.progress?.onPlan?.(plan.fetch.length, null);
     for (const action of plan.fetch) {
@@ -892,7 +953,10 @@ export class SyncEngine {
         if (outcome.published) report.published.push(p.repo.name);
         if (outcome.deferred) report.deferred.push(p.repo.name);
       } catch (err) {
-        if (!isPackratError(err) || opts.signal?.aborted) throw err;
+        // Anything one repo's publish throws (a self-check, a refused path, an I/O error on its
+        // directory) is that repo's failure; the previous generation stays served and the
+        // other repos publish, clean up and heartbeat. Only an abort stops the pass.
+        if (opts.signal?.aborted) throw err;
         report.failed.push({
           repo: p.repo.name,
           file: `${p.repo.filesystemDir} (metadata)`,
@@ -1139,13 +1203,23 @@ export class SyncEngine {
     return out;
   }
 
-  private async writeRootFiles(): Promise<void> {
+  /** The public key exports; one that cannot be written is reported, and the pass goes on. */
+  private async writeRootFiles(report: SyncReport): Promise<void> {
     for (const f of this.deps.rootFiles ?? []) {
       const full = path.join(this.root, f.path);
-      const st = await statInfo(full);
-      if (st && st.size === f.content.length && (await sha256File(full)) === sha256Bytes(f.content))
-        continue;
-      await writeFileAtomic(this.root, full, f.content);
+      try {
+        const st = await statInfo(full);
+        if (
+          st &&
+          st.size === f.content.length &&
+          (await sha256File(full)) === sha256Bytes(f.content)
+        )
+          continue;
+        await writeFileAtomic(this.root, full, f.content);
+      } catch (err) {
+        report.failed.push({ repo: "(root_dir)", file: f.path, error: describeError(err) });
+        this.deps.log.error({ file: f.path }, `public key not exported: ${describeError(err)}`);
+      }
     }
   }
 
@@ -1153,8 +1227,17 @@ export class SyncEngine {
 
   private async clearTemp(): Promise<void> {
     // Only this agent writes here and it holds the state DB lock, so anything left is debris
-    // from a crash: never a final path, safe to drop.
+    // from a crash: never a final path, safe to drop. fs.rm removes a symlink planted here
+    // itself, never what it points to.
+    releaseTempDir(this.root);
     await fs.rm(path.join(this.root, TMP_DIR), { recursive: true, force: true });
+  }
+
+  /** After a pass: the temp directory goes if empty, and any repair of it is logged. */
+  private async dropTemp(): Promise<void> {
+    releaseTempDir(this.root);
+    await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
+    for (const repair of takeTempDirRepairs()) this.deps.log.warn(repair);
   }
 
   private async cleanup(
@@ -1194,7 +1277,14 @@ export class SyncEngine {
     }
     for (const rel of removal.remove) {
       log.info({ file: rel }, "removing a file nothing names");
-      await fs.rm(path.join(this.root, rel), { force: true });
+      try {
+        await fs.rm(path.join(this.root, rel), { force: true });
+      } catch (err) {
+        // One file that cannot go (permissions, a directory in its place) must not stop the
+        // rest of the cleanup, nor the heartbeat after it.
+        log.warn({ file: rel }, `could not remove: ${describeError(err)}`);
+        continue;
+      }
       store.deleteFingerprint(rel);
       report.removed++;
     }

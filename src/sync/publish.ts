@@ -28,6 +28,7 @@ import {
   writeTempFile,
 } from "./disk.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
+import { PathAuthority } from "./path-authority.js";
 
 export interface PublishRequest {
   layout: RepoLayout;
@@ -316,6 +317,11 @@ export async function publishRepo(
   }
 
   const { files, warnings, deferred = false } = await req.layout.render(req.input);
+  PathAuthority.assertRenderedApart(
+    req.input.repo,
+    files,
+    req.input.packages.flatMap((p) => p.paths),
+  );
   await selfCheckGeneration(req, files, deps);
   const written = await switchIn(req, files, deps);
   const generation = (latest?.generation ?? 0) + 1;
