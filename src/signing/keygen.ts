@@ -64,6 +64,7 @@ export async function generateSigningKey(
     config,
   });
   await makePrimaryCertifyOnly(privateKey);
+  await moveBackSignaturesUnhashed(privateKey);
 
   const subkey = privateKey.subkeys[0];
   if (!subkey) throw new Error("openpgp.generateKey made no subkey");
@@ -128,5 +129,57 @@ async function makePrimaryCertifyOnly(key: openpgp.PrivateKey): Promise<void> {
       openpgp.config,
     );
     user.selfCertifications = [sig];
+  }
+}
+
+/**
+ * openpgp.js puts a signing subkey's back-signature (the embedded primary key binding
+ * signature, RFC 4880 5.2.3.26) in the hashed area marked critical, and rpm 4.18's OpenPGP
+ * parser refuses a key with a critical subpacket it does not know: `rpmkeys --import` fails and
+ * no RPM signed with the key verifies. Re-issue each subkey binding with the back-signature in
+ * the unhashed area, not critical, as GnuPG writes it; gpg, gpgv, openpgp.js (which reads an
+ * embedded signature from either area) and rpm all accept that. The back-signature itself is
+ * the subkey's own signature and is kept as it is.
+ */
+async function moveBackSignaturesUnhashed(key: openpgp.PrivateKey): Promise<void> {
+  const primary = key.keyPacket;
+  for (const subkey of key.subkeys) {
+    const old = subkey.bindingSignatures[0];
+    const back = old?.embeddedSignature;
+    if (!old || !back) continue;
+    const sig = new openpgp.SignaturePacket();
+    sig.signatureType = old.signatureType;
+    sig.publicKeyAlgorithm = primary.algorithm;
+    sig.hashAlgorithm = openpgp.enums.hash.sha512;
+    sig.keyFlags = old.keyFlags;
+    sig.keyExpirationTime = old.keyExpirationTime;
+    sig.keyNeverExpires = old.keyNeverExpires;
+    // See makePrimaryCertifyOnly for why the bound sign takes a config.
+    const sign = sig.sign.bind(sig) as (
+      key: openpgp.SecretKeyPacket,
+      data: object,
+      date: Date | null,
+      detached: boolean,
+      config: openpgp.Config,
+    ) => Promise<void>;
+    await sign(
+      primary as openpgp.SecretKeyPacket,
+      { key: primary, bind: subkey.keyPacket },
+      old.created,
+      false,
+      openpgp.config,
+    );
+    // sign() clears the unhashed area; the back-signature goes there afterwards.
+    (
+      sig as unknown as {
+        unhashedSubpackets: { type: number; critical: boolean; body: Uint8Array }[];
+      }
+    ).unhashedSubpackets.push({
+      type: 32, // Embedded Signature (RFC 4880 5.2.3.26); enums.signatureSubpacket is untyped
+      critical: false,
+      body: back.write(),
+    });
+    sig.embeddedSignature = back;
+    subkey.bindingSignatures = [sig];
   }
 }
