@@ -8,15 +8,6 @@ import { agentVersion } from "./version.js";
  */
 export const EXIT = { ok: 0, failed: 1, usage: 2, internal: 70, config: 78 } as const;
 
-type Command = (argv: string[]) => Promise<number>;
-
-/** Commands load lazily so `--help` stays instant and a broken format cannot stop the others. */
-const COMMANDS: Record<string, () => Promise<Command>> = {};
-
-export function registerCommand(name: string, load: () => Promise<Command>): void {
-  COMMANDS[name] = load;
-}
-
 export async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
@@ -27,7 +18,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`packrat-agent ${agentVersion()}\n`);
     return EXIT.ok;
   }
-  const load = COMMANDS[first];
+  const { COMMANDS } = await import("./commands.js");
+  const load = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
   if (!load) {
     process.stderr.write(`packrat-agent: unknown command "${first}"; see packrat-agent --help\n`);
     return EXIT.usage;
@@ -57,6 +49,5 @@ export function reportFatal(err: unknown): number {
 
 /** Entry point used by bin/packrat-agent. */
 export async function runCli(): Promise<void> {
-  await import("./commands.js");
   process.exitCode = await main(process.argv.slice(2));
 }
