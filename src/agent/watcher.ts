@@ -12,6 +12,8 @@ import type { StateStore } from "../state/state-store.js";
 import { TMP_DIR, statInfo } from "../sync/disk.js";
 
 export interface TreeWatcher {
+  /** Resolves once the initial scan is done: changes from then on are seen. */
+  readonly ready: Promise<void>;
   /** Called after each sync: events seen during it are re-checked against new fingerprints. */
   syncDone(): void;
   close(): Promise<void>;
@@ -68,6 +70,7 @@ export function startTreeWatcher(opts: WatcherOptions): TreeWatcher {
     schedule();
   };
   watcher.on("change", onEvent).on("unlink", onEvent);
+  const ready = new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
   watcher.on("error", (err: unknown) => {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOSPC" || code === "EMFILE") {
@@ -81,6 +84,7 @@ export function startTreeWatcher(opts: WatcherOptions): TreeWatcher {
   });
 
   return {
+    ready,
     syncDone: () => schedule(),
     close: async () => {
       closed = true;

@@ -4,7 +4,7 @@
  * config, Signed-By) and `dnf makecache` (private config, repo_gpgcheck=1) against the tree
  * served by the real nginx never fail.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -122,8 +122,16 @@ describe("readers under churn", () => {
         await new Promise((r) => setTimeout(r, 110));
       }
     }
-    // Let the agent catch up, then stop the readers after their current attempt.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Let the agent catch up (the last new version is in the apt index), then stop the readers
+    // after their current attempt.
+    const lastDeb = [...m.ids.keys()].filter((f) => f.startsWith("deb")).pop();
+    const lastVersion = lastDeb?.split("_")[1];
+    const packagesFile = path.join(m.root, "apt/dists/bookworm/main/binary-amd64/Packages");
+    const caughtUp = async () =>
+      (await readFile(packagesFile, "utf8").catch(() => "")).includes(`Version: ${lastVersion}\n`);
+    for (const until = Date.now() + 60_000; !(await caughtUp()) && Date.now() < until;)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(await caughtUp(), `the agent published ${lastDeb}`).toBe(true);
     churning = false;
     await Promise.all([aptLoop, dnfLoop]);
     const publishes = published() - publishedBefore;
