@@ -67,6 +67,20 @@ async function verifiesDetached(
   return true;
 }
 
+/**
+ * A file the generation lists must be there (a publisher that lost it is a problem even if
+ * pacman itself never asks for it); one it does not list is read if present.
+ */
+async function readIfListed(
+  f: Findings,
+  input: CheckInput,
+  rel: string,
+): Promise<Uint8Array | null> {
+  if (input.metadataPaths.includes(rel))
+    return readRequired(f, input.reader, rel, "the generation lists it");
+  return input.reader.read(rel);
+}
+
 async function checkDb(dir: string, name: string, input: CheckInput, f: Findings): Promise<void> {
   const { reader, verifier } = input;
   f.entryPoints++;
@@ -90,11 +104,11 @@ async function checkDb(dir: string, name: string, input: CheckInput, f: Findings
           `signature does not verify against ${name}${suffix}`,
         );
       // repo-add's long names, for tools other than pacman: the same bytes, the same signature.
-      const longSig = await reader.read(`${prefix}${name}${suffix}.tar.gz.sig`);
+      const longSig = await readIfListed(f, input, `${prefix}${name}${suffix}.tar.gz.sig`);
       if (sig !== null && longSig !== null && !sameBytes(longSig, sig))
         f.add(`${prefix}${name}${suffix}.tar.gz.sig`, `differs from ${name}${suffix}.sig`);
     }
-    const long = await reader.read(`${prefix}${name}${suffix}.tar.gz`);
+    const long = await readIfListed(f, input, `${prefix}${name}${suffix}.tar.gz`);
     if (long !== null && !sameBytes(long, main))
       f.add(`${prefix}${name}${suffix}.tar.gz`, `differs from ${name}${suffix}`);
   }

@@ -105,5 +105,34 @@ export async function checkPypiRepo(input: CheckInput): Promise<CheckResult> {
   } catch (err) {
     f.add(rootPath, `cannot be read as pip does: ${errorText(err)}`);
   }
+  await checkRootJson(input, f);
   return f.result();
+}
+
+/**
+ * The PEP 691 root (`simple/index.json`, served for `Accept: application/vnd.pypi.simple.v1+json`)
+ * when the generation lists it: valid JSON whose projects each have a published page.
+ */
+async function checkRootJson(input: CheckInput, f: Findings): Promise<void> {
+  const jsonPath = "simple/index.json";
+  if (!input.metadataPaths.includes(jsonPath)) return;
+  const bytes = await readRequired(f, input.reader, jsonPath, "the generation lists it");
+  if (bytes === null) return;
+  let doc: { projects?: { name?: unknown }[] };
+  try {
+    doc = JSON.parse(decodeUtf8(bytes) ?? "") as typeof doc;
+  } catch (err) {
+    f.add(jsonPath, `is not valid JSON: ${errorText(err)}`);
+    return;
+  }
+  if (!Array.isArray(doc.projects)) {
+    f.add(jsonPath, "has no projects list");
+    return;
+  }
+  for (const project of doc.projects) {
+    const name = typeof project.name === "string" ? project.name : "";
+    const normalized = name.toLowerCase().replace(/[-_.]+/g, "-");
+    if (!input.metadataPaths.includes(`simple/${normalized}/index.html`))
+      f.add(jsonPath, `project ${JSON.stringify(name)} has no page under simple/`);
+  }
 }
