@@ -5,6 +5,7 @@
  * Origin and Label are the repo's name (stable: users pin on them with `o=`/`l=`);
  * Description is the repo's description, else the mirror's, else the repo name.
  */
+import { checkAptRepo } from "./checks/apt.js";
 import { digestHex, sha256Hex } from "../digest.js";
 import { PackratError } from "../errors.js";
 import type { DistroVersion } from "../types.js";
@@ -393,6 +394,8 @@ export const aptLayout: RepoLayout = {
   forgetRepos: (keep) => distCaches.forgetRepos(keep),
 
   fileTypes: ["deb"],
+  filenamePattern: /\.deb$/,
+  check: checkAptRepo,
   placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],
   // Every index, Release and by-hash file is under dists/.
   reservesPath: (rel) => rel === "dists" || rel.startsWith("dists/"),

@@ -29,14 +29,7 @@ export function forgetRepos(keep: ReadonlySet<string>): void {
 
 /** The layout that reads a package file, by its name (for `inspect`). */
 export function layoutForFilename(filename: string): RepoLayout | undefined {
-  const rules: [RegExp, string][] = [
-    [/\.deb$/, "apt"],
-    [/\.rpm$/, "yum"],
-    [/\.pkg\.tar(\.(zst|xz|gz))?$/, "pacman"],
-    [/\.(whl|tar\.gz|zip)$/, "pypi"],
-  ];
-  const match = rules.find(([re]) => re.test(filename));
-  return match ? LAYOUTS.get(match[1]) : undefined;
+  return [...LAYOUTS.values()].find((l) => l.filenamePattern.test(filename));
 }
 
 /** Does a package file of this type belong in a repo of this layout? */

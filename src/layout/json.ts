@@ -5,6 +5,7 @@
  * `{ "<package>": [{ version, path, type, sha256, size }] }`, keys sorted, 2-space indent, as
  * the original wrote it. `MANIFEST_all.json` is always written (clients of the original read it).
  */
+import { checkJsonRepo } from "./checks/json.js";
 import type { PackageMeta, RenderInput, RenderResult, RenderedFile, RepoLayout } from "./types.js";
 
 const MANIFEST_DIR = "_repo_main";
@@ -82,6 +83,9 @@ async function render(input: RenderInput): Promise<RenderResult> {
 export const jsonLayout: RepoLayout = {
   managerType: "json",
   fileTypes: ["*"],
+  // A json repo takes files of any kind; inspect has nothing to parse in them.
+  filenamePattern: /(?!)/,
+  check: checkJsonRepo,
   placePackage: ({ file }) => [`${file.packageName}/${file.filename}`],
   // The manifests and their signatures; a package named like the directory would land in it.
   reservesPath: (rel) => rel === MANIFEST_DIR || rel.startsWith(`${MANIFEST_DIR}/`),

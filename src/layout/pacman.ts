@@ -9,6 +9,7 @@
  * with the real repo-add. An `any` package goes into every architecture directory of the
  * repo (FIELD_NOTES §7: pacman fetches %FILENAME% next to the db).
  */
+import { checkPacmanRepo } from "./checks/pacman.js";
 import { createHash } from "node:crypto";
 import { PackratError } from "../errors.js";
 import type { Signer } from "../signing/signer.js";
@@ -595,6 +596,8 @@ export const pacmanLayout: RepoLayout = {
   fileTypes: ["*"],
   // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).
   wantsPackageSignatures: true,
+  filenamePattern: /\.pkg\.tar(\.(zst|xz|gz))?$/,
+  check: checkPacmanRepo,
   placePackage,
   reservesPath: isPacmanMetadataName,
   parse: async (source, filename) =>

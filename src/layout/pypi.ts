@@ -9,6 +9,7 @@
  * Project pages are entry points rewritten in place (pip revalidates them); they switch before
  * the root index that links to them. Nothing here is signed: pip checks the sha256 fragments.
  */
+import { checkPypiRepo } from "./checks/pypi.js";
 import { PackratError } from "../errors.js";
 import { asPythonMeta, normalizeProjectName, readPythonDist } from "./formats/python-dist.js";
 import type { PythonDistMeta } from "./formats/python-dist.js";
@@ -219,6 +220,8 @@ export const pypiLayout: RepoLayout = {
   managerType: "pypi",
   // packrat's PackageFile type for wheels and sdists.
   fileTypes: ["python"],
+  filenamePattern: /\.(whl|tar\.gz|zip)$/,
+  check: checkPypiRepo,
   placePackage,
   // The simple index: every page is under simple/.
   reservesPath: (rel) => rel === "simple" || rel.startsWith("simple/"),

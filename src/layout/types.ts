@@ -1,4 +1,15 @@
 import type { Signer } from "../signing/signer.js";
+import type { RepoChecker } from "./checks/types.js";
+
+export type {
+  CheckInput,
+  CheckProblem,
+  CheckResult,
+  PackageInfo,
+  RepoChecker,
+  SignatureVerifier,
+  TreeReader,
+} from "./checks/types.js";
 import type { DistroVersion, PackageFile, Repo } from "../types.js";
 
 /**
@@ -134,6 +145,13 @@ export interface RenderResult {
 
 export interface RepoLayout {
   readonly managerType: string;
+  /** Package file names of this format, for `inspect` (which has a file but no repo). */
+  readonly filenamePattern: RegExp;
+  /**
+   * The client-view check (src/layout/checks): reads a generation as the format's clients do.
+   * The publisher runs it before switching a generation in; `verify` on the published tree.
+   */
+  readonly check: RepoChecker;
   /** Package file types (PackageFile.type) this layout publishes; others are skipped. */
   readonly fileTypes: readonly string[];
   /** Ask the engine for a detached signature of every package file (see PublishedPackage). */

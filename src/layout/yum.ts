@@ -4,6 +4,7 @@
  * (one dnf repo per distro version). Metadata is createrepo_c's: checksum-named
  * primary/filelists/other, and repomd.xml (+ repomd.xml.asc when signing).
  */
+import { checkYumRepos } from "./checks/yum.js";
 import { sha256Hex } from "../digest.js";
 import { compress as zstdCompress } from "zstd-napi";
 import { PackratError } from "../errors.js";
@@ -250,6 +251,8 @@ export const yumLayout: RepoLayout = {
 
   fileTypes: ["rpm"],
 
+  filenamePattern: /\.rpm$/,
+  check: checkYumRepos,
   // repodata/ of each <distro>/main/<version>/; an arch dir named repodata would be inside it.
   reservesPath: (rel) => rel.split("/").includes("repodata"),
 

@@ -14,9 +14,14 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { PackratError } from "../errors.js";
-import { checkerFor, type CheckProblem, type TreeReader } from "../layout/checks/index.js";
 import type { Logger } from "../log.js";
-import type { RenderInput, RenderedFile, RepoLayout } from "../layout/types.js";
+import type {
+  CheckProblem,
+  RenderInput,
+  RenderedFile,
+  RepoLayout,
+  TreeReader,
+} from "../layout/types.js";
 import { createSignatureVerifier, type SignatureVerifier } from "../signing/verify.js";
 import type { StateStore } from "../state/state-store.js";
 import {
@@ -164,8 +169,7 @@ export async function selfCheckGeneration(
   files: readonly RenderedFile[],
   deps: PublisherDeps,
 ): Promise<void> {
-  const checker = checkerFor(req.layout.managerType);
-  if (!checker) return;
+  const checker = req.layout.check;
   const started = deps.now();
   const verifier = verifierFor(req.input);
   let problems: CheckProblem[];

@@ -5,7 +5,8 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { checkerFor, type SignatureVerifier, type TreeReader } from "../layout/checks/index.js";
+import { layoutFor } from "../layout/index.js";
+import type { RepoLayout, SignatureVerifier, TreeReader } from "../layout/types.js";
 import type { StateStore } from "../state/state-store.js";
 import { TMP_DIR, fingerprintMatches, sha256File, statInfo, walkTree } from "./disk.js";
 
@@ -40,6 +41,8 @@ export interface VerifyTreeOptions {
   verifier: SignatureVerifier | null;
   /** Files at root_dir the agent owns (the exported public key). */
   rootFiles?: readonly string[];
+  /** The layouts the agent publishes with; the registry's by default. */
+  layoutFor?: (managerType: string) => RepoLayout | undefined;
 }
 
 /** SHA-256 of a file once per run, vouched for by its fingerprint unless deep. */
@@ -133,7 +136,7 @@ export async function verifyTree(opts: VerifyTreeOptions): Promise<VerifyReport>
       problems.push({ repo: repo.name, path: dir, problem: "no generation was ever published" });
       continue;
     }
-    const checker = checkerFor(repo.managerType);
+    const checker = (opts.layoutFor ?? layoutFor)(repo.managerType)?.check;
     if (!checker) continue;
     const result = await checker({
       reader: diskReader(root, dir, hasher),

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
-import { checkerFor, type CheckResult, type TreeReader } from "../../src/layout/checks/index.js";
+import type { CheckResult, TreeReader } from "../../src/layout/types.js";
 import { writeTar } from "../../src/layout/formats/pacman-tar.js";
 import { layoutFor } from "../../src/layout/index.js";
 import {
@@ -124,7 +124,7 @@ async function check(
   b: Built,
   verifier: SignatureVerifier | null,
 ): Promise<CheckResult> {
-  return checkerFor(managerType)!({
+  return layoutFor(managerType)!.check({
     reader: readerOf(b),
     metadataPaths: b.metadataPaths,
     verifier,

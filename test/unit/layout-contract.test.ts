@@ -8,7 +8,6 @@
  */
 import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import { checkerFor, type TreeReader } from "../../src/layout/checks/index.js";
 import { layoutFor, supportedManagerTypes } from "../../src/layout/index.js";
 import {
   DEFAULT_LAYOUT_OPTIONS,
@@ -16,6 +15,7 @@ import {
   type PublishedPackage,
   type RenderInput,
   type RenderedFile,
+  type TreeReader,
 } from "../../src/layout/types.js";
 import type { Signer } from "../../src/signing/signer.js";
 import { createSignatureVerifier } from "../../src/signing/verify.js";
@@ -280,9 +280,7 @@ describe.each(supportedManagerTypes())("the %s layout", (managerType) => {
 
   it("passes its own client-view check, signatures verified with the test key", async () => {
     const { files } = await layout.render(input(signer));
-    const checker = checkerFor(managerType);
-    expect(checker, `a checker for ${managerType}`).toBeDefined();
-    const result = await checker!({
+    const result = await layout.check({
       reader: reader(files),
       metadataPaths: files.map((f) => f.path),
       verifier: await createSignatureVerifier(signer.publicKeyArmored()),
@@ -299,7 +297,7 @@ describe.each(supportedManagerTypes())("the %s layout", (managerType) => {
     const signed =
       JSON.stringify(files.map((f) => f.path)) !==
       JSON.stringify(unsigned.files.map((f) => f.path));
-    const checker = checkerFor(managerType)!;
+    const checker = layout.check;
     const verifier = await createSignatureVerifier(signer.publicKeyArmored());
     const check = async (tree: RenderedFile[]) =>
       (await checker({ reader: reader(tree), metadataPaths: files.map((f) => f.path), verifier }))
@@ -325,7 +323,7 @@ describe.each(supportedManagerTypes())("the %s layout", (managerType) => {
 
   it("fails the check when a package's bytes differ from its index entry", async () => {
     const { files } = await layout.render(input(null));
-    const checker = checkerFor(managerType)!;
+    const checker = layout.check;
     // The last by URI: every format lists it (pacman lists only a name's newest in a dir).
     const victim = packages[packages.length - 1]!.paths[0]!;
     const base = reader(files);
