@@ -141,30 +141,37 @@ describe("parse", () => {
     });
   });
 
-  test("PKG-INFO deeper than the top directory is not the sdist's", async () => {
+  test("PKG-INFO deeper than the top directory is not the sdist's: it has none", async () => {
     const tar = gzipSync(
       writeTar([
         {
           name: "a-1/sub/PKG-INFO",
-          content: new TextEncoder().encode("Name: x\nVersion: 1\n"),
+          content: new TextEncoder().encode("Name: x\nVersion: 1\nRequires-Python: >=3\n"),
           mtime: 0,
         },
       ]),
     );
-    await expect(pypiLayout.parse(bufferSource(tar), "a-1.tar.gz")).rejects.toThrow(
-      /a-1\.tar\.gz: no <project>-<version>\/PKG-INFO/,
-    );
+    const meta = await pypiLayout.parse(bufferSource(tar), "a-1.tar.gz");
+    expect(meta).toMatchObject({ name: "a", version: "1", declaredName: null });
+    expect(meta.requiresPython).toBeNull();
   });
 
-  test("a wheel with no METADATA, or metadata with no Version, is invalid", async () => {
+  test("a wheel with no METADATA is invalid; name and version come from the file name", async () => {
     const empty = zipSync({ "x/__init__.py": new Uint8Array(1) });
     await expect(
       pypiLayout.parse(bufferSource(empty), "x-1-py3-none-any.whl"),
     ).rejects.toMatchObject({ code: "PACKRAT_PACKAGE_INVALID" });
-    const noVersion = zipSync({ "x-1.dist-info/METADATA": new TextEncoder().encode("Name: x\n") });
-    await expect(pypiLayout.parse(bufferSource(noVersion), "x-1-py3-none-any.whl")).rejects.toThrow(
-      /no Name or no Version/,
-    );
+    const noVersion = zipSync({ "x-1.dist-info/METADATA": new TextEncoder().encode("Name: X\n") });
+    expect(await pypiLayout.parse(bufferSource(noVersion), "x-1-py3-none-any.whl")).toMatchObject({
+      name: "X",
+      version: "1",
+    });
+    // pip takes no file whose name has no <name>-<version>, or a space in the name.
+    for (const name of ["x.whl", "bad name-1-py3-none-any.whl", "nodash.tar.gz", "x-1.tar.lz"]) {
+      await expect(pypiLayout.parse(bufferSource(noVersion), name)).rejects.toThrow(
+        /pip reads no project and version from this file name/,
+      );
+    }
   });
 
   test("core metadata: folded lines, first value wins for single fields, body dropped", () => {
@@ -302,7 +309,7 @@ describe("render", () => {
   });
 
   test("a project name that is not a path segment is left out with a warning", async () => {
-    const bad = buildWheel({ name: "bad name", version: "1" });
+    const bad = buildSdist({ name: "bad!name", version: "1" });
     const { result, text } = await renderOf([bad]);
     expect([...text.keys()].sort()).toEqual(["simple/index.html", "simple/index.json"]);
     expect(result.warnings.join()).toContain("not a valid Python project name");
