@@ -235,6 +235,9 @@ function describe(meta: PackageMeta, filename: string): string {
 
 export const pypiLayout: RepoLayout = {
   managerType: "pypi",
+  // 2: name and version from the file name, sdists in every archive pip unpacks, PKG-INFO
+  // optional (files an older agent refused are parsed again).
+  metaVersion: 2,
   // packrat's PackageFile type for wheels and sdists.
   fileTypes: ["python"],
   placePackage,
