@@ -30,10 +30,10 @@ export function forgetRepos(keep: ReadonlySet<string>): void {
 /** The layout that reads a package file, by its name (for `inspect`). */
 export function layoutForFilename(filename: string): RepoLayout | undefined {
   const rules: [RegExp, string][] = [
-    [/\.deb$/, "apt"],
+    [/\.[ud]?deb$/, "apt"],
     [/\.rpm$/, "yum"],
-    [/\.pkg\.tar(\.(zst|xz|gz))?$/, "pacman"],
-    [/\.(whl|tar\.gz|zip)$/, "pypi"],
+    [/\.pkg\.tar(\.[a-z0-9]+)?$/, "pacman"],
+    [/\.(whl|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tar\.lzma|tlz|tar|zip)$/, "pypi"],
   ];
   const match = rules.find(([re]) => re.test(filename));
   return match ? LAYOUTS.get(match[1]) : undefined;

@@ -3,6 +3,7 @@ import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { zipSync } from "fflate";
 import { describe, expect, test } from "vitest";
+import { layoutForFilename } from "../../src/layout/index.js";
 import { isPackratError } from "../../src/errors.js";
 import { writeTar } from "../../src/layout/formats/pacman-tar.js";
 import { normalizeProjectName, parseCoreMetadata } from "../../src/layout/formats/python-dist.js";
@@ -336,4 +337,12 @@ test("a package whose cached metadata is not a Python distribution's is left out
   const result = await pypiLayout.render({ ...input, packages: [...input.packages, broken] });
   expect(result.warnings.join()).toContain("broken.whl");
   expect(result.files.map((f) => f.path)).toContain("simple/ok/index.html");
+});
+
+test("inspect finds the layout of every sdist archive pip takes, and of udebs and ddebs", () => {
+  for (const f of ["a-1.tar.bz2", "a-1.tbz", "a-1.tar.xz", "a-1.txz", "a-1.tar.lzma", "a-1.tlz"])
+    expect(layoutForFilename(f)?.managerType, f).toBe("pypi");
+  for (const f of ["a_1_amd64.udeb", "a-dbgsym_1_amd64.ddeb", "a_1_all.deb"])
+    expect(layoutForFilename(f)?.managerType, f).toBe("apt");
+  expect(layoutForFilename("a-1-1-x86_64.pkg.tar.bz2")?.managerType).toBe("pacman");
 });
