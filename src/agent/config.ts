@@ -5,8 +5,9 @@
  * interpolate (config/interpolation.ts) → typed values (config/keys.ts, config/values.ts) →
  * checks across keys (here). Every problem is collected with its file:line, section, key, the
  * value found and what was expected, and all of them are thrown together in one
- * PACKRAT_CONFIG_INVALID error. Unknown sections and keys are warnings, not errors, so a file
- * written for a newer or older agent still loads.
+ * PACKRAT_CONFIG_INVALID error. Unknown keys are warnings, not errors, so a file written for a
+ * newer or older agent still loads; an unknown section is an error, because a misspelt section
+ * header silently takes every key under it out of the configuration.
  */
 import { readFile } from "node:fs/promises";
 import { posix } from "node:path";
@@ -44,7 +45,7 @@ export const CONFIG_PATH_ENV = "PACKRAT_AGENT_CONFIG";
 
 export interface ConfigResult {
   settings: Settings;
-  /** One line each, `file:line: what`, for unknown sections and keys. */
+  /** One line each, `file:line: what`, for unknown keys. */
   warnings: string[];
 }
 
@@ -119,7 +120,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   const doc = parseIni(text);
   const report = new Report(source);
   for (const p of doc.problems) report.problem(p.line, p.message);
-  warnUnknown(doc, report);
+  reportUnknown(doc, report);
 
   const failed = new Set<string>();
   const packrat = readSection(doc, "packrat", report, failed) as Partial<Values<PackratSettings>>;
@@ -230,7 +231,11 @@ function shownValue(spec: KeySpec<unknown>, raw: string): string {
   return spec.show ? spec.show(raw) : raw;
 }
 
-function warnUnknown(doc: IniDocument, report: Report): void {
+const KNOWN_SECTIONS = [...SECTION_NAMES, "repo NAME", DEFAULT_SECTION]
+  .map((s) => `[${s}]`)
+  .join(", ");
+
+function reportUnknown(doc: IniDocument, report: Report): void {
   for (const section of doc.sections.values()) {
     if ((SECTION_NAMES as string[]).includes(section.name)) {
       warnUnknownKeys(section, section.name as SectionName, report);
@@ -248,12 +253,14 @@ function warnUnknown(doc: IniDocument, report: Report): void {
       }
       continue;
     }
-    const guess = closest(section.name, SECTION_NAMES);
-    report.warn(
+    // A problem, not a warning like an unknown key: a misspelt header drops every key under it
+    // (a [mirorr] loses the whole mirror setup), and this agent's set of sections is closed.
+    const guess = /^repo\b/i.test(section.name)
+      ? "repo NAME"
+      : closest(section.name, SECTION_NAMES);
+    report.problem(
       section.line,
-      guess
-        ? `unknown section [${section.name}] is ignored; did you mean [${guess}]?`
-        : `unknown section [${section.name}] is ignored (this agent reads [packrat] and [mirror])`,
+      `unknown section [${section.name}]: the known sections are ${KNOWN_SECTIONS}${guess ? `; did you mean [${guess}]?` : ""}`,
     );
   }
   const everyKey = SECTION_NAMES.flatMap(keysOf);

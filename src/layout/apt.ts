@@ -29,6 +29,27 @@ import type {
 const COMPONENT = "main";
 
 /**
+ * Where Debian indexes .udeb files (debian-installer components): their own Packages per
+ * architecture, listed in the dist's Release, never mixed into binary-<arch>/Packages
+ * (dpkg-scanpackages -t udeb writes them; apt reads them for a `main/debian-installer` line).
+ */
+const UDEB_DIR = `${COMPONENT}/debian-installer`;
+
+/**
+ * Debug packages (.ddeb) go to a dist of their own, `<codename>-debug`, as Debian publishes
+ * its debug symbols (the `<suite>-debug` archive) and Ubuntu in a separate ddebs archive: apt
+ * reads them with `deb URL <codename>-debug main`, and nobody gets them without asking.
+ */
+export const DEBUG_SUFFIX = "-debug";
+
+export type DebKind = "deb" | "udeb" | "ddeb";
+
+/** What kind of Debian binary package a file is, by its name (as dpkg-scanpackages -t). */
+export function debKind(filename: string): DebKind {
+  return filename.endsWith(".udeb") ? "udeb" : filename.endsWith(".ddeb") ? "ddeb" : "deb";
+}
+
+/**
  * In a quick generation, a Packages index larger than this is published without its .xz (xz -6
  * of a 770 KB index takes ~0.4 s, of a 7 MB one at -1 ~0.5 s, and apt falls back to
  * Packages.gz when no .xz is listed); the complete generation that follows adds it.
@@ -67,6 +88,8 @@ export function codenameOf(dv: DistroVersion): string {
 interface IndexEntry {
   /** sha256, pool path and size: decides the stanza (the meta is the sha256's). */
   key: string;
+  /** A udeb is listed in the debian-installer index only. */
+  udeb: boolean;
   name: string;
   version: string;
   filename: string;
@@ -127,6 +150,7 @@ function newEntry(key: string, pkg: PublishedPackage, path: string): IndexEntry 
   }
   return {
     key,
+    udeb: debKind(path) === "udeb",
     name: controlValue(meta.control, "Package") ?? pkg.file.packageName,
     version: controlValue(meta.control, "Version") ?? pkg.file.version,
     filename: path,
@@ -146,6 +170,7 @@ function warnDuplicates(entries: readonly IndexEntry[], where: string, warnings:
     if (
       a.name === b.name &&
       a.arch === b.arch &&
+      a.udeb === b.udeb &&
       compareDebianVersions(a.version, b.version) === 0
     ) {
       warnings.push(
@@ -252,29 +277,45 @@ async function renderDist(
   // Every architecture's indexes at once: gzip and xz both run on libuv's thread pool, so a
   // multi-arch dist compresses in parallel instead of one arch after the other.
   const gzCaches = new Map<string, GzipMemberCache>();
+  const packagesIndex = async (dir: string, items: IndexEntry[]): Promise<IndexFile[]> => {
+    const plain = Buffer.concat(items.map((e) => e.bytes));
+    const gzCache = cache.gz.get(dir) ?? new GzipMemberCache();
+    gzCaches.set(dir, gzCache);
+    const withXz = !input.quick || plain.length <= QUICK_XZ_MAX_BYTES;
+    if (!withXz) deferred.xz = true;
+    const [gz, xzed] = await Promise.all([
+      gzCache.compress(items),
+      withXz ? xzCompressAsync(plain) : null,
+    ]);
+    return [
+      { name: `${dir}/Packages`, content: plain },
+      { name: `${dir}/Packages.gz`, content: gz },
+      ...(xzed ? [{ name: `${dir}/Packages.xz`, content: xzed }] : []),
+    ];
+  };
+  // debian-installer indexes only where there are udebs: a dist without any stays as it was.
+  const hasUdebs = entries.some((e) => e.udeb);
   const perArch = await Promise.all(
     architectures.map(async (arch): Promise<IndexFile[]> => {
       const dir = `${COMPONENT}/binary-${arch}`;
-      const items = entries.filter((e) => e.arch === arch || e.arch === "all");
-      const plain = Buffer.concat(items.map((e) => e.bytes));
-      const gzCache = cache.gz.get(arch) ?? new GzipMemberCache();
-      gzCaches.set(arch, gzCache);
-      const withXz = !input.quick || plain.length <= QUICK_XZ_MAX_BYTES;
-      if (!withXz) deferred.xz = true;
-      const [gz, xzed] = await Promise.all([
-        gzCache.compress(items),
-        withXz ? xzCompressAsync(plain) : null,
-      ]);
+      const ofArch = entries.filter((e) => e.arch === arch || e.arch === "all");
       const archRelease = encoder.encode(
         `Archive: ${dist.codename}\nOrigin: ${origin}\nLabel: ${origin}\nCodename: ${dist.codename}\n` +
           `Component: ${COMPONENT}\nArchitecture: ${arch}\n`,
       );
-      return [
-        { name: `${dir}/Packages`, content: plain },
-        { name: `${dir}/Packages.gz`, content: gz },
-        ...(xzed ? [{ name: `${dir}/Packages.xz`, content: xzed }] : []),
-        { name: `${dir}/Release`, content: archRelease },
-      ];
+      const [debs, udebs] = await Promise.all([
+        packagesIndex(
+          dir,
+          ofArch.filter((e) => !e.udeb),
+        ),
+        hasUdebs
+          ? packagesIndex(
+              `${UDEB_DIR}/binary-${arch}`,
+              ofArch.filter((e) => e.udeb),
+            )
+          : [],
+      ]);
+      return [...debs, { name: `${dir}/Release`, content: archRelease }, ...udebs];
     }),
   );
   cache.gz = gzCaches;
@@ -340,14 +381,18 @@ async function renderDist(
 /** Distributions of the repo: one per codename, each with only its own packages. */
 function groupDists(input: RenderInput): Dist[] {
   const dists = new Map<string, Dist>();
-  const add = (dv: DistroVersion) => {
-    const codename = codenameOf(dv);
+  const add = (dv: DistroVersion, suffix = "") => {
+    const codename = codenameOf(dv) + suffix;
     let dist = dists.get(codename);
     if (!dist) dists.set(codename, (dist = { codename, packages: [] }));
     return dist;
   };
   for (const dv of input.distroVersions.values()) add(dv);
-  for (const pkg of input.packages) add(pkg.distroVersion).packages.push(pkg);
+  for (const pkg of input.packages) {
+    const path = pkg.paths[0] ?? pkg.file.filename;
+    const suffix = debKind(path) === "ddeb" ? DEBUG_SUFFIX : "";
+    add(pkg.distroVersion, suffix).packages.push(pkg);
+  }
   return [...dists.values()].sort((a, b) => (a.codename < b.codename ? -1 : 1));
 }
 
@@ -394,7 +439,8 @@ export const aptLayout: RepoLayout = {
   forgetRepos: (keep) => distCaches.forgetRepos(keep),
 
   fileTypes: ["deb"],
-  filenamePattern: /\.deb$/,
+  // udebs (debian-installer) and ddebs (debug symbols) are apt packages too.
+  filenamePattern: /\.[ud]?deb$/,
   check: checkAptRepo,
   placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],
   // Every index, Release and by-hash file is under dists/.

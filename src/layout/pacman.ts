@@ -596,7 +596,7 @@ export const pacmanLayout: RepoLayout = {
   fileTypes: ["*"],
   // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).
   wantsPackageSignatures: true,
-  filenamePattern: /\.pkg\.tar(\.(zst|xz|gz))?$/,
+  filenamePattern: /\.pkg\.tar(\.[a-z0-9]+)?$/,
   check: checkPacmanRepo,
   placePackage,
   reservesPath: isPacmanMetadataName,

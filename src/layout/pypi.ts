@@ -11,7 +11,12 @@
  */
 import { checkPypiRepo } from "./checks/pypi.js";
 import { PackratError } from "../errors.js";
-import { asPythonMeta, normalizeProjectName, readPythonDist } from "./formats/python-dist.js";
+import {
+  asPythonMeta,
+  normalizeProjectName,
+  parseDistFilename,
+  readPythonDist,
+} from "./formats/python-dist.js";
 import type { PythonDistMeta } from "./formats/python-dist.js";
 import type {
   PackageMeta,
@@ -49,6 +54,8 @@ export function escapeHtml(text: string): string {
 interface ProjectFile {
   pkg: PublishedPackage;
   meta: PythonDistMeta;
+  /** The version pip reads from the file name. */
+  version: string;
   /** Relative to simple/<project>/. */
   url: string;
 }
@@ -90,7 +97,7 @@ function projectPage(project: Project): string {
 }
 
 function projectJson(project: Project): string {
-  const versions = [...new Set(project.files.map((f) => f.meta.version))].sort(compareVersions);
+  const versions = [...new Set(project.files.map((f) => f.version))].sort(compareVersions);
   return `${JSON.stringify(
     {
       meta: { "api-version": "1.1" },
@@ -146,9 +153,20 @@ function render(input: RenderInput): Promise<RenderResult> {
       warnings.push(`${(err as Error).message}; not listed`);
       continue;
     }
-    const normalized = normalizeProjectName(meta.name);
-    const project = byProject.get(normalized) ?? { normalized, display: meta.name, files: [] };
-    project.files.push({ pkg, meta, url: fileUrl(pkg) });
+    // pip finds a file under the project its file name gives (PEP 427/503), whatever the
+    // metadata inside says; decided here rather than from the parse, so metadata cached by
+    // an older agent is listed the same way.
+    const dist = parseDistFilename(pkg.file.filename, meta.declaredName ?? meta.name);
+    if (dist === null) {
+      warnings.push(
+        `${pkg.file.filename}: pip reads no project and version from this file name; not listed`,
+      );
+      continue;
+    }
+    const normalized = normalizeProjectName(dist.project);
+    const display = normalizeProjectName(meta.name) === normalized ? meta.name : dist.project;
+    const project = byProject.get(normalized) ?? { normalized, display, files: [] };
+    project.files.push({ pkg, meta, version: dist.version, url: fileUrl(pkg) });
     byProject.set(normalized, project);
   }
   const projects = [...byProject.values()].sort((a, b) =>
@@ -218,9 +236,13 @@ function describe(meta: PackageMeta, filename: string): string {
 
 export const pypiLayout: RepoLayout = {
   managerType: "pypi",
+  // 2: name and version from the file name, sdists in every archive pip unpacks, PKG-INFO
+  // optional (files an older agent refused are parsed again).
+  metaVersion: 2,
   // packrat's PackageFile type for wheels and sdists.
   fileTypes: ["python"],
-  filenamePattern: /\.(whl|tar\.gz|zip)$/,
+  // Wheels, and sdists in every archive format pip unpacks.
+  filenamePattern: /\.(whl|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tar\.lzma|tlz|tar|zip)$/,
   check: checkPypiRepo,
   placePackage,
   // The simple index: every page is under simple/.

@@ -167,6 +167,12 @@ export interface RepoLayout {
   reservesPath(rel: string, context: ReservationContext): boolean;
   /** Parse a package's bytes; throws PackratError PACKRAT_PACKAGE_INVALID naming `filename`. */
   parse(source: ByteSource, filename: string): Promise<PackageMeta>;
+  /**
+   * The version of what parse() yields (absent: 1). Raise it when a parser change alters the
+   * result for files already parsed: the state DB caches parses (and failures) by sha256 for
+   * good, so only a new version makes files cached by an older agent be parsed again.
+   */
+  readonly metaVersion?: number;
   render(input: RenderInput): Promise<RenderResult>;
   /**
    * Optional rewrite of a verified download before it is published (yum: add an RPM header
@@ -185,4 +191,10 @@ export interface RepoLayout {
   forgetRepos?(keep: ReadonlySet<string>): void;
   /** Human-readable index entry for `packrat-agent inspect` (e.g. a Packages stanza). */
   describe(meta: PackageMeta, filename: string): string;
+}
+
+/** The state DB's cache key for a layout's parsed metadata (see RepoLayout.metaVersion). */
+export function metaCacheKey(layout: Pick<RepoLayout, "managerType" | "metaVersion">): string {
+  const version = layout.metaVersion ?? 1;
+  return version === 1 ? layout.managerType : `${layout.managerType}@${version}`;
 }

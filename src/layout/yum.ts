@@ -247,6 +247,8 @@ async function render(input: RenderInput): Promise<RenderResult> {
 
 export const yumLayout: RepoLayout = {
   managerType: "yum",
+  // 2: non-UTF-8 header text read as createrepo_c reads it, changelog authors trimmed.
+  metaVersion: 2,
   forgetRepos: (keep) => rootCaches.forgetRepos(keep),
 
   fileTypes: ["rpm"],

@@ -11,6 +11,7 @@ import PQueue from "p-queue";
 import { PackratError, describeError, isPackratError } from "../errors.js";
 import { forgetRepos, layoutAccepts } from "../layout/index.js";
 import type { LayoutOptions, PublishedPackage, RepoLayout } from "../layout/types.js";
+import { metaCacheKey } from "../layout/types.js";
 import type { Logger } from "../log.js";
 import type { Signer } from "../signing/signer.js";
 import type { PackageFileRow, StateStore } from "../state/state-store.js";
@@ -1046,11 +1047,11 @@ export class SyncEngine {
     const { store, log, layoutOptions, signer } = this.deps;
     const dir = assertSafeRelativePath(plan.repo.filesystemDir, `repo ${plan.repo.name}`);
     const packages: PublishedPackage[] = [];
-    const managerType = plan.layout.managerType;
+    const metaKey = metaCacheKey(plan.layout);
     // Cached metadata is read only when the layout asks for it: a pass whose inputs are
     // unchanged does not render, and a render with warm caches asks for few (JSON.parse of
     // 10,000 metas costs more than the rest of a one-package pass).
-    const metaStatus = store.packageMetaStatus(managerType);
+    const metaStatus = store.packageMetaStatus(metaKey);
     const signatureMemos = {
       last: this.signatures.get(plan.repo.name) ?? new Map<string, Uint8Array>(),
       used: new Map<string, Uint8Array>(),
@@ -1091,7 +1092,7 @@ export class SyncEngine {
         size: st.size,
         sha256,
         get meta() {
-          return (meta ??= store.getPackageMeta(sha256, managerType)?.meta ?? {});
+          return (meta ??= store.getPackageMeta(sha256, metaKey)?.meta ?? {});
         },
       });
     }
@@ -1102,7 +1103,13 @@ export class SyncEngine {
         {
           layout: plan.layout,
           repoDir: dir,
-          salt: JSON.stringify([layoutOptions, signer?.fingerprint ?? null]),
+          // A raised metaVersion re-renders (re-parsed metadata leaves the package list as it
+          // was); an unversioned layout keeps the salt, and so its published generation.
+          salt: JSON.stringify([
+            layoutOptions,
+            signer?.fingerprint ?? null,
+            ...(metaKey === plan.layout.managerType ? [] : [metaKey]),
+          ]),
           warmOnly: warm,
           input: {
             repo: plan.repo,
@@ -1198,7 +1205,7 @@ export class SyncEngine {
     );
     store.transaction(() => {
       for (const [sha256, meta] of out)
-        store.putPackageMeta(sha256, layout.managerType, meta, errors.get(sha256) ?? null);
+        store.putPackageMeta(sha256, metaCacheKey(layout), meta, errors.get(sha256) ?? null);
     });
     return out;
   }

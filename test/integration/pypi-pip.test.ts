@@ -81,6 +81,19 @@ beforeAll(async () => {
     buildWheel({ name: "Tiny.Wheel", version: "2.0", requiresPython: ">=99" }),
     buildSdist({ name: "tiny-sdist", version: "0.3" }),
     buildSdist({ name: "zip_sdist", version: "1.1" }, "zip"),
+    // Every tar compression pip unpacks (LZMA-alone has no magic; pip reads it as xz).
+    buildSdist({ name: "xz-sdist", version: "1.0", requiresPython: ">=3.7" }, "tar.xz"),
+    buildSdist({ name: "bz2-sdist", version: "1.0", requiresPython: ">=3.7" }, "tar.bz2"),
+    buildSdist({ name: "lzma-sdist", version: "1.0", requiresPython: ">=3.7" }, "tar.lzma"),
+    // PKG-INFO only in an .egg-info directory, and none at all: pip needs neither.
+    buildSdist(
+      { name: "egg-sdist", version: "1.0", requiresPython: ">=3.7" },
+      "tar.gz",
+      "egg-info",
+    ),
+    buildSdist({ name: "bare-sdist", version: "2.0", requiresPython: ">=3.7" }, "tar.gz", "none"),
+    // A wheel whose file name gives another project than its metadata: pip goes by the file.
+    buildWheel({ name: "Meta.Named", version: "1.0" }, "File.Named"),
   ];
   published = [];
   for (const d of dists) {
@@ -158,6 +171,7 @@ afterAll(async () => {
 async function pipDownload(
   server: PypiServer,
   requirement: string,
+  command: "download" | "index versions" = "download",
 ): Promise<{ ok: boolean; output: string; files: string[] }> {
   const dest = await mkdtemp(path.join(work, "dest-"));
   try {
@@ -166,14 +180,12 @@ async function pipDownload(
       [
         "-m",
         "pip",
-        "download",
-        "--no-deps",
+        ...command.split(" "),
+        ...(command === "download" ? ["--no-deps", "--dest", dest] : []),
         "--no-cache-dir",
         "--disable-pip-version-check",
         "--index-url",
         `${server.url}/simple/`,
-        "--dest",
-        dest,
         requirement,
       ],
       {
@@ -231,6 +243,86 @@ describe.each([
     },
     120_000,
   );
+});
+
+describe.each([
+  ["HTML (PEP 503)", false],
+  ["JSON (PEP 691) by content negotiation", true],
+])("real pip and the sdists and wheels pip names by their file, %s", (_label, negotiate) => {
+  test.concurrent(
+    "downloads sdists compressed with xz, bzip2 and LZMA-alone",
+    async () => {
+      const server = await startPypiServer(root, negotiate);
+      try {
+        for (const [req, file] of [
+          ["xz-sdist==1.0", "xz_sdist-1.0.tar.xz"],
+          ["bz2-sdist==1.0", "bz2_sdist-1.0.tar.bz2"],
+          ["lzma-sdist==1.0", "lzma_sdist-1.0.tar.lzma"],
+        ] as const) {
+          const result = await pipDownload(server, req);
+          expect(result.ok, result.output).toBe(true);
+          expect(result.files).toEqual([file]);
+        }
+      } finally {
+        await server.close();
+      }
+    },
+    180_000,
+  );
+
+  test.concurrent(
+    "downloads sdists whose PKG-INFO is in an .egg-info directory or missing",
+    async () => {
+      const server = await startPypiServer(root, negotiate);
+      try {
+        for (const [req, file] of [
+          ["egg-sdist==1.0", "egg_sdist-1.0.tar.gz"],
+          ["bare-sdist==2.0", "bare_sdist-2.0.tar.gz"],
+        ] as const) {
+          const result = await pipDownload(server, req);
+          expect(result.ok, result.output).toBe(true);
+          expect(result.files).toEqual([file]);
+        }
+      } finally {
+        await server.close();
+      }
+    },
+    180_000,
+  );
+
+  test.concurrent(
+    "finds a wheel under the project its file name gives, not its metadata's",
+    async () => {
+      const server = await startPypiServer(root, negotiate);
+      try {
+        // pip's finder alone (no metadata check): the file is where pip looks for it.
+        const found = await pipDownload(server, "file-named", "index versions");
+        expect(found.ok, found.output).toBe(true);
+        expect(found.output).toContain("file-named (1.0)");
+        const other = await pipDownload(server, "meta-named", "index versions");
+        expect(other.ok).toBe(false);
+        const download = await pipDownload(server, "file-named==1.0");
+        expect(download.ok, download.output).toBe(true);
+        expect(download.files).toEqual(["File_Named-1.0-py3-none-any.whl"]);
+      } finally {
+        await server.close();
+      }
+    },
+    180_000,
+  );
+});
+
+test("the index lists data-requires-python from PKG-INFO wherever it is, and leaves it out without one", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const page = (p: string) => readFile(path.join(root, "simple", p, "index.html"), "utf8");
+  expect(await page("egg-sdist")).toContain('data-requires-python="&gt;=3.7"');
+  expect(await page("lzma-sdist")).toContain('data-requires-python="&gt;=3.7"');
+  expect(await page("bare-sdist")).toMatch(/bare_sdist-2\.0\.tar\.gz#sha256=[0-9a-f]{64}">/);
+  expect(await page("bare-sdist")).not.toContain("data-requires-python");
+  const json = JSON.parse(
+    await readFile(path.join(root, "simple", "file-named", "index.json"), "utf8"),
+  ) as { name: string; versions: string[] };
+  expect(json).toMatchObject({ name: "file-named", versions: ["1.0"] });
 });
 
 test("pip refuses a package whose bytes do not match the index's sha256", async () => {

@@ -13,9 +13,11 @@ import {
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isPackratError } from "../../src/errors.js";
+import { layoutFor } from "../../src/layout/index.js";
 import { sha256File, walkTree } from "../../src/sync/disk.js";
 import {
   makeEngine,
+  sampleDeb,
   startMirrorFixture,
   type EngineHarness,
   type MirrorFixture,
@@ -67,6 +69,35 @@ describe("sync engine against the fake master", () => {
     expect(manifest.tool?.[0]?.path).toBe("tool/tool_1.2.tar.gz");
     expect(fx.master.heartbeats).toHaveLength(1);
     expect((await walkTree(fx.root)).some((e) => e.rel.startsWith(".packrat-tmp/"))).toBe(false);
+  });
+
+  it("parses again what an older parser cached once the layout's metaVersion is raised", async () => {
+    // An older agent's parser refused hello and cached that (the cache is by sha256, for good).
+    const hello = sampleDeb("hello", "1.0-1");
+    const helloSha = createHash("sha256").update(hello.content).digest("hex");
+    h.store.putPackageMeta(helloSha, "apt", null, "an older parser refused it");
+    await h.engine.fullSync();
+    const packages = () => read("apt/dists/bookworm/main/binary-amd64/Packages");
+    expect(await packages()).not.toContain("Package: hello\n");
+    // The same parser version: the cached failure stands.
+    await h.engine.fullSync();
+    expect(await packages()).not.toContain("Package: hello\n");
+    // A new parser version: cached results of the old one are not used, the file is parsed again.
+    const bumped = makeEngine(fx, {
+      deps: {
+        layoutFor: (t) => {
+          const layout = layoutFor(t);
+          return layout?.managerType === "apt" ? { ...layout, metaVersion: 2 } : layout;
+        },
+      },
+    });
+    try {
+      await bumped.engine.fullSync();
+      expect(await packages()).toContain("Package: hello\n");
+      expect(bumped.store.getPackageMeta(helloSha, "apt@2")?.error).toBeNull();
+    } finally {
+      await bumped.close();
+    }
   });
 
   it("a no-change full sync hashes nothing and rewrites nothing", async () => {

@@ -2,9 +2,12 @@
  * Tiny Python distributions for tests, built in memory (never committed as binaries):
  * - buildWheel(): a pure-Python wheel (zip) with `<dist>-<ver>.dist-info/METADATA`, WHEEL
  *   and RECORD.
- * - buildSdist(): an sdist (.tar.gz or .zip) with PKG-INFO and an in-tree PEP 517 backend
- *   with no build requirements, so `pip download` can prepare its metadata offline.
+ * - buildSdist(): an sdist (.tar.gz, .tar.xz, .tar.bz2, .tar.lzma or .zip, compressed by the
+ *   real xz and bzip2) with PKG-INFO where sdists have it, elsewhere or nowhere, and an in-tree
+ *   PEP 517 backend with no build requirements, so `pip download` can prepare its metadata
+ *   offline.
  */
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { zipSync } from "fflate";
@@ -45,8 +48,12 @@ function recordLine(path: string, data: Uint8Array): string {
   return `${path},sha256=${digest},${data.length}`;
 }
 
-export function buildWheel(spec: PythonDistSpec): BuiltDist {
-  const dist = distName(spec.name);
+/**
+ * `fileName`: the project the wheel's file (and .dist-info directory) names, when it differs
+ * from the Name in its METADATA (spec.name).
+ */
+export function buildWheel(spec: PythonDistSpec, fileName: string = spec.name): BuiltDist {
+  const dist = distName(fileName);
   const info = `${dist}-${spec.version}.dist-info`;
   const files: Record<string, Uint8Array> = {
     [`${dist.toLowerCase()}/__init__.py`]: enc.encode(`__version__ = "${spec.version}"\n`),
@@ -71,8 +78,8 @@ def get_requires_for_build_sdist(config_settings=None):
     return []
 
 def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
-    with open("PKG-INFO", encoding="utf-8") as f:
-        metadata = f.read()
+    # From the backend itself, not PKG-INFO: some test sdists have none, or not at the top.
+    metadata = METADATA
     fields = dict(line.split(": ", 1) for line in metadata.split("\\n\\n")[0].splitlines())
     name = "{}-{}.dist-info".format(fields["Name"].replace("-", "_"), fields["Version"])
     os.makedirs(os.path.join(metadata_directory, name))
@@ -93,14 +100,30 @@ build-backend = "backend"
 backend-path = ["."]
 `;
 
-export function buildSdist(spec: PythonDistSpec, format: "tar.gz" | "zip" = "tar.gz"): BuiltDist {
+export type SdistFormat = "tar.gz" | "tar.xz" | "tar.bz2" | "tar.lzma" | "zip";
+
+/**
+ * Where PKG-INFO goes: "top" (`<name>-<version>/PKG-INFO`, as sdists are made), "egg-info"
+ * (only `<name>-<version>/<name>.egg-info/PKG-INFO`, as in some hand-made sdists), "none".
+ */
+export type PkgInfoPlace = "top" | "egg-info" | "none";
+
+export function buildSdist(
+  spec: PythonDistSpec,
+  format: SdistFormat = "tar.gz",
+  pkgInfo: PkgInfoPlace = "top",
+): BuiltDist {
   const top = `${distName(spec.name)}-${spec.version}`;
+  const metadata = coreMetadata(spec);
   const files: Record<string, Uint8Array> = {
-    [`${top}/PKG-INFO`]: enc.encode(coreMetadata(spec)),
     [`${top}/pyproject.toml`]: enc.encode(PYPROJECT),
-    [`${top}/backend.py`]: enc.encode(BACKEND),
+    [`${top}/backend.py`]: enc.encode(`METADATA = ${JSON.stringify(metadata)}\n${BACKEND}`),
     [`${top}/${distName(spec.name).toLowerCase()}/__init__.py`]: enc.encode("\n"),
   };
+  if (pkgInfo === "top") files[`${top}/PKG-INFO`] = enc.encode(metadata);
+  if (pkgInfo === "egg-info") {
+    files[`${top}/${distName(spec.name)}.egg-info/PKG-INFO`] = enc.encode(metadata);
+  }
   const filename = `${top}.${format}`;
   if (format === "zip") {
     return { filename, bytes: zipSync(files, { mtime: new Date("2024-01-01T00:00:00Z") }), spec };
@@ -110,5 +133,15 @@ export function buildSdist(spec: PythonDistSpec, format: "tar.gz" | "zip" = "tar
     { name: `${top}/`, mtime },
     ...Object.entries(files).map(([name, content]) => ({ name, content, mtime })),
   ];
-  return { filename, bytes: gzipSync(writeTar(entries)), spec };
+  const tar = writeTar(entries);
+  // The real compressors, so the archives are what sdist tools and people make.
+  const compressed =
+    format === "tar.gz"
+      ? gzipSync(tar)
+      : format === "tar.xz"
+        ? execFileSync("xz", ["-c", "-6"], { input: tar })
+        : format === "tar.bz2"
+          ? execFileSync("bzip2", ["-c", "-9"], { input: tar })
+          : execFileSync("xz", ["-c", "--format=lzma"], { input: tar });
+  return { filename, bytes: new Uint8Array(compressed), spec };
 }

@@ -48,6 +48,13 @@ export interface SpecInput {
   changelog?: [string, string, string][];
   /** Build the source RPM (rpmbuild -bs) instead of the binary one. */
   source?: boolean;
+  /** %description text (default: a line naming the package). */
+  description?: string;
+  /**
+   * Write the spec in ISO-8859-1 instead of UTF-8, as old packages were: the header then holds
+   * Latin-1 bytes, which rpmbuild accepts once told not to stop at invalid UTF-8.
+   */
+  latin1?: boolean;
 }
 
 function specText(s: SpecInput): string {
@@ -62,7 +69,7 @@ function specText(s: SpecInput): string {
     `BuildArch: ${s.arch}`,
     ...(s.preamble ?? []),
     "%description",
-    `${s.name}: a package built by the packrat-agent tests.`,
+    s.description ?? `${s.name}: a package built by the packrat-agent tests.`,
     "%install",
   ];
   for (const [p, content] of Object.entries(s.files)) {
@@ -95,7 +102,7 @@ export async function buildRpmsWithRpmbuild(
     const top = path.join(dir, `top-${s.name}`);
     await mkdir(top, { recursive: true });
     const spec = path.join(top, `${s.name}.spec`);
-    await writeFile(spec, specText(s));
+    await writeFile(spec, specText(s), s.latin1 ? "latin1" : "utf8");
     await run(
       "rpmbuild",
       [
@@ -108,6 +115,7 @@ export async function buildRpmsWithRpmbuild(
         "use_source_date_epoch_as_buildtime 1",
         "--define",
         "_buildhost packrat-test.invalid",
+        ...(s.latin1 ? ["--define", "_invalid_encoding_terminates_build 0"] : []),
         "--nodeps",
         "--target",
         s.arch,

@@ -746,16 +746,11 @@ log_level: loud
 });
 
 describe("parseConfig warnings", () => {
-  it("warns about unknown keys and sections, with a suggestion for a near miss", () => {
+  it("warns about unknown keys, with a suggestion for a near miss", () => {
     const text = `${MINIMAL}root_dri: /x
 colour: blue
 host: http://elsewhere
 
-[mirorr]
-x: 1
-
-[Packrat]
-[extra]
 [DEFAULT]
 logg_level: debug
 `;
@@ -766,10 +761,29 @@ logg_level: debug
       'mirror.conf:7: [mirror] unknown key "root_dri" is ignored; did you mean root_dir?',
       'mirror.conf:8: [mirror] unknown key "colour" is ignored',
       'mirror.conf:9: [mirror] unknown key "host" is ignored; it belongs under [packrat]',
-      "mirror.conf:11: unknown section [mirorr] is ignored; did you mean [mirror]?",
-      "mirror.conf:14: unknown section [Packrat] is ignored; did you mean [packrat]?",
-      "mirror.conf:15: unknown section [extra] is ignored (this agent reads [packrat] and [mirror])",
-      'mirror.conf:17: [DEFAULT] unknown key "logg_level" is ignored; did you mean log_level?',
+      'mirror.conf:12: [DEFAULT] unknown key "logg_level" is ignored; did you mean log_level?',
+    ]);
+  });
+
+  it("refuses an unknown section with its file, line and the known sections", () => {
+    // [mirorr] would otherwise take full_sync_interval out of the configuration without a word.
+    const text = `${MINIMAL}
+[mirorr]
+full_sync_interval: 60
+
+[Packrat]
+[extra]
+[repo]
+[repo a b]
+[repo prod-apt]
+`;
+    const known = "the known sections are [packrat], [mirror], [repo NAME], [DEFAULT]";
+    expect(problemsOf(text)).toEqual([
+      `mirror.conf:8: unknown section [mirorr]: ${known}; did you mean [mirror]?`,
+      `mirror.conf:11: unknown section [Packrat]: ${known}; did you mean [packrat]?`,
+      `mirror.conf:12: unknown section [extra]: ${known}`,
+      `mirror.conf:13: unknown section [repo]: ${known}; did you mean [repo NAME]?`,
+      `mirror.conf:14: unknown section [repo a b]: ${known}; did you mean [repo NAME]?`,
     ]);
   });
 

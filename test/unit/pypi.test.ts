@@ -3,6 +3,7 @@ import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { zipSync } from "fflate";
 import { describe, expect, test } from "vitest";
+import { layoutForFilename } from "../../src/layout/index.js";
 import { isPackratError } from "../../src/errors.js";
 import { writeTar } from "../../src/layout/formats/pacman-tar.js";
 import { normalizeProjectName, parseCoreMetadata } from "../../src/layout/formats/python-dist.js";
@@ -141,30 +142,37 @@ describe("parse", () => {
     });
   });
 
-  test("PKG-INFO deeper than the top directory is not the sdist's", async () => {
+  test("PKG-INFO deeper than the top directory is not the sdist's: it has none", async () => {
     const tar = gzipSync(
       writeTar([
         {
           name: "a-1/sub/PKG-INFO",
-          content: new TextEncoder().encode("Name: x\nVersion: 1\n"),
+          content: new TextEncoder().encode("Name: x\nVersion: 1\nRequires-Python: >=3\n"),
           mtime: 0,
         },
       ]),
     );
-    await expect(pypiLayout.parse(bufferSource(tar), "a-1.tar.gz")).rejects.toThrow(
-      /a-1\.tar\.gz: no <project>-<version>\/PKG-INFO/,
-    );
+    const meta = await pypiLayout.parse(bufferSource(tar), "a-1.tar.gz");
+    expect(meta).toMatchObject({ name: "a", version: "1", declaredName: null });
+    expect(meta.requiresPython).toBeNull();
   });
 
-  test("a wheel with no METADATA, or metadata with no Version, is invalid", async () => {
+  test("a wheel with no METADATA is invalid; name and version come from the file name", async () => {
     const empty = zipSync({ "x/__init__.py": new Uint8Array(1) });
     await expect(
       pypiLayout.parse(bufferSource(empty), "x-1-py3-none-any.whl"),
     ).rejects.toMatchObject({ code: "PACKRAT_PACKAGE_INVALID" });
-    const noVersion = zipSync({ "x-1.dist-info/METADATA": new TextEncoder().encode("Name: x\n") });
-    await expect(pypiLayout.parse(bufferSource(noVersion), "x-1-py3-none-any.whl")).rejects.toThrow(
-      /no Name or no Version/,
-    );
+    const noVersion = zipSync({ "x-1.dist-info/METADATA": new TextEncoder().encode("Name: X\n") });
+    expect(await pypiLayout.parse(bufferSource(noVersion), "x-1-py3-none-any.whl")).toMatchObject({
+      name: "X",
+      version: "1",
+    });
+    // pip takes no file whose name has no <name>-<version>, or a space in the name.
+    for (const name of ["x.whl", "bad name-1-py3-none-any.whl", "nodash.tar.gz", "x-1.tar.lz"]) {
+      await expect(pypiLayout.parse(bufferSource(noVersion), name)).rejects.toThrow(
+        /pip reads no project and version from this file name/,
+      );
+    }
   });
 
   test("core metadata: folded lines, first value wins for single fields, body dropped", () => {
@@ -302,7 +310,7 @@ describe("render", () => {
   });
 
   test("a project name that is not a path segment is left out with a warning", async () => {
-    const bad = buildWheel({ name: "bad name", version: "1" });
+    const bad = buildSdist({ name: "bad!name", version: "1" });
     const { result, text } = await renderOf([bad]);
     expect([...text.keys()].sort()).toEqual(["simple/index.html", "simple/index.json"]);
     expect(result.warnings.join()).toContain("not a valid Python project name");
@@ -329,4 +337,12 @@ test("a package whose cached metadata is not a Python distribution's is left out
   const result = await pypiLayout.render({ ...input, packages: [...input.packages, broken] });
   expect(result.warnings.join()).toContain("broken.whl");
   expect(result.files.map((f) => f.path)).toContain("simple/ok/index.html");
+});
+
+test("inspect finds the layout of every sdist archive pip takes, and of udebs and ddebs", () => {
+  for (const f of ["a-1.tar.bz2", "a-1.tbz", "a-1.tar.xz", "a-1.txz", "a-1.tar.lzma", "a-1.tlz"])
+    expect(layoutForFilename(f)?.managerType, f).toBe("pypi");
+  for (const f of ["a_1_amd64.udeb", "a-dbgsym_1_amd64.ddeb", "a_1_all.deb"])
+    expect(layoutForFilename(f)?.managerType, f).toBe("apt");
+  expect(layoutForFilename("a-1-1-x86_64.pkg.tar.bz2")?.managerType).toBe("pacman");
 });

@@ -6,8 +6,10 @@ import { parseRpm } from "../../src/layout/formats/rpm-meta.js";
 import { signRpm } from "../../src/layout/formats/rpm-sign.js";
 import type { Signer } from "../../src/signing/signer.js";
 import { bufferSource } from "../../src/layout/types.js";
+import { changelogsAsCreaterepo } from "../../src/layout/formats/rpm-repodata.js";
 import {
   encodeHeader,
+  headerText,
   int32Entry,
   LEAD_SIZE,
   stringArrayEntry,
@@ -240,5 +242,35 @@ describe("parseRpm", () => {
       const meta = await parseRpm(bufferSource(rpmWith([])), "bad.rpm");
       expect(meta.name).toBe("bad");
     });
+  });
+});
+
+describe("header text and changelog dates as createrepo_c writes them", () => {
+  const bytes = (...b: number[]) => Buffer.from(b).toString("latin1");
+
+  it("keeps UTF-8, and reads anything else as ISO-8859-1 the way cr_latin1_to_utf8 does", () => {
+    expect(headerText(Buffer.from("café ✓", "utf8").toString("latin1"))).toBe("café ✓");
+    // é in Latin-1; 0xAB («) and 0x85 are dropped (0x80-0xBF), and so is the C0 control 0x01,
+    // but tab and LF stay.
+    expect(headerText(bytes(0x63, 0x61, 0x66, 0xe9, 0xab, 0x85, 0x01, 0x09, 0x0a, 0xff))).toBe(
+      "café\t\nÿ",
+    );
+    // A lone continuation byte is not UTF-8 shaped: the whole string is read as Latin-1.
+    expect(headerText(bytes(0xc3, 0xa9, 0xe9))).toBe("Ãé");
+    expect(headerText("plain\u0001ascii")).toBe("plain\u0001ascii");
+  });
+
+  it("moves repeated changelog times within the kept entries only", () => {
+    const log = (date: number) => ({ author: "a", date, text: "t" });
+    const dates = (input: number[], limit: number) =>
+      changelogsAsCreaterepo(input.map(log), limit).map((c) => c.date);
+    expect(dates([100, 100, 100, 50], 10)).toEqual([102, 101, 100, 50]);
+    expect(dates([100, 100, 100, 50], 2)).toEqual([101, 100]);
+    expect(dates([100, 100, 100], 1)).toEqual([100]);
+    expect(dates([100, 100, 100], 0)).toEqual([]);
+    // A run that ends and starts again is counted afresh.
+    expect(dates([100, 100, 90, 100, 100], 10)).toEqual([101, 100, 90, 101, 100]);
+    // A moved entry can meet the next older date: createrepo_c moves it on, not back.
+    expect(dates([101, 100, 100], 10)).toEqual([102, 101, 100]);
   });
 });

@@ -20,7 +20,8 @@ describe("xml escaping", () => {
       parseTagValue: false,
       parseAttributeValue: false,
       processEntities: true,
-      htmlEntities: false,
+      // Decodes numeric character references (&#xEF;), which attributes use for non-ASCII.
+      htmlEntities: true,
     });
     fc.assert(
       fc.property(fc.string({ unit: "binary", maxLength: 60 }), (s) => {
@@ -45,5 +46,13 @@ describe("xml escaping", () => {
     expect(xmlEscape(`a<b>&"c"`)).toBe(`a&lt;b&gt;&amp;"c"`);
     expect(xmlAttrs({ x: `"<&>` })).toBe(` x="&quot;&lt;&amp;&gt;"`);
     expect(xmlAttrs({ x: undefined, y: 1 })).toBe(` y="1"`);
+  });
+
+  it("writes CR in text, and tab, line ends and non-ASCII in attributes, as references", () => {
+    // What createrepo_c's libxml2 writes (checked against createrepo_c 0.17 output).
+    expect(xmlEscape("tab\there cr\rthere é")).toBe("tab\there cr&#13;there é");
+    expect(xmlAttrs({ name: "na\u00efve\t\n\r\u{1f600}" })).toBe(
+      ` name="na&#xEF;ve&#9;&#10;&#13;&#x1F600;"`,
+    );
   });
 });

@@ -11,10 +11,13 @@ import type { Transform } from "node:stream";
 import { Readable, pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
+import * as lzma from "lzma-native";
+import unbzip2 from "unbzip2-stream";
 import zstdBinding from "zstd-napi/binding.js";
 import type { ByteSource } from "../types.js";
 
-export type StreamCompression = "zstd" | "xz" | "gzip" | "none";
+/** bzip2 and lzma (LZMA-alone, .tar.lzma) only for callers that ask (Python sdists). */
+export type StreamCompression = "zstd" | "xz" | "gzip" | "bzip2" | "lzma" | "none";
 
 export class StreamError extends Error {
   override readonly name = "StreamError";
@@ -22,13 +25,27 @@ export class StreamError extends Error {
 
 const READ_CHUNK = 1 << 20;
 
-/** The compression a file uses, from its magic bytes (the name can lie). */
-export async function sniffCompression(source: ByteSource): Promise<StreamCompression | null> {
+/**
+ * The compression a file uses, from its magic bytes (the name can lie). `bzip2`: also know
+ * bzip2 ("BZh" and a block size digit); pacman packages never use it, Python sdists may.
+ */
+export async function sniffCompression(
+  source: ByteSource,
+  options: { bzip2?: boolean } = {},
+): Promise<StreamCompression | null> {
   const head = await source.read(0, 512);
   const starts = (...bytes: number[]) => bytes.every((b, i) => head[i] === b);
   if (starts(0x28, 0xb5, 0x2f, 0xfd)) return "zstd";
   if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return "xz";
   if (starts(0x1f, 0x8b)) return "gzip";
+  if (
+    options.bzip2 &&
+    starts(0x42, 0x5a, 0x68) &&
+    (head[3] ?? 0) >= 0x31 &&
+    (head[3] ?? 0) <= 0x39
+  ) {
+    return "bzip2";
+  }
   if (head.length >= 262 && String.fromCharCode(...head.subarray(257, 262)) === "ustar") {
     return "none";
   }
@@ -84,7 +101,15 @@ export async function* decompressedChunks(
     for await (const chunk of unzstdChunks(source, onRaw)) yield count(chunk);
     return;
   }
-  const decoder: Transform = createGunzip();
+  if (compression === "bzip2") {
+    yield* unbzip2Chunks(source, count, onRaw);
+    return;
+  }
+  const decoder: Transform =
+    compression === "lzma"
+      ? // LZMA-alone has no index to read the size from: liblzma streams it, output counted.
+        lzma.createStream("aloneDecoder", { memlimit: LZMA_MEMLIMIT })
+      : createGunzip();
   const out = pipeline(Readable.from(sourceChunks(source, onRaw)), decoder, () => {
     // Errors surface through the async iteration below.
   });
@@ -98,6 +123,48 @@ export async function* decompressedChunks(
   } finally {
     out.destroy();
   }
+}
+
+/** liblzma's decoder memory cap for LZMA-alone (its dictionary): xz -9 needs 65 MiB. */
+const LZMA_MEMLIMIT = 256 << 20;
+
+/** Compressed bytes handed to the bzip2 decoder at a time (the output cap is checked per block). */
+const BZIP2_SLICE = 64 << 10;
+
+/**
+ * bzip2 through unbzip2-stream (pure JS: Node has no bzip2). Its through-stream decodes
+ * synchronously inside write() and emits each block as it is done, so the output is counted
+ * (and cut off at the cap) block by block, and handed on after each slice of input.
+ */
+async function* unbzip2Chunks(
+  source: ByteSource,
+  count: (chunk: Uint8Array) => Uint8Array,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  const decoder = unbzip2();
+  const ready: Uint8Array[] = [];
+  let failure: unknown = null;
+  let ended = false;
+  // A throw from count() inside the decoder is caught there and re-emitted as 'error'.
+  decoder.on("data", (chunk: Uint8Array) => ready.push(count(chunk)));
+  decoder.on("error", (err: unknown) => (failure ??= err));
+  decoder.on("end", () => (ended = true));
+  const check = () => {
+    if (failure === null) return;
+    if (failure instanceof StreamError) throw failure;
+    throw new StreamError(`bzip2: ${(failure as Error).message}`, { cause: failure });
+  };
+  for await (const raw of sourceChunks(source, onRaw)) {
+    for (let at = 0; at < raw.length; at += BZIP2_SLICE) {
+      decoder.write(Buffer.from(raw.subarray(at, at + BZIP2_SLICE)));
+      check();
+      while (ready.length > 0) yield ready.shift()!;
+    }
+  }
+  decoder.end();
+  check();
+  while (ready.length > 0) yield ready.shift()!;
+  if (!ended) throw new StreamError("bzip2: the data ends inside a stream (truncated)");
 }
 
 const ZSTD_OUT = 256 << 10;

@@ -1,9 +1,11 @@
 /**
- * Reading the core metadata of Python distributions: a wheel's `<name>-<ver>.dist-info/METADATA`
- * (a zip) and an sdist's `<top>/PKG-INFO` (.tar.gz, .tar.xz, .tar or .zip). The metadata is in
- * the email-header format of the Core Metadata spec (packaging.python.org, "Core metadata
- * specifications"). Zips are read through their central directory, so only the member that
- * matters is read; tar sdists stream and stop at PKG-INFO. All sizes are bounded.
+ * Python distributions as pip sees them: the project and version come from the file name
+ * (pip's LinkEvaluator: a wheel's name per PEP 427, an sdist's `<name>-<version>` stem in any
+ * archive format pip unpacks), and the core metadata, where there is one, adds what the index
+ * shows (Requires-Python). The metadata is a wheel's `<name>-<ver>.dist-info/METADATA` (a zip)
+ * or an sdist's PKG-INFO, in the email-header format of the Core Metadata spec. Zips are read
+ * through their central directory, so only the member that matters is read; tar sdists stream
+ * and stop at `<top>/PKG-INFO`. All sizes are bounded.
  */
 import { inflateRawSync } from "node:zlib";
 import { PackratError } from "../../errors.js";
@@ -14,9 +16,15 @@ import { readTar } from "./pacman-tar.js";
 export interface PythonDistMeta {
   format: "python";
   kind: "wheel" | "sdist";
-  /** The Name field as declared (normalize with normalizeProjectName for URLs). */
+  /**
+   * The project as pip finds it, from the file name (normalize with normalizeProjectName for
+   * URLs), spelt as the metadata's Name when that is the same project.
+   */
   name: string;
+  /** The version in the file name (what pip compares). */
   version: string;
+  /** The metadata's Name field; null when the sdist has no PKG-INFO. */
+  declaredName?: string | null;
   requiresPython: string | null;
   summary: string | null;
   metadataVersion: string | null;
@@ -35,6 +43,76 @@ export const PYTHON_LIMITS = {
 /** PEP 503: runs of -, _ and . become one -, lower case. */
 export function normalizeProjectName(name: string): string {
   return name.replace(/[-_.]+/g, "-").toLowerCase();
+}
+
+/**
+ * The archive suffixes pip takes for an sdist (pip/_internal/utils/filetypes.py), less
+ * `.tar.lz`: pip opens that as xz, and lzip is not xz, so pip itself cannot unpack one.
+ */
+export const SDIST_SUFFIXES = [
+  ".tar.gz",
+  ".tgz",
+  ".tar",
+  ".tar.bz2",
+  ".tbz",
+  ".tar.xz",
+  ".txz",
+  ".tlz",
+  ".tar.lzma",
+  ".zip",
+] as const;
+
+/** pip's splitext: the last extension, with ".tar" in front of it when there is one. */
+function pipSplitext(filename: string): [stem: string, ext: string] {
+  const dot = filename.lastIndexOf(".");
+  if (dot <= 0) return [filename, ""];
+  let stem = filename.slice(0, dot);
+  let ext = filename.slice(dot);
+  if (stem.toLowerCase().endsWith(".tar")) {
+    ext = stem.slice(-4) + ext;
+    stem = stem.slice(0, -4);
+  }
+  return [stem, ext];
+}
+
+/** pip's wheel file name pattern (pip/_internal/models/wheel.py). */
+const WHEEL_NAME =
+  /^(?<name>[^\s-]+?)-(?<ver>[^\s-]*?)(?:-(?<build>\d[^-]*?))?-(?<pyver>[^\s-]+?)-(?<abi>[^\s-]+?)-(?<plat>[^\s-]+?)\.whl$/;
+
+export interface DistFilename {
+  kind: "wheel" | "sdist";
+  /** The project name as the file spells it (a wheel's "_" read as "-", as pip does). */
+  project: string;
+  version: string;
+}
+
+/**
+ * The project and version pip reads from a distribution's file name; null when pip would not
+ * take the file (unknown suffix, or no `<name>-<version>`). A wheel's name is unambiguous. An
+ * sdist's stem is split, as pip does, at the dash where the part before it names the project
+ * asked for: here, the one the metadata names (`declaredName`) when a dash gives it, else the
+ * last dash (PEP 625 names have none, versions have none).
+ */
+export function parseDistFilename(
+  filename: string,
+  declaredName?: string | null,
+): DistFilename | null {
+  if (filename.endsWith(".whl")) {
+    const m = WHEEL_NAME.exec(filename);
+    const name = m?.groups?.name;
+    const ver = m?.groups?.ver;
+    if (!name || !ver) return null;
+    return { kind: "wheel", project: name.replace(/_/g, "-"), version: ver.replace(/_/g, "-") };
+  }
+  const [stem, ext] = pipSplitext(filename);
+  if (!(SDIST_SUFFIXES as readonly string[]).includes(ext)) return null;
+  const dashes: number[] = [];
+  for (let i = 1; i < stem.length - 1; i++) if (stem[i] === "-") dashes.push(i);
+  if (dashes.length === 0) return null;
+  const wanted = declaredName ? normalizeProjectName(declaredName) : null;
+  const at =
+    dashes.find((i) => normalizeProjectName(stem.slice(0, i)) === wanted) ?? dashes.at(-1)!;
+  return { kind: "sdist", project: stem.slice(0, at), version: stem.slice(at + 1) };
 }
 
 /** Fields that may repeat (Core Metadata 2.4). */
@@ -90,7 +168,10 @@ function single(fields: Record<string, string | string[]>, key: string): string 
   return typeof v === "string" && v !== "" ? v : null;
 }
 
-/** Reads a wheel's or an sdist's metadata; PACKRAT_PACKAGE_INVALID (naming the file) if it can't. */
+/**
+ * Reads a wheel's or an sdist's metadata; PACKRAT_PACKAGE_INVALID (naming the file) if pip
+ * would not take the file, or its metadata is there but unreadable.
+ */
 export async function readPythonDist(
   source: ByteSource,
   filename: string,
@@ -98,41 +179,44 @@ export async function readPythonDist(
 ): Promise<PythonDistMeta> {
   const invalid = (what: string, cause?: unknown) =>
     new PackratError("PACKRAT_PACKAGE_INVALID", `${filename}: ${what}`, {
-      hint: "expected a wheel (.whl with *.dist-info/METADATA) or an sdist (.tar.gz or .zip with PKG-INFO)",
+      hint: `expected a wheel (<name>-<version>-<tags>.whl with *.dist-info/METADATA) or an sdist (<name>-<version> and one of ${SDIST_SUFFIXES.join(" ")})`,
       cause,
     });
-  let kind: "wheel" | "sdist";
-  let text: string;
+  const fromName = parseDistFilename(filename);
+  if (fromName === null) {
+    throw invalid("pip reads no project and version from this file name");
+  }
+  let text: string | null;
   try {
-    if (filename.endsWith(".whl")) {
-      kind = "wheel";
+    if (fromName.kind === "wheel") {
       text = await readWheelMetadata(source, filename, limits);
-    } else if (/\.(tar\.gz|tgz|tar\.xz|tar|zip)$/.test(filename)) {
-      kind = "sdist";
+    } else {
       text = filename.endsWith(".zip")
         ? await readZipSdistMetadata(source, limits)
-        : await readTarSdistMetadata(source, limits);
-    } else {
-      throw invalid("not a wheel or sdist file name (.whl, .tar.gz, .zip)");
+        : await readTarSdistMetadata(source, filename, limits);
     }
   } catch (err) {
     if (err instanceof PackratError) throw err;
     throw invalid((err as Error).message, err);
   }
-  let metadata: Record<string, string | string[]>;
+  let metadata: Record<string, string | string[]> = {};
   try {
-    metadata = parseCoreMetadata(text);
+    if (text !== null) metadata = parseCoreMetadata(text);
   } catch (err) {
     throw invalid((err as Error).message, err);
   }
-  const name = single(metadata, "name");
-  const version = single(metadata, "version");
-  if (name === null || version === null) throw invalid("metadata has no Name or no Version");
+  const declaredName = single(metadata, "name");
+  // The split of an sdist's stem may depend on the declared name (foo-bar-1.0: foo-bar 1.0).
+  const dist = parseDistFilename(filename, declaredName) ?? fromName;
+  const sameProject =
+    declaredName !== null &&
+    normalizeProjectName(declaredName) === normalizeProjectName(dist.project);
   return {
     format: "python",
-    kind,
-    name,
-    version,
+    kind: dist.kind,
+    name: sameProject ? declaredName : dist.project,
+    version: dist.version,
+    declaredName,
     requiresPython: single(metadata, "requires-python"),
     summary: single(metadata, "summary"),
     metadataVersion: single(metadata, "metadata-version"),
@@ -140,42 +224,70 @@ export async function readPythonDist(
   };
 }
 
+/** The compression of a tar sdist: by its magic, or LZMA-alone (which has none) by its name. */
+async function sdistCompression(source: ByteSource, filename: string) {
+  const sniffed = await sniffCompression(source, { bzip2: true });
+  if (sniffed !== null && sniffed !== "zstd") return sniffed;
+  // pip opens .tar.xz/.txz/.tlz/.tar.lzma with Python's lzma, which also reads LZMA-alone.
+  if (sniffed === null && /\.(tar\.lzma|tlz|tar\.xz|txz)$/.test(filename)) return "lzma";
+  throw new Error("not a gzip, bzip2, xz or lzma compressed tar, nor a plain one");
+}
+
+/**
+ * Where an sdist's PKG-INFO may be, best first: `<top>/PKG-INFO` as sdists are made, a
+ * PKG-INFO at the root (an archive without a top directory), then one that setuptools left in
+ * `<name>.egg-info/` (at the root, in `<top>/` or `<top>/src/`). Deeper copies belong to
+ * vendored projects and are not this one's.
+ */
+function pkgInfoRank(name: string): number | null {
+  const parts = name.replace(/^\.\//, "").split("/");
+  if (parts.at(-1) !== "PKG-INFO" || parts.some((p) => p === "" || p === "..")) return null;
+  if (parts.length === 1) return 1;
+  const inEggInfo = (parts.at(-2) ?? "").endsWith(".egg-info");
+  if (parts.length === 2) return inEggInfo ? 2 : 0;
+  if (!inEggInfo) return null;
+  if (parts.length === 3) return 2;
+  if (parts.length === 4 && parts[1] === "src") return 3;
+  return null;
+}
+
 async function readTarSdistMetadata(
   source: ByteSource,
+  filename: string,
   limits: typeof PYTHON_LIMITS,
-): Promise<string> {
-  const compression = await sniffCompression(source);
-  if (compression === null || compression === "zstd")
-    throw new Error("not a .tar.gz, .tar.xz or .tar");
-  let found: Uint8Array | null = null;
+): Promise<string | null> {
+  const compression = await sdistCompression(source, filename);
+  let found: { rank: number; content: Uint8Array } | null = null;
   await readTar(decompressedChunks(source, compression, { maxOutput: limits.maxSdistScanBytes }), {
     maxMembers: limits.maxTarMembers,
     maxContent: limits.maxMetadataBytes,
-    wantContent: (m) =>
-      found === null && isTopLevel(m.name, "PKG-INFO") && (m.type === "0" || m.type === "7"),
-    onMember: (_m, content) => {
-      if (content !== null) found = content;
+    wantContent: (m) => {
+      const rank = pkgInfoRank(m.name);
+      return (m.type === "0" || m.type === "7") && rank !== null && rank < (found?.rank ?? 99);
     },
-    done: () => found !== null,
+    onMember: (m, content) => {
+      const rank = pkgInfoRank(m.name);
+      if (content !== null && rank !== null && rank < (found?.rank ?? 99)) {
+        found = { rank, content };
+      }
+    },
+    // `<top>/PKG-INFO` cannot be bettered: stop there; otherwise read on for one.
+    done: () => found?.rank === 0,
   });
-  if (found === null) throw new Error("no <project>-<version>/PKG-INFO in the archive");
-  return decodeMetadata(found);
-}
-
-/** `top/PKG-INFO` exactly one directory down (a leading "./" is allowed). */
-function isTopLevel(name: string, file: string): boolean {
-  const parts = name.replace(/^\.\//, "").split("/");
-  return parts.length === 2 && parts[0] !== "" && parts[0] !== ".." && parts[1] === file;
+  return found === null ? null : decodeMetadata((found as { content: Uint8Array }).content);
 }
 
 async function readZipSdistMetadata(
   source: ByteSource,
   limits: typeof PYTHON_LIMITS,
-): Promise<string> {
+): Promise<string | null> {
   const entries = await readCentralDirectory(source, limits);
-  const entry = entries.find((e) => isTopLevel(e.name, "PKG-INFO"));
-  if (!entry) throw new Error("no <project>-<version>/PKG-INFO in the zip");
-  return decodeMetadata(await readZipEntry(source, entry, limits));
+  let best: { rank: number; entry: ZipEntry } | null = null;
+  for (const entry of entries) {
+    const rank = pkgInfoRank(entry.name);
+    if (rank !== null && rank < (best?.rank ?? 99)) best = { rank, entry };
+  }
+  return best === null ? null : decodeMetadata(await readZipEntry(source, best.entry, limits));
 }
 
 async function readWheelMetadata(

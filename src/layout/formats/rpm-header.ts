@@ -165,7 +165,58 @@ export function alignTo8(n: number): number {
 
 // ---- typed access to entries ------------------------------------------------------------
 
-const decoder = new TextDecoder("utf-8");
+/**
+ * libxml2's xmlCheckUTF8, which createrepo_c asks before writing a header string: only the
+ * shape of each sequence (lead byte, continuation bytes) is checked, not overlong forms.
+ */
+function isUtf8Shaped(bytes: Uint8Array): boolean {
+  const cont = (i: number) => ((bytes[i] ?? 0) & 0xc0) === 0x80;
+  let i = 0;
+  while (i < bytes.length) {
+    const c = bytes[i] ?? 0;
+    const n =
+      c < 0x80
+        ? 1
+        : (c & 0xe0) === 0xc0
+          ? 2
+          : (c & 0xf0) === 0xe0
+            ? 3
+            : (c & 0xf8) === 0xf0
+              ? 4
+              : 0;
+    if (n === 0) return false;
+    for (let k = 1; k < n; k++) if (!cont(i + k)) return false;
+    i += n;
+  }
+  return true;
+}
+
+/**
+ * Header text as createrepo_c writes it (xml_dump.c cr_xmlNewTextChild / cr_xmlNewProp):
+ * rpm stores bytes, not text, and packages built with ISO-8859-1 specs exist. Bytes shaped as
+ * UTF-8 are UTF-8; anything else is read as ISO-8859-1 by cr_latin1_to_utf8, which keeps
+ * ASCII (dropping C0 controls but tab, LF and CR), drops 0x80-0xBF (it takes them for
+ * misencoded cp1252) and maps 0xC0-0xFF to U+00C0-U+00FF. Following it exactly keeps a
+ * dependency name such as "àáâãäåç" equal to what the same package means in createrepo_c's
+ * metadata, instead of U+FFFD that matches nothing.
+ *
+ * `raw` holds one byte per char (a "binary" string, see HeaderReader.rawStrings), so callers
+ * can join or split header strings first and convert the result, as createrepo_c does with a
+ * file's directory and base name.
+ */
+export function headerText(raw: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!/[^\x00-\x7f]/.test(raw)) return raw; // ASCII is UTF-8-shaped: kept as it is
+  const bytes = Buffer.from(raw, "latin1");
+  if (isUtf8Shaped(bytes)) return bytes.toString("utf8");
+  let out = "";
+  for (const b of bytes) {
+    if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) continue;
+    if (b >= 0x80 && b < 0xc0) continue;
+    out += String.fromCharCode(b);
+  }
+  return out;
+}
 
 /** Typed, bounds-checked reads of one header's entries. */
 export class HeaderReader {
@@ -183,10 +234,22 @@ export class HeaderReader {
     return invalid(this.filename, `${this.what} tag ${tag}: ${problem}`);
   }
 
-  /** Strings of a STRING, STRING_ARRAY or I18NSTRING entry ([] when absent). */
+  /** Strings of a STRING, STRING_ARRAY or I18NSTRING entry as text (headerText); [] when absent. */
   strings(tag: number): string[] {
-    const spans = this.stringSpans(tag);
-    return spans.map(([from, to]) => decoder.decode(this.blob.store.subarray(from, to)));
+    return this.rawStrings(tag).map(headerText);
+  }
+
+  /**
+   * The same strings with one char per byte (latin1), undecoded: for comparing header strings
+   * as rpm and createrepo_c do (bytes), and for joining them before headerText.
+   */
+  rawStrings(tag: number): string[] {
+    const store = Buffer.from(
+      this.blob.store.buffer,
+      this.blob.store.byteOffset,
+      this.blob.store.byteLength,
+    );
+    return this.stringSpans(tag).map(([from, to]) => store.toString("latin1", from, to));
   }
 
   /** [start, end) of each string in the store (end at its NUL). */
@@ -218,6 +281,11 @@ export class HeaderReader {
   /** The first string, or null when the tag is absent. */
   string(tag: number): string | null {
     return this.has(tag) ? (this.strings(tag)[0] ?? null) : null;
+  }
+
+  /** The first string undecoded (rawStrings), or null when the tag is absent. */
+  rawString(tag: number): string | null {
+    return this.has(tag) ? (this.rawStrings(tag)[0] ?? null) : null;
   }
 
   /** Integers of an INT8/16/32/64 entry as numbers ([] when absent). */

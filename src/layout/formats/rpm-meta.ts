@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import type { ByteSource } from "../types.js";
 import { readThrough, withHead } from "./read-through.js";
-import { HeaderReader, invalid, readRpmStructure } from "./rpm-header.js";
+import { HeaderReader, headerText, invalid, readRpmStructure } from "./rpm-header.js";
 import { FileFlag, S_IFDIR, S_IFMT, Sense, SigTag, Tag } from "./rpm-tags.js";
 
 export interface RpmDependency {
@@ -149,6 +149,10 @@ function providedKey(name: string, flags: number, version: string): string {
   return `${name}\0${FLAG_NAMES[flags & (Sense.LESS | Sense.GREATER | Sense.EQUAL)] ?? ""}\0${version}`;
 }
 
+/**
+ * `ownFiles` and `provided` hold raw header strings (rawStrings): createrepo_c compares the
+ * header's bytes and converts text only when writing it (headerText).
+ */
 function readDependencies(
   h: HeaderReader,
   kind: DepKind,
@@ -156,9 +160,9 @@ function readDependencies(
   provided: Set<string>,
 ): RpmDependency[] {
   const [nameTag, flagsTag, versionTag] = DEP_TAGS[kind];
-  const names = h.strings(nameTag);
+  const names = h.rawStrings(nameTag);
   const flags = h.numbers(flagsTag);
-  const versions = h.strings(versionTag);
+  const versions = h.rawStrings(versionTag);
   if ((flags.length > 0 && flags.length !== names.length) || versions.length > names.length) {
     throw invalid(
       h.filename,
@@ -179,14 +183,15 @@ function readDependencies(
       if (provided.has(providedKey(name, f, version))) return;
     }
     if (kind === "provides") provided.add(providedKey(name, f, version));
-    const dep: RpmDependency = { name };
+    // Each attribute is converted on its own, as createrepo_c writes each with cr_xmlNewProp.
+    const dep: RpmDependency = { name: headerText(name) };
     const cmp = FLAG_NAMES[f & (Sense.LESS | Sense.GREATER | Sense.EQUAL)];
     if (cmp !== undefined && version !== "") {
       dep.flags = cmp;
       const evr = splitEvr(version);
-      dep.epoch = evr.epoch;
-      dep.ver = evr.ver;
-      if (evr.rel !== undefined) dep.rel = evr.rel;
+      dep.epoch = headerText(evr.epoch);
+      dep.ver = headerText(evr.ver);
+      if (evr.rel !== undefined) dep.rel = headerText(evr.rel);
     }
     // createrepo_c's rule: needed by %pre/%post (or legacy PreReq) → pre="1". Not pretrans,
     // and a plain and a pre form of the same requirement are both listed.
@@ -199,10 +204,11 @@ function readDependencies(
   return out;
 }
 
-function readFiles(h: HeaderReader): RpmFile[] {
-  const basenames = h.strings(Tag.BASENAMES);
-  if (basenames.length === 0) return [];
-  const dirnames = h.strings(Tag.DIRNAMES);
+/** The files, and their raw paths (directory and base name joined before headerText). */
+function readFiles(h: HeaderReader): { files: RpmFile[]; rawPaths: string[] } {
+  const basenames = h.rawStrings(Tag.BASENAMES);
+  if (basenames.length === 0) return { files: [], rawPaths: [] };
+  const dirnames = h.rawStrings(Tag.DIRNAMES);
   const dirindexes = h.numbers(Tag.DIRINDEXES);
   const modes = h.numbers(Tag.FILEMODES);
   const fileFlags = h.numbers(Tag.FILEFLAGS);
@@ -212,30 +218,46 @@ function readFiles(h: HeaderReader): RpmFile[] {
       `${basenames.length} file basenames but ${dirindexes.length} directory indexes`,
     );
   }
-  return basenames.map((base, i) => {
+  const rawPaths: string[] = [];
+  const files = basenames.map((base, i): RpmFile => {
     const dir = dirnames[dirindexes[i] ?? -1];
     if (dir === undefined) {
       throw invalid(
         h.filename,
-        `file ${base} names directory ${dirindexes[i]} of ${dirnames.length}`,
+        `file ${headerText(base)} names directory ${dirindexes[i]} of ${dirnames.length}`,
       );
     }
     const mode = modes[i] ?? 0;
     const flags = fileFlags[i] ?? 0;
     const type: RpmFileType =
       (flags & FileFlag.GHOST) !== 0 ? "ghost" : (mode & S_IFMT) === S_IFDIR ? "dir" : "file";
-    return { path: dir + base, type };
+    rawPaths.push(dir + base);
+    return { path: headerText(dir + base), type };
   });
+  return { files, rawPaths };
+}
+
+/** createrepo_c trims spaces from the end of a changelog author, all but the first byte. */
+function trimAuthor(raw: string): string {
+  let end = raw.length;
+  while (end > 1 && raw[end - 1] === " ") end--;
+  return raw.slice(0, end);
 }
 
 function readChangelogs(h: HeaderReader): RpmChangelog[] {
   const times = h.numbers(Tag.CHANGELOGTIME);
-  const names = h.strings(Tag.CHANGELOGNAME);
-  const texts = h.strings(Tag.CHANGELOGTEXT);
+  const names = h.rawStrings(Tag.CHANGELOGNAME);
+  const texts = h.rawStrings(Tag.CHANGELOGTEXT);
   const n = Math.min(times.length, names.length, texts.length, CHANGELOG_CAP);
   const out: RpmChangelog[] = [];
   for (let i = 0; i < n; i++) {
-    out.push({ author: names[i] ?? "", date: times[i] ?? 0, text: texts[i] ?? "" });
+    out.push({
+      author: headerText(trimAuthor(names[i] ?? "")),
+      // The header's time: entries that share one are told apart when rendered, because
+      // how far createrepo_c moves each depends on how many entries it keeps.
+      date: times[i] ?? 0,
+      text: headerText(texts[i] ?? ""),
+    });
   }
   return out;
 }
@@ -258,8 +280,8 @@ export async function parseRpm(source: ByteSource, filename: string): Promise<Rp
   const isSource = !h.has(Tag.SOURCERPM) || leadType === 1;
   const arch = isSource ? "src" : required(Tag.ARCH, "arch");
 
-  const files = readFiles(h);
-  const ownFiles = new Set(files.map((f) => f.path));
+  const { files, rawPaths } = readFiles(h);
+  const ownFiles = new Set(rawPaths);
   const provided = new Set<string>();
   // provides first: requires consult what the package provides.
   const provides = readDependencies(h, "provides", ownFiles, provided);

@@ -3,7 +3,7 @@
  * (src/xml_dump_primary.c, xml_dump_filelists.c, xml_dump_other.c, repomd.c): the same
  * elements, attributes and order, so dnf/libsolv read our metadata exactly as theirs.
  */
-import type { RpmDependency, RpmFile, RpmMeta } from "./rpm-meta.js";
+import type { RpmChangelog, RpmDependency, RpmFile, RpmMeta } from "./rpm-meta.js";
 import { isPrimaryFile } from "./rpm-meta.js";
 import { xmlAttrs, xmlEscape } from "./xml.js";
 
@@ -106,11 +106,40 @@ export function filelistsPackageXml(entry: RpmEntry): string {
 }
 
 /**
+ * The newest `limit` changelogs (header order, newest first) with the dates createrepo_c writes
+ * (parsehdr.c): when an entry has the same time as the one read before it, every earlier entry
+ * in the run that still has that date moves one second later, then the next, so a run of N
+ * entries sharing time T becomes T+N-1 ... T+1, T. yum and dnf key changelogs by date, and
+ * would merge entries that share one. Only the kept entries take part, so the limit changes
+ * the dates, as it does in createrepo_c.
+ */
+export function changelogsAsCreaterepo(
+  changelogs: readonly RpmChangelog[],
+  limit: number,
+): RpmChangelog[] {
+  const out = changelogs.slice(0, Math.max(0, limit)).map((c) => ({ ...c }));
+  let lastTime = 0;
+  out.forEach((c, i) => {
+    const time = changelogs[i]?.date ?? c.date;
+    if (time !== lastTime) {
+      lastTime = time;
+      return;
+    }
+    let moving = time;
+    for (let j = i - 1; j >= 0 && out[j]?.date === moving; j--) {
+      (out[j] as RpmChangelog).date++;
+      moving++;
+    }
+  });
+  return out;
+}
+
+/**
  * One <package> of other.xml with at most `limit` changelogs: the newest ones, written oldest
  * first as createrepo_c does.
  */
 export function otherPackageXml(entry: RpmEntry, limit: number): string {
-  const logs = entry.meta.changelogs.slice(0, Math.max(0, limit)).reverse();
+  const logs = changelogsAsCreaterepo(entry.meta.changelogs, limit).reverse();
   return (
     `<package${idAttrs(entry)}>\n` +
     `  ${versionXml(entry.meta)}\n` +

@@ -15,18 +15,31 @@ const ENTITIES: Record<string, string> = {
   '"': "&quot;",
 };
 
-/** Escape text content (quotes stay as they are, as libxml2 writes them). */
+/**
+ * Escape text content as libxml2 writes it for createrepo_c (xmlsave.c xmlEscapeContent): quotes
+ * stay, CR becomes &#13; (an XML parser would otherwise read it as a line end).
+ */
 export function xmlEscape(value: string | number): string {
   return String(value)
     .replace(FORBIDDEN, "")
-    .replace(/[&<>]/g, (c) => ENTITIES[c] ?? c);
+    .replace(/[&<>\r]/g, (c) => ENTITIES[c] ?? "&#13;");
 }
 
-/** Escape an attribute value (double-quoted). */
+/**
+ * Escape an attribute value (double-quoted) as libxml2 does in a document without a declared
+ * encoding, which is how createrepo_c builds its nodes (xmlBufAttrSerializeTxtContent): tab,
+ * LF and CR as character references (attribute normalisation would turn them into spaces),
+ * and every non-ASCII character as &#xHEX; rather than UTF-8, e.g. name="na&#xEF;ve".
+ */
 export function xmlAttrEscape(value: string | number): string {
   return String(value)
     .replace(FORBIDDEN, "")
-    .replace(/[&<>"]/g, (c) => ENTITIES[c] ?? c);
+    .replace(/[&<>"\t\n\r]|[\u0080-\u{10ffff}]/gu, (c) => {
+      const entity = ENTITIES[c];
+      if (entity !== undefined) return entity;
+      const cp = c.codePointAt(0) ?? 0;
+      return cp < 0x80 ? `&#${cp};` : `&#x${cp.toString(16).toUpperCase()};`;
+    });
 }
 
 /** ` name="value"` pairs, skipping undefined values, in the order given. */
