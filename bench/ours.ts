@@ -9,7 +9,7 @@
  */
 import { createInterface } from "node:readline";
 import { describeError } from "../src/errors.js";
-import { layoutFor } from "../src/layout/index.js";
+import { createLayouts } from "../src/layout/index.js";
 import { DEFAULT_LAYOUT_OPTIONS } from "../src/layout/types.js";
 import { silentLogger } from "../src/log.js";
 import { loadSigner } from "../src/signing/openpgp-signer.js";
@@ -84,6 +84,7 @@ async function main(args: OursArgs): Promise<OursResult> {
   const signer = args.keyFile
     ? await loadSigner({ keyFile: args.keyFile, signKeyId: null, passphraseFile: null })
     : null;
+  const layouts = createLayouts();
   if (process.env.BENCH_SPANS) {
     traceMethods(SyncEngine.prototype, "engine", [
       "syncRepos",
@@ -115,7 +116,7 @@ async function main(args: OursArgs): Promise<OursResult> {
         "signDetachedBinary",
       ]);
     for (const name of ["apt", "yum", "pacman", "json"]) {
-      const layout = layoutFor(name);
+      const layout = layouts.layoutFor(name);
       if (layout) traceMethods(layout, `layout-${name}`, ["render", "parse"]);
     }
   }
@@ -132,7 +133,8 @@ async function main(args: OursArgs): Promise<OursResult> {
     store,
     log,
     signer,
-    layoutFor,
+    layoutFor: layouts.layoutFor,
+    forgetRepos: layouts.forgetRepos,
     layoutOptions: { ...DEFAULT_LAYOUT_OPTIONS, mirrorDescription: "packrat bench" },
   });
   try {

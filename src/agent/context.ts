@@ -5,7 +5,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { PackratError } from "../errors.js";
-import { layoutFor } from "../layout/index.js";
+import { createLayouts } from "../layout/index.js";
 import type { LayoutOptions } from "../layout/types.js";
 import type { Logger } from "../log.js";
 import type { Settings } from "../settings.js";
@@ -132,13 +132,16 @@ export async function buildEngineParts(
     requestTimeoutMs: settings.mirror.requestTimeout * 1000,
     log,
   });
+  // Layouts of this engine's own: their render caches live as long as it does.
+  const layouts = createLayouts();
   const engine = new SyncEngine({
     settings: settings.mirror,
     client,
     store,
     log,
     signer,
-    layoutFor,
+    layoutFor: layouts.layoutFor,
+    forgetRepos: layouts.forgetRepos,
     servePolicy: (repo) => servePolicyOf(settings, repo),
     layoutOptions: layoutOptionsFrom(settings),
     rootFiles: await rootFilesFor(settings, signer, log),

@@ -110,15 +110,16 @@ interface DistCache {
   rank: Map<string, number>;
   gz: Map<string, GzipMemberCache>;
 }
-const distCaches = new RenderCaches<DistCache>(() => ({
-  entries: new Map(),
-  rank: new Map(),
-  gz: new Map(),
-}));
 
-/** The dists (repo name, codename) whose render caches are held (for tests). */
-export function cachedDists(): [string, string][] {
-  return distCaches.keys();
+/** An apt layout's render caches: per repo and dist, made on first use. */
+type DistCaches = RenderCaches<DistCache>;
+
+function newDistCaches(): DistCaches {
+  return new RenderCaches<DistCache>(() => ({
+    entries: new Map(),
+    rank: new Map(),
+    gz: new Map(),
+  }));
 }
 
 function stanzaFor(
@@ -219,6 +220,7 @@ interface Dist {
 }
 
 async function renderDist(
+  distCaches: DistCaches,
   dist: Dist,
   input: RenderInput,
   warnings: string[],
@@ -396,7 +398,7 @@ function groupDists(input: RenderInput): Dist[] {
   return [...dists.values()].sort((a, b) => (a.codename < b.codename ? -1 : 1));
 }
 
-async function renderApt(input: RenderInput): Promise<RenderResult> {
+async function renderApt(distCaches: DistCaches, input: RenderInput): Promise<RenderResult> {
   const warnings: string[] = [];
   if (!input.signer) {
     warnings.push(
@@ -422,7 +424,7 @@ async function renderApt(input: RenderInput): Promise<RenderResult> {
   const files: RenderedFile[] = [];
   const deferred = { xz: false };
   for (const dist of groupDists(input))
-    files.push(...(await renderDist(dist, input, warnings, deferred)));
+    files.push(...(await renderDist(distCaches, dist, input, warnings, deferred)));
   files.sort((a, b) => a.stage - b.stage || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return { files, warnings, ...(deferred.xz ? { deferred: true } : {}) };
 }
@@ -434,9 +436,23 @@ export function describeDeb(metaIn: Record<string, unknown>, filename: string): 
   return stanzaFor(meta.control, meta, poolPath(name, filename), meta.size);
 }
 
-export const aptLayout: RepoLayout = {
+/**
+ * A new apt layout. Its render caches are its own (two engines in one process, or a test,
+ * never share them); `cachedDists` lists the (repo, codename) pairs it holds caches for.
+ */
+export function createAptLayout(): RepoLayout & { cachedDists(): [string, string][] } {
+  const distCaches = newDistCaches();
+  return {
+    ...APT,
+    render: (input) => renderApt(distCaches, input),
+    forgetRepos: (keep) => distCaches.forgetRepos(keep),
+    cachedDists: () => distCaches.keys(),
+  };
+}
+
+/** What every apt layout shares; render and its caches come from createAptLayout. */
+const APT: Omit<RepoLayout, "render" | "forgetRepos"> = {
   managerType: "apt",
-  forgetRepos: (keep) => distCaches.forgetRepos(keep),
 
   fileTypes: ["deb"],
   // udebs (debian-installer) and ddebs (debug symbols) are apt packages too.
@@ -446,6 +462,8 @@ export const aptLayout: RepoLayout = {
   // Every index, Release and by-hash file is under dists/.
   reservesPath: (rel) => rel === "dists" || rel.startsWith("dists/"),
   parse: (source, filename) => parseDeb(source, filename),
-  render: renderApt,
   describe: describeDeb,
 };
+
+/** A shared instance, for `inspect` and tests; the agent makes its own (layout/index.ts). */
+export const aptLayout = createAptLayout();

@@ -1,35 +1,67 @@
 /**
  * The registry of repository formats. sync asks for a layout by manager_type and never learns
- * a format's details (aptly's PublishedStorage idea).
+ * a format's details (aptly's PublishedStorage idea). Layouts are instances: each holds its
+ * own render caches, so the agent makes one set per engine (createLayouts, in
+ * agent/context.ts) and two engines in one process share nothing.
  */
-import { aptLayout } from "./apt.js";
+import { createAptLayout } from "./apt.js";
 import { jsonLayout } from "./json.js";
-import { pacmanLayout } from "./pacman.js";
+import { createPacmanLayout } from "./pacman.js";
 import { pypiLayout } from "./pypi.js";
 import type { RepoLayout } from "./types.js";
-import { yumLayout } from "./yum.js";
+import { createYumLayout } from "./yum.js";
 
-const LAYOUTS = new Map<string, RepoLayout>(
-  [aptLayout, yumLayout, pacmanLayout, pypiLayout, jsonLayout].map((l) => [l.managerType, l]),
-);
+/** Every format the agent publishes: one factory each (pypi and json keep no state). */
+const FACTORIES: readonly (() => RepoLayout)[] = [
+  createAptLayout,
+  createYumLayout,
+  createPacmanLayout,
+  () => pypiLayout,
+  () => jsonLayout,
+];
 
-/** The layout for a manager_type, or undefined for types this agent does not publish (docker). */
-export function layoutFor(managerType: string): RepoLayout | undefined {
-  return LAYOUTS.get(managerType);
+/** One set of layout instances. */
+export interface LayoutRegistry {
+  /** The layout for a manager_type, or undefined for types the agent does not publish. */
+  readonly layoutFor: (managerType: string) => RepoLayout | undefined;
+  /** Every layout drops its render caches of repos not in `keep` (RepoLayout.forgetRepos). */
+  readonly forgetRepos: (keep: ReadonlySet<string>) => void;
 }
+
+export function createLayouts(): LayoutRegistry {
+  const layouts = new Map(
+    FACTORIES.map((make) => {
+      const layout = make();
+      return [layout.managerType, layout] as const;
+    }),
+  );
+  return {
+    layoutFor: (managerType) => layouts.get(managerType),
+    forgetRepos: (keep) => {
+      for (const layout of layouts.values()) layout.forgetRepos?.(keep);
+    },
+  };
+}
+
+/** A shared set, for what keeps no render state between calls: inspect, verify, tests. */
+const SHARED = createLayouts();
+
+/** The shared layout for a manager_type (see createLayouts for one of your own). */
+export function layoutFor(managerType: string): RepoLayout | undefined {
+  return SHARED.layoutFor(managerType);
+}
+
+const MANAGER_TYPES = FACTORIES.map((make) => make().managerType).sort();
 
 export function supportedManagerTypes(): string[] {
-  return [...LAYOUTS.keys()].sort();
-}
-
-/** Every layout drops its render caches of repos not in `keep` (see RepoLayout.forgetRepos). */
-export function forgetRepos(keep: ReadonlySet<string>): void {
-  for (const layout of LAYOUTS.values()) layout.forgetRepos?.(keep);
+  return [...MANAGER_TYPES];
 }
 
 /** The layout that reads a package file, by its name (for `inspect`). */
 export function layoutForFilename(filename: string): RepoLayout | undefined {
-  return [...LAYOUTS.values()].find((l) => l.filenamePattern.test(filename));
+  return MANAGER_TYPES.map((t) => SHARED.layoutFor(t)!).find((l) =>
+    l.filenamePattern.test(filename),
+  );
 }
 
 /** Does a package file of this type belong in a repo of this layout? */

@@ -9,7 +9,7 @@
  * with the real repo-add. An `any` package goes into every architecture directory of the
  * repo (FIELD_NOTES §7: pacman fetches %FILENAME% next to the db).
  */
-import { checkPacmanRepo } from "./checks/pacman.js";
+import { createPacmanCheck } from "./checks/pacman.js";
 import { createHash } from "node:crypto";
 import { PackratError } from "../errors.js";
 import type { Signer } from "../signing/signer.js";
@@ -226,7 +226,7 @@ interface FilesDb {
 }
 
 /** By repo, then by directory: a repo's render replaces its whole map. */
-const repoCaches = new Map<string, Map<string, DirCache>>();
+type RepoCaches = Map<string, Map<string, DirCache>>;
 
 /** gzip level of both databases (repo-add uses bsdtar's default, 6). */
 const DB_GZIP_LEVEL = 6;
@@ -428,7 +428,7 @@ async function filesDatabase(
   return { db: { gz, sig, signer, keys }, made: true, stale: false };
 }
 
-async function render(input: RenderInput): Promise<RenderResult> {
+async function render(repoCaches: RepoCaches, input: RenderInput): Promise<RenderResult> {
   const extended = input as PacmanRenderInput;
   const repoName = pacmanRepoName(input.repo.filesystemDir, input.options.pacmanRepoNames);
   const warnings: string[] = [];
@@ -587,22 +587,31 @@ async function render(input: RenderInput): Promise<RenderResult> {
   return deferred ? { files, warnings, deferred } : { files, warnings };
 }
 
-export const pacmanLayout: RepoLayout = {
+/** A new pacman layout: render caches and checker memory of its own. */
+export function createPacmanLayout(): RepoLayout {
+  const repoCaches: RepoCaches = new Map();
+  return {
+    ...PACMAN,
+    check: createPacmanCheck(),
+    render: (input) => render(repoCaches, input),
+    forgetRepos: (keep) => {
+      for (const name of repoCaches.keys()) if (!keep.has(name)) repoCaches.delete(name);
+    },
+  };
+}
+
+/** What every pacman layout shares; the rest comes from createPacmanLayout. */
+const PACMAN: Omit<RepoLayout, "render" | "forgetRepos" | "check"> = {
   managerType: "pacman",
-  forgetRepos: (keep) => {
-    for (const name of repoCaches.keys()) if (!keep.has(name)) repoCaches.delete(name);
-  },
   // packrat's PackageFile.type for pacman packages is not fixed; parse() rejects non-packages.
   fileTypes: ["*"],
   // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).
   wantsPackageSignatures: true,
   filenamePattern: /\.pkg\.tar(\.[a-z0-9]+)?$/,
-  check: checkPacmanRepo,
   placePackage,
   reservesPath: isPacmanMetadataName,
   parse: async (source, filename) =>
     (await readPacmanPackage(source, filename)) as unknown as PackageMeta,
-  render,
   describe(meta: PackageMeta, filename: string): string {
     const m = asPacmanMeta(meta, filename);
     return renderDesc(m, {
@@ -614,3 +623,6 @@ export const pacmanLayout: RepoLayout = {
     });
   },
 };
+
+/** A shared instance, for `inspect` and tests; the agent makes its own (layout/index.ts). */
+export const pacmanLayout = createPacmanLayout();

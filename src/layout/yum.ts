@@ -79,7 +79,7 @@ interface RootCache {
   entries: Map<string, CachedEntry>;
   gz: Map<DocType, GzipMemberCache>;
 }
-const rootCaches = new RenderCaches<RootCache>(() => ({ entries: new Map(), gz: new Map() }));
+type RootCaches = RenderCaches<RootCache>;
 
 function compareSortKeys(a: CachedEntry, b: CachedEntry): number {
   for (let i = 0; i < a.sortKey.length; i++) {
@@ -126,6 +126,7 @@ function newEntry(
 
 /** The files of one dnf repo (one `<distro>/main/<version>`). */
 async function renderRepo(
+  rootCaches: RootCaches,
   root: string,
   packages: readonly PublishedPackage[],
   input: RenderInput,
@@ -217,7 +218,7 @@ async function renderRepo(
   return files;
 }
 
-async function render(input: RenderInput): Promise<RenderResult> {
+async function render(rootCaches: RootCaches, input: RenderInput): Promise<RenderResult> {
   const warnings: string[] = [];
   const byRoot = new Map<string, PublishedPackage[]>();
   for (const dv of input.distroVersions.values()) byRoot.set(yumRepoRoot(dv), []);
@@ -230,7 +231,7 @@ async function render(input: RenderInput): Promise<RenderResult> {
   const files: RenderedFile[] = [];
   const stale: string[] = [];
   for (const root of [...byRoot.keys()].sort()) {
-    files.push(...(await renderRepo(root, byRoot.get(root) ?? [], input, stale)));
+    files.push(...(await renderRepo(rootCaches, root, byRoot.get(root) ?? [], input, stale)));
   }
   if (stale.length > 0) {
     warnings.push(
@@ -245,12 +246,24 @@ async function render(input: RenderInput): Promise<RenderResult> {
   return { files, warnings };
 }
 
-export const yumLayout: RepoLayout = {
+/** A new yum layout, with render caches of its own. */
+export function createYumLayout(): RepoLayout {
+  const rootCaches: RootCaches = new RenderCaches<RootCache>(() => ({
+    entries: new Map(),
+    gz: new Map(),
+  }));
+  return {
+    ...YUM,
+    render: (input) => render(rootCaches, input),
+    forgetRepos: (keep) => rootCaches.forgetRepos(keep),
+  };
+}
+
+/** What every yum layout shares; render and its caches come from createYumLayout. */
+const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
   managerType: "yum",
   // 2: non-UTF-8 header text read as createrepo_c reads it, changelog authors trimmed.
   metaVersion: 2,
-  forgetRepos: (keep) => rootCaches.forgetRepos(keep),
-
   fileTypes: ["rpm"],
 
   filenamePattern: /\.rpm$/,
@@ -267,8 +280,6 @@ export const yumLayout: RepoLayout = {
     return { ...(await parseRpm(source, filename)) };
   },
 
-  render,
-
   async transform(source, filename, signer, options) {
     if (!options.signRpmPackages || !signer) return null;
     return signRpm(source, filename, signer);
@@ -284,3 +295,6 @@ export const yumLayout: RepoLayout = {
     });
   },
 };
+
+/** A shared instance, for `inspect` and tests; the agent makes its own (layout/index.ts). */
+export const yumLayout = createYumLayout();

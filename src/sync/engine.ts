@@ -9,7 +9,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import PQueue from "p-queue";
 import { PackratError, describeError, isPackratError } from "../errors.js";
-import { forgetRepos, layoutAccepts } from "../layout/index.js";
+import { layoutAccepts } from "../layout/index.js";
 import type { LayoutOptions, PublishedPackage, RepoLayout } from "../layout/types.js";
 import { metaCacheKey } from "../layout/types.js";
 import type { Logger } from "../log.js";
@@ -93,6 +93,8 @@ export interface EngineDeps {
   log: Logger;
   signer: Signer | null;
   layoutFor: (managerType: string) => RepoLayout | undefined;
+  /** The layouts drop the render caches of repos not in `keep` (LayoutRegistry.forgetRepos). */
+  forgetRepos?: (keep: ReadonlySet<string>) => void;
   layoutOptions: LayoutOptions;
   /** Public key files to keep published at root_dir (empty without a signer). */
   rootFiles?: readonly RootFile[];
@@ -300,7 +302,7 @@ export class SyncEngine {
       this.reportRefused(refusedRepos, plans, report);
       this.checkSanity(plans, previousByRepo, opts.force ?? false);
       // Repos that left the mirror: their render caches go (a daemon runs for months).
-      forgetRepos(new Set(repos.map((r) => r.name)));
+      this.deps.forgetRepos?.(new Set(repos.map((r) => r.name)));
 
       const fullCount = Number(store.getValue("full_sync_count") ?? "0") + 1;
       const deep =

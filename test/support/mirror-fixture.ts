@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { layoutFor } from "../../src/layout/index.js";
+import { createLayouts } from "../../src/layout/index.js";
 import { DEFAULT_LAYOUT_OPTIONS, type LayoutOptions } from "../../src/layout/types.js";
 import { silentLogger, type Logger } from "../../src/log.js";
 import type { Signer } from "../../src/signing/signer.js";
@@ -181,6 +181,7 @@ export function makeEngine(
     requestTimeoutMs: 5000,
     log,
   });
+  const layouts = createLayouts();
   const engine = new SyncEngine({
     settings: {
       rootDir: fixture.root,
@@ -195,7 +196,8 @@ export function makeEngine(
     store,
     log,
     signer: opts.signer ?? null,
-    layoutFor,
+    layoutFor: layouts.layoutFor,
+    forgetRepos: layouts.forgetRepos,
     layoutOptions: { ...DEFAULT_LAYOUT_OPTIONS, ...opts.layoutOptions },
     retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
     ...opts.deps,

@@ -3,8 +3,7 @@ import { gunzipSync } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
 import { beforeAll, describe, expect, it } from "vitest";
 import { isPackratError } from "../../src/errors.js";
-import { aptLayout, cachedDists, codenameOf } from "../../src/layout/apt.js";
-import { forgetRepos } from "../../src/layout/index.js";
+import { aptLayout, codenameOf, createAptLayout } from "../../src/layout/apt.js";
 import type { RenderedFile, RenderResult } from "../../src/layout/types.js";
 import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/types.js";
 import { makeTestSigner } from "../support/test-signer.js";
@@ -265,11 +264,21 @@ describe("apt Release", () => {
     expect(packages(warm)).toMatch(/Package: aaa[\s\S]*Package: alpha-tools[\s\S]*Package: zzz/);
   });
   it("drops the render caches of repos that left the mirror", async () => {
-    await aptLayout.render(renderInput(pkgs, [bookworm], { repo: testRepo("leaving-apt") }));
-    expect(cachedDists()).toContainEqual(["leaving-apt", "bookworm"]);
-    forgetRepos(new Set(["prod-apt"]));
-    expect(cachedDists().map(([repo]) => repo)).not.toContain("leaving-apt");
-    expect(cachedDists()).toContainEqual(["prod-apt", "bookworm"]);
+    const layout = createAptLayout();
+    await layout.render(renderInput(pkgs, [bookworm]));
+    await layout.render(renderInput(pkgs, [bookworm], { repo: testRepo("leaving-apt") }));
+    expect(layout.cachedDists()).toContainEqual(["leaving-apt", "bookworm"]);
+    layout.forgetRepos!(new Set(["prod-apt"]));
+    expect(layout.cachedDists().map(([repo]) => repo)).not.toContain("leaving-apt");
+    expect(layout.cachedDists()).toContainEqual(["prod-apt", "bookworm"]);
+  });
+
+  it("keeps its render caches to itself: two layouts share nothing", async () => {
+    const a = createAptLayout();
+    const b = createAptLayout();
+    await a.render(renderInput(pkgs, [bookworm], { repo: testRepo("only-in-a") }));
+    expect(a.cachedDists()).toContainEqual(["only-in-a", "bookworm"]);
+    expect(b.cachedDists()).toEqual([]);
   });
   it("publishes an empty dist for a distro version without packages", async () => {
     const r = await aptLayout.render(renderInput([], [bookworm]));

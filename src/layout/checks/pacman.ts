@@ -81,7 +81,13 @@ async function readIfListed(
   return input.reader.read(rel);
 }
 
-async function checkDb(dir: string, name: string, input: CheckInput, f: Findings): Promise<void> {
+async function checkDb(
+  memos: Memos,
+  dir: string,
+  name: string,
+  input: CheckInput,
+  f: Findings,
+): Promise<void> {
   const { reader, verifier } = input;
   f.entryPoints++;
   const prefix = dir === "" ? "" : `${dir}/`;
@@ -115,7 +121,7 @@ async function checkDb(dir: string, name: string, input: CheckInput, f: Findings
 
   let readings: EntryReading[];
   try {
-    readings = readDatabase(dbPath, db);
+    readings = readDatabase(memos, input.scope ?? "", dbPath, db);
   } catch (err) {
     f.add(dbPath, `cannot be read as a database: ${errorText(err)}`);
     return;
@@ -222,8 +228,9 @@ function readEntries(dbPath: string, tar: Uint8Array): EntryReading[] {
  * member's bytes, which are compared in full; anything else (a member that splits an entry,
  * a pax or long-name header, a zero block, xz or zstd) takes the whole-file path.
  */
-function readDatabase(dbPath: string, db: Uint8Array): EntryReading[] {
-  const memo = memos.get(dbPath);
+function readDatabase(memos: Memos, scope: string, dbPath: string, db: Uint8Array): EntryReading[] {
+  const memoKey = `${scope}\0${dbPath}`;
+  const memo = memos.get(memoKey);
   let members: Member[] | null = null;
   try {
     if (db[0] === 0x1f && db[1] === 0x8b) members = splitMembers(db, memo);
@@ -232,7 +239,7 @@ function readDatabase(dbPath: string, db: Uint8Array): EntryReading[] {
     members = null;
   }
   if (members === null) {
-    memos.delete(dbPath);
+    memos.delete(memoKey);
     return readEntries(dbPath, decompressAny(db));
   }
   const used: MemberMemo = new Map();
@@ -248,7 +255,7 @@ function readDatabase(dbPath: string, db: Uint8Array): EntryReading[] {
         known = { bytes: m.bytes, readings: readEntries(dbPath, tar), end: false };
     }
     if (known === null || (known.end && i !== members.length - 1)) {
-      memos.delete(dbPath);
+      memos.delete(memoKey);
       return readEntries(dbPath, decompressAny(db));
     }
     const key = memberKey(known.bytes);
@@ -257,7 +264,7 @@ function readDatabase(dbPath: string, db: Uint8Array): EntryReading[] {
     used.set(key, list);
     for (const r of known.readings) out.push(r);
   }
-  memos.set(dbPath, used);
+  memos.set(memoKey, used);
   return out;
 }
 
@@ -269,7 +276,8 @@ interface KnownMember {
   end: boolean;
 }
 type MemberMemo = Map<string, KnownMember[]>;
-const memos = new Map<string, MemberMemo>();
+/** What a pacman checker remembers of the databases it read, by repo and path. */
+type Memos = Map<string, MemberMemo>;
 
 /** Where a member's deflate data starts to differ from another's: skip the fixed header. */
 function memberKey(bytes: Uint8Array): string {
@@ -387,7 +395,19 @@ function octal(header: Uint8Array, offset: number, length: number): number | nul
   return value;
 }
 
-export async function checkPacmanRepo(input: CheckInput): Promise<CheckResult> {
+/**
+ * A pacman checker with a memory of its own (the gzip members it has read, per repo and
+ * database), so two layouts or two engines never share or evict each other's.
+ */
+export function createPacmanCheck(): (input: CheckInput) => Promise<CheckResult> {
+  const memos: Memos = new Map();
+  return (input) => checkPacmanRepoWith(memos, input);
+}
+
+/** A shared checker, for tests and one-off checks. */
+export const checkPacmanRepo = createPacmanCheck();
+
+async function checkPacmanRepoWith(memos: Memos, input: CheckInput): Promise<CheckResult> {
   const f = new Findings();
   const dbs = new Map<string, [string, string]>();
   for (const p of input.metadataPaths) {
@@ -398,7 +418,7 @@ export async function checkPacmanRepo(input: CheckInput): Promise<CheckResult> {
     f.add("", "no <repo>.db: pacman has nothing to read");
   for (const [p, [dir, name]] of [...dbs].sort(([a], [b]) => (a < b ? -1 : 1))) {
     try {
-      await checkDb(dir, name, input, f);
+      await checkDb(memos, dir, name, input, f);
     } catch (err) {
       f.add(p, `cannot be read as pacman does: ${errorText(err)}`);
     }

@@ -44,6 +44,11 @@ export interface CheckInput {
   metadataPaths: readonly string[];
   /** null when the repo is published unsigned: no signature is required then. */
   verifier: SignatureVerifier | null;
+  /**
+   * Which repo this is (its name): a checker that remembers what it read between runs keeps
+   * each repo's apart. Optional; without it, runs share one memory.
+   */
+  scope?: string;
 }
 
 export interface CheckResult {
