@@ -178,6 +178,7 @@ export async function selfCheckGeneration(
       reader: generationReader(req, files, deps.root),
       metadataPaths: files.map((f) => f.path),
       verifier: verifier === null ? null : await verifier,
+      scope: req.input.repo.name,
     });
     problems = result.problems;
     deps.log.debug(

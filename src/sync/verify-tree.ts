@@ -142,6 +142,7 @@ export async function verifyTree(opts: VerifyTreeOptions): Promise<VerifyReport>
       reader: diskReader(root, dir, hasher),
       metadataPaths: current.map((r) => r.path.slice(dir.length + 1)),
       verifier: opts.verifier,
+      scope: repo.name,
     });
     report.entryPoints += result.entryPoints;
     report.packageRefs += result.packages;
