@@ -157,6 +157,24 @@ describe("parse", () => {
     expect(meta.requiresPython).toBeNull();
   });
 
+  test("PKG-INFO is read where it is: another top directory, the root, an .egg-info", async () => {
+    const info = (rp: string) =>
+      new TextEncoder().encode(
+        `Metadata-Version: 2.1\nName: a\nVersion: 1\nRequires-Python: ${rp}\n`,
+      );
+    const sdist = (...members: [string, string][]) =>
+      gzipSync(writeTar(members.map(([name, rp]) => ({ name, content: info(rp), mtime: 0 }))));
+    const parse = async (bytes: Uint8Array) =>
+      (await pypiLayout.parse(bufferSource(bytes), "a-1.tar.gz")).requiresPython;
+    expect(await parse(sdist(["A-1.0.0/PKG-INFO", ">=3.1"]))).toBe(">=3.1");
+    expect(await parse(sdist(["PKG-INFO", ">=3.2"]))).toBe(">=3.2");
+    expect(await parse(sdist(["a-1/src/a.egg-info/PKG-INFO", ">=3.3"]))).toBe(">=3.3");
+    // The top one wins over an .egg-info copy, wherever it comes in the archive.
+    expect(
+      await parse(sdist(["a-1/a.egg-info/PKG-INFO", ">=3.4"], ["a-1/PKG-INFO", ">=3.5"])),
+    ).toBe(">=3.5");
+  });
+
   test("a wheel with no METADATA is invalid; name and version come from the file name", async () => {
     const empty = zipSync({ "x/__init__.py": new Uint8Array(1) });
     await expect(
