@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
@@ -6,7 +7,12 @@ import { describe, expect, test } from "vitest";
 import { layoutForFilename } from "../../src/layout/index.js";
 import { isPackratError } from "../../src/errors.js";
 import { writeTar } from "../../src/layout/formats/pacman-tar.js";
-import { normalizeProjectName, parseCoreMetadata } from "../../src/layout/formats/python-dist.js";
+import {
+  normalizeProjectName,
+  parseCoreMetadata,
+  PYTHON_LIMITS,
+  readPythonDist,
+} from "../../src/layout/formats/python-dist.js";
 import { escapeHtml, pypiLayout } from "../../src/layout/pypi.js";
 import type { PublishedPackage, RenderInput } from "../../src/layout/types.js";
 import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
@@ -173,6 +179,35 @@ describe("parse", () => {
     expect(
       await parse(sdist(["a-1/a.egg-info/PKG-INFO", ">=3.4"], ["a-1/PKG-INFO", ">=3.5"])),
     ).toBe(">=3.5");
+  });
+
+  test("bzip2 and LZMA-alone sdists are cut off at the scan limit, and corrupt ones refused", async () => {
+    // 8 MiB of zeros before PKG-INFO: a few hundred bytes compressed.
+    const tar = writeTar([
+      { name: "a-1/big", content: new Uint8Array(8 << 20), mtime: 0 },
+      {
+        name: "a-1/PKG-INFO",
+        content: new TextEncoder().encode("Name: a\nVersion: 1\n"),
+        mtime: 0,
+      },
+    ]);
+    const limits = { ...PYTHON_LIMITS, maxSdistScanBytes: 1 << 20 };
+    for (const [file, bytes] of [
+      ["a-1.tar.bz2", execFileSync("bzip2", ["-c"], { input: tar })],
+      ["a-1.tar.lzma", execFileSync("xz", ["-c", "--format=lzma"], { input: tar })],
+    ] as const) {
+      expect(bytes.length).toBeLessThan(64 << 10);
+      await expect(readPythonDist(bufferSource(bytes), file, limits)).rejects.toThrow(
+        /exceeds the limit/,
+      );
+      // Within the default limit the same file reads.
+      expect((await readPythonDist(bufferSource(bytes), file)).declaredName).toBe("a");
+      const corrupt = Uint8Array.from(bytes);
+      corrupt.fill(0x55, 20, 60);
+      await expect(readPythonDist(bufferSource(corrupt), file)).rejects.toMatchObject({
+        code: "PACKRAT_PACKAGE_INVALID",
+      });
+    }
   });
 
   test("a wheel with no METADATA is invalid; name and version come from the file name", async () => {
