@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
@@ -6,7 +7,12 @@ import { describe, expect, test } from "vitest";
 import { layoutForFilename } from "../../src/layout/index.js";
 import { isPackratError } from "../../src/errors.js";
 import { writeTar } from "../../src/layout/formats/pacman-tar.js";
-import { normalizeProjectName, parseCoreMetadata } from "../../src/layout/formats/python-dist.js";
+import {
+  normalizeProjectName,
+  parseCoreMetadata,
+  PYTHON_LIMITS,
+  readPythonDist,
+} from "../../src/layout/formats/python-dist.js";
 import { escapeHtml, pypiLayout } from "../../src/layout/pypi.js";
 import type { PublishedPackage, RenderInput } from "../../src/layout/types.js";
 import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
@@ -155,6 +161,53 @@ describe("parse", () => {
     const meta = await pypiLayout.parse(bufferSource(tar), "a-1.tar.gz");
     expect(meta).toMatchObject({ name: "a", version: "1", declaredName: null });
     expect(meta.requiresPython).toBeNull();
+  });
+
+  test("PKG-INFO is read where it is: another top directory, the root, an .egg-info", async () => {
+    const info = (rp: string) =>
+      new TextEncoder().encode(
+        `Metadata-Version: 2.1\nName: a\nVersion: 1\nRequires-Python: ${rp}\n`,
+      );
+    const sdist = (...members: [string, string][]) =>
+      gzipSync(writeTar(members.map(([name, rp]) => ({ name, content: info(rp), mtime: 0 }))));
+    const parse = async (bytes: Uint8Array) =>
+      (await pypiLayout.parse(bufferSource(bytes), "a-1.tar.gz")).requiresPython;
+    expect(await parse(sdist(["A-1.0.0/PKG-INFO", ">=3.1"]))).toBe(">=3.1");
+    expect(await parse(sdist(["PKG-INFO", ">=3.2"]))).toBe(">=3.2");
+    expect(await parse(sdist(["a-1/src/a.egg-info/PKG-INFO", ">=3.3"]))).toBe(">=3.3");
+    // The top one wins over an .egg-info copy, wherever it comes in the archive.
+    expect(
+      await parse(sdist(["a-1/a.egg-info/PKG-INFO", ">=3.4"], ["a-1/PKG-INFO", ">=3.5"])),
+    ).toBe(">=3.5");
+  });
+
+  test("bzip2 and LZMA-alone sdists are cut off at the scan limit, and corrupt ones refused", async () => {
+    // 8 MiB of zeros before PKG-INFO: a few hundred bytes compressed.
+    const tar = writeTar([
+      { name: "a-1/big", content: new Uint8Array(8 << 20), mtime: 0 },
+      {
+        name: "a-1/PKG-INFO",
+        content: new TextEncoder().encode("Name: a\nVersion: 1\n"),
+        mtime: 0,
+      },
+    ]);
+    const limits = { ...PYTHON_LIMITS, maxSdistScanBytes: 1 << 20 };
+    for (const [file, bytes] of [
+      ["a-1.tar.bz2", execFileSync("bzip2", ["-c"], { input: tar })],
+      ["a-1.tar.lzma", execFileSync("xz", ["-c", "--format=lzma"], { input: tar })],
+    ] as const) {
+      expect(bytes.length).toBeLessThan(64 << 10);
+      await expect(readPythonDist(bufferSource(bytes), file, limits)).rejects.toThrow(
+        /exceeds the limit/,
+      );
+      // Within the default limit the same file reads.
+      expect((await readPythonDist(bufferSource(bytes), file)).declaredName).toBe("a");
+      const corrupt = Uint8Array.from(bytes);
+      corrupt.fill(0x55, 20, 60);
+      await expect(readPythonDist(bufferSource(corrupt), file)).rejects.toMatchObject({
+        code: "PACKRAT_PACKAGE_INVALID",
+      });
+    }
   });
 
   test("a wheel with no METADATA is invalid; name and version come from the file name", async () => {
