@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import type * as FsPromises from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -865,6 +865,33 @@ describe("config files", () => {
     expect((await readConfig(path)).warnings).toEqual(warnings);
   });
 
+  it("warns when a file holding the psk or a proxy password is readable by others, naming mode and fix", async () => {
+    const path = join(dir, "secret.conf");
+    await writeFile(path, MINIMAL.replace("name: mirror", "name: mirror\npsk: s3cret"));
+    await chmod(path, 0o644);
+    const warnings = (await readConfig(path)).warnings;
+    expect(warnings).toEqual([
+      `${path} holds [packrat] psk and is readable by every user (mode 0644); ` +
+        `run \`chmod 640 ${path}\` (owner root, group of the agent's user, e.g. chgrp packrat)`,
+    ]);
+    expect(warnings.join("")).not.toContain("s3cret");
+    await chmod(path, 0o640);
+    expect((await readConfig(path)).warnings).toEqual([]);
+
+    await writeFile(
+      path,
+      MINIMAL.replace("name: mirror", "name: mirror\nproxy: http://u:pw@p:3128"),
+    );
+    await chmod(path, 0o604);
+    expect((await readConfig(path)).warnings[0]).toContain(
+      "holds the [packrat] proxy password and is readable by every user (mode 0604)",
+    );
+    // No secret, no warning, whatever the mode.
+    await writeFile(path, MINIMAL);
+    await chmod(path, 0o644);
+    expect((await readConfig(path)).warnings).toEqual([]);
+  });
+
   it("a missing file is PACKRAT_CONFIG_NOT_FOUND naming the path and the ways to give one", async () => {
     const path = join(dir, "nope.conf");
     const err: unknown = await loadConfig(path).catch((e: unknown) => e);
@@ -937,7 +964,13 @@ describe("describeSettings", () => {
 
 describe("etc/mirror.conf.example", () => {
   it("parses with no problems and no warnings", async () => {
-    const { settings, warnings } = await readConfig(EXAMPLE);
+    // Installed as the example asks (chmod 640): it holds a psk, so a checkout's 0644 would warn.
+    const dir = await mkdtemp(join(tmpdir(), "packrat-example-"));
+    const copy = join(dir, "mirror.conf");
+    await writeFile(copy, await readFile(EXAMPLE), { mode: 0o640 });
+    const { settings, warnings } = await readConfig(copy).finally(() =>
+      rm(dir, { recursive: true, force: true }),
+    );
     expect(warnings).toEqual([]);
     expect(settings.packrat.host).toBe("http://packrat");
     expect(settings.mirror.rootDir).toBe("/var/www/packrat");
