@@ -30,6 +30,8 @@ import { PackratError } from "../errors.js";
 
 export interface StateLock {
   readonly path: string;
+  /** Whether the lock path still names the file this lock holds (not deleted or replaced). */
+  stillHeld(): boolean;
   release(): void;
 }
 
@@ -159,6 +161,7 @@ export function acquireStateLock(stateDb: string): StateLock {
     let released = false;
     return {
       path: lockPath,
+      stillHeld: () => !released && samePath(fd, lockPath),
       release: () => {
         if (released) return;
         released = true;

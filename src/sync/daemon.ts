@@ -34,6 +34,12 @@ export interface DaemonDeps {
   sleep?: Sleep;
   /** Called after every pass (status, metrics, the tamper watcher). */
   onSync?: (report: SyncReport | null, err: unknown) => void;
+  /**
+   * The state DB file was deleted or replaced under the daemon (`why` says which): reopen the
+   * file at the path (a new one if none) and hand back the dependencies built on it. Without it
+   * the daemon only says so in the log.
+   */
+  reopenStore?: (why: string) => Promise<DaemonDeps>;
 }
 
 const POLL_RETRY = { attempts: Infinity, baseDelayMs: 1000, maxDelayMs: 30_000 };
@@ -119,6 +125,8 @@ export class MirrorDaemon {
       if (this.stopController.signal.aborted) return;
       let delay = this.deps.settings.fullSyncInterval * 1000;
       try {
+        // A full sync on a fresh state DB is what rebuilds it: go on with this one.
+        await this.storeStillThere(false);
         const report = await this.deps.engine.fullSync({
           ...opts,
           signal: this.stopController.signal,
@@ -207,6 +215,33 @@ export class MirrorDaemon {
     await this.queue.onIdle();
   }
 
+  /**
+   * Before each pass: is the state DB file still the one the daemon has open? One deleted or
+   * replaced under it (an operator's rm, a restore from backup) would take every write into an
+   * unlinked file, lost at the next start. The daemon says so and rebuilds as a restart does: the
+   * file at the path is opened (a fresh one if none), and a full sync fills it from the master and
+   * the disk. Returns false when the caller's pass must give way to that full sync (queued
+   * here unless the caller is a full sync itself).
+   */
+  private async storeStillThere(queueFullSync = true): Promise<boolean> {
+    const why = this.deps.store.replacedOnDisk();
+    if (why === null) return true;
+    if (!this.deps.reopenStore) {
+      this.deps.log.error(`${why} while the agent runs; restart it to rebuild the state DB`);
+      return true;
+    }
+    this.deps.log.warn(
+      `${why} while the agent runs; opening the state DB at that path and rebuilding it with a full sync, as a restart would`,
+    );
+    this.deps = await this.deps.reopenStore(why);
+    this.stopPollers();
+    for (const timer of this.settleTimers.values()) clearTimeout(timer);
+    this.settleTimers.clear();
+    this.warmed = false;
+    if (queueFullSync) this.requestFullSync("state DB replaced");
+    return false;
+  }
+
   private scheduleFullSync(delayMs: number): void {
     if (this.stopping) return;
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
@@ -219,6 +254,7 @@ export class MirrorDaemon {
   private enqueueIncremental(repo: string, packages: string[]): Promise<void> {
     return this.queue.add(async () => {
       if (this.stopping) return;
+      if (!(await this.storeStillThere())) return;
       this.deps.log.info({ repo, packages: packages.length }, "applying changes from the master");
       const report = await this.deps.engine.incrementalSync(repo, packages, {
         signal: this.stopController.signal,
@@ -237,7 +273,7 @@ export class MirrorDaemon {
     for (const { repo } of this.deps.store.listRepos()) {
       void this.queue
         .add(async () => {
-          if (this.stopping) return;
+          if (this.stopping || !(await this.storeStillThere())) return;
           await this.deps.engine.warm(repo.name, { signal: this.stopController.signal });
         })
         .catch((err: unknown) => {
@@ -259,7 +295,7 @@ export class MirrorDaemon {
         this.settleTimers.delete(repo);
         void this.queue
           .add(async () => {
-            if (this.stopping) return;
+            if (this.stopping || !(await this.storeStillThere())) return;
             const settled = await this.deps.engine.settle(repo, {
               signal: this.stopController.signal,
             });
