@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   PACKRAT_UNSAFE_FILENAME: "A filename from the master is not a safe basename.",
   PACKRAT_HASH_MISMATCH: "Downloaded or on-disk bytes do not match the expected SHA-256.",
   PACKRAT_DOWNLOAD_FAILED: "A package file could not be downloaded after every retry.",
+  PACKRAT_DOWNLOAD_STALLED:
+    "A download was too slow (download_min_rate) or passed its deadline; abandoned.",
   PACKRAT_STATE_LOCKED: "Another agent holds the state database.",
   PACKRAT_STATE_DB: "The state database cannot be opened or migrated.",
   PACKRAT_SAFETY_VALVE: "A sync was refused because it would remove too much.",

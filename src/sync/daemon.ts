@@ -8,7 +8,7 @@ import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { StateStore } from "../state/state-store.js";
 import { backoffDelay, realSleep, type Sleep } from "./download.js";
-import type { SyncEngine, SyncOptions, SyncReport } from "./engine.js";
+import type { DetachedDownload, SyncEngine, SyncOptions, SyncReport } from "./engine.js";
 import type { MasterClient } from "./master-types.js";
 import { TriggerCoalescer } from "./triggers.js";
 
@@ -21,9 +21,18 @@ export interface DaemonSettings {
    * its complete generation is published; each new change restarts the wait.
    */
   settleDelayMs?: number;
+  /**
+   * How long a pass waits for each download before publishing without it (SyncOptions
+   * .downloadWaitMs): a slow file then holds back neither the rest of its pass nor the passes
+   * queued behind it; it joins a later generation when it is complete.
+   */
+  downloadWaitMs?: number;
 }
 
 export const DEFAULT_SETTLE_DELAY_MS = 2_000;
+export const DEFAULT_DOWNLOAD_WAIT_MS = 1_000;
+/** A download that completed in the background is published after this (a few coalesce). */
+const DETACHED_PUBLISH_DELAY_MS = 200;
 
 export interface DaemonDeps {
   engine: SyncEngine;
@@ -89,8 +98,11 @@ export class MirrorDaemon {
   /** Full syncs in a row that found announced changes the polls kept silent about. */
   private silentChangeSyncs = 0;
   private triggersAvailable: boolean | null = null;
+  /** Repos with a pass queued for a download that ended in the background, and when it fires. */
+  private readonly detachedTimers = new Map<string, { timer: NodeJS.Timeout; at: number }>();
 
   constructor(private deps: DaemonDeps) {
+    deps.engine.onDetachedDownload((d) => this.onDetached(d));
     this.coalescer = new TriggerCoalescer(
       deps.settings.triggerDebounceMs,
       (repo, packages) => this.enqueueIncremental(repo, packages),
@@ -130,6 +142,7 @@ export class MirrorDaemon {
         const report = await this.deps.engine.fullSync({
           ...opts,
           signal: this.stopController.signal,
+          downloadWaitMs: this.downloadWaitMs,
         });
         if (this.consecutiveFullFailures > 0) {
           this.deps.log.info(
@@ -184,19 +197,26 @@ export class MirrorDaemon {
 
   /** Swap in new dependencies after SIGHUP (a new config). Pollers restart with the new client. */
   reload(deps: DaemonDeps): void {
-    this.deps = deps;
+    this.swapDeps(deps);
     this.stopPollers();
     this.requestFullSync("config reloaded");
   }
 
-  /** Stop pollers and timers; wait for the running pass up to the deadline, then abort it. */
+  /**
+   * Stop pollers and timers and abort every download at once (a stalled one would otherwise
+   * hold the stop for its whole deadline); the running pass then publishes what is complete.
+   * Wait for it up to the deadline, then abort it.
+   */
   async stop(deadlineMs: number): Promise<boolean> {
     this.stopping = true;
     this.coalescer.stop();
     this.stopPollers();
+    this.deps.engine.abortDownloads(new Error("agent stopping"));
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
     for (const timer of this.settleTimers.values()) clearTimeout(timer);
     this.settleTimers.clear();
+    for (const { timer } of this.detachedTimers.values()) clearTimeout(timer);
+    this.detachedTimers.clear();
     this.queue.clear();
     const idle = this.queue.onIdle().then(() => true);
     const timeout = new Promise<boolean>((resolve) =>
@@ -206,13 +226,77 @@ export class MirrorDaemon {
     this.stopController.abort(new Error("agent stopping"));
     if (!finished)
       await Promise.race([this.queue.onIdle(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    // Aborted downloads remove their temp files as they end.
+    await Promise.race([
+      this.deps.engine.downloadsIdle(),
+      new Promise((r) => setTimeout(r, 2000).unref()),
+    ]);
     return finished;
+  }
+
+  private swapDeps(next: DaemonDeps): void {
+    if (next.engine !== this.deps.engine) {
+      // The old engine's client is closed by the caller; its downloads end now, unrecorded.
+      this.deps.engine.abortDownloads(new Error("engine replaced"));
+      this.deps.engine.onDetachedDownload(null);
+      next.engine.onDetachedDownload((d) => this.onDetached(d));
+    }
+    this.deps = next;
+  }
+
+  private get downloadWaitMs(): number {
+    return this.deps.settings.downloadWaitMs ?? DEFAULT_DOWNLOAD_WAIT_MS;
+  }
+
+  /**
+   * A download a pass stopped waiting for has ended: publish it soon with a pass of its repo
+   * (settle: from the state DB, no master request); a stall is tried again by such a pass once
+   * its backoff is over. Other failures wait for the next full sync, as in any pass.
+   */
+  private onDetached(d: DetachedDownload): void {
+    if (this.stopping) return;
+    if (d.error === null) this.passSoon(d.repo, DETACHED_PUBLISH_DELAY_MS);
+    else if (d.retryInMs > 0) this.passSoon(d.repo, d.retryInMs + DETACHED_PUBLISH_DELAY_MS);
+  }
+
+  private passSoon(repo: string, delayMs: number): void {
+    const at = Date.now() + delayMs;
+    const before = this.detachedTimers.get(repo);
+    if (before && before.at <= at) return;
+    if (before) clearTimeout(before.timer);
+    const timer = setTimeout(() => {
+      this.detachedTimers.delete(repo);
+      void this.queue
+        .add(async () => {
+          if (this.stopping || !(await this.storeStillThere())) return;
+          const report = await this.deps.engine.settle(repo, {
+            signal: this.stopController.signal,
+            downloadWaitMs: this.downloadWaitMs,
+          });
+          this.scheduleSettle(report);
+          this.deps.onSync?.(report, null);
+        })
+        .catch((err: unknown) => {
+          if (this.stopController.signal.aborted) return;
+          this.deps.log.error(
+            { repo },
+            `publishing downloads that ended in the background failed: ${describeError(err)}; the next full sync will`,
+          );
+        });
+    }, delayMs);
+    this.detachedTimers.set(repo, { timer, at });
   }
 
   /** For tests and `status`: wait until no pass is queued or running (settling included). */
   async idle(): Promise<void> {
     await this.coalescer.idle();
     await this.queue.onIdle();
+    // Downloads that went on in the background, and the passes that publish them.
+    while (this.deps.engine.downloadsInFlight > 0 || this.detachedTimers.size > 0) {
+      await this.deps.engine.downloadsIdle();
+      await new Promise((r) => setTimeout(r, 50));
+      await this.queue.onIdle();
+    }
   }
 
   /**
@@ -233,7 +317,7 @@ export class MirrorDaemon {
     this.deps.log.warn(
       `${why} while the agent runs; opening the state DB at that path and rebuilding it with a full sync, as a restart would`,
     );
-    this.deps = await this.deps.reopenStore(why);
+    this.swapDeps(await this.deps.reopenStore(why));
     this.stopPollers();
     for (const timer of this.settleTimers.values()) clearTimeout(timer);
     this.settleTimers.clear();
@@ -259,6 +343,7 @@ export class MirrorDaemon {
       const report = await this.deps.engine.incrementalSync(repo, packages, {
         signal: this.stopController.signal,
         quick: true,
+        downloadWaitMs: this.downloadWaitMs,
       });
       this.scheduleSettle(report);
       this.deps.onSync?.(report, null);
@@ -274,7 +359,10 @@ export class MirrorDaemon {
       void this.queue
         .add(async () => {
           if (this.stopping || !(await this.storeStillThere())) return;
-          await this.deps.engine.warm(repo.name, { signal: this.stopController.signal });
+          await this.deps.engine.warm(repo.name, {
+            signal: this.stopController.signal,
+            downloadWaitMs: this.downloadWaitMs,
+          });
         })
         .catch((err: unknown) => {
           this.deps.log.debug(
@@ -298,6 +386,7 @@ export class MirrorDaemon {
             if (this.stopping || !(await this.storeStillThere())) return;
             const settled = await this.deps.engine.settle(repo, {
               signal: this.stopController.signal,
+              downloadWaitMs: this.downloadWaitMs,
             });
             this.scheduleSettle(settled);
             this.deps.onSync?.(settled, null);

@@ -350,6 +350,9 @@ gpg_passphrase_file = /etc/packrat/key.pass
 public_key_name = prod-key
 key_expiry_warn_days = 14
 download_concurrency = 8
+download_min_rate = 4096
+download_min_rate_window = 10
+download_deadline_base = 60
 deep_verify_every = 3
 max_removal_ratio = .25
 trigger_debounce_ms = 1_000
@@ -397,6 +400,9 @@ publish_deprecated = yes
         publicKeyName: "prod-key",
         keyExpiryWarnDays: 14,
         downloadConcurrency: 8,
+        downloadMinRate: 4096,
+        downloadMinRateWindow: 10,
+        downloadDeadlineBase: 60,
         deepVerifyEvery: 3,
         maxRemovalRatio: 0.25,
         triggerDebounceMs: 1000,
@@ -663,6 +669,10 @@ log_level: loud
     ["metadata_grace_seconds", "1d", "expected whole seconds, e.g. 86400"],
     ["poll_timeout", "5", "expected whole seconds from 10 to 3600"],
     ["request_timeout", "0", "expected whole seconds from 1 to 3600"],
+    ["download_min_rate", "1k", "expected bytes per second, e.g. 1024"],
+    ["download_min_rate", "0", "expected bytes per second from 1 to 1073741824"],
+    ["download_min_rate_window", "0", "expected whole seconds from 1 to 3600"],
+    ["download_deadline_base", "2m", "expected whole seconds, e.g. 120"],
     ["watch_tree", "maybe", "expected yes/no, true/false, on/off or 1/0"],
     ["apt_architectures", "amd64, Arm64", "expected Debian architecture names separated by commas"],
     ["apt_architectures", ",", "expected Debian architecture names"],

@@ -89,7 +89,10 @@ export async function runCommand(argv: string[]): Promise<number> {
         return;
       }
       stopping = true;
-      log.info({ signal }, "stopping: letting the current pass finish");
+      log.info(
+        { signal },
+        "stopping: aborting downloads, letting the current pass publish what is complete",
+      );
       void (async () => {
         const clean = await daemon.stop(STOP_DEADLINE_MS);
         if (!clean)
