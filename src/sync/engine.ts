@@ -1101,6 +1101,9 @@ export class SyncEngine {
       await entry.done;
       return "done";
     }
+    // Already left to the background by an earlier pass: waiting again would cost every pass of
+    // the repo the whole wait (and the changes queued behind it), for a file known to be slow.
+    if (entry.detached) return "pending";
     const finished = entry.done.then(() => "done" as const);
     finished.catch(() => undefined); // raised to the waiter below, or handled above
     let timer: NodeJS.Timeout | undefined;
