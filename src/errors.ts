@@ -25,6 +25,8 @@ export const ERROR_CODES = {
     "A repo's filesystem_dir is unsafe or overlaps a reserved name or another repo's directory.",
   PACKRAT_HASH_MISMATCH: "Downloaded or on-disk bytes do not match the expected SHA-256.",
   PACKRAT_DOWNLOAD_FAILED: "A package file could not be downloaded after every retry.",
+  PACKRAT_DOWNLOAD_STALLED:
+    "A download was too slow (download_min_rate) or passed its deadline; abandoned.",
   PACKRAT_STATE_LOCKED: "Another agent holds the state database.",
   PACKRAT_STATE_DB: "The state database cannot be opened or migrated.",
   PACKRAT_SAFETY_VALVE: "A sync was refused because it would remove too much.",

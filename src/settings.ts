@@ -47,6 +47,14 @@ export interface MirrorSettings {
   keyExpiryWarnDays: number;
   /** Parallel downloads. */
   downloadConcurrency: number;
+  /**
+   * A download slower than this many bytes per second over download_min_rate_window seconds is
+   * abandoned (curl's --speed-limit / --speed-time), and retried on a later pass with backoff.
+   */
+  downloadMinRate: number;
+  downloadMinRateWindow: number;
+  /** Each file's deadline: this many seconds plus its size / download_min_rate. */
+  downloadDeadlineBase: number;
   /** Every Nth full sync re-hashes every file. */
   deepVerifyEvery: number;
   /** Refuse a sync that would remove more than this fraction of managed files. */
@@ -110,6 +118,9 @@ export const MIRROR_DEFAULTS: Readonly<Omit<MirrorSettings, "rootDir">> = Object
   publicKeyName: "repo-key",
   keyExpiryWarnDays: 30,
   downloadConcurrency: 4,
+  downloadMinRate: 1024,
+  downloadMinRateWindow: 30,
+  downloadDeadlineBase: 120,
   deepVerifyEvery: 8,
   maxRemovalRatio: 0.5,
   triggerDebounceMs: 250,

@@ -9,7 +9,7 @@
  * newer or older agent still loads; an unknown section is an error, because a misspelt section
  * header silently takes every key under it out of the configuration.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { posix } from "node:path";
 import { PackratError } from "../errors.js";
 import { redactUrl } from "../log.js";
@@ -102,7 +102,47 @@ export async function readConfig(path: string): Promise<ConfigResult> {
       cause: err,
     });
   }
-  return parseConfigWithWarnings(text, path);
+  const result = parseConfigWithWarnings(text, path);
+  const exposed = await secretsReadableByOthers(path, result.settings);
+  return exposed ? { ...result, warnings: [...result.warnings, exposed] } : result;
+}
+
+/**
+ * A warning when the file holds a secret (the psk, a proxy password) and every user of the
+ * machine may read it (mode & 0o004): the agent still starts, as an upgrade from a version that
+ * never said so must not stop the mirror, but the operator learns the file, the mode and the fix.
+ */
+async function secretsReadableByOthers(path: string, settings: Settings): Promise<string | null> {
+  const held: string[] = [];
+  for (const section of SECTION_NAMES) {
+    const values = settings[section] as unknown as Record<string, unknown>;
+    for (const [field, spec] of Object.entries(SECTIONS[section]) as [string, KeySpec<unknown>][]) {
+      const value = values[field];
+      if (spec.secret && value !== null && value !== undefined)
+        held.push(`[${section}] ${keyOf(field)}`);
+    }
+  }
+  if (settings.packrat.proxy !== null) {
+    try {
+      if (new URL(settings.packrat.proxy).password !== "")
+        held.push("the [packrat] proxy password");
+    } catch {
+      // validated already; an unparsable URL holds no password we could name
+    }
+  }
+  if (held.length === 0) return null;
+  let mode: number;
+  try {
+    mode = (await stat(path)).mode & 0o7777;
+  } catch {
+    return null; // read a moment ago; gone now: nothing to advise on
+  }
+  if ((mode & 0o004) === 0) return null;
+  const octal = mode.toString(8).padStart(4, "0");
+  return (
+    `${path} holds ${held.join(" and ")} and is readable by every user (mode ${octal}); ` +
+    `run \`chmod 640 ${path}\` (owner root, group of the agent's user, e.g. chgrp packrat)`
+  );
 }
 
 /** Validate config text; `source` names it in messages (a path, or e.g. "mirror.conf"). */

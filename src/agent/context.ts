@@ -171,7 +171,8 @@ export async function createContext(
       close: async () => {
         await ctx.client.close();
         opened.close();
-        lock.release();
+        // ctx.lock, not `lock`: `run` takes a new one when the state directory is recreated.
+        ctx.lock.release();
       },
     };
     return ctx;

@@ -12,7 +12,16 @@
  * One agent per DB is enforced by the agent's lock file; if two writers still collide,
  * SQLite's locking keeps the file whole and SQLITE_BUSY surfaces as PACKRAT_STATE_LOCKED.
  */
-import { mkdirSync, existsSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import type { DistroVersion, PackageFile, Repo } from "../types.js";
@@ -49,7 +58,7 @@ export function openStateStore(path: string, opts: OpenStateStoreOptions = {}): 
   const now = opts.now ?? Date.now;
   const db = openDatabase(path, opts.readonly ?? false, opts.busyTimeoutMs, now);
   try {
-    return new SqliteStateStore(path, db, now);
+    return new SqliteStateStore(path, db, now, opts.busyTimeoutMs);
   } catch (err) {
     db.close();
     throw translateSqliteError(err, path, "preparing statements") ?? err;
@@ -80,6 +89,8 @@ function openDatabase(
     }
   }
 
+  if (!readonly) createPrivate(path);
+
   let db: Db;
   try {
     db = new BetterSqlite3(path, { readonly, fileMustExist: readonly, timeout: busyTimeoutMs });
@@ -107,6 +118,9 @@ function openDatabase(
         );
       }
       db.pragma("synchronous = NORMAL");
+      // SQLite gives a new -wal/-shm the database's mode, but files left by an older agent
+      // keep theirs.
+      for (const companion of [`${path}-wal`, `${path}-shm`]) tighten(companion);
     }
     return db;
   } catch (err) {
@@ -115,6 +129,52 @@ function openDatabase(
       translateSqliteError(err, path, readonly ? "reading its schema" : "migrating its schema") ??
       err
     );
+  }
+}
+
+/**
+ * The state DB holds what the master lists (names of unpublished packages, tags) and is nobody's
+ * business but the agent's: 0600. SQLite creates a new database with 0644 (less the umask) and
+ * gives its -wal and -shm the database's mode, so the file is made here first, empty (SQLite
+ * takes an empty file as a new database); one an older agent made with wider bits is tightened.
+ */
+export const STATE_DB_MODE = 0o600;
+
+function createPrivate(path: string): void {
+  try {
+    closeSync(openSync(path, constants.O_RDWR | constants.O_CREAT, STATE_DB_MODE));
+  } catch {
+    // A directory, a missing parent, no permission: SQLite's open says it in its own words.
+    return;
+  }
+  tighten(path);
+}
+
+function fileIdentity(path: string): { dev: number; ino: number } | null {
+  try {
+    const st = statSync(path);
+    return { dev: st.dev, ino: st.ino };
+  } catch {
+    return null;
+  }
+}
+
+/** The -wal and -shm a connection uses, once a read has made SQLite open them. */
+function companionIdentities(
+  path: string,
+  db: Db,
+): Map<string, { dev: number; ino: number } | null> {
+  if (!db.readonly) db.prepare("SELECT count(*) FROM sqlite_master").get();
+  return new Map([`${path}-wal`, `${path}-shm`].map((p) => [p, fileIdentity(p)]));
+}
+
+/** Drop group and other bits; a file owned by someone else stays as it is (nothing to do). */
+function tighten(path: string): void {
+  try {
+    const mode = statSync(path).mode & 0o7777;
+    if ((mode & 0o077) !== 0) chmodSync(path, mode & 0o700);
+  } catch {
+    // missing (no -shm yet) or not ours: the open that follows says what matters
   }
 }
 
@@ -417,177 +477,185 @@ ON CONFLICT (repo, uri) DO UPDATE SET
   size = CASE WHEN excluded.size IS NULL AND package_files.sha256 = excluded.sha256
     THEN package_files.size ELSE excluded.size END`;
 
+/** Every statement the store uses, prepared once per connection. */
+function prepareStatements(db: Db) {
+  return {
+    listRepos: db.prepare<[], RepoDbRow>("SELECT * FROM repos ORDER BY name"),
+    repoExists: db.prepare<[string], { one: number }>("SELECT 1 AS one FROM repos WHERE name = ?"),
+    upsertRepo: db.prepare<[string, string, string, string, number | null]>(
+      `INSERT INTO repos (name, uri, repo_json, distro_versions_json, last_master_contact)
+       VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET
+         uri = excluded.uri,
+         repo_json = excluded.repo_json,
+         distro_versions_json = excluded.distro_versions_json,
+         last_master_contact = coalesce(excluded.last_master_contact, repos.last_master_contact)`,
+    ),
+    deleteRepo: db.prepare<[string]>("DELETE FROM repos WHERE name = ?"),
+    touchMasterContact: db.prepare<[number, string]>(
+      "UPDATE repos SET last_master_contact = ? WHERE name = ?",
+    ),
+
+    listAllFiles: db.prepare<[], PackageFileDbRow>(
+      "SELECT * FROM package_files ORDER BY repo, uri",
+    ),
+    listRepoFiles: db.prepare<[string], PackageFileDbRow>(
+      "SELECT * FROM package_files WHERE repo = ? ORDER BY uri",
+    ),
+    repoFileUris: db.prepare<[string], { uri: string }>(
+      "SELECT uri FROM package_files WHERE repo = ?",
+    ),
+    packageFileUris: db.prepare<[string, string], { uri: string }>(
+      "SELECT uri FROM package_files WHERE repo = ? AND package_name = ?",
+    ),
+    upsertFile: db.prepare<PackageFileDbRow>(UPSERT_PACKAGE_FILE),
+    deleteFile: db.prepare<[string, string]>(
+      "DELETE FROM package_files WHERE repo = ? AND uri = ?",
+    ),
+    setDiskSha256: db.prepare<[string, string | null, number, string, string]>(
+      `UPDATE package_files SET disk_sha256 = ?, transform_key = ?, size = ?
+       WHERE repo = ? AND uri = ?`,
+    ),
+
+    getFingerprint: db.prepare<[string], FingerprintDbRow>(
+      "SELECT * FROM fingerprints WHERE path = ?",
+    ),
+    listFingerprints: db.prepare<[], FingerprintDbRow>("SELECT * FROM fingerprints ORDER BY path"),
+    putFingerprint: db.prepare<FingerprintDbRow>(
+      `INSERT OR REPLACE INTO fingerprints (path, sha256, size, mtime_ns, ino, verified_at)
+       VALUES (@path, @sha256, @size, @mtime_ns, @ino, @verified_at)`,
+    ),
+    deleteFingerprint: db.prepare<[string]>("DELETE FROM fingerprints WHERE path = ?"),
+
+    packageMetaStatus: db.prepare<[string], { sha256: string; parsed: number }>(
+      "SELECT sha256, meta_json IS NOT NULL AS parsed FROM package_meta WHERE layout = ?",
+    ),
+    getPackageMeta: db.prepare<
+      [string, string],
+      { meta_json: string | null; error: string | null }
+    >("SELECT meta_json, error FROM package_meta WHERE sha256 = ? AND layout = ?"),
+    putPackageMeta: db.prepare<[string, string, string | null, string | null, number]>(
+      `INSERT OR REPLACE INTO package_meta (sha256, layout, meta_json, error, cached_at)
+       VALUES (?, ?, ?, ?, ?)`,
+    ),
+
+    latestGeneration: db.prepare<[string], GenerationDbRow>(
+      "SELECT * FROM generations WHERE repo = ? ORDER BY generation DESC LIMIT 1",
+    ),
+    insertGeneration: db.prepare<GenerationDbRow>(
+      `INSERT INTO generations (repo, generation, inputs_hash, published_at, file_count, package_count)
+       VALUES (@repo, @generation, @inputs_hash, @published_at, @file_count, @package_count)`,
+    ),
+    // One statement for a whole generation's rows (a JSON array of [path, sha256, kind]):
+    // 10,000 separate upserts cost more than the rest of a one-package pass.
+    upsertPublishedMany: db.prepare<[string, number, string]>(
+      `INSERT INTO published_files (repo, path, sha256, kind, generation, superseded_at)
+       SELECT ?, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?, NULL
+       FROM json_each(?) AS j WHERE true
+       ON CONFLICT (repo, path) DO UPDATE SET
+         sha256 = excluded.sha256, kind = excluded.kind,
+         generation = excluded.generation, superseded_at = NULL`,
+    ),
+    supersedeOlder: db.prepare<[number, string, number]>(
+      `UPDATE published_files SET superseded_at = ?
+       WHERE repo = ? AND generation < ? AND superseded_at IS NULL`,
+    ),
+    listAllPublished: db.prepare<[], PublishedFileDbRow>(
+      "SELECT * FROM published_files ORDER BY repo, path",
+    ),
+    listCurrentMetadata: db.prepare<[string], PublishedFileDbRow>(
+      `SELECT * FROM published_files
+       WHERE repo = ? AND kind = 'metadata' AND superseded_at IS NULL ORDER BY path`,
+    ),
+    listPublishedPaths: db.prepare<[], string>("SELECT path FROM published_files").pluck(),
+    listRepoPublished: db.prepare<[string], PublishedFileDbRow>(
+      "SELECT * FROM published_files WHERE repo = ? ORDER BY path",
+    ),
+    expiredPublished: db.prepare<[number], PublishedFileDbRow>(
+      `SELECT * FROM published_files WHERE superseded_at IS NOT NULL AND superseded_at < ?
+       ORDER BY repo, path`,
+    ),
+    deleteExpired: db.prepare<[number]>(
+      "DELETE FROM published_files WHERE superseded_at IS NOT NULL AND superseded_at < ?",
+    ),
+    deletePublished: db.prepare<[string]>("DELETE FROM published_files WHERE repo = ?"),
+
+    recordFailure: db.prepare<[string, string, string, string, number]>(
+      `INSERT INTO download_failures (repo, uri, filename, error, attempts, last_attempt_at)
+       VALUES (?, ?, ?, ?, 1, ?)
+       ON CONFLICT (repo, uri) DO UPDATE SET
+         filename = excluded.filename, error = excluded.error,
+         attempts = download_failures.attempts + 1, last_attempt_at = excluded.last_attempt_at`,
+    ),
+    clearFailure: db.prepare<[string, string]>(
+      "DELETE FROM download_failures WHERE repo = ? AND uri = ?",
+    ),
+    clearRepoFailures: db.prepare<[string]>("DELETE FROM download_failures WHERE repo = ?"),
+    putSkipped: db.prepare<[string, string, string, string, string, number]>(
+      `INSERT OR REPLACE INTO skipped_files (repo, uri, file_url, code, reason, seen_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    ),
+    clearSkipped: db.prepare<[string, string]>(
+      "DELETE FROM skipped_files WHERE repo = ? AND uri = ?",
+    ),
+    clearRepoSkipped: db.prepare<[string]>("DELETE FROM skipped_files WHERE repo = ?"),
+    listSkipped: db.prepare<[], SkippedFileDbRow>("SELECT * FROM skipped_files ORDER BY repo, uri"),
+    listFailures: db.prepare<[], DownloadFailureDbRow>(
+      "SELECT * FROM download_failures ORDER BY repo, uri",
+    ),
+
+    startRun: db.prepare<[string, number]>(
+      `INSERT INTO sync_runs (kind, started_at, result, stats_json)
+       VALUES (?, ?, 'running', '{}')`,
+    ),
+    finishRun: db.prepare<[string, string | null, string, number, number]>(
+      `UPDATE sync_runs SET result = ?, message = ?, stats_json = ?, finished_at = ?
+       WHERE id = ?`,
+    ),
+    pruneRuns: db.prepare<[number]>(
+      `DELETE FROM sync_runs
+       WHERE id <= (SELECT max(id) FROM sync_runs) - ?
+         AND id NOT IN (SELECT max(id) FROM sync_runs WHERE result = 'ok' GROUP BY kind)`,
+    ),
+    lastRun: db.prepare<[], SyncRunDbRow>("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1"),
+    lastRunOfKind: db.prepare<[string], SyncRunDbRow>(
+      "SELECT * FROM sync_runs WHERE kind = ? ORDER BY id DESC LIMIT 1",
+    ),
+    lastOkRun: db.prepare<[], SyncRunDbRow>(
+      "SELECT * FROM sync_runs WHERE result = 'ok' ORDER BY id DESC LIMIT 1",
+    ),
+    lastOkRunOfKind: db.prepare<[string], SyncRunDbRow>(
+      "SELECT * FROM sync_runs WHERE result = 'ok' AND kind = ? ORDER BY id DESC LIMIT 1",
+    ),
+
+    getValue: db.prepare<[string], { value: string }>("SELECT value FROM kv WHERE key = ?"),
+    setValue: db.prepare<[string, string]>("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)"),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
 class SqliteStateStore implements StateStore {
   readonly path: string;
-  private readonly db: Db;
+  private db: Db;
   private readonly now: () => number;
-  private readonly s;
+  private s: Statements;
 
-  constructor(path: string, db: Db, now: () => number) {
+  /** The file this connection opened, to tell when the path names another (replacedOnDisk). */
+  private identity: { dev: number; ino: number } | null;
+  /** The -wal and -shm files this connection has open, by path. */
+  private companions: Map<string, { dev: number; ino: number } | null>;
+  private readonly busyTimeoutMs: number | undefined;
+
+  constructor(path: string, db: Db, now: () => number, busyTimeoutMs?: number) {
     this.path = path;
     this.db = db;
     this.now = now;
+    this.busyTimeoutMs = busyTimeoutMs;
+    this.identity = fileIdentity(path);
+    this.companions = companionIdentities(path, db);
     // Every statement prepared once, here.
-    this.s = {
-      listRepos: db.prepare<[], RepoDbRow>("SELECT * FROM repos ORDER BY name"),
-      repoExists: db.prepare<[string], { one: number }>(
-        "SELECT 1 AS one FROM repos WHERE name = ?",
-      ),
-      upsertRepo: db.prepare<[string, string, string, string, number | null]>(
-        `INSERT INTO repos (name, uri, repo_json, distro_versions_json, last_master_contact)
-         VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET
-           uri = excluded.uri,
-           repo_json = excluded.repo_json,
-           distro_versions_json = excluded.distro_versions_json,
-           last_master_contact = coalesce(excluded.last_master_contact, repos.last_master_contact)`,
-      ),
-      deleteRepo: db.prepare<[string]>("DELETE FROM repos WHERE name = ?"),
-      touchMasterContact: db.prepare<[number, string]>(
-        "UPDATE repos SET last_master_contact = ? WHERE name = ?",
-      ),
-
-      listAllFiles: db.prepare<[], PackageFileDbRow>(
-        "SELECT * FROM package_files ORDER BY repo, uri",
-      ),
-      listRepoFiles: db.prepare<[string], PackageFileDbRow>(
-        "SELECT * FROM package_files WHERE repo = ? ORDER BY uri",
-      ),
-      repoFileUris: db.prepare<[string], { uri: string }>(
-        "SELECT uri FROM package_files WHERE repo = ?",
-      ),
-      packageFileUris: db.prepare<[string, string], { uri: string }>(
-        "SELECT uri FROM package_files WHERE repo = ? AND package_name = ?",
-      ),
-      upsertFile: db.prepare<PackageFileDbRow>(UPSERT_PACKAGE_FILE),
-      deleteFile: db.prepare<[string, string]>(
-        "DELETE FROM package_files WHERE repo = ? AND uri = ?",
-      ),
-      setDiskSha256: db.prepare<[string, string | null, number, string, string]>(
-        `UPDATE package_files SET disk_sha256 = ?, transform_key = ?, size = ?
-         WHERE repo = ? AND uri = ?`,
-      ),
-
-      getFingerprint: db.prepare<[string], FingerprintDbRow>(
-        "SELECT * FROM fingerprints WHERE path = ?",
-      ),
-      listFingerprints: db.prepare<[], FingerprintDbRow>(
-        "SELECT * FROM fingerprints ORDER BY path",
-      ),
-      putFingerprint: db.prepare<FingerprintDbRow>(
-        `INSERT OR REPLACE INTO fingerprints (path, sha256, size, mtime_ns, ino, verified_at)
-         VALUES (@path, @sha256, @size, @mtime_ns, @ino, @verified_at)`,
-      ),
-      deleteFingerprint: db.prepare<[string]>("DELETE FROM fingerprints WHERE path = ?"),
-
-      packageMetaStatus: db.prepare<[string], { sha256: string; parsed: number }>(
-        "SELECT sha256, meta_json IS NOT NULL AS parsed FROM package_meta WHERE layout = ?",
-      ),
-      getPackageMeta: db.prepare<
-        [string, string],
-        { meta_json: string | null; error: string | null }
-      >("SELECT meta_json, error FROM package_meta WHERE sha256 = ? AND layout = ?"),
-      putPackageMeta: db.prepare<[string, string, string | null, string | null, number]>(
-        `INSERT OR REPLACE INTO package_meta (sha256, layout, meta_json, error, cached_at)
-         VALUES (?, ?, ?, ?, ?)`,
-      ),
-
-      latestGeneration: db.prepare<[string], GenerationDbRow>(
-        "SELECT * FROM generations WHERE repo = ? ORDER BY generation DESC LIMIT 1",
-      ),
-      insertGeneration: db.prepare<GenerationDbRow>(
-        `INSERT INTO generations (repo, generation, inputs_hash, published_at, file_count, package_count)
-         VALUES (@repo, @generation, @inputs_hash, @published_at, @file_count, @package_count)`,
-      ),
-      // One statement for a whole generation's rows (a JSON array of [path, sha256, kind]):
-      // 10,000 separate upserts cost more than the rest of a one-package pass.
-      upsertPublishedMany: db.prepare<[string, number, string]>(
-        `INSERT INTO published_files (repo, path, sha256, kind, generation, superseded_at)
-         SELECT ?, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?, NULL
-         FROM json_each(?) AS j WHERE true
-         ON CONFLICT (repo, path) DO UPDATE SET
-           sha256 = excluded.sha256, kind = excluded.kind,
-           generation = excluded.generation, superseded_at = NULL`,
-      ),
-      supersedeOlder: db.prepare<[number, string, number]>(
-        `UPDATE published_files SET superseded_at = ?
-         WHERE repo = ? AND generation < ? AND superseded_at IS NULL`,
-      ),
-      listAllPublished: db.prepare<[], PublishedFileDbRow>(
-        "SELECT * FROM published_files ORDER BY repo, path",
-      ),
-      listCurrentMetadata: db.prepare<[string], PublishedFileDbRow>(
-        `SELECT * FROM published_files
-         WHERE repo = ? AND kind = 'metadata' AND superseded_at IS NULL ORDER BY path`,
-      ),
-      listPublishedPaths: db.prepare<[], string>("SELECT path FROM published_files").pluck(),
-      listRepoPublished: db.prepare<[string], PublishedFileDbRow>(
-        "SELECT * FROM published_files WHERE repo = ? ORDER BY path",
-      ),
-      expiredPublished: db.prepare<[number], PublishedFileDbRow>(
-        `SELECT * FROM published_files WHERE superseded_at IS NOT NULL AND superseded_at < ?
-         ORDER BY repo, path`,
-      ),
-      deleteExpired: db.prepare<[number]>(
-        "DELETE FROM published_files WHERE superseded_at IS NOT NULL AND superseded_at < ?",
-      ),
-      deletePublished: db.prepare<[string]>("DELETE FROM published_files WHERE repo = ?"),
-
-      recordFailure: db.prepare<[string, string, string, string, number]>(
-        `INSERT INTO download_failures (repo, uri, filename, error, attempts, last_attempt_at)
-         VALUES (?, ?, ?, ?, 1, ?)
-         ON CONFLICT (repo, uri) DO UPDATE SET
-           filename = excluded.filename, error = excluded.error,
-           attempts = download_failures.attempts + 1, last_attempt_at = excluded.last_attempt_at`,
-      ),
-      clearFailure: db.prepare<[string, string]>(
-        "DELETE FROM download_failures WHERE repo = ? AND uri = ?",
-      ),
-      clearRepoFailures: db.prepare<[string]>("DELETE FROM download_failures WHERE repo = ?"),
-      putSkipped: db.prepare<[string, string, string, string, string, number]>(
-        `INSERT OR REPLACE INTO skipped_files (repo, uri, file_url, code, reason, seen_at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
-      ),
-      clearSkipped: db.prepare<[string, string]>(
-        "DELETE FROM skipped_files WHERE repo = ? AND uri = ?",
-      ),
-      clearRepoSkipped: db.prepare<[string]>("DELETE FROM skipped_files WHERE repo = ?"),
-      listSkipped: db.prepare<[], SkippedFileDbRow>(
-        "SELECT * FROM skipped_files ORDER BY repo, uri",
-      ),
-      listFailures: db.prepare<[], DownloadFailureDbRow>(
-        "SELECT * FROM download_failures ORDER BY repo, uri",
-      ),
-
-      startRun: db.prepare<[string, number]>(
-        `INSERT INTO sync_runs (kind, started_at, result, stats_json)
-         VALUES (?, ?, 'running', '{}')`,
-      ),
-      finishRun: db.prepare<[string, string | null, string, number, number]>(
-        `UPDATE sync_runs SET result = ?, message = ?, stats_json = ?, finished_at = ?
-         WHERE id = ?`,
-      ),
-      pruneRuns: db.prepare<[number]>(
-        `DELETE FROM sync_runs
-         WHERE id <= (SELECT max(id) FROM sync_runs) - ?
-           AND id NOT IN (SELECT max(id) FROM sync_runs WHERE result = 'ok' GROUP BY kind)`,
-      ),
-      lastRun: db.prepare<[], SyncRunDbRow>("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1"),
-      lastRunOfKind: db.prepare<[string], SyncRunDbRow>(
-        "SELECT * FROM sync_runs WHERE kind = ? ORDER BY id DESC LIMIT 1",
-      ),
-      lastOkRun: db.prepare<[], SyncRunDbRow>(
-        "SELECT * FROM sync_runs WHERE result = 'ok' ORDER BY id DESC LIMIT 1",
-      ),
-      lastOkRunOfKind: db.prepare<[string], SyncRunDbRow>(
-        "SELECT * FROM sync_runs WHERE result = 'ok' AND kind = ? ORDER BY id DESC LIMIT 1",
-      ),
-
-      getValue: db.prepare<[string], { value: string }>("SELECT value FROM kv WHERE key = ?"),
-      setValue: db.prepare<[string, string]>(
-        "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
-      ),
-    };
+    this.s = prepareStatements(db);
   }
 
   /** Run one store operation; environmental SQLite failures become PackratErrors. */
@@ -607,6 +675,40 @@ class SqliteStateStore implements StateStore {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  replacedOnDisk(): string | null {
+    if (this.identity === null) return null;
+    const now = fileIdentity(this.path);
+    if (now === null) return `${this.path} was deleted`;
+    if (now.dev !== this.identity.dev || now.ino !== this.identity.ino)
+      return `${this.path} was replaced by another file`;
+    return null;
+  }
+
+  reopen(): void {
+    // SQLite does not checkpoint or remove the WAL of a database file that was unlinked or
+    // renamed over (pager.c databaseIsUnmoved), so the -wal and -shm at the path may still be the
+    // old file's: a new connection would replay its frames into the new file and corrupt it.
+    // Those are removed when they are the very files this connection had (same inode), never a
+    // -wal restored beside a backup. If the open fails, every call fails until a later pass
+    // reopens (replacedOnDisk still answers).
+    this.close();
+    for (const [companion, identity] of this.companions) {
+      const now = fileIdentity(companion);
+      if (now && identity && now.dev === identity.dev && now.ino === identity.ino)
+        rmSync(companion, { force: true });
+    }
+    const db = openDatabase(this.path, false, this.busyTimeoutMs, this.now);
+    try {
+      this.s = prepareStatements(db);
+    } catch (err) {
+      db.close();
+      throw translateSqliteError(err, this.path, "preparing statements") ?? err;
+    }
+    this.db = db;
+    this.identity = fileIdentity(this.path);
+    this.companions = companionIdentities(this.path, db);
   }
 
   transaction<T>(fn: () => T): T {

@@ -89,6 +89,13 @@ export interface SyncRunRow {
 export interface StateStore {
   readonly path: string;
   close(): void;
+  /**
+   * Why `path` no longer names the database this store has open (deleted, or replaced by
+   * another file), or null. A daemon asks before each pass: writes to an unlinked file are lost.
+   */
+  replacedOnDisk(): string | null;
+  /** Close the database and open the file now at `path` (a new, empty one if none is there). */
+  reopen(): void;
   /** Run fn in one write transaction (better-sqlite3 transactions are synchronous). */
   transaction<T>(fn: () => T): T;
 

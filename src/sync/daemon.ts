@@ -8,7 +8,7 @@ import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { StateStore } from "../state/state-store.js";
 import { backoffDelay, realSleep, type Sleep } from "./download.js";
-import type { SyncEngine, SyncOptions, SyncReport } from "./engine.js";
+import type { DetachedDownload, SyncEngine, SyncOptions, SyncReport } from "./engine.js";
 import type { MasterClient } from "./master-types.js";
 import { TriggerCoalescer } from "./triggers.js";
 
@@ -21,9 +21,18 @@ export interface DaemonSettings {
    * its complete generation is published; each new change restarts the wait.
    */
   settleDelayMs?: number;
+  /**
+   * How long a pass waits for each download before publishing without it (SyncOptions
+   * .downloadWaitMs): a slow file then holds back neither the rest of its pass nor the passes
+   * queued behind it; it joins a later generation when it is complete.
+   */
+  downloadWaitMs?: number;
 }
 
 export const DEFAULT_SETTLE_DELAY_MS = 2_000;
+export const DEFAULT_DOWNLOAD_WAIT_MS = 1_000;
+/** A download that completed in the background is published after this (a few coalesce). */
+const DETACHED_PUBLISH_DELAY_MS = 200;
 
 export interface DaemonDeps {
   engine: SyncEngine;
@@ -34,6 +43,12 @@ export interface DaemonDeps {
   sleep?: Sleep;
   /** Called after every pass (status, metrics, the tamper watcher). */
   onSync?: (report: SyncReport | null, err: unknown) => void;
+  /**
+   * The state DB file was deleted or replaced under the daemon (`why` says which): reopen the
+   * file at the path (a new one if none) and hand back the dependencies built on it. Without it
+   * the daemon only says so in the log.
+   */
+  reopenStore?: (why: string) => Promise<DaemonDeps>;
 }
 
 const POLL_RETRY = { attempts: Infinity, baseDelayMs: 1000, maxDelayMs: 30_000 };
@@ -83,8 +98,11 @@ export class MirrorDaemon {
   /** Full syncs in a row that found announced changes the polls kept silent about. */
   private silentChangeSyncs = 0;
   private triggersAvailable: boolean | null = null;
+  /** Repos with a pass queued for a download that ended in the background, and when it fires. */
+  private readonly detachedTimers = new Map<string, { timer: NodeJS.Timeout; at: number }>();
 
   constructor(private deps: DaemonDeps) {
+    deps.engine.onDetachedDownload((d) => this.onDetached(d));
     this.coalescer = new TriggerCoalescer(
       deps.settings.triggerDebounceMs,
       (repo, packages) => this.enqueueIncremental(repo, packages),
@@ -119,9 +137,12 @@ export class MirrorDaemon {
       if (this.stopController.signal.aborted) return;
       let delay = this.deps.settings.fullSyncInterval * 1000;
       try {
+        // A full sync on a fresh state DB is what rebuilds it: go on with this one.
+        await this.storeStillThere(false);
         const report = await this.deps.engine.fullSync({
           ...opts,
           signal: this.stopController.signal,
+          downloadWaitMs: this.downloadWaitMs,
         });
         if (this.consecutiveFullFailures > 0) {
           this.deps.log.info(
@@ -176,19 +197,26 @@ export class MirrorDaemon {
 
   /** Swap in new dependencies after SIGHUP (a new config). Pollers restart with the new client. */
   reload(deps: DaemonDeps): void {
-    this.deps = deps;
+    this.swapDeps(deps);
     this.stopPollers();
     this.requestFullSync("config reloaded");
   }
 
-  /** Stop pollers and timers; wait for the running pass up to the deadline, then abort it. */
+  /**
+   * Stop pollers and timers and abort every download at once (a stalled one would otherwise
+   * hold the stop for its whole deadline); the running pass then publishes what is complete.
+   * Wait for it up to the deadline, then abort it.
+   */
   async stop(deadlineMs: number): Promise<boolean> {
     this.stopping = true;
     this.coalescer.stop();
     this.stopPollers();
+    this.deps.engine.abortDownloads(new Error("agent stopping"));
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
     for (const timer of this.settleTimers.values()) clearTimeout(timer);
     this.settleTimers.clear();
+    for (const { timer } of this.detachedTimers.values()) clearTimeout(timer);
+    this.detachedTimers.clear();
     this.queue.clear();
     const idle = this.queue.onIdle().then(() => true);
     const timeout = new Promise<boolean>((resolve) =>
@@ -198,13 +226,104 @@ export class MirrorDaemon {
     this.stopController.abort(new Error("agent stopping"));
     if (!finished)
       await Promise.race([this.queue.onIdle(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    // Aborted downloads remove their temp files as they end.
+    await Promise.race([
+      this.deps.engine.downloadsIdle(),
+      new Promise((r) => setTimeout(r, 2000).unref()),
+    ]);
     return finished;
+  }
+
+  private swapDeps(next: DaemonDeps): void {
+    if (next.engine !== this.deps.engine) {
+      // The old engine's client is closed by the caller; its downloads end now, unrecorded.
+      this.deps.engine.abortDownloads(new Error("engine replaced"));
+      this.deps.engine.onDetachedDownload(null);
+      next.engine.onDetachedDownload((d) => this.onDetached(d));
+    }
+    this.deps = next;
+  }
+
+  private get downloadWaitMs(): number {
+    return this.deps.settings.downloadWaitMs ?? DEFAULT_DOWNLOAD_WAIT_MS;
+  }
+
+  /**
+   * A download a pass stopped waiting for has ended: publish it soon with a pass of its repo
+   * (settle: from the state DB, no master request); a stall is tried again by such a pass once
+   * its backoff is over. Other failures wait for the next full sync, as in any pass.
+   */
+  private onDetached(d: DetachedDownload): void {
+    if (this.stopping) return;
+    if (d.error === null) this.passSoon(d.repo, DETACHED_PUBLISH_DELAY_MS);
+    else if (d.retryInMs > 0) this.passSoon(d.repo, d.retryInMs + DETACHED_PUBLISH_DELAY_MS);
+  }
+
+  private passSoon(repo: string, delayMs: number): void {
+    const at = Date.now() + delayMs;
+    const before = this.detachedTimers.get(repo);
+    if (before && before.at <= at) return;
+    if (before) clearTimeout(before.timer);
+    const timer = setTimeout(() => {
+      this.detachedTimers.delete(repo);
+      void this.queue
+        .add(async () => {
+          if (this.stopping || !(await this.storeStillThere())) return;
+          const report = await this.deps.engine.settle(repo, {
+            signal: this.stopController.signal,
+            downloadWaitMs: this.downloadWaitMs,
+          });
+          this.scheduleSettle(report);
+          this.deps.onSync?.(report, null);
+        })
+        .catch((err: unknown) => {
+          if (this.stopController.signal.aborted) return;
+          this.deps.log.error(
+            { repo },
+            `publishing downloads that ended in the background failed: ${describeError(err)}; the next full sync will`,
+          );
+        });
+    }, delayMs);
+    this.detachedTimers.set(repo, { timer, at });
   }
 
   /** For tests and `status`: wait until no pass is queued or running (settling included). */
   async idle(): Promise<void> {
     await this.coalescer.idle();
     await this.queue.onIdle();
+    // Downloads that went on in the background, and the passes that publish them.
+    while (this.deps.engine.downloadsInFlight > 0 || this.detachedTimers.size > 0) {
+      await this.deps.engine.downloadsIdle();
+      await new Promise((r) => setTimeout(r, 50));
+      await this.queue.onIdle();
+    }
+  }
+
+  /**
+   * Before each pass: is the state DB file still the one the daemon has open? One deleted or
+   * replaced under it (an operator's rm, a restore from backup) would take every write into an
+   * unlinked file, lost at the next start. The daemon says so and rebuilds as a restart does: the
+   * file at the path is opened (a fresh one if none), and a full sync fills it from the master and
+   * the disk. Returns false when the caller's pass must give way to that full sync (queued
+   * here unless the caller is a full sync itself).
+   */
+  private async storeStillThere(queueFullSync = true): Promise<boolean> {
+    const why = this.deps.store.replacedOnDisk();
+    if (why === null) return true;
+    if (!this.deps.reopenStore) {
+      this.deps.log.error(`${why} while the agent runs; restart it to rebuild the state DB`);
+      return true;
+    }
+    this.deps.log.warn(
+      `${why} while the agent runs; opening the state DB at that path and rebuilding it with a full sync, as a restart would`,
+    );
+    this.swapDeps(await this.deps.reopenStore(why));
+    this.stopPollers();
+    for (const timer of this.settleTimers.values()) clearTimeout(timer);
+    this.settleTimers.clear();
+    this.warmed = false;
+    if (queueFullSync) this.requestFullSync("state DB replaced");
+    return false;
   }
 
   private scheduleFullSync(delayMs: number): void {
@@ -219,10 +338,12 @@ export class MirrorDaemon {
   private enqueueIncremental(repo: string, packages: string[]): Promise<void> {
     return this.queue.add(async () => {
       if (this.stopping) return;
+      if (!(await this.storeStillThere())) return;
       this.deps.log.info({ repo, packages: packages.length }, "applying changes from the master");
       const report = await this.deps.engine.incrementalSync(repo, packages, {
         signal: this.stopController.signal,
         quick: true,
+        downloadWaitMs: this.downloadWaitMs,
       });
       this.scheduleSettle(report);
       this.deps.onSync?.(report, null);
@@ -237,8 +358,11 @@ export class MirrorDaemon {
     for (const { repo } of this.deps.store.listRepos()) {
       void this.queue
         .add(async () => {
-          if (this.stopping) return;
-          await this.deps.engine.warm(repo.name, { signal: this.stopController.signal });
+          if (this.stopping || !(await this.storeStillThere())) return;
+          await this.deps.engine.warm(repo.name, {
+            signal: this.stopController.signal,
+            downloadWaitMs: this.downloadWaitMs,
+          });
         })
         .catch((err: unknown) => {
           this.deps.log.debug(
@@ -259,9 +383,10 @@ export class MirrorDaemon {
         this.settleTimers.delete(repo);
         void this.queue
           .add(async () => {
-            if (this.stopping) return;
+            if (this.stopping || !(await this.storeStillThere())) return;
             const settled = await this.deps.engine.settle(repo, {
               signal: this.stopController.signal,
+              downloadWaitMs: this.downloadWaitMs,
             });
             this.scheduleSettle(settled);
             this.deps.onSync?.(settled, null);

@@ -169,6 +169,12 @@ export async function assertNoSymlinkDirs(root: string, full: string): Promise<v
 
 /** The open temp directory of each root: its descriptor and what it was when opened. */
 const tempDirs = new Map<string, { fd: number; dev: bigint; ino: bigint }>();
+/**
+ * Descriptors of temp directories that were replaced while open. A temp path handed out
+ * earlier (a download still writing) names its directory through the descriptor, so it stays
+ * open until releaseTempDir: closing it would let the number be reused for another file.
+ */
+const retiredTempDirs = new Map<string, number[]>();
 /** Repairs made to a temp directory that was not the agent's (see takeTempDirRepairs). */
 const tempDirRepairs: string[] = [];
 let procFdUsable: boolean | undefined;
@@ -216,14 +222,19 @@ export function tempDir(root: string): string {
     );
   }
   const opened = fsSync.fstatSync(fd, { bigint: true });
-  if (cached) fsSync.closeSync(cached.fd);
+  if (cached) retiredTempDirs.set(root, [...(retiredTempDirs.get(root) ?? []), cached.fd]);
   tempDirs.set(root, { fd, dev: opened.dev, ino: opened.ino });
   procFdUsable ??= fsSync.existsSync(`/proc/self/fd/${fd}`);
   return procFdUsable ? `/proc/self/fd/${fd}` : full;
 }
 
-/** Close the temp directory's descriptor (the engine removes the directory after a pass). */
+/**
+ * Close the temp directory's descriptors (the engine removes the directory after a pass);
+ * only when no temp path handed out is still in use.
+ */
 export function releaseTempDir(root: string): void {
+  for (const fd of retiredTempDirs.get(root) ?? []) fsSync.closeSync(fd);
+  retiredTempDirs.delete(root);
   const cached = tempDirs.get(root);
   if (!cached) return;
   tempDirs.delete(root);

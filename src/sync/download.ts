@@ -7,7 +7,7 @@ import { type Hash, createHash } from "node:crypto";
 import fs, { type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { IntegrityError, PackratError, describeError } from "../errors.js";
+import { IntegrityError, PackratError, describeError, isPackratError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { tmpPath } from "./disk.js";
 import type { MasterClient } from "./master-types.js";
@@ -51,6 +51,135 @@ export interface DownloadRequest {
   sha256: string;
   /** For messages: the path the file is for, relative to root_dir. */
   label: string;
+  /** The file's size when known before the answer (an earlier pass saw it); for the deadline. */
+  sizeHint?: number | null;
+}
+
+/**
+ * How slow a download may be (download_min_rate, download_min_rate_window,
+ * download_deadline_base). request_timeout only bounds silence between chunks, so without these
+ * a master sending one byte every few seconds holds a file, and the pass waiting on it, for ever.
+ */
+export interface TransferLimits {
+  /** Bytes per second that must arrive over each window once a window has passed. */
+  minRate: number;
+  windowMs: number;
+  /** The deadline of the whole file, all attempts: this + size / minRate. */
+  deadlineBaseMs: number;
+}
+
+export const DEFAULT_LIMITS: TransferLimits = {
+  minRate: 1024,
+  windowMs: 30_000,
+  deadlineBaseMs: 120_000,
+};
+
+/** The prefix of a recorded download failure that was a stall (for the retry backoff). */
+export const STALLED_PREFIX = "PACKRAT_DOWNLOAD_STALLED: ";
+
+/**
+ * Watches one file's transfer and aborts it when it is too slow: fewer than minRate bytes per
+ * second over the last window (curl's --speed-limit/--speed-time), or past the file's deadline,
+ * deadlineBase + size / minRate, counted from the first attempt. With no Content-Length and no
+ * earlier size, the size is what has arrived so far: the file must then average minRate after
+ * the base allowance.
+ */
+class TransferGuard {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  private readonly started = performance.now();
+  private attemptStarted = performance.now();
+  /** (time, bytes so far) once per tick of this attempt, oldest first. */
+  private samples: { at: number; bytes: number }[] = [];
+  private bytes = 0;
+  private size: number | null;
+
+  constructor(
+    private readonly limits: TransferLimits,
+    private readonly label: string,
+    sizeHint: number | null,
+    outer: AbortSignal | undefined,
+  ) {
+    this.size = sizeHint;
+    const tick = Math.min(1000, Math.max(50, limits.windowMs / 5));
+    this.timer = setInterval(() => this.check(), tick);
+    this.timer.unref();
+    if (outer) {
+      const onAbort = () => this.controller.abort(outer.reason);
+      if (outer.aborted) onAbort();
+      else outer.addEventListener("abort", onAbort, { once: true });
+      this.detach = () => outer.removeEventListener("abort", onAbort);
+    }
+  }
+
+  private detach: () => void = () => undefined;
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** The stall that aborted the transfer, if that is what did. */
+  get stalled(): PackratError | null {
+    const reason: unknown = this.controller.signal.reason;
+    return isPackratError(reason, "PACKRAT_DOWNLOAD_STALLED") ? reason : null;
+  }
+
+  newAttempt(): void {
+    this.attemptStarted = performance.now();
+    this.samples = [{ at: this.attemptStarted, bytes: 0 }];
+    this.bytes = 0;
+  }
+
+  announcedSize(size: number | null): void {
+    if (size !== null) this.size = size;
+  }
+
+  received(n: number): void {
+    this.bytes += n;
+  }
+
+  done(): void {
+    clearInterval(this.timer);
+    this.detach();
+  }
+
+  private check(): void {
+    if (this.controller.signal.aborted) return;
+    const now = performance.now();
+    const { minRate, windowMs, deadlineBaseMs } = this.limits;
+    this.samples.push({ at: now, bytes: this.bytes });
+    const deadline = deadlineBaseMs + (Math.max(this.size ?? 0, this.bytes) / minRate) * 1000;
+    if (now - this.started > deadline) {
+      this.stall(
+        `still going after ${Math.round((now - this.started) / 1000)} s, past its deadline of ` +
+          `${Math.round(deadline / 1000)} s (download_deadline_base + size / download_min_rate)`,
+      );
+      return;
+    }
+    if (now - this.attemptStarted < windowMs) return;
+    // The newest sample at least a window old: what arrived since must reach the rate.
+    let from = this.samples[0]!;
+    while (this.samples.length > 1 && now - this.samples[1]!.at >= windowMs) {
+      this.samples.shift();
+      from = this.samples[0]!;
+    }
+    const seconds = (now - from.at) / 1000;
+    const rate = (this.bytes - from.bytes) / seconds;
+    if (rate < minRate) {
+      this.stall(
+        `${this.bytes - from.bytes} bytes in the last ${Math.round(seconds)} s, below ` +
+          `download_min_rate of ${minRate} bytes/s`,
+      );
+    }
+  }
+
+  private stall(why: string): void {
+    this.controller.abort(
+      new PackratError("PACKRAT_DOWNLOAD_STALLED", `${this.label}: abandoned, ${why}`, {
+        hint: "published without it; a later pass retries it with backoff",
+      }),
+    );
+  }
 }
 
 export interface DownloadDeps {
@@ -62,6 +191,7 @@ export interface DownloadDeps {
   signal?: AbortSignal;
   /** Progress callback: bytes received so far for this file. */
   onBytes?: (n: number) => void;
+  limits?: TransferLimits;
 }
 
 /**
@@ -249,6 +379,7 @@ async function receiveInto(
 async function attemptDownload(
   req: DownloadRequest,
   deps: DownloadDeps,
+  guard: TransferGuard,
 ): Promise<{ tmp: string; size: number }> {
   const tmp = tmpPath(deps.root, path.basename(req.label));
   await fs.mkdir(path.dirname(tmp), { recursive: true });
@@ -258,8 +389,14 @@ async function attemptDownload(
     // The file is opened first: no await may come between getting the body and reading it, or
     // an error the body emits in between would have no listener.
     fh = await fs.open(tmp, "wx", 0o644);
-    const { body, size: expectedSize } = await deps.client.download(req.fileUrl, deps.signal);
-    const size = await receiveInto(body, fh, hash, deps.onBytes, deps.signal);
+    guard.newAttempt();
+    const { body, size: expectedSize } = await deps.client.download(req.fileUrl, guard.signal);
+    guard.announcedSize(expectedSize);
+    const onBytes = (n: number) => {
+      guard.received(n);
+      deps.onBytes?.(n);
+    };
+    const size = await receiveInto(body, fh, hash, onBytes, guard.signal);
     if (expectedSize !== null && expectedSize !== size) {
       throw new PackratError(
         "PACKRAT_DOWNLOAD_FAILED",
@@ -296,19 +433,34 @@ export async function downloadVerified(
 ): Promise<{ tmp: string; size: number }> {
   const retry = deps.retry ?? DEFAULT_RETRY;
   const sleep = deps.sleep ?? realSleep;
+  const guard = new TransferGuard(
+    deps.limits ?? DEFAULT_LIMITS,
+    req.label,
+    req.sizeHint ?? null,
+    deps.signal,
+  );
   let lastError: unknown;
-  for (let attempt = 0; attempt < retry.attempts; attempt++) {
-    if (attempt > 0) await sleep(backoffDelay(retry, attempt - 1), deps.signal);
-    try {
-      return await attemptDownload(req, deps);
-    } catch (err) {
-      if (deps.signal?.aborted) throw err;
-      lastError = err;
-      deps.log.warn(
-        { file: req.label, attempt: attempt + 1, of: retry.attempts },
-        `download failed: ${describeError(err)}`,
-      );
+  try {
+    for (let attempt = 0; attempt < retry.attempts; attempt++) {
+      if (attempt > 0) await sleep(backoffDelay(retry, attempt - 1), guard.signal);
+      try {
+        return await attemptDownload(req, deps, guard);
+      } catch (err) {
+        if (deps.signal?.aborted) throw err;
+        // Too slow is not retried now: the deadline is the file's, and another attempt at once
+        // would meet the same master. A later pass retries it, with backoff.
+        if (guard.stalled) throw guard.stalled;
+        lastError = err;
+        deps.log.warn(
+          { file: req.label, attempt: attempt + 1, of: retry.attempts },
+          `download failed: ${describeError(err)}`,
+        );
+      }
     }
+  } catch (err) {
+    throw guard.stalled ?? err;
+  } finally {
+    guard.done();
   }
   if (lastError instanceof PackratError) throw lastError;
   throw new PackratError("PACKRAT_DOWNLOAD_FAILED", `${req.label}: ${describeError(lastError)}`, {

@@ -32,7 +32,14 @@ import {
   writeFileAtomic,
   type StatInfo,
 } from "./disk.js";
-import { type RetryPolicy, type Sleep, downloadVerified } from "./download.js";
+import {
+  type RetryPolicy,
+  type Sleep,
+  type TransferLimits,
+  DEFAULT_LIMITS,
+  STALLED_PREFIX,
+  downloadVerified,
+} from "./download.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
 import { PathAuthority } from "./path-authority.js";
 import type { MasterClient, PackageFileListing } from "./master-types.js";
@@ -61,6 +68,24 @@ export interface EngineSettings {
   deepVerifyEvery: number;
   maxRemovalRatio: number;
   metadataGraceSeconds: number;
+  /** download_min_rate (bytes/s), download_min_rate_window and download_deadline_base (s). */
+  downloadMinRate?: number;
+  downloadMinRateWindow?: number;
+  downloadDeadlineBase?: number;
+}
+
+/** A stalled file is retried after this, doubling with each stall in a row, at most an hour. */
+export const STALL_RETRY_BASE_MS = 60_000;
+export const STALL_RETRY_MAX_MS = 3_600_000;
+
+/** A download that finished or failed after its pass stopped waiting for it (see syncRepos). */
+export interface DetachedDownload {
+  repo: string;
+  file: string;
+  /** null when it completed; the file is on disk and in the state DB, not yet published. */
+  error: unknown;
+  /** When it failed: how long until a pass may try it again. */
+  retryInMs: number;
 }
 
 /** Files the engine writes at root_dir itself (the exported public key), owned by the agent. */
@@ -121,6 +146,12 @@ export interface SyncOptions {
   quick?: boolean;
   /** Render even repos whose inputs are unchanged, and publish nothing: see warm(). */
   warm?: boolean;
+  /**
+   * How long the pass waits for each download before it publishes without the file and leaves
+   * the download going in the background (SyncReport.pending; SyncEngine.onDetachedDownload
+   * says when it ends). Unset: the pass waits for every download (one-shot `sync`).
+   */
+  downloadWaitMs?: number;
 }
 
 export interface SyncReport {
@@ -132,6 +163,8 @@ export interface SyncReport {
   hashed: number;
   repaired: number;
   failed: { repo: string; file: string; error: string }[];
+  /** Files still downloading in the background, left out of this pass's generations. */
+  pending: { repo: string; file: string }[];
   /** Package files the master listed that the client could not use (unsafe name, malformed). */
   skipped: { repo: string; uri: string; error: string }[];
   /**
@@ -179,6 +212,7 @@ function emptyReport(kind: SyncReport["kind"]): SyncReport {
     hashed: 0,
     repaired: 0,
     failed: [],
+    pending: [],
     skipped: [],
     announcedChanges: [],
     published: [],
@@ -252,6 +286,18 @@ export class SyncEngine {
   private readonly signatures = new Map<string, Map<string, Uint8Array>>();
   /** Decides every path under root_dir: repo dirs, package paths, reserved names. */
   private readonly paths: PathAuthority;
+  /**
+   * Downloads in flight by canonical path, across passes. A pass that stops waiting for one
+   * (downloadWaitMs) leaves it here, `detached`; a later pass wanting the same file joins it
+   * instead of starting another. The slots bound all of them together to download_concurrency.
+   */
+  private readonly downloads = new Map<string, { done: Promise<void>; detached: boolean }>();
+  private readonly downloadSlots: PQueue;
+  /** Aborted by abortDownloads() (the daemon stopping): every download ends at once. */
+  private readonly stopDownloads = new AbortController();
+  /** Errors already recorded in download_failures (a shared download fails once). */
+  private readonly recordedErrors = new WeakSet<object>();
+  private detachedListener: ((d: DetachedDownload) => void) | null = null;
 
   constructor(private readonly deps: EngineDeps) {
     this.now = deps.now ?? Date.now;
@@ -260,6 +306,36 @@ export class SyncEngine {
       rootFiles: (deps.rootFiles ?? []).map((f) => f.path),
       keep: deps.settings.keepFileList,
     });
+    this.downloadSlots = new PQueue({ concurrency: deps.settings.downloadConcurrency });
+  }
+
+  /** Called when a download its pass stopped waiting for ends (the daemon publishes it then). */
+  onDetachedDownload(listener: ((d: DetachedDownload) => void) | null): void {
+    this.detachedListener = listener;
+  }
+
+  /** Abort every download in flight, for good (the agent is stopping). */
+  abortDownloads(reason: Error): void {
+    this.stopDownloads.abort(reason);
+  }
+
+  get downloadsInFlight(): number {
+    return this.downloads.size;
+  }
+
+  /** Resolves when no download is in flight (each removes its temp file as it ends). */
+  async downloadsIdle(): Promise<void> {
+    while (this.downloads.size > 0)
+      await Promise.allSettled([...this.downloads.values()].map((e) => e.done));
+  }
+
+  private get limits(): TransferLimits {
+    const s = this.deps.settings;
+    return {
+      minRate: s.downloadMinRate ?? DEFAULT_LIMITS.minRate,
+      windowMs: (s.downloadMinRateWindow ?? DEFAULT_LIMITS.windowMs / 1000) * 1000,
+      deadlineBaseMs: (s.downloadDeadlineBase ?? DEFAULT_LIMITS.deadlineBaseMs / 1000) * 1000,
+    };
   }
 
   /** Read the whole mirror from the master and make the disk match it. */
@@ -270,7 +346,8 @@ export class SyncEngine {
     const runId = store.startSyncRun("full", started);
     try {
       await fs.mkdir(this.root, { recursive: true });
-      await this.clearTemp();
+      // Downloads of earlier passes may still be going on in there (see syncRepos).
+      if (this.downloads.size === 0) await this.clearTemp();
       await client.checkVersion(opts.signal);
       const mirror = await client.getMirror(opts.signal);
       const repos = await client.getRepos(mirror.repoUris, opts.signal);
@@ -338,7 +415,11 @@ export class SyncEngine {
         }
       });
 
-      await this.syncRepos(plans, { deep, signal: opts.signal }, report);
+      await this.syncRepos(
+        plans,
+        { deep, signal: opts.signal, downloadWaitMs: opts.downloadWaitMs },
+        report,
+      );
       await this.writeRootFiles(report);
       await this.cleanup(plans, opts.force ?? false, report);
       await this.dropTemp();
@@ -431,6 +512,7 @@ export class SyncEngine {
           onlyPackages: new Set(packageNames),
           quick: opts.quick ?? true,
           warm: opts.warm ?? false,
+          downloadWaitMs: opts.downloadWaitMs,
         },
         report,
       );
@@ -801,6 +883,7 @@ export class SyncEngine {
       onlyPackages?: ReadonlySet<string>;
       quick?: boolean;
       warm?: boolean;
+      downloadWaitMs?: number | undefined;
     },
     report: SyncReport,
   ): Promise<void> {
@@ -883,12 +966,30 @@ export class SyncEngine {
 
     const failed = new Set<string>(unobservable);
     const queue = new PQueue({ concurrency: this.deps.settings.downloadConcurrency });
+    const stalls = new Map(
+      store
+        .listDownloadFailures()
+        .filter((f) => f.error.startsWith(STALLED_PREFIX))
+        .map((f) => [`${f.repo}\0${f.uri}`, f]),
+    );
     this.deps.progress?.onPlan?.(plan.fetch.length, null);
     for (const action of plan.fetch) {
       void queue.add(async () => {
         const d = action.desired;
         const canonical = d.paths[0];
         if (canonical === undefined) return;
+        // A file that stalled is not tried again before its backoff is over: each try would
+        // hold a download slot for a whole window, every pass.
+        const stall = action.linkFrom ? undefined : stalls.get(`${d.repo}\0${d.file.uri}`);
+        const retryIn = stall ? this.stallRetryIn(stall) : 0;
+        if (stall && retryIn > 0) {
+          failed.add(d.file.uri);
+          const error = `not tried again for ${Math.ceil(retryIn / 1000)} s (backoff after ${stall.attempts} failed attempt(s)): ${stall.error.slice(STALLED_PREFIX.length)}`;
+          report.failed.push({ repo: d.repo, file: canonical, error });
+          log.info({ repo: d.repo, file: canonical }, `not published: ${error}`);
+          this.deps.progress?.onFile?.();
+          return;
+        }
         try {
           if (action.reason === "mismatch") {
             // Never leave wrong bytes where an index may point: remove first, fetch after.
@@ -905,8 +1006,15 @@ export class SyncEngine {
             await this.recordFingerprint(canonical, d.expectedSha256);
             report.linked++;
           } else {
-            await this.fetchOne(d, plans, opts.signal);
+            const done = await this.fetchShared(d, plans, opts.signal, opts.downloadWaitMs);
+            if (done === "pending") {
+              // Still coming: this pass publishes without it; a later one adds it.
+              failed.add(d.file.uri);
+              report.pending.push({ repo: d.repo, file: canonical });
+              return;
+            }
             report.downloaded++;
+            return;
           }
           for (const extra of d.paths.slice(1)) {
             await linkAtomic(
@@ -918,17 +1026,13 @@ export class SyncEngine {
           store.clearDownloadFailure(d.repo, d.file.uri);
         } catch (err) {
           // Aborted (the agent is stopping): not a failure of this file; the abort is raised
-          // once the queue is idle, so no rejection escapes the queue unhandled.
+          // once the queue is idle, so no rejection escapes the queue unhandled. Downloads
+          // aborted by abortDownloads() end the same way, and the pass publishes the rest.
           if (opts.signal?.aborted) return;
           failed.add(d.file.uri);
+          if (this.stopDownloads.signal.aborted) return;
           report.failed.push({ repo: d.repo, file: canonical, error: describeError(err) });
-          store.recordDownloadFailure({
-            repo: d.repo,
-            uri: d.file.uri,
-            filename: d.file.filename,
-            error: describeError(err),
-            lastAttemptAt: this.now(),
-          });
+          if (!this.recordedErrors.has(err as object)) this.recordFailure(d, err);
           log.error(
             { repo: d.repo, file: canonical, code: isPackratError(err) ? err.code : undefined },
             `not published: ${describeError(err)}`,
@@ -974,6 +1078,118 @@ export class SyncEngine {
     if (st) this.deps.store.putFingerprint({ path: rel, sha256, ...st, verifiedAt: this.now() });
   }
 
+  /** The time until a file that stalled may be tried again (0: now). */
+  private stallRetryIn(row: { attempts: number; lastAttemptAt: number }): number {
+    const delay = Math.min(
+      STALL_RETRY_MAX_MS,
+      STALL_RETRY_BASE_MS * 2 ** Math.min(30, Math.max(0, row.attempts - 1)),
+    );
+    return Math.max(0, row.lastAttemptAt + delay - this.now());
+  }
+
+  private recordFailure(d: DesiredFile, err: unknown): void {
+    const stalled = isPackratError(err, "PACKRAT_DOWNLOAD_STALLED");
+    this.deps.store.recordDownloadFailure({
+      repo: d.repo,
+      uri: d.file.uri,
+      filename: d.file.filename,
+      // The code marks a stall for the backoff above (download_failures has no code column).
+      error: `${stalled ? STALLED_PREFIX : ""}${describeError(err)}`,
+      lastAttemptAt: this.now(),
+    });
+    if (typeof err === "object" && err !== null) this.recordedErrors.add(err);
+  }
+
+  /**
+   * Fetch a file, or join the download of it already in flight, and wait at most `waitMs` for
+   * it. Why: a master that trickles one file must not hold a pass (and with it every change
+   * queued behind it, in every repo) for the file's whole deadline. A download that outlives the
+   * wait goes on in the background, within the shared download slots; the pass publishes
+   * without it, and when it ends the detached listener (the daemon) queues a pass that publishes
+   * it, or, if it failed, one after its backoff. Success and failure are recorded in the state
+   * DB here, once, whichever pass waits or none.
+   */
+  private async fetchShared(
+    d: DesiredFile,
+    plans: readonly RepoPlan[],
+    signal: AbortSignal | undefined,
+    waitMs: number | undefined,
+  ): Promise<"done" | "pending"> {
+    const canonical = d.paths[0] ?? "";
+    let entry = this.downloads.get(canonical);
+    if (!entry) {
+      const downloadSignal = signal
+        ? AbortSignal.any([signal, this.stopDownloads.signal])
+        : this.stopDownloads.signal;
+      const created: { done: Promise<void>; detached: boolean } = {
+        detached: false,
+        done: this.downloadSlots.add(async () => {
+          downloadSignal.throwIfAborted();
+          await this.fetchOne(d, plans, downloadSignal);
+          for (const extra of d.paths.slice(1)) {
+            await linkAtomic(
+              this.root,
+              path.join(this.root, canonical),
+              path.join(this.root, extra),
+            );
+          }
+          this.deps.store.clearDownloadFailure(d.repo, d.file.uri);
+        }),
+      };
+      entry = created;
+      this.downloads.set(canonical, created);
+      created.done.then(
+        () => {
+          this.downloads.delete(canonical);
+          if (created.detached)
+            this.detachedListener?.({ repo: d.repo, file: canonical, error: null, retryInMs: 0 });
+        },
+        (err: unknown) => {
+          this.downloads.delete(canonical);
+          if (downloadSignal.aborted && !isPackratError(err, "PACKRAT_DOWNLOAD_STALLED")) return;
+          this.recordFailure(d, err);
+          if (!created.detached) return;
+          this.deps.log.error(
+            { repo: d.repo, file: canonical, code: isPackratError(err) ? err.code : undefined },
+            `not published: ${describeError(err)}`,
+          );
+          const row = this.deps.store
+            .listDownloadFailures()
+            .find((f) => f.repo === d.repo && f.uri === d.file.uri);
+          const retryInMs =
+            row && isPackratError(err, "PACKRAT_DOWNLOAD_STALLED") ? this.stallRetryIn(row) : 0;
+          this.detachedListener?.({ repo: d.repo, file: canonical, error: err, retryInMs });
+        },
+      );
+    }
+    if (waitMs === undefined) {
+      await entry.done;
+      return "done";
+    }
+    // Already left to the background by an earlier pass: waiting again would cost every pass of
+    // the repo the whole wait (and the changes queued behind it), for a file known to be slow.
+    if (entry.detached) return "pending";
+    const finished = entry.done.then(() => "done" as const);
+    finished.catch(() => undefined); // raised to the waiter below, or handled above
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<"pending">((resolve) => {
+      timer = setTimeout(() => resolve("pending"), waitMs);
+    });
+    try {
+      const outcome = await Promise.race([finished, waited]);
+      if (outcome === "pending") {
+        entry.detached = true;
+        this.deps.log.info(
+          { repo: d.repo, file: canonical, waitedMs: waitMs },
+          "download continues in the background; publishing without it for now",
+        );
+      }
+      return outcome;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Download, verify, optionally transform, and rename into place. */
   private async fetchOne(
     d: DesiredFile,
@@ -987,6 +1203,7 @@ export class SyncEngine {
         client: this.deps.client,
         root: this.root,
         log: this.deps.log,
+        limits: this.limits,
         ...(this.deps.retry ? { retry: this.deps.retry } : {}),
         ...(this.deps.sleep ? { sleep: this.deps.sleep } : {}),
         ...(signal ? { signal } : {}),
@@ -1242,11 +1459,16 @@ export class SyncEngine {
     await fs.rm(path.join(this.root, TMP_DIR), { recursive: true, force: true });
   }
 
-  /** After a pass: the temp directory goes if empty, and any repair of it is logged. */
+  /**
+   * After a pass: the temp directory goes if empty, and any repair of it is logged. Not while
+   * a download a pass left to the background still writes there: its temp path goes through
+   * the directory's descriptor, which must stay open (and not be reused) until it is done.
+   */
   private async dropTemp(): Promise<void> {
+    for (const repair of takeTempDirRepairs()) this.deps.log.warn(repair);
+    if (this.downloads.size > 0) return;
     releaseTempDir(this.root);
     await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
-    for (const repair of takeTempDirRepairs()) this.deps.log.warn(repair);
   }
 
   private async cleanup(

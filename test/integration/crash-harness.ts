@@ -83,10 +83,19 @@ export async function verifyInProcess(m: CliMirror): Promise<string[]> {
   }
 }
 
-/** One crash round: kill, check for partial files, restart `sync` to completion, verify. */
-export async function crashRound(m: CliMirror, args: string[], at: KillAt): Promise<KillOutcome> {
+/**
+ * One crash round: kill, check for partial files, restart `sync` to completion, verify.
+ * `beforeRestart` runs between the kill and the restart (e.g. what a reboot leaves behind).
+ */
+export async function crashRound(
+  m: CliMirror,
+  args: string[],
+  at: KillAt,
+  beforeRestart?: () => Promise<void>,
+): Promise<KillOutcome> {
   const killed = await startAndKill(m, args, at);
   const partial = await partialFiles(m);
+  await beforeRestart?.();
   const started = Date.now();
   const sync = await m.cli(["sync"]);
   const recoverMs = Date.now() - started;

@@ -288,3 +288,15 @@ export async function verifyDeep(m: CliMirror): Promise<{
   }
   return { code: raw.code, report, raw };
 }
+
+/**
+ * What a reboot leaves in the lock file: the PID of the killed agent, now reused by a live,
+ * unrelated process (PIDs restart low after a boot; in a container the agent was often PID 1).
+ * Starts a `sleep` that plays that process and writes its PID over the lock; kill it when done.
+ */
+export async function lockNamesLiveProcess(m: CliMirror): Promise<ChildProcess> {
+  const unrelated = spawn("sleep", ["600"], { stdio: "ignore" });
+  if (unrelated.pid === undefined) throw new Error("could not start sleep(1)");
+  await writeFile(`${m.stateDb}.lock`, `${unrelated.pid}\n`);
+  return unrelated;
+}

@@ -4,8 +4,15 @@
  * completes, and verify --deep passes (FIELD_NOTES §1: never a broken moment).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { crashRound, wipeAgent, type KillAt, type KillOutcome } from "./crash-harness.js";
-import { startCliMirror, TAG, type CliMirror } from "./crash-support.js";
+import type { ChildProcess } from "node:child_process";
+import {
+  crashRound,
+  startAndKill,
+  wipeAgent,
+  type KillAt,
+  type KillOutcome,
+} from "./crash-harness.js";
+import { lockNamesLiveProcess, startCliMirror, TAG, type CliMirror } from "./crash-support.js";
 
 describe("crash: SIGKILL at many points, then restart", () => {
   let m: CliMirror;
@@ -87,6 +94,41 @@ describe("crash: SIGKILL at many points, then restart", () => {
     }
     expect(killed).toBeGreaterThanOrEqual(6);
   }, 240_000);
+
+  it("during a reboot-like restart whose lock file names a live, unrelated process", async () => {
+    // A crash (SIGKILL of `run` mid-sync), then a "reboot": the lock file now names a process
+    // that is alive but is not an agent. The restart must start anyway; it is killed too, the
+    // lock again names a live stranger, and the next start recovers everything.
+    const strangers: ChildProcess[] = [];
+    try {
+      let killed = 0;
+      for (let i = 0; i < 3; i++) {
+        await wipeAgent(m);
+        m.addDeb(`reboot${i}`, "1.0");
+        const first = await startAndKill(m, ["run", "--log-level", "debug"], {
+          onLog: /"msg":"master request"/,
+          nth: 3 + 2 * i,
+        });
+        strangers.push(await lockNamesLiveProcess(m));
+        const o = await crashRound(
+          m,
+          ["run", "--log-level", "debug"],
+          { onLog: /"msg":"(master request|published)"/, nth: 4 + 3 * i },
+          async () => {
+            strangers.push(await lockNamesLiveProcess(m));
+          },
+        );
+        expect(o.killed, "the restart after the reboot started (the lock did not stop it)").toBe(
+          true,
+        );
+        expectRecovered(o, `reboot round ${i}`);
+        if (first && o.killed) killed++;
+      }
+      expect(killed).toBeGreaterThanOrEqual(2);
+    } finally {
+      for (const s of strangers) s.kill("SIGKILL");
+    }
+  }, 90_000);
 
   it("killed the agent at least 20 times in all", () => {
     expect(outcomes.filter((o) => o.killed).length).toBeGreaterThanOrEqual(20);

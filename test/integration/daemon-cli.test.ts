@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -187,6 +187,39 @@ describe("the real CLI against the fake master", () => {
     await rm(pool);
     const back = await until(() => existsSync(pool), 8000, "the deleted file to come back");
     expect(back).toBeLessThan(5000);
+  });
+
+  it("`run` notices its state directory deleted under it, says so, and rebuilds it as a restart does", async () => {
+    agent = startCli(["run", "--config", config]);
+    await agent.waitForLog(/full sync finished/);
+    await until(() => fx.master.openPolls >= 2, 5000, "polls to open");
+    // The whole state directory: the DB, its -wal/-shm and the lock file.
+    await rm(path.dirname(fx.stateDb), { recursive: true, force: true });
+    fx.addDeb("after-rm", "1.0");
+    const line = await agent.waitForLog(/was deleted while the agent runs/);
+    expect(line).toContain(fx.stateDb);
+    await until(
+      async () => (await packagesText()).includes("Package: after-rm"),
+      10_000,
+      "after-rm in Packages",
+    );
+    await until(
+      () => agent!.stderr.split("\n").filter((l) => /full sync finished/.test(l)).length >= 2,
+      10_000,
+      "the rebuilding full sync",
+    );
+    // A new state DB, private, holding the mirror again; the lock is the daemon's again.
+    expect(statSync(fx.stateDb).mode & 0o777).toBe(0o600);
+    const status = await runCli(["status", "--json", "--config", config]);
+    expect(status.code).toBe(0);
+    const parsed = JSON.parse(status.stdout) as { repos: { name: string; files: number }[] };
+    expect(parsed.repos.map((r) => [r.name, r.files])).toEqual([
+      ["prod-apt", 3],
+      ["prod-json", 1],
+    ]);
+    const second = await runCli(["sync", "--config", config]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/in use by another packrat-agent \(pid \d+/);
   });
 
   it("SIGHUP with a broken config keeps running on the old one; a good one is taken", async () => {

@@ -70,6 +70,50 @@ describe("downloadVerified", () => {
   const leftovers = async () =>
     existsSync(path.join(root, ".packrat-tmp")) ? readdir(path.join(root, ".packrat-tmp")) : [];
 
+  it("abandons a trickling download below download_min_rate over the window, without retrying it now", async () => {
+    // 40 bytes every 100 ms (400 B/s), each piece far within request_timeout (2 s).
+    master.faults.set({ kind: "trickle", uri: master.fileUrl(id), bytes: 40, everyMs: 100 });
+    const started = Date.now();
+    const err: unknown = await downloadVerified(req(), {
+      ...deps(),
+      limits: { minRate: 2000, windowMs: 1000, deadlineBaseMs: 60_000 },
+    }).catch((e: unknown) => e);
+    expect(isPackratError(err, "PACKRAT_DOWNLOAD_STALLED")).toBe(true);
+    expect((err as Error).message).toMatch(
+      /^repo\/p_1\.tar\.gz: abandoned, \d+ bytes in the last 1 s, below download_min_rate of 2000 bytes\/s$/,
+    );
+    // Not retried within the call, and well before the file would have ended (35 s).
+    expect(master.requests.filter((r) => r.uri === master.fileUrl(id))).toHaveLength(1);
+    expect(sleeps).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("abandons a download past its deadline, base + size / min rate, before a window ends", async () => {
+    // 400 B/s against a floor of 1000 B/s, but a window of a minute: the deadline ends it. No
+    // Content-Length (the real master's /files/ are chunked), so the size is what has arrived:
+    // the file must average the floor after the base allowance (1 s + 0.4 t < t at t ~ 1.7 s).
+    master.faults.set({ kind: "trickle", uri: master.fileUrl(id), bytes: 40, everyMs: 100 });
+    const started = Date.now();
+    const err: unknown = await downloadVerified(req(), {
+      ...deps(),
+      limits: { minRate: 1000, windowMs: 60_000, deadlineBaseMs: 1000 },
+    }).catch((e: unknown) => e);
+    expect(isPackratError(err, "PACKRAT_DOWNLOAD_STALLED")).toBe(true);
+    expect((err as Error).message).toMatch(/past its deadline of \d+ s/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("lets a slow download that keeps the rate and the deadline complete", async () => {
+    master.faults.set({ kind: "trickle", uri: master.fileUrl(id), bytes: 7000, everyMs: 100 });
+    const { tmp } = await downloadVerified(req(), {
+      ...deps(),
+      limits: { minRate: 1000, windowMs: 500, deadlineBaseMs: 5000 },
+    });
+    expect(sha256Bytes(await readFile(tmp))).toBe(sha256Bytes(content));
+  });
+
   it("streams into a temp file under root and returns it only when the hash matches", async () => {
     const { tmp, size } = await downloadVerified(req(), deps());
     expect(tmp.startsWith(path.join(root, ".packrat-tmp") + path.sep)).toBe(true);

@@ -306,6 +306,10 @@ describe("a master that stays down, seen by the daemon", () => {
             )
           : Promise.resolve({ failed: [], published: [], announcedChanges: [] });
       },
+      onDetachedDownload: () => undefined,
+      abortDownloads: () => undefined,
+      downloadsIdle: () => Promise.resolve(),
+      downloadsInFlight: 0,
     } as unknown as SyncEngine;
     const client = {
       poll: () =>
@@ -313,7 +317,7 @@ describe("a master that stays down, seen by the daemon", () => {
           setTimeout(() => reject(new PackratError("PACKRAT_MASTER_HTTP", "502")), 10),
         ),
     } as unknown as MasterClient;
-    const store = { listRepos: () => [] } as unknown as StateStore;
+    const store = { listRepos: () => [], replacedOnDisk: () => null } as unknown as StateStore;
     const daemon = new MirrorDaemon({
       engine,
       client,

@@ -303,3 +303,59 @@ describe("sync engine with a pacman repo", () => {
     }
   });
 });
+
+describe("a stalled download and its backoff", () => {
+  let fx: MirrorFixture;
+  let h: EngineHarness;
+  let clock: number;
+
+  beforeEach(async () => {
+    fx = await startMirrorFixture({ debs: [["hello", "1.0-1"]] });
+    clock = Date.now();
+    h = makeEngine(fx, {
+      settings: { downloadMinRate: 1000, downloadMinRateWindow: 1, downloadDeadlineBase: 1 },
+      deps: { now: () => clock },
+    });
+  });
+  afterEach(async () => {
+    await h.close();
+    await fx.close();
+  });
+
+  it("is not tried again before the backoff (1 min, then 2 min), then is, and publishes", async () => {
+    const id = fx.addDeb("slow", "1.0");
+    const url = fx.master.fileUrl(id);
+    const slow = "apt/pool/slow/slow_1.0_all.deb";
+    const tries = () => fx.master.requests.filter((r) => r.uri === url).length;
+    fx.master.faults.set({ kind: "trickle", uri: url, bytes: 1, everyMs: 200 });
+
+    const first = await h.engine.fullSync();
+    expect(first.failed.map((f) => f.file)).toEqual([slow]);
+    expect(first.failed[0]!.error).toMatch(/abandoned/);
+    expect(first.published).toContain("prod-apt");
+    expect(tries()).toBe(1);
+
+    clock += 59_000;
+    const waiting = await h.engine.fullSync();
+    expect(waiting.failed[0]!.error).toMatch(/^not tried again for \d+ s \(backoff after 1/);
+    expect(tries()).toBe(1);
+
+    clock += 2_000; // past 1 min: tried, stalls again; the next wait is 2 min
+    await h.engine.fullSync();
+    expect(tries()).toBe(2);
+    clock += 100_000;
+    await h.engine.fullSync();
+    expect(tries()).toBe(2);
+
+    fx.master.faults.clear();
+    clock += 30_000;
+    const healed = await h.engine.fullSync();
+    expect(tries()).toBe(3);
+    expect(healed.failed).toEqual([]);
+    expect(healed.downloaded).toBe(1);
+    expect(
+      await readFile(path.join(fx.root, "apt/dists/bookworm/main/binary-amd64/Packages"), "utf8"),
+    ).toContain("Package: slow");
+    expect(h.store.listDownloadFailures()).toEqual([]);
+  }, 60_000);
+});

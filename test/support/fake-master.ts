@@ -59,6 +59,11 @@ export type Fault = FaultMatch &
     | { kind: "truncate"; bytes?: number }
     /** File downloads: same length, other bytes, so the SHA-256 does not match. */
     | { kind: "wrong-bytes" }
+    /**
+     * File downloads: the right bytes, `bytes` (default 1) every `everyMs`, each piece well
+     * within any idle timeout: a master behind a saturated or broken link.
+     */
+    | { kind: "trickle"; everyMs: number; bytes?: number }
     /** The package file's `file` field carries this (percent-encoded) name instead. */
     | { kind: "hostile-filename"; fileId: number; filename: string }
     /** The package file's `file` field is exactly this string. */
@@ -74,7 +79,7 @@ const OBJECT_FAULTS: ReadonlySet<Fault["kind"]> = new Set([
   "file-field",
   "field",
 ]);
-const FILE_ONLY: ReadonlySet<Fault["kind"]> = new Set(["truncate", "wrong-bytes"]);
+const FILE_ONLY: ReadonlySet<Fault["kind"]> = new Set(["truncate", "wrong-bytes", "trickle"]);
 
 /** Fault switches, set and cleared by tests at any time. */
 export class Faults {
@@ -672,6 +677,7 @@ class FakeMasterImpl implements FakeMaster {
           return this.reply(res, this.describeRoot(fault.version));
         case "truncate":
         case "wrong-bytes":
+        case "trickle":
           return this.serveFile(uri, res, fault);
       }
     }
@@ -687,7 +693,11 @@ class FakeMasterImpl implements FakeMaster {
   private serveFile(
     uri: string,
     res: RawResponse,
-    fault: { kind: "truncate"; bytes?: number } | { kind: "wrong-bytes" } | null,
+    fault:
+      | { kind: "truncate"; bytes?: number }
+      | { kind: "wrong-bytes" }
+      | { kind: "trickle"; everyMs: number; bytes?: number }
+      | null,
   ): void {
     const stored = uri.slice("/files/".length);
     const row = [...this.files.values()].find((r) => r.stored === stored);
@@ -700,6 +710,13 @@ class FakeMasterImpl implements FakeMaster {
       );
     }
     let bytes = row.content;
+    if (fault?.kind === "trickle") {
+      return res.sendTrickled(200, headers, Buffer.from(bytes), {
+        bytes: fault.bytes ?? 1,
+        everyMs: fault.everyMs,
+        contentLength: this.opts.fileContentLength === true,
+      });
+    }
     if (fault?.kind === "wrong-bytes") {
       bytes = bytes.length > 0 ? Buffer.from(bytes.map((b) => b ^ 0xff)) : Buffer.from("x");
     }

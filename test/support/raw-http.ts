@@ -34,6 +34,17 @@ export interface RawResponse {
     cutAfter?: number,
   ): void;
   json(status: number, value: unknown, headers?: Record<string, string>): void;
+  /**
+   * Send the head at once, then the body `bytes` at a time every `everyMs` (a master that
+   * trickles: each piece comes well within any idle timeout). Chunked unless `contentLength`.
+   * Stops when the client goes away.
+   */
+  sendTrickled(
+    status: number,
+    headers: Record<string, string>,
+    body: Buffer,
+    pace: { bytes: number; everyMs: number; contentLength: boolean },
+  ): void;
   /** Send the head and the first `bytes` of body, then drop the connection. */
   sendTruncated(status: number, headers: Record<string, string>, body: Buffer, bytes: number): void;
   /** Drop the connection without an answer (a reset as the client sees it). */
@@ -197,6 +208,45 @@ class Response implements RawResponse {
       { "Content-Type": "application/json;charset=utf-8", ...headers },
       value === undefined ? "" : JSON.stringify(value),
     );
+  }
+
+  sendTrickled(
+    status: number,
+    headers: Record<string, string>,
+    body: Buffer,
+    pace: { bytes: number; everyMs: number; contentLength: boolean },
+  ): void {
+    if (this.finished) return;
+    this.finished = true;
+    const chunked = !pace.contentLength;
+    this.socket.write(this.head(status, headers, chunked ? null : body.length));
+    let at = 0;
+    const timer = setInterval(() => {
+      if (this.socket.destroyed || !this.socket.writable) {
+        clearInterval(timer);
+        return;
+      }
+      const piece = body.subarray(at, Math.min(body.length, at + pace.bytes));
+      at += piece.length;
+      if (piece.length > 0) {
+        this.socket.write(
+          chunked
+            ? Buffer.concat([
+                Buffer.from(`${piece.length.toString(16)}\r\n`),
+                piece,
+                Buffer.from("\r\n"),
+              ])
+            : piece,
+        );
+      }
+      if (at >= body.length) {
+        clearInterval(timer);
+        if (chunked) this.socket.write("0\r\n\r\n");
+        if (!this.keepAlive) this.socket.end();
+        this.onDone();
+      }
+    }, pace.everyMs);
+    this.socket.once("close", () => clearInterval(timer));
   }
 
   sendTruncated(

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import type * as FsPromises from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -350,6 +350,9 @@ gpg_passphrase_file = /etc/packrat/key.pass
 public_key_name = prod-key
 key_expiry_warn_days = 14
 download_concurrency = 8
+download_min_rate = 4096
+download_min_rate_window = 10
+download_deadline_base = 60
 deep_verify_every = 3
 max_removal_ratio = .25
 trigger_debounce_ms = 1_000
@@ -397,6 +400,9 @@ publish_deprecated = yes
         publicKeyName: "prod-key",
         keyExpiryWarnDays: 14,
         downloadConcurrency: 8,
+        downloadMinRate: 4096,
+        downloadMinRateWindow: 10,
+        downloadDeadlineBase: 60,
         deepVerifyEvery: 3,
         maxRemovalRatio: 0.25,
         triggerDebounceMs: 1000,
@@ -663,6 +669,10 @@ log_level: loud
     ["metadata_grace_seconds", "1d", "expected whole seconds, e.g. 86400"],
     ["poll_timeout", "5", "expected whole seconds from 10 to 3600"],
     ["request_timeout", "0", "expected whole seconds from 1 to 3600"],
+    ["download_min_rate", "1k", "expected bytes per second, e.g. 1024"],
+    ["download_min_rate", "0", "expected bytes per second from 1 to 1073741824"],
+    ["download_min_rate_window", "0", "expected whole seconds from 1 to 3600"],
+    ["download_deadline_base", "2m", "expected whole seconds, e.g. 120"],
     ["watch_tree", "maybe", "expected yes/no, true/false, on/off or 1/0"],
     ["apt_architectures", "amd64, Arm64", "expected Debian architecture names separated by commas"],
     ["apt_architectures", ",", "expected Debian architecture names"],
@@ -879,6 +889,33 @@ describe("config files", () => {
     expect((await readConfig(path)).warnings).toEqual(warnings);
   });
 
+  it("warns when a file holding the psk or a proxy password is readable by others, naming mode and fix", async () => {
+    const path = join(dir, "secret.conf");
+    await writeFile(path, MINIMAL.replace("name: mirror", "name: mirror\npsk: s3cret"));
+    await chmod(path, 0o644);
+    const warnings = (await readConfig(path)).warnings;
+    expect(warnings).toEqual([
+      `${path} holds [packrat] psk and is readable by every user (mode 0644); ` +
+        `run \`chmod 640 ${path}\` (owner root, group of the agent's user, e.g. chgrp packrat)`,
+    ]);
+    expect(warnings.join("")).not.toContain("s3cret");
+    await chmod(path, 0o640);
+    expect((await readConfig(path)).warnings).toEqual([]);
+
+    await writeFile(
+      path,
+      MINIMAL.replace("name: mirror", "name: mirror\nproxy: http://u:pw@p:3128"),
+    );
+    await chmod(path, 0o604);
+    expect((await readConfig(path)).warnings[0]).toContain(
+      "holds the [packrat] proxy password and is readable by every user (mode 0604)",
+    );
+    // No secret, no warning, whatever the mode.
+    await writeFile(path, MINIMAL);
+    await chmod(path, 0o644);
+    expect((await readConfig(path)).warnings).toEqual([]);
+  });
+
   it("a missing file is PACKRAT_CONFIG_NOT_FOUND naming the path and the ways to give one", async () => {
     const path = join(dir, "nope.conf");
     const err: unknown = await loadConfig(path).catch((e: unknown) => e);
@@ -951,7 +988,13 @@ describe("describeSettings", () => {
 
 describe("etc/mirror.conf.example", () => {
   it("parses with no problems and no warnings", async () => {
-    const { settings, warnings } = await readConfig(EXAMPLE);
+    // Installed as the example asks (chmod 640): it holds a psk, so a checkout's 0644 would warn.
+    const dir = await mkdtemp(join(tmpdir(), "packrat-example-"));
+    const copy = join(dir, "mirror.conf");
+    await writeFile(copy, await readFile(EXAMPLE), { mode: 0o640 });
+    const { settings, warnings } = await readConfig(copy).finally(() =>
+      rm(dir, { recursive: true, force: true }),
+    );
     expect(warnings).toEqual([]);
     expect(settings.packrat.host).toBe("http://packrat");
     expect(settings.mirror.rootDir).toBe("/var/www/packrat");

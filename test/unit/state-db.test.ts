@@ -1,6 +1,15 @@
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -942,5 +951,62 @@ describe("package names from filenames (imported rows)", () => {
     ["README", "README", ""],
   ])("%s → %s %s", (filename, packageName, version) => {
     expect(partsFromFilename(filename)).toEqual({ packageName, version });
+  });
+});
+
+describe("file modes and identity", () => {
+  const modeOf = (p: string) => statSync(p).mode & 0o777;
+
+  it("creates state.db and its -wal/-shm 0600 whatever the umask", () => {
+    const old = process.umask(0o002);
+    try {
+      const path = join(dir, "fresh.db");
+      const s = store(path);
+      s.setValue("k", "v");
+      expect(modeOf(path)).toBe(0o600);
+      expect(modeOf(`${path}-wal`)).toBe(0o600);
+      expect(modeOf(`${path}-shm`)).toBe(0o600);
+    } finally {
+      process.umask(old);
+    }
+  });
+
+  it("tightens a state DB and -wal/-shm an older agent left 0644", () => {
+    const path = join(dir, "old.db");
+    const first = store(path);
+    first.setValue("k", "v");
+    // An older agent's files: wide open, and the WAL still there (as after a crash).
+    for (const p of [path, `${path}-wal`, `${path}-shm`]) chmodSync(p, 0o644);
+    const second = store(path);
+    expect(second.getValue("k")).toBe("v");
+    for (const p of [path, `${path}-wal`, `${path}-shm`]) expect(modeOf(p)).toBe(0o600);
+    // A read-only open (status, verify) changes nothing.
+    chmodSync(path, 0o644);
+    store(path, { readonly: true }).close();
+    expect(modeOf(path)).toBe(0o644);
+  });
+
+  it("replacedOnDisk names a deleted or replaced file; reopen opens what the path names now", () => {
+    const path = join(dir, "watched.db");
+    const s = store(path);
+    s.setValue("k", "before");
+    expect(s.replacedOnDisk()).toBeNull();
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${path}${suffix}`, { force: true });
+    expect(s.replacedOnDisk()).toBe(`${path} was deleted`);
+    s.reopen();
+    expect(s.replacedOnDisk()).toBeNull();
+    expect(s.getValue("k")).toBeUndefined();
+    expect(modeOf(path)).toBe(0o600);
+    s.setValue("k", "after");
+
+    // Replaced by another database (a restore from backup, renamed over it).
+    const other = join(dir, "backup.db");
+    const b = store(other);
+    b.setValue("k", "restored");
+    b.close();
+    renameSync(other, path);
+    expect(s.replacedOnDisk()).toBe(`${path} was replaced by another file`);
+    s.reopen();
+    expect(s.getValue("k")).toBe("restored");
   });
 });

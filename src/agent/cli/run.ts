@@ -5,11 +5,13 @@
  * (close-with-grace).
  */
 import { mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
 import { describeError } from "../../errors.js";
 import { MirrorDaemon, type DaemonDeps } from "../../sync/daemon.js";
 import type { SyncReport } from "../../sync/engine.js";
 import { buildEngineParts, createContext, type AgentContext } from "../context.js";
 import { parseCommandArgs, loadSettings, settingsAndLogger } from "./common.js";
+import { acquireStateLock, type StateLock } from "../lock.js";
 import { startTreeWatcher, type TreeWatcher } from "../watcher.js";
 import { startMetricsServer, type MetricsServer } from "../metrics.js";
 
@@ -33,7 +35,33 @@ export async function runCommand(argv: string[]): Promise<number> {
     log,
     settings: ctx.settings.mirror,
     onSync,
+    reopenStore,
   });
+  // The state DB was deleted or replaced under the daemon: what a restart does, in place. The
+  // lock goes with the file when its directory went too; if another agent has meanwhile taken
+  // the lock at that path, this one stops (two agents must never write one tree).
+  const reopenStore = async (why: string): Promise<DaemonDeps> => {
+    if (!ctx.lock.stillHeld()) {
+      log.warn({ lock: ctx.lock.path }, `the lock file went too (${why}); taking it again`);
+      let fresh: StateLock;
+      try {
+        await mkdir(dirname(ctx.settings.mirror.stateDb), { recursive: true });
+        fresh = acquireStateLock(ctx.settings.mirror.stateDb);
+      } catch (err) {
+        log.error(`cannot lock the new state DB, stopping: ${describeError(err)}`);
+        requestStop("state DB taken by another agent", 1);
+        throw err;
+      }
+      ctx.lock.release();
+      ctx.lock = fresh;
+    }
+    ctx.store.reopen();
+    // New engine parts: the old engine's memos describe the state DB that is gone.
+    const parts = await buildEngineParts(ctx.settings, log, ctx.store);
+    await ctx.client.close();
+    Object.assign(ctx, parts);
+    return daemonDeps();
+  };
   const daemon = new MirrorDaemon(daemonDeps());
 
   if (settings.mirror.metricsListen) {
@@ -52,15 +80,19 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
 
   let stopping = false;
+  let requestStop: (reason: string, code: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => {
-    const stop = (signal: string) => {
+    const stop = (signal: string, code = 0) => {
       if (stopping) {
         log.warn({ signal }, "second signal: exiting now");
         resolve(1);
         return;
       }
       stopping = true;
-      log.info({ signal }, "stopping: letting the current pass finish");
+      log.info(
+        { signal },
+        "stopping: aborting downloads, letting the current pass publish what is complete",
+      );
       void (async () => {
         const clean = await daemon.stop(STOP_DEADLINE_MS);
         if (!clean)
@@ -73,10 +105,11 @@ export async function runCommand(argv: string[]): Promise<number> {
         log.info("stopped");
         // Anything still holding the event loop (a socket in close) must not keep a stopped
         // daemon alive: systemd would wait out TimeoutStopSec.
-        setTimeout(() => process.exit(0), 2000).unref();
-        resolve(0);
+        setTimeout(() => process.exit(code), 2000).unref();
+        resolve(code);
       })();
     };
+    requestStop = stop;
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });

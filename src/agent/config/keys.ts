@@ -130,6 +130,21 @@ export const MIRROR_KEYS: SectionSpec<MirrorSettings> = {
     example: "4",
     what: "parallel downloads",
   },
+  downloadMinRate: {
+    parse: integer({ min: 1, max: 1_073_741_824, unit: "bytes per second", example: 1024 }),
+    example: "1024",
+    what: "the slowest download rate accepted",
+  },
+  downloadMinRateWindow: {
+    parse: integer({ min: 1, max: 3600, unit: "whole seconds", example: 30 }),
+    example: "30",
+    what: "the window download_min_rate is measured over",
+  },
+  downloadDeadlineBase: {
+    parse: integer({ min: 1, max: MAX_TIMER_SECONDS, unit: "whole seconds", example: 120 }),
+    example: "120",
+    what: "the fixed part of each download's deadline",
+  },
   deepVerifyEvery: {
     parse: integer({ min: 1, max: 10_000, unit: "a whole number of full syncs", example: 8 }),
     example: "8",
