@@ -276,7 +276,9 @@ export async function writeTempFile(
     written = true;
   } catch (err) {
     // Node's "ENOSPC: no space left on device, write" names neither the file nor the disk.
-    if (err instanceof Error) err.message = `writing ${hint} (${tmp}): ${err.message}`;
+    // The temp path goes through /proc/self/fd (tempDir): say where that is.
+    if (err instanceof Error)
+      err.message = `writing ${hint} (${path.join(root, TMP_DIR, path.basename(tmp))}): ${err.message}`;
     throw err;
   } finally {
     await handle.close();

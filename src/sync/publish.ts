@@ -271,7 +271,8 @@ async function switchIn(
       }
       await assertNoSymlinkDirs(deps.root, full);
       await mkdir(path.dirname(full), { recursive: true });
-      const tmp = await writeTempFile(deps.root, path.basename(full), file.content);
+      // The repo-relative path names the file in an error (a by-hash basename is only a hash).
+      const tmp = await writeTempFile(deps.root, rel, file.content);
       pending.push({ rel, full, tmp, contentAddressed: file.contentAddressed, stage: file.stage });
     }
     const renameAll = async (group: PendingFile[]) => {
