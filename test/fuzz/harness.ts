@@ -460,8 +460,11 @@ export function fuzzProperty(
   target: Target,
   tally: Tally,
   bounds: Bounds = DEFAULT_BOUNDS,
+  /** Called before each input with its 0-based number (bench/fuzz.ts's hang watchdog). */
+  onInput?: (index: number) => void,
 ): fc.IAsyncPropertyWithHooks<[FuzzCase]> {
   return fc.asyncProperty(caseArbitrary(target), async (input) => {
+    onInput?.(tally.tried);
     tally.tried++;
     const verdict = await judge(target.parse, input, bounds);
     tally.slowestMs = Math.max(tally.slowestMs, verdict.ms);
