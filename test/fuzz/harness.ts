@@ -87,7 +87,7 @@ export function newTally(): Tally {
 }
 
 export type Verdict =
-  | { ok: true; outcome: "record" | "refused"; ms: number; growth: number }
+  | { ok: true; outcome: "record" | "refused"; ms: number; growth: number; message?: string }
   | { ok: false; reason: string; ms: number; growth: number };
 
 /**
@@ -245,7 +245,7 @@ export async function judge(
     }
     const bug = bugIn(err.cause);
     if (bug !== null) return fail(`PackratError wraps a bug: ${bug}`);
-    return { ok: true, outcome: "refused", ms, growth };
+    return { ok: true, outcome: "refused", ms, growth, message: err.message };
   }
   const value = outcome.value;
   if (typeof value !== "object" || value === null) {

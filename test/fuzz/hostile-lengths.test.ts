@@ -32,12 +32,20 @@ const enc = new TextEncoder();
 /** Far below any claim made here (≥ 256 MiB), far above what a refusal should cost. */
 const BOUNDS: Bounds = { maxMs: 3_000, maxGrowth: 64 << 20 };
 
-async function expectRefused(parse: ParseFn, bytes: Uint8Array, filename: string, bounds = BOUNDS) {
+async function expectRefused(
+  parse: ParseFn,
+  bytes: Uint8Array,
+  filename: string,
+  bounds = BOUNDS,
+  /** What the refusal must say (that it is refused for the claim, not by accident). */
+  reason?: RegExp,
+) {
   const verdict = await judge(parse, { bytes, filename, label: filename }, bounds);
   expect(verdict, `${filename}: ${JSON.stringify(verdict)}`).toMatchObject({
     ok: true,
     outcome: "refused",
   });
+  if (reason && verdict.ok) expect(verdict.message).toMatch(reason);
 }
 
 async function expectRecord(parse: ParseFn, bytes: Uint8Array, filename: string, bounds = BOUNDS) {
@@ -84,7 +92,13 @@ const ZEROS_16M = new Uint8Array(16 << 20);
 describe(".deb: length fields and bombs", () => {
   it("an ar member claiming 9,999,999,999 bytes in a 100-byte file", async () => {
     const header = `${"debian-binary".padEnd(16)}${"0".padEnd(12)}${"0".padEnd(6)}${"0".padEnd(6)}${"100644".padEnd(8)}${"9999999999"}\`\n`;
-    await expectRefused(deb, enc.encode(`!<arch>\n${header}2.0\n${"x".repeat(28)}`), "ar.deb");
+    await expectRefused(
+      deb,
+      enc.encode(`!<arch>\n${header}2.0\n${"x".repeat(28)}`),
+      "ar.deb",
+      BOUNDS,
+      /claims 9999999999 bytes/,
+    );
   });
 
   it("a control tar entry claiming 8 GiB (octal) and 2^52 bytes (base-256)", async () => {
@@ -105,23 +119,47 @@ describe(".deb: length fields and bombs", () => {
       let sum = 0;
       for (const b of tar.subarray(0, 512)) sum += b;
       tar.set(enc.encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
-      await expectRefused(deb, debWith("control.tar", tar), `tar-${name}.deb`);
+      await expectRefused(
+        deb,
+        debWith("control.tar", tar),
+        `tar-${name}.deb`,
+        BOUNDS,
+        /claims \d+ bytes/,
+      );
     }
   });
 
   it("a gzip bomb: 1 MiB of control.tar.gz that inflates to 1 GiB", async () => {
     const bomb = repeated(gzipSync(ZEROS_16M), 64);
-    await expectRefused(deb, debWith("control.tar.gz", bomb), "gzip-bomb.deb");
+    await expectRefused(
+      deb,
+      debWith("control.tar.gz", bomb),
+      "gzip-bomb.deb",
+      BOUNDS,
+      /exceeds the limit/,
+    );
   });
 
   it("an xz bomb: control.tar.xz that decodes to 256 MiB", async () => {
     const unit = execFileSync("xz", ["-c", "-6", "--check=crc64"], { input: ZEROS_16M });
-    await expectRefused(deb, debWith("control.tar.xz", repeated(unit, 16)), "xz-bomb.deb");
+    await expectRefused(
+      deb,
+      debWith("control.tar.xz", repeated(unit, 16)),
+      "xz-bomb.deb",
+      BOUNDS,
+      /exceeds the limit/,
+    );
   });
 
   it("a zstd bomb: control.tar.zst that decodes to 1 GiB", async () => {
     const bomb = repeated(zstdCompress(ZEROS_16M), 64);
-    await expectRefused(deb, debWith("control.tar.zst", bomb), "zstd-bomb.deb");
+    await expectRefused(
+      deb,
+      debWith("control.tar.zst", bomb),
+      "zstd-bomb.deb",
+      BOUNDS,
+      /exceeds the limit/,
+    );
   });
 
   it("a 10-byte zstd frame whose header claims a 1.9 GiB window or a 2 GiB content size", async () => {
@@ -140,13 +178,25 @@ describe(".deb: length fields and bombs", () => {
         0x00,
         0x41,
       ]);
-      await expectRefused(deb, debWith("control.tar.zst", frame), `zstd-window-${windowByte}.deb`);
+      await expectRefused(
+        deb,
+        debWith("control.tar.zst", frame),
+        `zstd-window-${windowByte}.deb`,
+        BOUNDS,
+        /too much memory/,
+      );
     }
     // Single segment (descriptor 0xE0) with an 8-byte content size of 0x7f000000 (≈ 2 GiB).
     const fcs = Uint8Array.from([
       0x28, 0xb5, 0x2f, 0xfd, 0xe0, 0x00, 0x00, 0x00, 0x7f, 0, 0, 0, 0, 0x09, 0x00, 0x00, 0x41,
     ]);
-    await expectRefused(deb, debWith("control.tar.zst", fcs), "zstd-fcs.deb");
+    await expectRefused(
+      deb,
+      debWith("control.tar.zst", fcs),
+      "zstd-fcs.deb",
+      BOUNDS,
+      /too much memory/,
+    );
   });
 
   it("a control file with a 100,000-blank run takes no quadratic time", async () => {
@@ -185,12 +235,24 @@ describe("RPM: header counts and sizes", () => {
   const sig = encodeHeader(Tag.HEADERSIGNATURES, [int32Entry(1000, [1])]);
 
   it("a signature header claiming 0xffffffff entries, or 65535 entries and a 256 MiB store", async () => {
-    await expectRefused(rpm, rpmWith(intro(0xffffffff, 0xffffffff)), "il.rpm");
-    await expectRefused(rpm, rpmWith(intro(0xffff, 0x0fffffff)), "dl.rpm");
+    await expectRefused(
+      rpm,
+      rpmWith(intro(0xffffffff, 0xffffffff)),
+      "il.rpm",
+      BOUNDS,
+      /4294967295 index entries/,
+    );
+    await expectRefused(rpm, rpmWith(intro(0xffff, 0x0fffffff)), "dl.rpm", BOUNDS, /needs bytes/);
   });
 
   it("a main header claiming 4 GiB of data after a valid signature header", async () => {
-    await expectRefused(rpm, rpmWith(sig, intro(1, 0xffffffff)), "main-dl.rpm");
+    await expectRefused(
+      rpm,
+      rpmWith(sig, intro(1, 0xffffffff)),
+      "main-dl.rpm",
+      BOUNDS,
+      /4294967295-byte data store/,
+    );
   });
 
   it("index entries whose counts claim 2^32 - 1 strings or integers", async () => {
@@ -216,7 +278,13 @@ describe("RPM: header counts and sizes", () => {
           dv.setUint32(at + 12, 0xffffffff);
         }
       }
-      await expectRefused(rpm, rpmWith(sig, main), `count-${tag}.rpm`);
+      await expectRefused(
+        rpm,
+        rpmWith(sig, main),
+        `count-${tag}.rpm`,
+        BOUNDS,
+        /4294967295 (strings|integers)/,
+      );
     }
   });
 });
@@ -232,7 +300,7 @@ describe("pacman: tar sizes and bombs", () => {
     let sum = 0;
     for (const b of t.subarray(0, 512)) sum += b;
     t.set(enc.encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
-    await expectRefused(pacman, t, "size-x86_64.pkg.tar");
+    await expectRefused(pacman, t, "size-x86_64.pkg.tar", BOUNDS, /over the limit/);
   });
 
   it("a zstd bomb: 1 MiB that decodes to 16 GiB is cut off at the cap", async () => {
@@ -249,14 +317,17 @@ describe("pacman: tar sizes and bombs", () => {
     fixChecksum(big);
     const head = zstdCompress(Buffer.concat([tar().subarray(0, 1024), big]));
     const bomb = repeated(zstdCompress(ZEROS_16M), 1024);
-    await expectRefused(pacman, Buffer.concat([head, bomb]), "bomb.pkg.tar.zst", {
-      ...BOUNDS,
-      maxMs: 20_000,
-    });
+    await expectRefused(
+      pacman,
+      Buffer.concat([head, bomb]),
+      "bomb.pkg.tar.zst",
+      { ...BOUNDS, maxMs: 20_000 },
+      /exceeds the limit of 268435456/,
+    );
   });
 
   it("an xz file whose index understates what its blocks decode to", async () => {
-    await expectRefused(pacman, lyingXz(), "lie.pkg.tar.xz");
+    await expectRefused(pacman, lyingXz(), "lie.pkg.tar.xz", BOUNDS, /the index says 1024/);
   });
 
   it("a .PKGINFO with a 100,000-space run takes no quadratic time", async () => {
@@ -347,7 +418,13 @@ describe("Python: zip directory sizes", () => {
     const z = wheel();
     const dv = new DataView(z.buffer, z.byteOffset, z.byteLength);
     dv.setUint32(eocdOf(z) + 12, 0xfffffff0, true);
-    await expectRefused(python, z, "x-1-py3-none-any.whl");
+    await expectRefused(
+      python,
+      z,
+      "x-1-py3-none-any.whl",
+      BOUNDS,
+      /central directory of 4294967280 bytes is too large/,
+    );
   });
 
   it("a zip64 end record claiming 2^52 entries and bytes", async () => {
@@ -364,7 +441,13 @@ describe("Python: zip directory sizes", () => {
     end.writeUInt16LE(0xffff, 10);
     end.writeUInt32LE(0xffffffff, 12);
     const bytes = Buffer.concat([z.subarray(0, eocd), z64, end]);
-    await expectRefused(python, bytes, "x-1-py3-none-any.whl");
+    await expectRefused(
+      python,
+      bytes,
+      "x-1-py3-none-any.whl",
+      BOUNDS,
+      /central directory of 4503599627370496 bytes/,
+    );
   });
 
   it("a METADATA entry claiming 4 GiB, or 2^52 bytes in its zip64 extra field", async () => {
@@ -372,7 +455,36 @@ describe("Python: zip directory sizes", () => {
     const dv = new DataView(z.buffer, z.byteOffset, z.byteLength);
     const cd = dv.getUint32(eocdOf(z) + 16, true);
     dv.setUint32(cd + 24, 0xfffffff0, true);
-    await expectRefused(python, z, "x-1-py3-none-any.whl");
+    await expectRefused(python, z, "x-1-py3-none-any.whl", BOUNDS, /larger than 16777216 bytes/);
+
+    // The same entry with both sizes saturated and a zip64 extra field (id 1) of 2^52 each:
+    // the directory entry grows by 20 bytes, so the end record's size grows with it.
+    const z2 = wheel();
+    const eocd = eocdOf(z2);
+    const v2 = new DataView(z2.buffer, z2.byteOffset, z2.byteLength);
+    const at = v2.getUint32(eocd + 16, true);
+    const nameLen = v2.getUint16(at + 28, true);
+    const extraLen = v2.getUint16(at + 30, true);
+    const entry = Buffer.from(z2.subarray(at, at + 46 + nameLen + extraLen));
+    entry.writeUInt32LE(0xffffffff, 20);
+    entry.writeUInt32LE(0xffffffff, 24);
+    entry.writeUInt16LE(extraLen + 20, 30);
+    const extra = Buffer.alloc(20);
+    extra.writeUInt16LE(1, 0);
+    extra.writeUInt16LE(16, 2);
+    extra.writeBigUInt64LE(2n ** 52n, 4);
+    extra.writeBigUInt64LE(2n ** 52n, 12);
+    const end = Buffer.from(z2.subarray(eocd));
+    end.writeUInt32LE(end.readUInt32LE(12) + 20, 12);
+    const rest = z2.subarray(at + entry.length, eocd);
+    const bytes = Buffer.concat([z2.subarray(0, at), entry, extra, rest, end]);
+    await expectRefused(
+      python,
+      bytes,
+      "x-1-py3-none-any.whl",
+      BOUNDS,
+      /larger than 16777216 bytes/,
+    );
   });
 
   it("a deflate bomb: METADATA that inflates to 32 MiB (twice the cap) while its sizes say 100 bytes", async () => {
@@ -381,11 +493,17 @@ describe("Python: zip directory sizes", () => {
     const dv = new DataView(z.buffer, z.byteOffset, z.byteLength);
     const cd = dv.getUint32(eocdOf(z) + 16, true);
     dv.setUint32(cd + 24, 100, true);
-    await expectRefused(python, z, "x-1-py3-none-any.whl");
+    await expectRefused(
+      python,
+      z,
+      "x-1-py3-none-any.whl",
+      BOUNDS,
+      /larger than 16777216|Cannot create a Buffer larger/,
+    );
   }, 60_000);
 
   it("an sdist .tar.xz whose index understates its blocks", async () => {
-    await expectRefused(python, lyingXz(), "x-1.tar.xz");
+    await expectRefused(python, lyingXz(), "x-1.tar.xz", BOUNDS, /the index says 1024/);
   });
 
   it("seeds parse (the cases above differ from good files only in what they claim)", async () => {
