@@ -41,6 +41,30 @@ import type { FuzzCase, Layer, Seed, Target } from "./harness.js";
 const enc = new TextEncoder();
 const identity = (b: Uint8Array) => b;
 
+/**
+ * Incompressible bytes, the same every run (xorshift32). Big seeds put 1.1 MiB of them before
+ * the metadata, so the parsers' reads past the first chunk (read-through.ts READ_CHUNK, 1 MiB,
+ * which small packages never leave) are fuzzed too.
+ */
+function noise(length: number, seed = 0x9e3779b9): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+const BIG = 1_100_000;
+
+/** A seed that is only its file (mutations land anywhere; hot spots aim at the fields). */
+function fileSeed(name: string, filename: string, bytes: Uint8Array, hotspots: number[]): Seed {
+  return { name, filename, layers: [{ name: "file", bytes, hotspots, wrap: identity }] };
+}
+
 // ---- hot-spot scanners: where the length and count fields of each format sit -------------
 
 /** ar: each member header's name and decimal size field. */
@@ -274,7 +298,17 @@ function pathologicalText(prefix: string): fc.Arbitrary<string> {
 
 export function debTarget(): Target {
   const compressions: Compression[] = ["gzip", "xz", "zstd", "none"];
-  const seeds = compressions.map((c) => debSeed("hello", DEB_CONTROL, c));
+  // A "_" member (dpkg skips those) of 1.1 MiB puts the control member past the first chunk.
+  const big = makeAr([
+    { name: "debian-binary", content: enc.encode("2.0\n") },
+    { name: "_padding", content: noise(BIG) },
+    { name: "control.tar.gz", content: gzipSync(controlTarOf(enc.encode(DEB_CONTROL))) },
+    { name: "data.tar.gz", content: gzipSync(makeTar([{ name: "./", directory: true }])) },
+  ]);
+  const seeds = [
+    ...compressions.map((c) => debSeed("hello", DEB_CONTROL, c)),
+    fileSeed("big", "big_1.0_amd64.deb", big, arHotspots(big)),
+  ];
   const data = gzipSync(makeTar([{ name: "./", directory: true }]));
   return {
     name: "deb",
@@ -386,6 +420,8 @@ export function rpmTarget(): Target {
       requires: [{ name: "libc.so.6()(64bit)" }, { name: "bash", flags: 12, version: "5.0-1" }],
       provides: [{ name: "greeter", flags: 8, version: "1:2.10" }],
     }),
+    // A main header larger than the first chunk (a 1.1 MiB description).
+    rpmSeed("big", { ...base, description: "d".repeat(BIG) }),
     rpmSeed("changelog", {
       ...base,
       compress: "gzip",
@@ -548,7 +584,21 @@ export function pacmanTarget(): Target {
   return {
     name: "pacman",
     parse: (source, filename) => pacmanLayout.parse(source, filename),
-    seeds: compressions.map(pacmanSeed),
+    seeds: [
+      ...compressions.map(pacmanSeed),
+      // 1.1 MiB of incompressible file before .PKGINFO: the tar reader meets it in a later
+      // chunk, and the zst file itself is larger than the first chunk.
+      ...(["none", "zst"] as const).map((c) => {
+        const tar = writeTar([
+          { name: "usr/share/blob", content: noise(BIG), mtime: PACMAN_MTIME },
+          { name: ".PKGINFO", content: enc.encode(PKGINFO), mtime: PACMAN_MTIME },
+        ]);
+        const bytes = pacmanCompress(tar, c);
+        const suffix = c === "none" ? "" : `.${c}`;
+        const spots = c === "none" ? tarHotspots(tar) : streamHotspots(bytes);
+        return fileSeed(`big.${c}`, `hello-1-1-x86_64.pkg.tar${suffix}`, bytes, spots);
+      }),
+    ],
     generated: fc
       .tuple(
         fc.oneof(
@@ -683,7 +733,22 @@ export function pythonTarget(): Target {
   return {
     name: "python",
     parse: (source, filename) => pypiLayout.parse(source, filename),
-    seeds: [wheelSeed(6), wheelSeed(0), ...formats.map(sdistSeed)],
+    seeds: [
+      wheelSeed(6),
+      wheelSeed(0),
+      ...formats.map(sdistSeed),
+      // A stored 1.1 MiB member first: the central directory and METADATA lie past 1 MiB.
+      (() => {
+        const bytes = zipSync(
+          {
+            "fuzz_pkg/blob.bin": noise(BIG),
+            "fuzz_pkg-1.2.3.dist-info/METADATA": enc.encode(METADATA),
+          },
+          { level: 0, mtime: ZIP_MTIME },
+        );
+        return fileSeed("wheel.big", "fuzz_pkg-1.2.3-py3-none-any.whl", bytes, zipHotspots(bytes));
+      })(),
+    ],
     generated: fc
       .tuple(
         fc.oneof(
