@@ -162,7 +162,13 @@ class RssSampler {
       { eval: true, workerData: this.peak.buffer },
     );
     this.worker.unref();
+    // The worker's own isolate (tens of MiB of RSS) must not count as the first input's growth.
+    this.ready = new Promise((resolve) => {
+      this.worker.once("online", () => setTimeout(resolve, 50));
+    });
   }
+
+  readonly ready: Promise<void>;
 
   /** Start a new measurement from the RSS now. */
   reset(): number {
@@ -179,8 +185,9 @@ class RssSampler {
 
 let sampler: RssSampler | undefined;
 
-function measureStart(): { arrayBuffers: number; rss: number } {
+async function measureStart(): Promise<{ arrayBuffers: number; rss: number }> {
   sampler ??= new RssSampler();
+  await sampler.ready;
   return { arrayBuffers: process.memoryUsage().arrayBuffers, rss: sampler.reset() };
 }
 
@@ -204,7 +211,7 @@ export async function judge(
   input: FuzzCase,
   bounds: Bounds = DEFAULT_BOUNDS,
 ): Promise<Verdict> {
-  const before = measureStart();
+  const before = await measureStart();
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   let outcome: { value: unknown } | { error: unknown } | typeof TIMED_OUT;

@@ -303,10 +303,10 @@ describe("pacman: tar sizes and bombs", () => {
     await expectRefused(pacman, t, "size-x86_64.pkg.tar", BOUNDS, /over the limit/);
   });
 
-  it("a zstd bomb: 1 MiB that decodes to 16 GiB is cut off at the cap", async () => {
+  it("zstd and gzip bombs (1 MiB for 16 GiB or 1 GiB) are cut off at the cap", async () => {
     // A member claiming 16 GiB (base-256 size) whose data is the bomb: the reader skips it
-    // while the decoder runs, until the cap (max(256 MiB, 100 × size)) stops it. The decoder
-    // streams, so memory stays flat.
+    // while the decoder runs, until the cap (max(256 MiB, 100 × size)) stops it. The decoders
+    // stream, so memory stays flat.
     const big = writeTar([{ name: "usr/big", content: new Uint8Array(1), mtime: 0 }]).subarray(
       0,
       512,
@@ -315,15 +315,22 @@ describe("pacman: tar sizes and bombs", () => {
     big[124] = 0x80;
     big[131] = 0x04; // 2^34
     fixChecksum(big);
-    const head = zstdCompress(Buffer.concat([tar().subarray(0, 1024), big]));
-    const bomb = repeated(zstdCompress(ZEROS_16M), 1024);
-    await expectRefused(
-      pacman,
-      Buffer.concat([head, bomb]),
-      "bomb.pkg.tar.zst",
-      { ...BOUNDS, maxMs: 20_000 },
-      /exceeds the limit of 268435456/,
-    );
+    const prefix = Buffer.concat([tar().subarray(0, 1024), big]);
+    // zstd: 1 MiB for 16 GiB; gzip (1000:1 at best): 1 MiB for 1 GiB. Both under the cap's
+    // 100 × size, so the fixed 256 MiB is what stops them.
+    for (const [suffix, pack, copies] of [
+      ["zst", zstdCompress, 1024],
+      ["gz", (b: Uint8Array) => gzipSync(b), 64],
+    ] as const) {
+      const bomb = Buffer.concat([pack(prefix), repeated(pack(ZEROS_16M), copies)]);
+      await expectRefused(
+        pacman,
+        bomb,
+        `bomb.pkg.tar.${suffix}`,
+        { ...BOUNDS, maxMs: 20_000 },
+        /exceeds the limit of 268435456/,
+      );
+    }
   });
 
   it("an xz file whose index understates what its blocks decode to", async () => {
