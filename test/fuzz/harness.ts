@@ -161,10 +161,16 @@ class RssSampler {
        }`,
       { eval: true, workerData: this.peak.buffer },
     );
-    this.worker.unref();
     // The worker's own isolate (tens of MiB of RSS) must not count as the first input's growth.
+    // It keeps the event loop alive until then (else a caller's top-level await of the first
+    // judge() would find nothing pending and exit); after, it never holds the process open.
     this.ready = new Promise((resolve) => {
-      this.worker.once("online", () => setTimeout(resolve, 50));
+      this.worker.once("online", () =>
+        setTimeout(() => {
+          this.worker.unref();
+          resolve();
+        }, 50),
+      );
     });
   }
 
