@@ -1,9 +1,9 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * Two lanes (issue 17): `unit` is pure and fast (no real clients, servers or built CLI;
- * `npm run test:unit`), `integration` runs the real apt, dnf, pacman, pip, nginx, the real
- * master and the built CLI. `npm test` runs both.
+ * Lanes (issue 17): `unit` is pure and fast (no real clients, servers or built CLI;
+ * `npm run test:unit`), `fuzz` is the bounded parser fuzzing, `integration` runs the real apt,
+ * dnf, pacman, pip, nginx, the real master and the built CLI. `npm test` runs them all.
  */
 export default defineConfig({
   test: {
@@ -16,6 +16,11 @@ export default defineConfig({
       {
         extends: true,
         test: { name: "unit", include: ["test/unit/**/*.test.ts"] },
+      },
+      {
+        // The bounded fuzz run of every package parser (issue 18; bench/fuzz.ts runs longer).
+        extends: true,
+        test: { name: "fuzz", include: ["test/fuzz/**/*.test.ts"] },
       },
       {
         extends: true,

@@ -6,8 +6,8 @@
  */
 import { gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
 import { xz } from "@napi-rs/lzma";
-import { Decompress as ZstdDecompress } from "fzstd";
 import { compress as zstdCompressNative } from "zstd-napi";
+import zstdBinding from "zstd-napi/binding.js";
 import * as lzma from "lzma-native";
 
 export type Compression = "gzip" | "xz" | "zstd" | "none";
@@ -65,21 +65,45 @@ function gunzipCapped(data: Uint8Array, maxOutput: number): Uint8Array {
   }
 }
 
+/** zstd's own default decoder limit (the zstd CLI's --memory=128MB): 2^27-byte windows. */
+const ZSTD_WINDOW_LOG_MAX = 27;
+const ZSTD_OUT = 128 << 10;
+
 function unzstdCapped(data: Uint8Array, maxOutput: number): Uint8Array {
+  // libzstd's streaming decoder (zstd-napi), not fzstd: fzstd allocates the window a frame
+  // header declares before decoding a byte, so a 20-byte control.tar.zst claiming a 1.9 GiB
+  // window made it allocate 1.9 GiB (or throw a RangeError for a 2^31 one). libzstd refuses
+  // windows over 2^27, sizes its buffer by the content size when the frame states it, and
+  // hands over at most ZSTD_OUT bytes a call, so the cap holds to within one call.
+  const dctx = new zstdBinding.DCtx();
+  dctx.setParameter(zstdBinding.DParameter.windowLogMax, ZSTD_WINDOW_LOG_MAX);
   const parts: Uint8Array[] = [];
   let total = 0;
-  // fzstd's streaming decoder hands over one block (≤128 KiB) at a time, so the cap holds
-  // to within a block and a bomb never lands in memory whole.
-  const stream = new ZstdDecompress((chunk) => {
-    total += chunk.length;
+  let src = data;
+  let inFrame = false;
+  let stalled = 0;
+  for (;;) {
+    const dst = Buffer.allocUnsafe(ZSTD_OUT);
+    let ret: number, produced: number, consumed: number;
+    try {
+      [ret, produced, consumed] = dctx.decompressStream(dst, src);
+    } catch (err) {
+      throw new DecompressError(`zstd: ${(err as Error).message}`, { cause: err });
+    }
+    total += produced;
     if (total > maxOutput) throw tooLarge(maxOutput);
-    parts.push(chunk.slice());
-  });
-  try {
-    stream.push(data, true);
-  } catch (err) {
-    if (err instanceof DecompressError) throw err;
-    throw new DecompressError(`zstd: ${(err as Error).message}`, { cause: err });
+    if (produced > 0) parts.push(dst.subarray(0, produced));
+    src = src.subarray(consumed);
+    inFrame = ret !== 0;
+    // All input taken and the output not full: nothing more to flush.
+    if (src.length === 0 && produced < dst.length) break;
+    // A frame's end returns once without progress; a decoder that keeps making none would
+    // spin here forever.
+    stalled = produced === 0 && consumed === 0 ? stalled + 1 : 0;
+    if (stalled > 2) throw new DecompressError("zstd: the decoder makes no progress");
+  }
+  if (inFrame) {
+    throw new DecompressError("zstd: the data ends inside a frame (truncated)");
   }
   return concat(parts, total);
 }

@@ -15,6 +15,7 @@ import * as lzma from "lzma-native";
 import unbzip2 from "unbzip2-stream";
 import zstdBinding from "zstd-napi/binding.js";
 import type { ByteSource } from "../types.js";
+import { xzDecompressedSize } from "./compress.js";
 
 /** bzip2 and lzma (LZMA-alone, .tar.lzma) only for callers that ask (Python sdists). */
 export type StreamCompression = "zstd" | "xz" | "gzip" | "bzip2" | "lzma" | "none";
@@ -253,13 +254,26 @@ async function* unxzChunks(
       `xz index declares ${size} decompressed bytes, over the limit of ${limits.maxOutput}`,
     );
   }
+  // The index is only a claim: @napi-rs/lzma (lzma-rs) decodes the blocks whatever it says,
+  // so a 10 KB file whose index claimed 1 KiB decoded 64 MiB (any amount: each LZMA2 chunk may
+  // expand 2 MiB) before the length check below. The chunk headers bound what the decoder
+  // produces (compress.ts xzDecompressedSize); they must agree with the index.
+  let decoded: number;
+  try {
+    decoded = xzDecompressedSize(data);
+  } catch (err) {
+    throw new StreamError((err as Error).message, { cause: err });
+  }
+  if (decoded !== size) {
+    throw new StreamError(`xz: the blocks hold ${decoded} bytes, the index says ${size}`);
+  }
   let out: Uint8Array;
   try {
     out = xz.decompressSync(data);
   } catch (err) {
     throw new StreamError(`xz: ${(err as Error).message}`, { cause: err });
   }
-  // liblzma checks the data against the index, so this only guards a binding bug.
+  // The chunk headers bound the decoder (see above), so this only guards a binding bug.
   if (out.length !== size) throw new StreamError(`xz: ${out.length} bytes, index says ${size}`);
   for (let i = 0; i < out.length; i += READ_CHUNK) yield out.subarray(i, i + READ_CHUNK);
 }

@@ -138,7 +138,7 @@ export function parseCoreMetadata(text: string): Record<string, string | string[
     if (line === "") break;
     if (/^[ \t]/.test(line)) {
       // A folded continuation line (the Description field's, mostly).
-      if (last !== null && last !== "description") {
+      if (last !== null && last !== "description" && Object.hasOwn(fields, last)) {
         const prev = fields[last]!;
         if (Array.isArray(prev)) prev[prev.length - 1] += `\n${line.trim()}`;
         else fields[last] = `${prev}\n${line.trim()}`;
@@ -152,7 +152,10 @@ export function parseCoreMetadata(text: string): Record<string, string | string[
     const value = line.slice(colon + 1).trim();
     last = key;
     if (key === "description") continue;
-    const prev = fields[key];
+    // Own properties only: a header named "Constructor" read Object.prototype.constructor
+    // here, was dropped, and its continuation line published "function Object() { [native
+    // code] }". ("__proto__" cannot be stored in a plain object and is dropped.)
+    const prev = Object.hasOwn(fields, key) ? fields[key] : undefined;
     if (MULTI.has(key)) {
       if (Array.isArray(prev)) prev.push(value);
       else fields[key] = [value];
