@@ -48,6 +48,24 @@ export default tseslint.config(
       ],
     },
   },
+  // The product ships no test code: nothing under src/ imports test/ (the layout and sync
+  // blocks below repeat the pattern: a later no-restricted-imports replaces an earlier one).
+  {
+    files: ["src/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["**/test/**", "../../test/*", "../../../test/*"],
+              message: "src/ ships; test/ does not. Move what both need into src/ (src/demo/).",
+            },
+          ],
+        },
+      ],
+    },
+  },
   // Layouts are pure renderers: no disk, no network, no sync.
   {
     files: ["src/layout/**/*.ts"],
@@ -72,6 +90,10 @@ export default tseslint.config(
               ],
               message: "Layouts are pure: package records in, files out.",
             },
+            {
+              group: ["**/test/**"],
+              message: "src/ ships; test/ does not.",
+            },
           ],
         },
       ],
@@ -88,6 +110,10 @@ export default tseslint.config(
             {
               group: ["**/agent/**"],
               message: "Imports flow agent → sync → {layout, signing, state}.",
+            },
+            {
+              group: ["**/test/**"],
+              message: "src/ ships; test/ does not.",
             },
             {
               // An allow-list: a new format needs no entry here to stay out of sync.

@@ -2,7 +2,7 @@
  * Synthetic package corpora for the benchmarks: N packages of each format (deb, rpm, pacman)
  * with distinct names and versions, control data shaped like a distribution's (dependencies,
  * multi-line descriptions, sections, licences, a few files each) and small payloads. Built in
- * memory by the pure-TS builders of test/support, so 10,000 of each take seconds, not the
+ * memory by the pure-TS builders of src/demo/packages, so 10,000 of each take seconds, not the
  * minutes dpkg-deb, rpmbuild or makepkg would.
  *
  * Output: `<dir>/{deb,rpm,pacman}/<filename>` plus `<dir>/manifest.json` (one entry per file:
@@ -12,9 +12,9 @@
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { buildDeb, controlText } from "../test/support/deb-builder.js";
-import { buildPacmanPackage } from "../test/support/pacman-builder.js";
-import { buildSyntheticRpm, syntheticRpmFilename } from "../test/support/rpm-builder.js";
+import { buildDeb, controlText } from "../src/demo/packages/deb.js";
+import { buildPacmanPackage } from "../src/demo/packages/pacman.js";
+import { buildSyntheticRpm, syntheticRpmFilename } from "../src/demo/packages/rpm.js";
 
 export type Format = "deb" | "rpm" | "pacman";
 export const FORMATS: readonly Format[] = ["deb", "rpm", "pacman"];

@@ -23,7 +23,7 @@ import { gunzipSync } from "node:zlib";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { generateSigningKey } from "../src/signing/keygen.js";
-import { startFakeMaster, type FakeMaster } from "../test/support/fake-master.js";
+import { startFakeMaster, type FakeMaster } from "../src/demo/fake-master.js";
 import { FORMATS, buildPackage, generateCorpus, type Corpus, type Format } from "./generate.js";
 import { median, percentile, runScript, runStep, type StepResult } from "./measure.js";
 import type { OursArgs, OursResult } from "./ours.js";

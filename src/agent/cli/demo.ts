@@ -1,6 +1,6 @@
 /**
  * `packrat-agent demo`: the whole agent on an embedded default. Starts the bundled fake master
- * (test/support, compiled into dist/) with sample apt, yum, pacman, PyPI and JSON packages,
+ * (src/demo/, a faithful double of the real packrat master) with sample apt, yum, pacman, PyPI and JSON packages,
  * makes a signing key, writes a mirror.conf, runs a full sync, serves the tree over HTTP, and
  * keeps running the daemon while the fake master tags a new version now and then, so the
  * published tree can be watched changing. `--once` syncs, verifies and exits.
@@ -13,14 +13,14 @@ import { loadConfig } from "../config.js";
 import { createContext } from "../context.js";
 import { makeLogger, parseCommandArgs } from "./common.js";
 
-// The fake master and the package builders are test support, compiled into dist/test/support;
+// The fake master and the sample package builders live in src/demo/ (the tests use them too);
 // this module loads only for `demo` (commands load lazily), so the daemon never pulls them in.
-import { buildDeb, controlText } from "../../../test/support/deb-builder.js";
-import { startFakeMaster } from "../../../test/support/fake-master.js";
-import { buildPacmanPackage } from "../../../test/support/pacman-builder.js";
-import { buildSdist, buildWheel } from "../../../test/support/python-builder.js";
-import { buildSyntheticRpm, syntheticRpmFilename } from "../../../test/support/rpm-builder.js";
-import { startStaticServer } from "../../../test/support/static-server.js";
+import { startFakeMaster } from "../../demo/fake-master.js";
+import { buildDeb, controlText } from "../../demo/packages/deb.js";
+import { buildPacmanPackage } from "../../demo/packages/pacman.js";
+import { buildSdist, buildWheel } from "../../demo/packages/python.js";
+import { buildSyntheticRpm, syntheticRpmFilename } from "../../demo/packages/rpm.js";
+import { startStaticServer } from "../../demo/static-server.js";
 
 interface DemoPackage {
   package: string;
