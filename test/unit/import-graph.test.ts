@@ -61,6 +61,16 @@ describe("import graph of src/", () => {
     expect(cycles(g)).toEqual([["a", "b", "c", "a"]]);
   });
 
+  it("never imports test code (the product ships no test/)", () => {
+    const graph = importGraph(SRC);
+    const outside = [...graph].flatMap(([from, deps]) =>
+      deps
+        .filter((d) => !d.startsWith(SRC + path.sep))
+        .map((d) => `${path.relative(SRC, from)} -> ${path.relative(SRC, d)}`),
+    );
+    expect(outside).toEqual([]);
+  });
+
   it("has no import cycles", () => {
     const graph = importGraph(SRC);
     expect(graph.size).toBeGreaterThan(50);
