@@ -92,6 +92,24 @@ function parseUserId(name: string, email: string | undefined): openpgp.UserID {
   return email === undefined ? { name: trimmed } : { name: trimmed, email };
 }
 
+/** Sign a self-signature packet (certification or binding) with the primary key. */
+async function signWithPrimary(
+  sig: openpgp.SignaturePacket,
+  primary: openpgp.PrivateKey["keyPacket"],
+  data: object,
+  created: Date | null,
+): Promise<void> {
+  // SignaturePacket.sign reads the config (5th argument) that its type declaration omits.
+  const sign = sig.sign.bind(sig) as (
+    key: openpgp.SecretKeyPacket,
+    data: object,
+    date: Date | null,
+    detached: boolean,
+    config: openpgp.Config,
+  ) => Promise<void>;
+  await sign(primary as openpgp.SecretKeyPacket, data, created, false, openpgp.config);
+}
+
 /**
  * openpgp.js always gives a generated primary key the flags certify+sign. Re-issue each user ID
  * self-certification with certify only, keeping every other property of the original.
@@ -113,21 +131,7 @@ async function makePrimaryCertifyOnly(key: openpgp.PrivateKey): Promise<void> {
     sig.keyExpirationTime = old.keyExpirationTime;
     sig.keyNeverExpires = old.keyNeverExpires;
     sig.isPrimaryUserID = old.isPrimaryUserID;
-    // SignaturePacket.sign reads the config (5th argument) that its type declaration omits.
-    const sign = sig.sign.bind(sig) as (
-      key: openpgp.SecretKeyPacket,
-      data: object,
-      date: Date | null,
-      detached: boolean,
-      config: openpgp.Config,
-    ) => Promise<void>;
-    await sign(
-      primary as openpgp.SecretKeyPacket,
-      { userID: user.userID, key: primary },
-      old.created,
-      false,
-      openpgp.config,
-    );
+    await signWithPrimary(sig, primary, { userID: user.userID, key: primary }, old.created);
     user.selfCertifications = [sig];
   }
 }
@@ -154,21 +158,7 @@ async function moveBackSignaturesUnhashed(key: openpgp.PrivateKey): Promise<void
     sig.keyFlags = old.keyFlags;
     sig.keyExpirationTime = old.keyExpirationTime;
     sig.keyNeverExpires = old.keyNeverExpires;
-    // See makePrimaryCertifyOnly for why the bound sign takes a config.
-    const sign = sig.sign.bind(sig) as (
-      key: openpgp.SecretKeyPacket,
-      data: object,
-      date: Date | null,
-      detached: boolean,
-      config: openpgp.Config,
-    ) => Promise<void>;
-    await sign(
-      primary as openpgp.SecretKeyPacket,
-      { key: primary, bind: subkey.keyPacket },
-      old.created,
-      false,
-      openpgp.config,
-    );
+    await signWithPrimary(sig, primary, { key: primary, bind: subkey.keyPacket }, old.created);
     // sign() clears the unhashed area; the back-signature goes there afterwards.
     (
       sig as unknown as {

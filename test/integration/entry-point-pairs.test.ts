@@ -25,6 +25,7 @@ import type { Signer } from "../../src/signing/signer.js";
 import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
 import {
   TAG,
+  addPacmanRepo,
   makeEngine,
   startMirrorFixture,
   type EngineHarness,
@@ -99,15 +100,7 @@ describe("what the real clients do with a signature file", () => {
 
   beforeAll(async () => {
     fx = await startMirrorFixture();
-    fx.master.addDistroVersion({ name: "arch", distro: "arch", version: null, fileType: "pkg" });
-    fx.master.addRepo({
-      name: "prod-arch",
-      filesystemDir: "arch",
-      managerType: "pacman",
-      distroVersions: ["arch"],
-      tag: TAG,
-    });
-    fx.master.setRepoList("mirror1", ["prod-arch"]);
+    addPacmanRepo(fx.master, []);
     h = makeEngine(fx, { signer });
     server = await startStaticServer(path.join(fx.root, "arch"));
   }, 60_000);

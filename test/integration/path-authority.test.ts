@@ -13,6 +13,7 @@ import { createLogger, type Logger } from "../../src/log.js";
 import { TMP_DIR, tempDir, writeTempFile } from "../../src/sync/disk.js";
 import {
   TAG,
+  addPacmanRepo,
   makeEngine,
   startMirrorFixture,
   type EngineHarness,
@@ -87,15 +88,7 @@ describe("one place decides every path under root_dir", () => {
   });
 
   it("refuses a pacman package named like the database or a signature", async () => {
-    fx.master.addDistroVersion({ name: "arch", distro: "arch", version: null, fileType: "pkg" });
-    fx.master.addRepo({
-      name: "prod-arch",
-      filesystemDir: "arch",
-      managerType: "pacman",
-      distroVersions: ["arch"],
-      tag: TAG,
-    });
-    fx.master.setRepoList("mirror1", ["prod-apt", "prod-json", "prod-arch"]);
+    addPacmanRepo(fx.master);
     const good = buildPacmanPackage({ name: "good", version: "1.0-1", arch: "x86_64" });
     fx.master.addPackageFile({
       package: "good",

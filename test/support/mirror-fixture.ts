@@ -89,6 +89,25 @@ export function addSampleMirror(
   master.addMirror({ name: opts.name ?? MIRROR, repos, description: opts.description });
 }
 
+/**
+ * A pacman repo prod-arch (distro version arch, directory arch/) on the fixture's master,
+ * in the mirror's repo list after `others` (the sample repos by default).
+ */
+export function addPacmanRepo(
+  master: FakeMaster,
+  others: readonly string[] = ["prod-apt", "prod-json"],
+): void {
+  master.addDistroVersion({ name: "arch", distro: "arch", version: null, fileType: "pkg" });
+  master.addRepo({
+    name: "prod-arch",
+    filesystemDir: "arch",
+    managerType: "pacman",
+    distroVersions: ["arch"],
+    tag: TAG,
+  });
+  master.setRepoList(MIRROR, [...others, "prod-arch"]);
+}
+
 export interface MirrorFixture {
   master: FakeMaster;
   root: string;
