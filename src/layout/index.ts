@@ -26,6 +26,8 @@ export interface LayoutRegistry {
   readonly layoutFor: (managerType: string) => RepoLayout | undefined;
   /** Every layout drops its render caches of repos not in `keep` (RepoLayout.forgetRepos). */
   readonly forgetRepos: (keep: ReadonlySet<string>) => void;
+  /** Every layout of the set, by manager_type. */
+  readonly all: readonly RepoLayout[];
 }
 
 export function createLayouts(): LayoutRegistry {
@@ -36,6 +38,7 @@ export function createLayouts(): LayoutRegistry {
     }),
   );
   return {
+    all: [...layouts.values()].sort((a, b) => (a.managerType < b.managerType ? -1 : 1)),
     layoutFor: (managerType) => layouts.get(managerType),
     forgetRepos: (keep) => {
       for (const layout of layouts.values()) layout.forgetRepos?.(keep);
@@ -51,17 +54,13 @@ export function layoutFor(managerType: string): RepoLayout | undefined {
   return SHARED.layoutFor(managerType);
 }
 
-const MANAGER_TYPES = FACTORIES.map((make) => make().managerType).sort();
-
 export function supportedManagerTypes(): string[] {
-  return [...MANAGER_TYPES];
+  return SHARED.all.map((l) => l.managerType);
 }
 
 /** The layout that reads a package file, by its name (for `inspect`). */
 export function layoutForFilename(filename: string): RepoLayout | undefined {
-  return MANAGER_TYPES.map((t) => SHARED.layoutFor(t)!).find((l) =>
-    l.filenamePattern.test(filename),
-  );
+  return SHARED.all.find((l) => l.filenamePattern.test(filename));
 }
 
 /** Does a package file of this type belong in a repo of this layout? */

@@ -175,8 +175,8 @@ const tempDirs = new Map<string, { fd: number; dev: bigint; ino: bigint }>();
  * open until releaseTempDir: closing it would let the number be reused for another file.
  */
 const retiredTempDirs = new Map<string, number[]>();
-/** Repairs made to a temp directory that was not the agent's (see takeTempDirRepairs). */
-const tempDirRepairs: string[] = [];
+/** Repairs made to a temp directory that was not the agent's, by root (takeTempDirRepairs). */
+const tempDirRepairs = new Map<string, string[]>();
 let procFdUsable: boolean | undefined;
 
 /**
@@ -197,9 +197,10 @@ export function tempDir(root: string): string {
     return procFdUsable ? `/proc/self/fd/${cached.fd}` : full;
   }
   if (st !== undefined && !st.isDirectory()) {
-    tempDirRepairs.push(
+    tempDirRepairs.set(root, [
+      ...(tempDirRepairs.get(root) ?? []),
       `${full} was ${st.isSymbolicLink() ? "a symlink" : "not a directory"}; removed it and made the agent's temp directory again`,
-    );
+    ]);
     fsSync.rmSync(full, { force: true });
     st = undefined;
   }
@@ -241,9 +242,11 @@ export function releaseTempDir(root: string): void {
   fsSync.closeSync(cached.fd);
 }
 
-/** Repairs tempDir() made since the last call, for the log. */
-export function takeTempDirRepairs(): string[] {
-  return tempDirRepairs.splice(0);
+/** Repairs tempDir() made under `root` since the last call, for the log. */
+export function takeTempDirRepairs(root: string): string[] {
+  const repairs = tempDirRepairs.get(root) ?? [];
+  tempDirRepairs.delete(root);
+  return repairs;
 }
 
 export function tmpPath(root: string, hint: string): string {

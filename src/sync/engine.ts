@@ -587,24 +587,22 @@ export class SyncEngine {
     return files;
   }
 
+  /** Rows for the skipped-files table: what the master client skipped, and what planning refused. */
   private skippedRows(listing: PackageFileListing | undefined, refused: RepoPlan["refused"] = []) {
-    const at = this.now();
-    return [
-      ...(listing?.skipped ?? []).map((s) => ({
-        uri: s.uri,
-        fileUrl: s.fileUrl,
-        code: s.code,
-        reason: s.reason,
-        seenAt: at,
-      })),
-      ...refused.map((r) => ({
-        uri: r.file.uri,
-        fileUrl: r.file.fileUrl,
-        code: r.code,
-        reason: r.reason,
-        seenAt: at,
-      })),
-    ];
+    const seenAt = this.now();
+    const fromListing = (listing?.skipped ?? []).map(({ uri, fileUrl, code, reason }) => ({
+      uri,
+      fileUrl,
+      code,
+      reason,
+    }));
+    const fromPlanning = refused.map(({ file, code, reason }) => ({
+      uri: file.uri,
+      fileUrl: file.fileUrl,
+      code,
+      reason,
+    }));
+    return [...fromListing, ...fromPlanning].map((row) => ({ ...row, seenAt }));
   }
 
   /** Refused repos and files go into the report, so `sync` names them and exits 1. */
@@ -1465,7 +1463,7 @@ export class SyncEngine {
    * the directory's descriptor, which must stay open (and not be reused) until it is done.
    */
   private async dropTemp(): Promise<void> {
-    for (const repair of takeTempDirRepairs()) this.deps.log.warn(repair);
+    for (const repair of takeTempDirRepairs(this.root)) this.deps.log.warn(repair);
     if (this.downloads.size > 0) return;
     releaseTempDir(this.root);
     await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
