@@ -36,6 +36,10 @@ export const ERROR_CODES = {
   PACKRAT_PUBLISH_CHECK: "A newly built generation failed its self-check and was not switched in.",
   PACKRAT_VERIFY_FAILED: "`verify` found problems in the published tree.",
   PACKRAT_UNSUPPORTED: "The repo's manager type is not supported by this agent.",
+  PACKRAT_BUCKET:
+    "The bucket (or other replica) refused a request, could not be reached, or holds something it should not.",
+  PACKRAT_BUCKET_LOCKED:
+    "Another agent publishes to the same bucket and prefix (its lock object is there).",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -32,10 +32,13 @@ import type {
   GenerationRow,
   PackageFileRow,
   PublishedFileRow,
+  ReplicaObjectRow,
+  ReplicaRepoRow,
   RepoRow,
   StateStore,
   SyncRunRow,
 } from "./state-store.js";
+import { UNKNOWN_PUBLISH_ORDER } from "./state-store.js";
 import { MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaState } from "./migrations.js";
 import { stateDbError, translateSqliteError } from "./sqlite-errors.js";
 
@@ -290,6 +293,16 @@ interface PublishedFileDbRow {
   kind: PublishedFileRow["kind"];
   generation: number;
   superseded_at: number | null;
+  publish_order: number;
+}
+
+interface ReplicaObjectDbRow {
+  key: string;
+  size: number;
+  sha256: string;
+  etag: string;
+  uploaded_at: number;
+  unwanted_since: number | null;
 }
 
 interface DownloadFailureDbRow {
@@ -407,6 +420,7 @@ function toPublishedFileRow(r: PublishedFileDbRow): PublishedFileRow {
     kind: r.kind,
     generation: r.generation,
     supersededAt: r.superseded_at,
+    order: r.publish_order,
   };
 }
 
@@ -549,12 +563,12 @@ function prepareStatements(db: Db) {
     // One statement for a whole generation's rows (a JSON array of [path, sha256, kind]):
     // 10,000 separate upserts cost more than the rest of a one-package pass.
     upsertPublishedMany: db.prepare<[string, number, string]>(
-      `INSERT INTO published_files (repo, path, sha256, kind, generation, superseded_at)
-       SELECT ?, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?, NULL
+      `INSERT INTO published_files (repo, path, sha256, kind, generation, superseded_at, publish_order)
+       SELECT ?, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?, NULL, j.value ->> 3
        FROM json_each(?) AS j WHERE true
        ON CONFLICT (repo, path) DO UPDATE SET
-         sha256 = excluded.sha256, kind = excluded.kind,
-         generation = excluded.generation, superseded_at = NULL`,
+         sha256 = excluded.sha256, kind = excluded.kind, generation = excluded.generation,
+         superseded_at = NULL, publish_order = excluded.publish_order`,
     ),
     supersedeOlder: db.prepare<[number, string, number]>(
       `UPDATE published_files SET superseded_at = ?
@@ -579,6 +593,34 @@ function prepareStatements(db: Db) {
       "DELETE FROM published_files WHERE superseded_at IS NOT NULL AND superseded_at < ?",
     ),
     deletePublished: db.prepare<[string]>("DELETE FROM published_files WHERE repo = ?"),
+
+    listReplicaObjects: db.prepare<[string], ReplicaObjectDbRow>(
+      "SELECT * FROM replica_objects WHERE target = ? ORDER BY key",
+    ),
+    putReplicaObject: db.prepare<[string, string, number, string, string, number, number | null]>(
+      `INSERT OR REPLACE INTO replica_objects
+         (target, key, size, sha256, etag, uploaded_at, unwanted_since)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    deleteReplicaObjects: db.prepare<[string, string]>(
+      `DELETE FROM replica_objects WHERE target = ? AND key IN (SELECT value FROM json_each(?))`,
+    ),
+    markReplicaUnwanted: db.prepare<[number, string, string]>(
+      `UPDATE replica_objects SET unwanted_since = ?
+       WHERE target = ? AND unwanted_since IS NULL AND key IN (SELECT value FROM json_each(?))`,
+    ),
+    markReplicaWanted: db.prepare<[string, string]>(
+      `UPDATE replica_objects SET unwanted_since = NULL
+       WHERE target = ? AND key IN (SELECT value FROM json_each(?))`,
+    ),
+    listReplicaRepos: db.prepare<
+      [string],
+      { repo: string; generation: number; published_at: number }
+    >("SELECT repo, generation, published_at FROM replica_repos WHERE target = ? ORDER BY repo"),
+    setReplicaRepo: db.prepare<[string, string, number, number]>(
+      `INSERT OR REPLACE INTO replica_repos (target, repo, generation, published_at)
+       VALUES (?, ?, ?, ?)`,
+    ),
 
     recordFailure: db.prepare<[string, string, string, string, number]>(
       `INSERT INTO download_failures (repo, uri, filename, error, attempts, last_attempt_at)
@@ -911,7 +953,7 @@ class SqliteStateStore implements StateStore {
 
   recordGeneration(
     gen: GenerationRow,
-    files: Omit<PublishedFileRow, "generation" | "supersededAt">[],
+    files: (Omit<PublishedFileRow, "generation" | "supersededAt" | "order"> & { order?: number })[],
     now: number,
   ): void {
     this.write(`recording generation ${gen.generation} of ${gen.repo}`, () => {
@@ -933,7 +975,14 @@ class SqliteStateStore implements StateStore {
       this.s.upsertPublishedMany.run(
         gen.repo,
         gen.generation,
-        JSON.stringify(files.map((f) => [f.path, f.sha256, f.kind])),
+        JSON.stringify(
+          files.map((f) => [
+            f.path,
+            f.sha256,
+            f.kind,
+            f.order ?? (f.kind === "package" ? 0 : UNKNOWN_PUBLISH_ORDER),
+          ]),
+        ),
       );
       // Rows it named now carry this generation; every older one still current is superseded.
       // Rows superseded earlier keep their earlier time, so they expire first.
@@ -970,6 +1019,66 @@ class SqliteStateStore implements StateStore {
   deletePublishedFiles(repo: string): void {
     this.guard(`forgetting published files of ${repo}`, () => {
       this.s.deletePublished.run(repo);
+    });
+  }
+
+  // replicas
+
+  listReplicaObjects(target: string): ReplicaObjectRow[] {
+    return this.guard("listing replica objects", () =>
+      this.s.listReplicaObjects.all(target).map((r) => ({
+        key: r.key,
+        size: r.size,
+        sha256: r.sha256,
+        etag: r.etag,
+        uploadedAt: r.uploaded_at,
+        unwantedSince: r.unwanted_since,
+      })),
+    );
+  }
+
+  putReplicaObject(target: string, row: ReplicaObjectRow): void {
+    this.guard(`recording replica object ${row.key}`, () => {
+      this.s.putReplicaObject.run(
+        target,
+        row.key,
+        row.size,
+        row.sha256,
+        row.etag,
+        row.uploadedAt,
+        row.unwantedSince,
+      );
+    });
+  }
+
+  deleteReplicaObjects(target: string, keys: readonly string[]): void {
+    if (keys.length === 0) return;
+    this.guard("forgetting replica objects", () => {
+      this.s.deleteReplicaObjects.run(target, JSON.stringify(keys));
+    });
+  }
+
+  setReplicaUnwanted(target: string, keys: readonly string[], at: number | null): void {
+    if (keys.length === 0) return;
+    this.guard("marking replica objects", () => {
+      if (at === null) this.s.markReplicaWanted.run(target, JSON.stringify(keys));
+      else this.s.markReplicaUnwanted.run(at, target, JSON.stringify(keys));
+    });
+  }
+
+  listReplicaRepos(target: string): ReplicaRepoRow[] {
+    return this.guard("listing replica repos", () =>
+      this.s.listReplicaRepos.all(target).map((r) => ({
+        repo: r.repo,
+        generation: r.generation,
+        publishedAt: r.published_at,
+      })),
+    );
+  }
+
+  setReplicaRepo(target: string, row: ReplicaRepoRow): void {
+    this.guard(`recording the replica generation of ${row.repo}`, () => {
+      this.s.setReplicaRepo.run(target, row.repo, row.generation, row.publishedAt);
     });
   }
 

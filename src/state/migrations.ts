@@ -165,6 +165,46 @@ CREATE TABLE skipped_files (
 `);
     },
   },
+  {
+    version: 5,
+    description:
+      "the publish order of each published file; what each bucket (or other replica) holds",
+    up(db) {
+      db.exec(`
+-- 0: a package or a content-addressed metadata file (nothing names it until an entry point
+-- does); 1 + n: an entry point of stage n, switched in after everything of lower order.
+-- Rows of generations published before this column existed get 1000 (last), and their
+-- generations are marked so that the next pass publishes them again with their real order.
+ALTER TABLE published_files ADD COLUMN publish_order INTEGER NOT NULL DEFAULT 0;
+UPDATE published_files SET publish_order = 1000 WHERE kind = 'metadata';
+UPDATE generations SET inputs_hash = 'before-schema-5'
+  WHERE (repo, generation) IN (SELECT repo, max(generation) FROM generations GROUP BY repo);
+
+-- Each object the agent put into a replica (an S3 bucket and prefix), by key under the prefix:
+-- a pass uploads only what differs from this, and deletes only keys listed here.
+CREATE TABLE replica_objects (
+  target TEXT NOT NULL,
+  key TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  etag TEXT NOT NULL,
+  uploaded_at INTEGER NOT NULL,
+  -- When a complete round first found nothing naming it; deleted metadata_grace_seconds later.
+  unwanted_since INTEGER,
+  PRIMARY KEY (target, key)
+) STRICT;
+
+-- The generation of each repo whose entry points a replica serves.
+CREATE TABLE replica_repos (
+  target TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  generation INTEGER NOT NULL,
+  published_at INTEGER NOT NULL,
+  PRIMARY KEY (target, repo)
+) STRICT;
+`);
+    },
+  },
 ];
 
 /** The version this agent writes and understands. */

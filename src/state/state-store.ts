@@ -45,6 +45,34 @@ export interface PublishedFileRow {
   generation: number;
   /** When a later generation stopped naming it (ms since epoch); null while current. */
   supersededAt: number | null;
+  /**
+   * When it is switched in: 0 for a package or a content-addressed metadata file (nothing names
+   * it before an entry point does), 1 + n for an entry point of stage n. Replicas upload in
+   * this order.
+   */
+  order: number;
+}
+
+/** The order of a metadata row recorded without one: after every known stage. */
+export const UNKNOWN_PUBLISH_ORDER = 1000;
+
+/** An object the agent put into a replica (a bucket and prefix), by key under its prefix. */
+export interface ReplicaObjectRow {
+  key: string;
+  size: number;
+  sha256: string;
+  /** What the server answered (for S3: the MD5 of a single PUT, a multipart ETag otherwise). */
+  etag: string;
+  uploadedAt: number;
+  /** When a complete round first found nothing naming it; null while wanted. */
+  unwantedSince: number | null;
+}
+
+/** The generation of a repo whose entry points a replica serves. */
+export interface ReplicaRepoRow {
+  repo: string;
+  generation: number;
+  publishedAt: number;
 }
 
 export interface GenerationRow {
@@ -154,7 +182,10 @@ export interface StateStore {
    */
   recordGeneration(
     gen: GenerationRow,
-    files: Omit<PublishedFileRow, "generation" | "supersededAt">[],
+    files: (Omit<PublishedFileRow, "generation" | "supersededAt" | "order"> & {
+      /** Default: 0 for a package, UNKNOWN_PUBLISH_ORDER for metadata. */
+      order?: number;
+    })[],
     now: number,
   ): void;
   listPublishedFiles(repo?: string): PublishedFileRow[];
@@ -166,6 +197,15 @@ export interface StateStore {
   expireSuperseded(cutoff: number): PublishedFileRow[];
   /** Forget every published file row of a repo that left the mirror. */
   deletePublishedFiles(repo: string): void;
+
+  // replicas (src/publish): `target` names one bucket and prefix
+  listReplicaObjects(target: string): ReplicaObjectRow[];
+  putReplicaObject(target: string, row: ReplicaObjectRow): void;
+  deleteReplicaObjects(target: string, keys: readonly string[]): void;
+  /** Mark keys unwanted since `at` (those already marked keep their time), or wanted (null). */
+  setReplicaUnwanted(target: string, keys: readonly string[], at: number | null): void;
+  listReplicaRepos(target: string): ReplicaRepoRow[];
+  setReplicaRepo(target: string, row: ReplicaRepoRow): void;
 
   // failures and runs
   recordDownloadFailure(row: Omit<DownloadFailureRow, "attempts">): void;

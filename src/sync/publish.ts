@@ -217,6 +217,14 @@ export async function selfCheckGeneration(
   );
 }
 
+/**
+ * The order a replica (a bucket) must follow to show the generation as this switch-in does:
+ * content-addressed files with the packages (0), then each entry-point stage in turn.
+ */
+function publishOrder(file: RenderedFile): number {
+  return file.contentAddressed ? 0 : 1 + file.stage;
+}
+
 interface PendingFile {
   rel: string;
   full: string;
@@ -237,9 +245,9 @@ async function switchIn(
   req: PublishRequest,
   files: readonly RenderedFile[],
   deps: PublisherDeps,
-): Promise<{ path: string; sha256: string }[]> {
+): Promise<{ path: string; sha256: string; order: number }[]> {
   const repoName = req.input.repo.name;
-  const written: { path: string; sha256: string }[] = [];
+  const written: { path: string; sha256: string; order: number }[] = [];
   const pending: PendingFile[] = [];
   const fingerprintOf = fingerprintLookup(
     deps.store,
@@ -250,7 +258,7 @@ async function switchIn(
       const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
       const full = path.join(deps.root, rel);
       const sha256 = sha256Bytes(file.content);
-      written.push({ path: rel, sha256 });
+      written.push({ path: rel, sha256, order: publishOrder(file) });
       // A content-addressed name already holding its bytes is never rewritten: a client may be
       // reading it right now, and its mtime is what caches revalidate against.
       if (file.contentAddressed) {
@@ -353,6 +361,7 @@ export async function publishRepo(
         path: w.path,
         sha256: w.sha256,
         kind: "metadata" as const,
+        order: w.order,
       })),
       ...packageRows.map((r) => ({ repo: repoName, ...r })),
     ],

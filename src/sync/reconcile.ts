@@ -6,6 +6,7 @@
 import type { StatInfo } from "./disk.js";
 import type { Fingerprint } from "../state/state-store.js";
 import type { PackageFile } from "../types.js";
+import { isKept } from "../keep-list.js";
 
 export interface DesiredFile {
   repo: string;
@@ -68,10 +69,6 @@ export interface Plan {
 export interface PlanInput {
   desired: readonly DesiredFile[];
   observations: ReadonlyMap<string, PathObservation>;
-}
-
-function isKept(path: string, keep: readonly string[]): boolean {
-  return keep.some((k) => path === k || (k.endsWith("/") && path.startsWith(k)));
 }
 
 export function planFetches(input: PlanInput): Plan {
