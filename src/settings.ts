@@ -97,11 +97,46 @@ export interface RepoSettings {
   publishDeprecated?: boolean;
 }
 
+/**
+ * `[s3]`: publish the mirror into an S3-compatible bucket as well (src/publish). root_dir stays
+ * the working tree; each generation is built and checked there first.
+ */
+export interface S3Settings {
+  bucket: string;
+  /** Key prefix: empty, or ending in "/" (a value without one gets it). */
+  prefix: string;
+  /** The S3 endpoint URL; null = AWS for `region`. */
+  endpoint: string | null;
+  region: string;
+  /** Path-style URLs (`endpoint/bucket/key`) instead of virtual-host (`bucket.endpoint/key`). */
+  pathStyle: boolean;
+  /** Credentials in mirror.conf (only when the file is not readable by others); null = the AWS chain. */
+  accessKeyId: string | null;
+  secretAccessKey: string | null;
+  /** A canned ACL on every object: `public-read` to serve the bucket over plain HTTP. */
+  acl: "private" | "public-read" | null;
+  /** Uploads at once. */
+  uploadConcurrency: number;
+}
+
+export const S3_DEFAULTS: Readonly<Omit<S3Settings, "bucket">> = Object.freeze({
+  prefix: "",
+  endpoint: null,
+  region: "us-east-1",
+  pathStyle: false,
+  accessKeyId: null,
+  secretAccessKey: null,
+  acl: null,
+  uploadConcurrency: 8,
+});
+
 export interface Settings {
   /** Path of the file these settings came from, for messages. */
   source: string;
   packrat: PackratSettings;
   mirror: MirrorSettings;
+  /** `[s3]`, when the file has that section. */
+  s3: S3Settings | null;
   /** `[repo NAME]` sections, by repo name. */
   repos: Record<string, RepoSettings>;
 }

@@ -18,6 +18,8 @@ import {
   type MirrorSettings,
   type PackratSettings,
   type RepoSettings,
+  S3_DEFAULTS,
+  type S3Settings,
   type Settings,
 } from "../settings.js";
 import {
@@ -33,6 +35,7 @@ import {
   keysOf,
   REPO_KEYS,
   repoSectionName,
+  S3_KEYS,
   SECTION_NAMES,
   SECTIONS,
   type KeySpec,
@@ -115,7 +118,7 @@ export async function readConfig(path: string): Promise<ConfigResult> {
 async function secretsReadableByOthers(path: string, settings: Settings): Promise<string | null> {
   const held: string[] = [];
   for (const section of SECTION_NAMES) {
-    const values = settings[section] as unknown as Record<string, unknown>;
+    const values = (settings[section] ?? {}) as unknown as Record<string, unknown>;
     for (const [field, spec] of Object.entries(SECTIONS[section]) as [string, KeySpec<unknown>][]) {
       const value = values[field];
       if (spec.secret && value !== null && value !== undefined)
@@ -139,6 +142,17 @@ async function secretsReadableByOthers(path: string, settings: Settings): Promis
   }
   if ((mode & 0o004) === 0) return null;
   const octal = mode.toString(8).padStart(4, "0");
+  if (settings.s3?.secretAccessKey) {
+    // New keys, so no upgrade to keep working: bucket credentials every user could read are
+    // refused outright.
+    throw new PackratError(
+      "PACKRAT_CONFIG_INVALID",
+      `${path} holds [s3] secret_access_key and is readable by every user (mode ${octal}): refused`,
+      {
+        hint: `run \`chmod 640 ${path}\` (owner root, group of the agent's user), or drop the keys from [s3] and use the AWS credential chain (AWS_ACCESS_KEY_ID, ~/.aws/credentials, an instance role)`,
+      },
+    );
+  }
   return (
     `${path} holds ${held.join(" and ")} and is readable by every user (mode ${octal}); ` +
     `run \`chmod 640 ${path}\` (owner root, group of the agent's user, e.g. chgrp packrat)`
@@ -165,6 +179,20 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   const failed = new Set<string>();
   const packrat = readSection(doc, "packrat", report, failed) as Partial<Values<PackratSettings>>;
   const mirror = readSection(doc, "mirror", report, failed) as Partial<Values<MirrorSettings>>;
+  // [s3] is optional as a whole; once written, its bucket is required. No [DEFAULT] fallback:
+  // a region or prefix meant for another tool must not turn publishing to a bucket on.
+  const s3 = doc.sections.has("s3")
+    ? (readKeys(doc, "s3", S3_KEYS, report, failed, { useDefaults: false }) as Partial<
+        Values<S3Settings>
+      >)
+    : null;
+  if (s3 && (s3.accessKeyId === undefined) !== (s3.secretAccessKey === undefined)) {
+    const given = s3.accessKeyId ?? s3.secretAccessKey;
+    report.problem(
+      given?.entry.line ?? null,
+      "[s3] access_key_id and secret_access_key go together: write both, or neither to use the AWS credential chain (AWS_ACCESS_KEY_ID, ~/.aws/credentials, an instance role)",
+    );
+  }
   const repos: Record<string, RepoSettings> = {};
   for (const section of doc.sections.values()) {
     const repo = repoSectionName(section.name);
@@ -198,6 +226,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
       ...unwrap(mirror),
       ...(keepFileList ? { keepFileList } : {}),
     } as MirrorSettings,
+    s3: s3 ? ({ ...S3_DEFAULTS, ...unwrap(s3) } as S3Settings) : null,
     repos,
   };
   return { settings: deepFreeze(settings), warnings: report.warnings };
@@ -218,6 +247,11 @@ export function describeSettings(settings: Settings): Record<string, unknown> {
       keepFileList: [...mirror.keepFileList],
       aptArchitectures: [...mirror.aptArchitectures],
       pacmanRepoNames: { ...mirror.pacmanRepoNames },
+    },
+    s3: settings.s3 && {
+      ...settings.s3,
+      accessKeyId: settings.s3.accessKeyId === null ? null : "[redacted]",
+      secretAccessKey: settings.s3.secretAccessKey === null ? null : "[redacted]",
     },
     repos: { ...settings.repos },
   };

@@ -17,10 +17,10 @@ import {
 } from "../../src/agent/config.js";
 import { parseIni, type IniDocument } from "../../src/agent/config/ini.js";
 import { interpolate } from "../../src/agent/config/interpolation.js";
-import { keyOf, keysOf, MIRROR_KEYS, PACKRAT_KEYS } from "../../src/agent/config/keys.js";
+import { keyOf, keysOf, MIRROR_KEYS, PACKRAT_KEYS, S3_KEYS } from "../../src/agent/config/keys.js";
 import { closest } from "../../src/agent/config/suggest.js";
 import { isPackratError, PackratError } from "../../src/errors.js";
-import { MIRROR_DEFAULTS, type Settings } from "../../src/settings.js";
+import { MIRROR_DEFAULTS, S3_DEFAULTS, type Settings } from "../../src/settings.js";
 
 /** readFile fails with EACCES for this path, as it would for a non-root user. */
 const { DENIED_PATH } = vi.hoisted(() => ({ DENIED_PATH: "/nonexistent-denied/mirror.conf" }));
@@ -320,6 +320,7 @@ describe("parseConfig", () => {
       source: "mirror.conf",
       packrat: { host: "http://packrat", name: "mirror", username: null, psk: null, proxy: null },
       mirror: { ...MIRROR_DEFAULTS, rootDir: "/var/www/repo" },
+      s3: null,
       repos: {},
     });
     expect(Object.isFrozen(settings)).toBe(true);
@@ -371,6 +372,17 @@ log_level = debug
 publish_failed = yes
 publish_deprecated = no
 
+[s3]
+bucket = packages.example
+prefix = /mirror/prod
+endpoint = https://s3.example.com:7480/
+region = eu-west-1
+path_style = yes
+access_key_id = AKIAEXAMPLE
+secret_access_key = c2VjcmV0
+acl = public-read
+upload_concurrency = 16
+
 [repo prod-apt]
 publish_failed = no
 
@@ -421,11 +433,22 @@ publish_deprecated = yes
         publishFailed: true,
         publishDeprecated: false,
       },
+      s3: {
+        bucket: "packages.example",
+        prefix: "mirror/prod/",
+        endpoint: "https://s3.example.com:7480",
+        region: "eu-west-1",
+        pathStyle: true,
+        accessKeyId: "AKIAEXAMPLE",
+        secretAccessKey: "c2VjcmV0",
+        acl: "public-read",
+        uploadConcurrency: 16,
+      },
       repos: { "prod-apt": { publishFailed: false }, "prod-yum": { publishDeprecated: true } },
     };
     expect(settings).toEqual(expected);
     // The test above sets every key the table knows.
-    for (const key of [...keysOf("packrat"), ...keysOf("mirror")]) {
+    for (const key of [...keysOf("packrat"), ...keysOf("mirror"), ...keysOf("s3")]) {
       expect(text).toMatch(new RegExp(`^${key} = `, "m"));
     }
   });
@@ -755,6 +778,47 @@ log_level: loud
   });
 });
 
+describe("[s3]", () => {
+  it("is off without the section, and reports each bad key with what was expected", () => {
+    expect(parseConfig(MINIMAL, "mirror.conf").s3).toBeNull();
+    const text = `${MINIMAL}
+[s3]
+bucket = Not_A_Bucket
+prefix = a/../b
+endpoint = s3.example.com/bucket
+path_style = maybe
+acl = world-writable
+access_key_id = AKIAX
+`;
+    expect(problemsOf(text)).toEqual([
+      'mirror.conf:9: [s3] bucket = "Not_A_Bucket": expected an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, e.g. packages-example',
+      'mirror.conf:10: [s3] prefix = "a/../b": expected a key prefix such as mirror/prod (no empty, "." or ".." parts, no control characters)',
+      'mirror.conf:11: [s3] endpoint = "s3.example.com/bucket": expected an http:// or https:// URL, e.g. https://s3.example.com:7480',
+      expect.stringMatching(/^mirror\.conf:12: \[s3\] path_style = "maybe": expected/),
+      expect.stringMatching(/^mirror\.conf:13: \[s3\] acl = "world-writable": expected/),
+      "mirror.conf:14: [s3] access_key_id and secret_access_key go together: write both, or neither to use the AWS credential chain (AWS_ACCESS_KEY_ID, ~/.aws/credentials, an instance role)",
+    ]);
+    expect(problemsOf(`${MINIMAL}\n[s3]\nregion = eu-west-1\n`)).toEqual([
+      expect.stringMatching(/\[s3\] bucket is missing: add a line "bucket: packages-example"/),
+    ]);
+  });
+
+  it("takes the defaults, and a prefix gets its one trailing slash", () => {
+    const s3 = parseConfig(`${MINIMAL}\n[s3]\nbucket = b-1\nprefix = /mirror//\n`, "m").s3;
+    expect(s3).toEqual({
+      bucket: "b-1",
+      prefix: "mirror/",
+      endpoint: null,
+      region: "us-east-1",
+      pathStyle: false,
+      accessKeyId: null,
+      secretAccessKey: null,
+      acl: null,
+      uploadConcurrency: 8,
+    });
+  });
+});
+
 describe("parseConfig warnings", () => {
   it("warns about unknown keys, with a suggestion for a near miss", () => {
     const text = `${MINIMAL}root_dri: /x
@@ -787,7 +851,7 @@ full_sync_interval: 60
 [repo a b]
 [repo prod-apt]
 `;
-    const known = "the known sections are [packrat], [mirror], [repo NAME], [DEFAULT]";
+    const known = "the known sections are [packrat], [mirror], [s3], [repo NAME], [DEFAULT]";
     expect(problemsOf(text)).toEqual([
       `mirror.conf:8: unknown section [mirorr]: ${known}; did you mean [mirror]?`,
       `mirror.conf:11: unknown section [Packrat]: ${known}; did you mean [packrat]?`,
@@ -916,6 +980,25 @@ describe("config files", () => {
     expect((await readConfig(path)).warnings).toEqual([]);
   });
 
+  it("refuses [s3] credentials in a file every user can read, and never shows them", async () => {
+    const path = join(dir, "s3.conf");
+    await writeFile(
+      path,
+      `${MINIMAL}\n[s3]\nbucket = b-1\naccess_key_id = AKIAX\nsecret_access_key = topsecret\n`,
+    );
+    await chmod(path, 0o644);
+    const err: unknown = await readConfig(path).catch((e: unknown) => e);
+    expect(isPackratError(err, "PACKRAT_CONFIG_INVALID")).toBe(true);
+    expect((err as PackratError).message).toBe(
+      `${path} holds [s3] secret_access_key and is readable by every user (mode 0644): refused`,
+    );
+    expect(JSON.stringify(err) + String(err)).not.toContain("topsecret");
+    await chmod(path, 0o640);
+    const { settings } = await readConfig(path);
+    expect(settings.s3).toMatchObject({ bucket: "b-1", secretAccessKey: "topsecret" });
+    expect(JSON.stringify(describeSettings(settings))).not.toContain("topsecret");
+  });
+
   it("a missing file is PACKRAT_CONFIG_NOT_FOUND naming the path and the ways to give one", async () => {
     const path = join(dir, "nope.conf");
     const err: unknown = await loadConfig(path).catch((e: unknown) => e);
@@ -1005,6 +1088,7 @@ describe("etc/mirror.conf.example", () => {
     const allKeys = [
       ...Object.keys(PACKRAT_KEYS).map(keyOf),
       ...Object.keys(MIRROR_KEYS).map(keyOf),
+      ...Object.keys(S3_KEYS).map(keyOf),
     ];
     for (const key of allKeys) {
       // Each key has a line of its own, preceded by a comment that explains it.
@@ -1012,7 +1096,7 @@ describe("etc/mirror.conf.example", () => {
       expect(match, key).not.toBeNull();
     }
     // Uncommenting every key changes nothing but the values the example sets.
-    const uncommented = text.replace(/^#([a-z_]+:)/gm, "$1");
+    const uncommented = text.replace(/^#([a-z_]+:)/gm, "$1").replace(/^#\[s3\]$/m, "[s3]");
     const { settings, warnings } = parseConfigWithWarnings(uncommented, "example");
     expect(warnings).toEqual([]);
     const { rootDir, description, ...rest } = settings.mirror;
@@ -1020,5 +1104,9 @@ describe("etc/mirror.conf.example", () => {
     expect(description).toBe("Packrat Mirror");
     const { description: _d, ...defaults } = MIRROR_DEFAULTS;
     expect(rest).toEqual(defaults);
+    // The [s3] block, uncommented with its bucket, gives the defaults too.
+    const { bucket, ...s3 } = settings.s3!;
+    expect(bucket).toBe("packages-example");
+    expect(s3).toEqual(S3_DEFAULTS);
   });
 });

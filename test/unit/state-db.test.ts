@@ -122,7 +122,7 @@ describe("a new state DB", () => {
     expect(db.prepare("SELECT value FROM control WHERE key = 'version'").get()).toEqual({
       value: String(SCHEMA_VERSION),
     });
-    expect(SCHEMA_VERSION).toBe(4);
+    expect(SCHEMA_VERSION).toBe(5);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     const tables = (
       db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
@@ -396,6 +396,7 @@ describe("generations and published files", () => {
         kind: "metadata",
         generation: 2,
         supersededAt: null,
+        order: 1000,
       },
       "by-hash/1": {
         repo: "a",
@@ -404,6 +405,7 @@ describe("generations and published files", () => {
         kind: "metadata",
         generation: 1,
         supersededAt: 200,
+        order: 1000,
       },
       "by-hash/2": {
         repo: "a",
@@ -412,6 +414,7 @@ describe("generations and published files", () => {
         kind: "metadata",
         generation: 2,
         supersededAt: null,
+        order: 1000,
       },
       "pool/x.deb": {
         repo: "a",
@@ -420,6 +423,7 @@ describe("generations and published files", () => {
         kind: "package",
         generation: 2,
         supersededAt: null,
+        order: 0,
       },
     });
 
@@ -668,7 +672,7 @@ describe.each(["plain", "signed"] as const)("a database of the original agent (%
     // The original tables are kept under new names, every row intact.
     const db = raw(path);
     expect(db.prepare("SELECT value FROM control WHERE key = 'version'").get()).toEqual({
-      value: "4",
+      value: String(SCHEMA_VERSION),
     });
     expect(db.prepare("SELECT count(*) AS n FROM legacy_repos_v2").get()).toEqual({
       n: fx.repos.length,
@@ -733,7 +737,7 @@ describe("the original agent's tables, renamed", () => {
     db.close();
 
     const err = expectPackratError(() => store(path), "PACKRAT_STATE_DB");
-    expect(err.message).toMatch(/from schema version 2 to 4 failed .*kv.*rolled back/);
+    expect(err.message).toMatch(/from schema version 2 to 5 failed .*kv.*rolled back/);
     expect(err.message).toContain(path);
 
     const check = raw(path);
@@ -761,7 +765,7 @@ describe("databases this agent must not open", () => {
 
     const err = expectPackratError(() => store(path), "PACKRAT_STATE_DB");
     expect(err.message).toContain(path);
-    expect(err.message).toMatch(/schema version 99 is newer than this agent understands \(4\)/);
+    expect(err.message).toMatch(/schema version 99 is newer than this agent understands \(5\)/);
     expect(err.hint).toMatch(/newer packrat-agent/);
     expectPackratError(() => store(path, { readonly: true }), "PACKRAT_STATE_DB");
 
@@ -834,7 +838,7 @@ describe("databases this agent must not open", () => {
     const old = join(dir, "old.db");
     makeOriginalDb(old, "plain");
     const err = expectPackratError(() => store(old, { readonly: true }), "PACKRAT_STATE_DB");
-    expect(err.message).toMatch(/schema version 2 and needs migrating to 4/);
+    expect(err.message).toMatch(/schema version 2 and needs migrating to 5/);
     expect(err.hint).toMatch(/Start the agent once/);
     const check = raw(old);
     expect(check.prepare("SELECT value FROM control").get()).toEqual({ value: "2" });

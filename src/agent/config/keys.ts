@@ -5,12 +5,15 @@
  * MIRROR_DEFAULTS (src/settings.ts), the one place for them.
  */
 import { redactUrl } from "../../log.js";
-import type { MirrorSettings, PackratSettings, RepoSettings } from "../../settings.js";
+import type { MirrorSettings, PackratSettings, RepoSettings, S3Settings } from "../../settings.js";
 import {
   absolutePath,
   architectureList,
   boolean,
+  bucketName,
+  endpointUrl,
   fileName,
+  keyPrefix,
   fraction,
   gpgKeyId,
   integer,
@@ -225,6 +228,53 @@ export const MIRROR_KEYS: SectionSpec<MirrorSettings> = {
   },
 };
 
+/** `[s3]`: read only when the file has that section (then bucket is required). */
+export const S3_KEYS: SectionSpec<S3Settings> = {
+  bucket: {
+    parse: bucketName(),
+    example: "packages-example",
+    what: "the bucket to publish into",
+    required: true,
+  },
+  prefix: { parse: keyPrefix(), example: "mirror/", what: "the key prefix inside the bucket" },
+  endpoint: {
+    parse: endpointUrl(),
+    example: "https://s3.example.com",
+    what: "the S3 endpoint (default: AWS for the region)",
+  },
+  region: {
+    parse: (raw) =>
+      /^[a-z0-9-]+$/.test(raw)
+        ? { value: raw }
+        : { expected: "expected a region name such as us-east-1" },
+    example: "us-east-1",
+    what: "the bucket's region",
+  },
+  pathStyle: { parse: boolean(), example: "yes", what: "whether to use path-style URLs" },
+  accessKeyId: {
+    parse: text(),
+    example: "AKIAIOSFODNN7EXAMPLE",
+    what: "the access key ID (default: the AWS credential chain)",
+    secret: true,
+  },
+  secretAccessKey: {
+    parse: text(),
+    example: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    what: "the secret access key",
+    secret: true,
+  },
+  acl: {
+    parse: oneOf(["private", "public-read"] as const),
+    example: "public-read",
+    what: "the canned ACL of every object",
+  },
+  uploadConcurrency: {
+    parse: integer({ min: 1, max: 64, unit: "a whole number of uploads", example: 8 }),
+    example: "8",
+    what: "parallel uploads",
+  },
+};
+
 /** Keys of a `[repo NAME]` section: per-repo overrides of [mirror] keys of the same name. */
 export const REPO_KEYS: SectionSpec<RepoSettings> = {
   publishFailed: MIRROR_KEYS.publishFailed,
@@ -242,7 +292,7 @@ export function keyOf(field: string): string {
   return field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-export const SECTIONS = { packrat: PACKRAT_KEYS, mirror: MIRROR_KEYS } as const;
+export const SECTIONS = { packrat: PACKRAT_KEYS, mirror: MIRROR_KEYS, s3: S3_KEYS } as const;
 export type SectionName = keyof typeof SECTIONS;
 export const SECTION_NAMES = Object.keys(SECTIONS) as SectionName[];
 

@@ -243,3 +243,48 @@ export function listenAddress(): ValueParser<string> {
       : expected("expected host:port, e.g. 127.0.0.1:9100 or [::1]:9100");
   };
 }
+
+/** An S3 bucket name as AWS's rules have it (3-63 of a-z 0-9 . -, a letter or digit at each end). */
+export function bucketName(): ValueParser<string> {
+  return (raw) =>
+    /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(raw) && !raw.includes("..")
+      ? ok(raw)
+      : expected(
+          "expected an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, e.g. packages-example",
+        );
+}
+
+/** A key prefix inside the bucket: `mirror` and `mirror/` both mean `mirror/`; "" is the top. */
+export function keyPrefix(): ValueParser<string> {
+  return (raw) => {
+    const trimmed = raw.replace(/^\/+/, "").replace(/\/+$/, "");
+    if (trimmed === "") return ok("");
+    const parts = trimmed.split("/");
+    if (parts.some((p) => p === "" || p === "." || p === "..") || /[\0-\x1f\\]/.test(trimmed))
+      return expected(
+        'expected a key prefix such as mirror/prod (no empty, "." or ".." parts, no control characters)',
+      );
+    return ok(`${trimmed}/`);
+  };
+}
+
+/** The S3 endpoint: an http(s) URL with no path (a bucket name goes in [s3] bucket). */
+export function endpointUrl(): ValueParser<string> {
+  return (raw) => {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      return expected("expected an http:// or https:// URL, e.g. https://s3.example.com:7480");
+    }
+    if (!["http:", "https:"].includes(url.protocol) || url.username || url.password)
+      return expected(
+        "expected an http:// or https:// URL without credentials, e.g. https://s3.example.com:7480",
+      );
+    if (url.pathname !== "/" || url.search || url.hash)
+      return expected(
+        "expected the endpoint alone, without a path (put the bucket in [s3] bucket and a path in [s3] prefix)",
+      );
+    return ok(`${url.protocol}//${url.host}`);
+  };
+}
