@@ -18,6 +18,8 @@ import type { StateStore } from "../state/state-store.js";
 import { SyncEngine, type EngineDeps, type RootFile, type ServePolicy } from "../sync/engine.js";
 import { createMasterClient } from "../sync/master-client.js";
 import type { MasterClient } from "../sync/master-types.js";
+import { Replica } from "../publish/replica.js";
+import { S3Store } from "../publish/s3-store.js";
 import { acquireStateLock, type StateLock } from "./lock.js";
 
 export interface AgentContext {
@@ -27,6 +29,7 @@ export interface AgentContext {
   client: MasterClient;
   signer: Signer | null;
   engine: SyncEngine;
+  replicas: Replica[];
   lock: StateLock;
   close(): Promise<void>;
 }
@@ -113,6 +116,50 @@ export interface EngineParts {
   client: MasterClient;
   signer: Signer | null;
   engine: SyncEngine;
+  /** The bucket of [s3], when configured. */
+  replicas: Replica[];
+}
+
+/** Close what buildEngineParts opened (before parts are replaced, and at exit). */
+export async function closeEngineParts(parts: EngineParts): Promise<void> {
+  await parts.client.close();
+  for (const r of parts.replicas) r.close();
+}
+
+/** The object store of [s3], or null without that section. */
+export function s3StoreFrom(settings: Settings): S3Store | null {
+  const s3 = settings.s3;
+  if (!s3) return null;
+  return new S3Store({
+    bucket: s3.bucket,
+    prefix: s3.prefix,
+    endpoint: s3.endpoint,
+    region: s3.region,
+    pathStyle: s3.pathStyle,
+    credentials:
+      s3.accessKeyId !== null && s3.secretAccessKey !== null
+        ? { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }
+        : null,
+    acl: s3.acl === "private" ? null : s3.acl,
+  });
+}
+
+/** The replicas of the settings: one for [s3], none without it. */
+export function replicasFrom(settings: Settings, store: StateStore, log: Logger): Replica[] {
+  const bucket = s3StoreFrom(settings);
+  if (!bucket) return [];
+  return [
+    new Replica({
+      store: bucket,
+      state: store,
+      root: settings.mirror.rootDir,
+      log: log.child({ bucket: bucket.description }),
+      now: Date.now,
+      graceMs: settings.mirror.metadataGraceSeconds * 1000,
+      concurrency: settings.s3?.uploadConcurrency ?? 8,
+      keep: settings.mirror.keepFileList,
+    }),
+  ];
 }
 
 /** Everything that depends on the config but not on the state DB: rebuilt on SIGHUP. */
@@ -134,6 +181,7 @@ export async function buildEngineParts(
   });
   // Layouts of this engine's own: their render caches live as long as it does.
   const layouts = createLayouts();
+  const replicas = replicasFrom(settings, store, log);
   const engine = new SyncEngine({
     settings: settings.mirror,
     client,
@@ -145,9 +193,10 @@ export async function buildEngineParts(
     servePolicy: (repo) => servePolicyOf(settings, repo),
     layoutOptions: layoutOptionsFrom(settings),
     rootFiles: await rootFilesFor(settings, signer, log),
+    replicas,
     ...options.engine,
   });
-  return { client, signer, engine };
+  return { client, signer, engine, replicas };
 }
 
 export async function createContext(
@@ -169,7 +218,7 @@ export async function createContext(
       ...parts,
       lock,
       close: async () => {
-        await ctx.client.close();
+        await closeEngineParts(ctx);
         opened.close();
         // ctx.lock, not `lock`: `run` takes a new one when the state directory is recreated.
         ctx.lock.release();

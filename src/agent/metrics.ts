@@ -6,6 +6,7 @@ import http from "node:http";
 import client from "prom-client";
 import { PackratError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { ReplicaStatus } from "../publish/replica.js";
 import type { StateStore } from "../state/state-store.js";
 import type { SyncReport } from "../sync/engine.js";
 
@@ -20,6 +21,8 @@ export async function startMetricsServer(
   listen: string,
   store: StateStore,
   log: Logger,
+  /** The bucket of [s3], if any: how far behind root_dir it is. */
+  bucketStatus: () => ReplicaStatus | null = () => null,
 ): Promise<MetricsServer> {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: "packrat_agent_process_" });
@@ -104,6 +107,39 @@ export async function startMetricsServer(
     },
   });
 
+  new client.Gauge({
+    name: "packrat_agent_bucket_generations_behind",
+    help: "Generations a repo's bucket copy is behind root_dir (0 when up to date)",
+    labelNames: ["repo"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of bucketStatus()?.repos ?? [])
+        this.set({ repo: r.repo }, Math.max(0, r.diskGeneration - (r.bucketGeneration ?? 0)));
+    },
+  });
+  new client.Gauge({
+    name: "packrat_agent_bucket_seconds_since_success",
+    help: "Seconds since the last bucket round that left nothing behind (absent without [s3])",
+    registers: [registry],
+    collect() {
+      this.reset();
+      const st = bucketStatus();
+      if (st?.lastSuccessAt) this.set((Date.now() - st.lastSuccessAt) / 1000);
+    },
+  });
+  const bucketUploads = new client.Counter({
+    name: "packrat_agent_bucket_uploads_total",
+    help: "Objects uploaded to the bucket, by result",
+    labelNames: ["result"],
+    registers: [registry],
+  });
+  const bucketDeletes = new client.Counter({
+    name: "packrat_agent_bucket_deletes_total",
+    help: "Objects deleted from the bucket after their grace",
+    registers: [registry],
+  });
+
   const [host, portText] = splitListen(listen);
   const server = http.createServer((req, res) => {
     if (req.url !== "/metrics") {
@@ -144,6 +180,11 @@ export async function startMetricsServer(
       repaired.inc(report.repaired);
       failures.inc(report.failed.length);
       publishes.inc(report.published.length);
+      for (const b of report.buckets) {
+        bucketUploads.inc({ result: "ok" }, b.uploaded);
+        bucketUploads.inc({ result: "failed" }, b.failed.length);
+        bucketDeletes.inc(b.deleted);
+      }
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -113,7 +113,12 @@ export interface BucketProblem {
 
 type StoredStatus = Omit<ReplicaStatus, "target" | "description" | "repos">;
 
-export class Replica {
+/** What a sync pass needs of a replica. */
+export interface ReplicaPort {
+  round(opts: RoundOptions): Promise<RoundReport>;
+}
+
+export class Replica implements ReplicaPort {
   private locked = false;
 
   constructor(private readonly deps: ReplicaDeps) {}

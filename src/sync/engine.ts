@@ -41,6 +41,7 @@ import {
   downloadVerified,
 } from "./download.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
+import type { ReplicaPort, RoundReport } from "../publish/replica.js";
 import { PathAuthority } from "./path-authority.js";
 import type { MasterClient, PackageFileListing } from "./master-types.js";
 import { publishRepo, type PublishOutcome } from "./publish.js";
@@ -123,6 +124,11 @@ export interface EngineDeps {
   layoutOptions: LayoutOptions;
   /** Public key files to keep published at root_dir (empty without a signer). */
   rootFiles?: readonly RootFile[];
+  /**
+   * Where the tree is copied after each pass (an S3 bucket: src/publish/replica.ts). A replica
+   * that fails never fails the pass: the local tree is published, and the report says so.
+   */
+  replicas?: readonly ReplicaPort[];
   now?: () => number;
   retry?: RetryPolicy;
   sleep?: Sleep;
@@ -146,6 +152,8 @@ export interface SyncOptions {
   quick?: boolean;
   /** Render even repos whose inputs are unchanged, and publish nothing: see warm(). */
   warm?: boolean;
+  /** Try the replicas even within the backoff after their last failure (one-shot `sync`). */
+  replicasNow?: boolean;
   /**
    * How long the pass waits for each download before it publishes without the file and leaves
    * the download going in the background (SyncReport.pending; SyncEngine.onDetachedDownload
@@ -176,6 +184,8 @@ export interface SyncReport {
   published: string[];
   /** Repos whose served generation is a quick one: call settle() for them when quiet. */
   deferred: string[];
+  /** What each replica (bucket) round did after the pass. */
+  buckets: RoundReport[];
   removed: number;
   expired: number;
   refused: string | null;
@@ -217,6 +227,7 @@ function emptyReport(kind: SyncReport["kind"]): SyncReport {
     announcedChanges: [],
     published: [],
     deferred: [],
+    buckets: [],
     removed: 0,
     expired: 0,
     refused: null,
@@ -423,6 +434,7 @@ export class SyncEngine {
       await this.writeRootFiles(report);
       await this.cleanup(plans, opts.force ?? false, report);
       await this.dropTemp();
+      await this.replicate(report, { reconcile: true, force: opts.replicasNow === true });
 
       store.setValue("full_sync_count", String(fullCount));
       await client.heartbeat(opts.signal);
@@ -517,6 +529,9 @@ export class SyncEngine {
         report,
       );
       await this.dropTemp();
+      // A warm pass publishes nothing, so there is nothing new for the bucket.
+      if (opts.warm !== true)
+        await this.replicate(report, { reconcile: false, force: opts.replicasNow === true });
       report.repos = plans.length;
       report.durationMs = this.now() - started;
       store.finishSyncRun(
@@ -1445,6 +1460,19 @@ export class SyncEngine {
         this.deps.log.error({ file: f.path }, `public key not exported: ${describeError(err)}`);
       }
     }
+  }
+
+  /** Copy what the pass published to each replica; their failures are reported, not thrown. */
+  private async replicate(
+    report: SyncReport,
+    opts: { reconcile: boolean; force: boolean },
+  ): Promise<void> {
+    const rootFiles = (this.deps.rootFiles ?? []).map((f) => ({
+      path: f.path,
+      sha256: sha256Bytes(f.content),
+    }));
+    for (const replica of this.deps.replicas ?? [])
+      report.buckets.push(await replica.round({ ...opts, rootFiles }));
   }
 
   // ---- cleanup --------------------------------------------------------------------------

@@ -7,13 +7,15 @@ Commands:
   run                 Run the daemon in the foreground (for systemd): long-poll the master,
                       apply changes, full sync every full_sync_interval seconds.
                       SIGHUP reloads the config, SIGUSR1 runs a full sync now.
-  sync                Run one sync pass and exit; the exit code says whether it succeeded.
+  sync                Run one sync pass and exit; the exit code says whether it succeeded
+                      (and whether the bucket of [s3], if any, was brought up to date).
       --full          Full sync (the default for a one-off sync).
       --deep          Re-hash every file on disk instead of trusting fingerprints.
       --force         Apply even when the safety valve would refuse the removals.
   verify              Read every published repo as its clients do and report problems.
       --deep          Re-hash every package file.
       --json          Machine-readable report.
+      --s3            Also check the bucket of [s3]: every object there, as uploaded.
   status              Last sync, per-repo files, generations, failures, key expiry.
       --json          Machine-readable output.
   inspect FILE        Print the index entry the agent would publish for FILE

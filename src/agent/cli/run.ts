@@ -9,7 +9,12 @@ import { dirname } from "node:path";
 import { describeError } from "../../errors.js";
 import { MirrorDaemon, type DaemonDeps } from "../../sync/daemon.js";
 import type { SyncReport } from "../../sync/engine.js";
-import { buildEngineParts, createContext, type AgentContext } from "../context.js";
+import {
+  buildEngineParts,
+  closeEngineParts,
+  createContext,
+  type AgentContext,
+} from "../context.js";
 import { parseCommandArgs, loadSettings, settingsAndLogger } from "./common.js";
 import { acquireStateLock, type StateLock } from "../lock.js";
 import { startTreeWatcher, type TreeWatcher } from "../watcher.js";
@@ -58,14 +63,19 @@ export async function runCommand(argv: string[]): Promise<number> {
     ctx.store.reopen();
     // New engine parts: the old engine's memos describe the state DB that is gone.
     const parts = await buildEngineParts(ctx.settings, log, ctx.store);
-    await ctx.client.close();
+    await closeEngineParts(ctx);
     Object.assign(ctx, parts);
     return daemonDeps();
   };
   const daemon = new MirrorDaemon(daemonDeps());
 
   if (settings.mirror.metricsListen) {
-    metrics = await startMetricsServer(settings.mirror.metricsListen, ctx.store, log);
+    metrics = await startMetricsServer(
+      settings.mirror.metricsListen,
+      ctx.store,
+      log,
+      () => ctx.replicas[0]?.status() ?? null,
+    );
   }
   if (settings.mirror.watchTree) {
     // chokidar does not notice a root created after it starts watching: make it first.
@@ -136,7 +146,7 @@ export async function runCommand(argv: string[]): Promise<number> {
           },
         };
         const parts = await buildEngineParts(merged, log, ctx.store);
-        await ctx.client.close();
+        await closeEngineParts(ctx);
         Object.assign(ctx, parts, { settings: merged });
         daemon.reload(daemonDeps());
         log.info({ config: next.source }, "config reloaded");

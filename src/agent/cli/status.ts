@@ -3,7 +3,10 @@ import { openStateStore } from "../../state/db.js";
 import { PUBLISH_CHECK_FAILURES_KEY, PUBLISH_CHECK_LAST_FAILURE_KEY } from "../../sync/publish.js";
 import { parseCommandArgs, settingsAndLogger } from "./common.js";
 import { keyExpiryWarning } from "../../signing/expiry.js";
-import { loadConfiguredSigner, servePolicyOf } from "../context.js";
+import type { Logger } from "../../log.js";
+import type { Settings } from "../../settings.js";
+import type { StateStore } from "../../state/state-store.js";
+import { loadConfiguredSigner, replicasFrom, servePolicyOf } from "../context.js";
 import { TRIGGERS_KEY, type TriggersStatus } from "../../sync/daemon.js";
 
 export interface RepoStatus {
@@ -40,7 +43,22 @@ export interface AgentStatus {
   selfCheck: { refused: number; last: unknown };
   /** What the daemon concluded about the master's poll triggers; null before any evidence. */
   triggers: TriggersStatus | null;
+  /** The bucket of [s3]: how far behind root_dir it is; null without [s3]. */
+  bucket: BucketStatus | null;
   repos: RepoStatus[];
+}
+
+export interface BucketStatus {
+  target: string;
+  lastSuccess: string | null;
+  lastAttempt: string | null;
+  lastError: string | null;
+  failuresInARow: number;
+  nextAttempt: string | null;
+  /** Repos whose bucket generation is older than root_dir's, with both numbers. */
+  behind: { repo: string; diskGeneration: number; bucketGeneration: number | null }[];
+  /** Seconds since the bucket was last fully up to date; 0 when it is. */
+  behindSeconds: number;
 }
 
 function parseJsonOrNull(text: string | undefined): unknown {
@@ -53,6 +71,32 @@ function parseJsonOrNull(text: string | undefined): unknown {
 }
 
 const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
+
+function bucketStatus(settings: Settings, store: StateStore, log: Logger): BucketStatus | null {
+  const [replica] = replicasFrom(settings, store, log);
+  if (!replica) return null;
+  try {
+    const st = replica.status();
+    const behind = st.repos.filter(
+      (r) => r.diskGeneration > 0 && (r.bucketGeneration ?? 0) < r.diskGeneration,
+    );
+    return {
+      target: st.description,
+      lastSuccess: iso(st.lastSuccessAt),
+      lastAttempt: iso(st.lastAttemptAt),
+      lastError: st.lastError,
+      failuresInARow: st.failuresInARow,
+      nextAttempt: iso(st.nextAttemptAt),
+      behind,
+      behindSeconds:
+        behind.length === 0
+          ? 0
+          : Math.round((Date.now() - (st.lastSuccessAt ?? st.lastAttemptAt ?? Date.now())) / 1000),
+    };
+  } finally {
+    replica.close();
+  }
+}
 
 export async function statusCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs("status", argv, { json: { type: "boolean" } });
@@ -127,6 +171,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
         last: parseJsonOrNull(store.getValue(PUBLISH_CHECK_LAST_FAILURE_KEY)),
       },
       triggers: parseJsonOrNull(store.getValue(TRIGGERS_KEY)) as TriggersStatus | null,
+      bucket: bucketStatus(settings, store, log),
       repos,
     };
   } finally {
@@ -159,6 +204,12 @@ export async function statusCommand(argv: string[]): Promise<number> {
   if (status.triggers && status.triggers.available === false) {
     out.push(
       `change triggers: unavailable since ${status.triggers.since}: ${status.triggers.message}`,
+    );
+  }
+  const b = status.bucket;
+  if (b) {
+    out.push(
+      `bucket ${b.target}: ${b.behind.length === 0 ? "up to date" : `behind by ${b.behindSeconds} s in ${b.behind.map((r) => `${r.repo} (generation ${r.bucketGeneration ?? "none"} of ${r.diskGeneration})`).join(", ")}`}, last success ${b.lastSuccess ?? "never"}${b.lastError ? `; last error: ${b.lastError} (${b.failuresInARow} in a row, next try ${b.nextAttempt ?? "next pass"})` : ""}`,
     );
   }
   for (const r of status.repos) {

@@ -22,6 +22,7 @@ export async function syncCommand(argv: string[]): Promise<number> {
       deep: values.deep === true,
       force: values.force === true,
       signal: controller.signal,
+      replicasNow: true,
     });
     progress.stop();
     const summary =
@@ -34,7 +35,25 @@ export async function syncCommand(argv: string[]): Promise<number> {
     // A file the master lists that the agent cannot use is not mirrored: say so, and exit 1.
     for (const f of report.skipped) process.stdout.write(`  skipped: ${f.uri}: ${f.error}\n`);
     if (report.refused) process.stdout.write(`  refused: ${report.refused}\n`);
-    return report.failed.length > 0 || report.skipped.length > 0 || report.refused ? 1 : 0;
+    let bucketFailed = false;
+    for (const b of report.buckets) {
+      process.stdout.write(
+        `bucket ${b.target}: ${b.uploaded} uploaded (${b.uploadedBytes} bytes), ${b.deleted} deleted` +
+          (b.drift > 0 ? `, ${b.drift} repaired after someone else changed them` : "") +
+          `, ${b.failed.length} failed\n`,
+      );
+      if (b.error) process.stdout.write(`  bucket not updated: ${b.error}\n`);
+      for (const f of b.failed.slice(0, 20))
+        process.stdout.write(`  upload failed: ${f.key}: ${f.error}\n`);
+      if (b.behind.length > 0)
+        process.stdout.write(
+          `  the bucket still serves the previous generation of: ${b.behind.join(", ")}\n`,
+        );
+      bucketFailed ||= b.error !== null || b.failed.length > 0;
+    }
+    return report.failed.length > 0 || report.skipped.length > 0 || report.refused || bucketFailed
+      ? 1
+      : 0;
   } catch (err) {
     progress.stop();
     log.error(`sync failed: ${describeError(err)}`);

@@ -1,17 +1,23 @@
 /**
- * `packrat-agent verify [--deep] [--json]`: read every published repo as its clients do
+ * `packrat-agent verify [--deep] [--json] [--s3]`: read every published repo as its clients do
  * (signatures against the exported key; every index by size and hash; every package by size
  * and SHA-256, from fingerprints, or re-hashed with --deep), check the state DB against the
- * disk, and list files nothing publishes. Exit 1 with a report when anything is wrong.
+ * disk, and list files nothing publishes; with --s3, check the bucket of [s3] holds every object
+ * as the agent uploaded it (a listing: size and ETag). Exit 1 with a report when anything is wrong.
  */
 import path from "node:path";
 import { readFile } from "node:fs/promises";
-import { PackratError } from "../../errors.js";
+import { createHash } from "node:crypto";
+import { describeError, PackratError } from "../../errors.js";
+import type { Logger } from "../../log.js";
+import type { Settings } from "../../settings.js";
+import type { Signer } from "../../signing/signer.js";
+import type { StateStore } from "../../state/state-store.js";
 import { openStateStore } from "../../state/db.js";
 import { checkExportedKey, publicKeyFiles } from "../../signing/public-key.js";
 import { createSignatureVerifier } from "../../signing/verify.js";
 import { verifyTree, type VerifyProblem, type VerifyReport } from "../../sync/verify-tree.js";
-import { loadConfiguredSigner } from "../context.js";
+import { loadConfiguredSigner, replicasFrom } from "../context.js";
 import { parseCommandArgs, settingsAndLogger } from "./common.js";
 
 export type { VerifyProblem };
@@ -38,10 +44,44 @@ function printReport(report: VerifyReport, root: string, deep: boolean): void {
   out("run `packrat-agent sync --deep` to repair; if the problem stays, report it");
 }
 
+/** `--s3`: the bucket holds every object root_dir serves, as the agent uploaded it. */
+async function verifyBucket(
+  settings: Settings,
+  store: StateStore,
+  log: Logger,
+  signer: Signer | null,
+): Promise<VerifyProblem[]> {
+  const [replica] = replicasFrom(settings, store, log);
+  if (!replica) {
+    throw new PackratError("PACKRAT_USAGE", `verify --s3: ${settings.source} has no [s3] section`, {
+      hint: "add an [s3] section with the bucket (etc/mirror.conf.example), or drop --s3",
+    });
+  }
+  try {
+    const rootFiles = signer
+      ? publicKeyFiles(signer, settings.mirror.publicKeyName).map((f) => ({
+          path: f.path,
+          sha256: createHash("sha256").update(f.content).digest("hex"),
+        }))
+      : [];
+    const problems = await replica.verify(rootFiles);
+    return problems.map((p) => ({
+      repo: `bucket ${replica.target}`,
+      path: p.key,
+      problem: p.problem,
+    }));
+  } catch (err) {
+    return [{ repo: `bucket ${replica.target}`, path: "", problem: describeError(err) }];
+  } finally {
+    replica.close();
+  }
+}
+
 export async function verifyCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs("verify", argv, {
     deep: { type: "boolean" },
     json: { type: "boolean" },
+    s3: { type: "boolean" },
   });
   const { settings, log } = await settingsAndLogger(values);
   const root = settings.mirror.rootDir;
@@ -85,6 +125,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     );
   }
   let report: VerifyReport;
+  const bucketProblems: VerifyProblem[] = [];
   try {
     report = await verifyTree({
       root,
@@ -94,9 +135,14 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       verifier,
       rootFiles,
     });
+    if (values.s3 === true) {
+      const problems = await verifyBucket(settings, store, log, signer);
+      bucketProblems.push(...problems);
+    }
   } finally {
     store.close();
   }
+  report.problems.push(...bucketProblems);
   report.problems.unshift(...keyProblems);
   report.ok = report.problems.length === 0;
 

@@ -260,7 +260,7 @@ export function keyPrefix(): ValueParser<string> {
     const trimmed = raw.replace(/^\/+/, "").replace(/\/+$/, "");
     if (trimmed === "") return ok("");
     const parts = trimmed.split("/");
-    if (parts.some((p) => p === "" || p === "." || p === "..") || /[\0-\x1f\\]/.test(trimmed))
+    if (parts.some((p) => p === "" || p === "." || p === "..") || [...trimmed].some((c) => c < " " || c === "\\"))
       return expected(
         'expected a key prefix such as mirror/prod (no empty, "." or ".." parts, no control characters)',
       );
