@@ -13,125 +13,10 @@ import { loadConfig } from "../config.js";
 import { createContext } from "../context.js";
 import { makeLogger, parseCommandArgs } from "./common.js";
 
-// The fake master and the sample package builders live in src/demo/ (the tests use them too);
-// this module loads only for `demo` (commands load lazily), so the daemon never pulls them in.
-import { startFakeMaster } from "../../demo/fake-master.js";
-import { buildDeb, controlText } from "../../demo/packages/deb.js";
-import { buildPacmanPackage } from "../../demo/packages/pacman.js";
-import { buildSdist, buildWheel } from "../../demo/packages/python.js";
-import { buildSyntheticRpm, syntheticRpmFilename } from "../../demo/packages/rpm.js";
+// The fake master and the sample mirror live in src/demo/ (the tests use them too); this module
+// loads only for `demo` (commands load lazily), so the daemon never pulls them in.
+import { DEMO_MIRROR, startDemoMaster } from "../../demo/sample-mirror.js";
 import { startStaticServer } from "../../demo/static-server.js";
-
-interface DemoPackage {
-  package: string;
-  distroVersion: string;
-  version: string;
-  type: string;
-  arch: string;
-  filename: string;
-  content: Uint8Array;
-}
-
-function samplePackages(round: number): DemoPackage[] {
-  const out: DemoPackage[] = [];
-  const v = `1.${round}`;
-  for (const [name, arch] of [
-    ["hello-demo", "all"],
-    ["packrat-tools", "amd64"],
-  ] as const) {
-    const content = buildDeb({
-      control: controlText({
-        Package: name,
-        Version: `${v}-1`,
-        Architecture: arch,
-        Maintainer: "Packrat Demo <demo@packrat.invalid>",
-        "Installed-Size": "4",
-        Section: "utils",
-        Priority: "optional",
-        Description: `${name}, a demo package\n Published by packrat-agent's demo from the bundled fake master.`,
-      }),
-      files: { [`usr/share/doc/${name}/README`]: `${name} ${v}\n` },
-    });
-    out.push({
-      package: name,
-      distroVersion: "bookworm",
-      version: `${v}-1`,
-      type: "deb",
-      arch: arch === "all" ? "all" : "x86_64",
-      filename: `${name}_${v}-1_${arch}.deb`,
-      content,
-    });
-  }
-  const rpmInput = {
-    name: "hello-demo",
-    version: v,
-    release: "1.el9",
-    arch: "noarch",
-    summary: "A demo package",
-    description: "Published by packrat-agent's demo.",
-    files: { "/usr/share/doc/hello-demo/README": `hello ${v}\n` },
-  };
-  out.push({
-    package: "hello-demo",
-    distroVersion: "el9",
-    version: `${v}-1.el9`,
-    type: "rpm",
-    arch: "all",
-    filename: syntheticRpmFilename(rpmInput),
-    content: buildSyntheticRpm(rpmInput),
-  });
-  for (const arch of ["x86_64", "any"]) {
-    const pkg = buildPacmanPackage({
-      name: arch === "any" ? "hello-demo-doc" : "hello-demo",
-      version: `${v}-1`,
-      arch,
-      desc: "A demo package",
-      files: { "usr/share/doc/hello-demo/README": `hello ${v}\n` },
-    });
-    out.push({
-      package: pkg.spec.name,
-      distroVersion: "arch",
-      version: `${v}-1`,
-      type: "pacman",
-      arch: arch === "any" ? "all" : arch,
-      filename: pkg.filename,
-      content: pkg.bytes,
-    });
-  }
-  const wheel = buildWheel({
-    name: "hello-demo",
-    version: v,
-    requiresPython: ">=3.8",
-    summary: "A demo package",
-  });
-  const sdist = buildSdist({
-    name: "hello-demo",
-    version: v,
-    requiresPython: ">=3.8",
-    summary: "A demo package",
-  });
-  for (const d of [wheel, sdist]) {
-    out.push({
-      package: "hello-demo",
-      distroVersion: "python",
-      version: v,
-      type: "python",
-      arch: "all",
-      filename: d.filename,
-      content: d.bytes,
-    });
-  }
-  out.push({
-    package: "demo-image",
-    distroVersion: "none",
-    version: v,
-    type: "tar",
-    arch: "all",
-    filename: `demo-image_${v}.tar.gz`,
-    content: new TextEncoder().encode(`demo image ${v}\n`),
-  });
-  return out;
-}
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs("demo", argv, {
@@ -145,63 +30,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
 
-  const master = await startFakeMaster({ minPollTimeout: 1 });
-  master.addDistroVersion({
-    name: "bookworm",
-    distro: "debian",
-    version: "bookworm",
-    fileType: "deb",
-  });
-  master.addDistroVersion({ name: "el9", distro: "rhel", version: "9", fileType: "rpm" });
-  master.addDistroVersion({ name: "arch", distro: "arch", version: null, fileType: "pacman" });
-  master.addDistroVersion({ name: "python", distro: "none", version: null, fileType: "python" });
-  master.addDistroVersion({ name: "none", distro: "none", version: null, fileType: "tar" });
-  master.addRepo({
-    name: "demo-apt",
-    filesystemDir: "apt",
-    managerType: "apt",
-    distroVersions: ["bookworm"],
-    tag: "prod",
-    description: "Demo apt repository",
-  });
-  master.addRepo({
-    name: "demo-yum",
-    filesystemDir: "yum",
-    managerType: "yum",
-    distroVersions: ["el9"],
-    tag: "prod",
-    description: "Demo yum repository",
-  });
-  master.addRepo({
-    name: "demo-arch",
-    filesystemDir: "arch",
-    managerType: "pacman",
-    distroVersions: ["arch"],
-    tag: "prod",
-    description: "Demo pacman repository",
-  });
-  master.addRepo({
-    name: "demo-pypi",
-    filesystemDir: "pypi",
-    managerType: "pypi",
-    distroVersions: ["python"],
-    tag: "prod",
-    description: "Demo PyPI index",
-  });
-  master.addRepo({
-    name: "demo-json",
-    filesystemDir: "json",
-    managerType: "json",
-    distroVersions: ["none"],
-    tag: "prod",
-    description: "Demo JSON repository",
-  });
-  master.addMirror({
-    name: "demo",
-    repos: ["demo-apt", "demo-yum", "demo-arch", "demo-pypi", "demo-json"],
-    description: "packrat-agent demo",
-  });
-  for (const p of samplePackages(0)) master.addPackageFile({ ...p, tags: ["prod"] });
+  const demo = await startDemoMaster();
+  const { master } = demo;
 
   const key = await generateSigningKey({
     name: "packrat-agent demo",
@@ -216,7 +46,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     [
       "[packrat]",
       `host: ${master.url}`,
-      "name: demo",
+      `name: ${DEMO_MIRROR}`,
       "",
       "[mirror]",
       "description: packrat-agent demo",
@@ -270,7 +100,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   let round = 0;
   const timer = setInterval(() => {
     round++;
-    for (const p of samplePackages(round)) master.addPackageFile({ ...p, tags: ["prod"] });
+    demo.tagRound(round);
     log.info({ version: `1.${round}` }, "demo: the master tagged new versions; watch them appear");
   }, 20_000);
   await new Promise<void>((resolve) => {
