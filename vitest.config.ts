@@ -1,9 +1,12 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
+
+const S3_TESTS = "test/integration/{rgw,s3}-*.test.ts";
 
 /**
  * Lanes (issue 17): `unit` is pure and fast (no real clients, servers or built CLI;
  * `npm run test:unit`), `fuzz` is the bounded parser fuzzing, `integration` runs the real apt,
- * dnf, pacman, pip, nginx, the real master and the built CLI. `npm test` runs them all.
+ * dnf, pacman, pip, nginx, the real master and the built CLI; `integration-s3` the tests
+ * against a real RADOS Gateway. `npm test` runs them all.
  */
 export default defineConfig({
   test: {
@@ -27,8 +30,19 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts", "test/real-master/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, S3_TESTS],
           // Builds dist/ once for the tests that spawn the real CLI.
           globalSetup: ["test/support/global-setup.ts"],
+        },
+      },
+      {
+        // Integration tests against a real Ceph RADOS Gateway (issue 22): one gateway per run,
+        // started only when one of these files is selected (test/support/rgw-global-setup.ts).
+        extends: true,
+        test: {
+          name: "integration-s3",
+          include: [S3_TESTS],
+          globalSetup: ["test/support/global-setup.ts", "test/support/rgw-global-setup.ts"],
         },
       },
     ],

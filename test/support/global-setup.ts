@@ -13,4 +13,6 @@ export default function setup(): void {
     cwd: root,
     stdio: "inherit",
   });
+  // Another project of the same run (integration-s3) need not build it again.
+  process.env.PACKRAT_TEST_DIST_BUILT = "1";
 }
