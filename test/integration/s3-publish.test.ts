@@ -102,7 +102,11 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
     work = await mkdtemp(path.join(tmpdir(), "packrat-s3-"));
     root = path.join(work, "root");
     demo = await startDemoMaster();
-    key = await generateSigningKey({ name: "s3 test", email: "s3@packrat.invalid" });
+    key = await generateSigningKey({
+      name: "s3 test",
+      email: "s3@packrat.invalid",
+      type: "ed25519",
+    });
     await writeFile(path.join(work, "key.asc"), key.armoredSecretKey, { mode: 0o600 });
     conf = await writeConf(path.join(work, "mirror.conf"));
     base = `${rgw.endpoint}/${bucket}/${prefix.slice(0, -1)}`;
