@@ -23,7 +23,7 @@ import { runCli } from "../support/cli.js";
 import { pacmanKeyring, pipDownload, runPacman } from "../support/clients.js";
 import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
 import { sampleDeb } from "../support/mirror-fixture.js";
-import type { RunningRgw } from "../support/rgw.js";
+import { aptS3Method, type RunningRgw } from "../support/rgw.js";
 import { s3Client, sharedRgw } from "../support/s3-test.js";
 
 const shared = sharedRgw();
@@ -174,6 +174,23 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
     expect(pip.ok, pip.output).toBe(true);
     expect(pip.files.sort()).toEqual(["hello_demo-1.0-py3-none-any.whl"]);
   }, 300_000);
+
+  test("apt-get reads the bucket through apt-transport-s3 (deb s3://…, its own credentials, TLS)", async () => {
+    const method = await aptS3Method(rgw, path.join(work, "apt-s3"), [bucket]);
+    const apt = await runAptGet({
+      repoUrl: `s3://${bucket}/${prefix}apt`,
+      suite: "bookworm",
+      components: ["main"],
+      keyringPath: path.join(root, "repo-key.gpg"),
+      archs: ["amd64"],
+      packages: ["hello-demo"],
+      extraAptConfig: method.aptConfig,
+    });
+    expect(apt.downloadedFiles).toContain("hello-demo_1.0-1_all.deb");
+    expect(apt.updateOutput).toMatch(
+      /s3:\/\/packrat-publish-\d+\/mirror\/prod\/apt bookworm InRelease/,
+    );
+  }, 120_000);
 
   test("objects carry their type and cache rules: immutable packages, short-lived entry points", async () => {
     const head = (k: string) => s3.send(new HeadObjectCommand({ Bucket: bucket, Key: prefix + k }));
