@@ -4,14 +4,13 @@
  * the integration-s3 globalSetup started, then read from the bucket over plain HTTP by the real
  * apt-get, dnf, pacman and pip with signature checking on.
  */
-import { readFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
@@ -24,6 +23,7 @@ import { pacmanKeyring, pipDownload, runPacman } from "../support/clients.js";
 import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
 import { sampleDeb } from "../support/mirror-fixture.js";
 import { aptS3Method, type RunningRgw } from "../support/rgw.js";
+import { bucketListing, syncCli, writeS3Conf } from "../support/s3-mirror.js";
 import { s3Client, sharedRgw } from "../support/s3-test.js";
 
 const shared = sharedRgw();
@@ -41,58 +41,24 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
   /** The published mirror's base URL in the bucket, as an anonymous client reads it. */
   let base: string;
 
-  async function writeConf(
+  const writeConf = (
     file: string,
     over: { stateDb?: string; endpoint?: string; root?: string } = {},
-  ): Promise<string> {
-    await writeFile(
+  ) =>
+    writeS3Conf({
       file,
-      [
-        "[packrat]",
-        `host: ${demo.master.url}`,
-        "name: demo",
-        "[mirror]",
-        `root_dir: ${over.root ?? root}`,
-        `state_db: ${over.stateDb ?? path.join(work, "state.db")}`,
-        `gpg_sign_key: ${key.signingKeyId}`,
-        `gpg_key_file: ${path.join(work, "key.asc")}`,
-        // Superseded files go at once, so a test sees deletions without waiting a day.
-        "metadata_grace_seconds: 0",
-        "[s3]",
-        `bucket: ${bucket}`,
-        `prefix: ${prefix}`,
-        `endpoint: ${over.endpoint ?? rgw.endpoint}`,
-        `region: ${rgw.region}`,
-        "path_style: yes",
-        `access_key_id: ${rgw.accessKeyId}`,
-        `secret_access_key: ${rgw.secretAccessKey}`,
-        "acl: public-read",
-        "",
-      ].join("\n"),
-      { mode: 0o600 },
-    );
-    return file;
-  }
-
-  const sync = (config = conf) =>
-    runCli(["sync", "--config", config], {
-      timeoutMs: 180_000,
-      env: { AWS_EC2_METADATA_DISABLED: "true" },
+      masterUrl: demo.master.url,
+      root: over.root ?? root,
+      stateDb: over.stateDb ?? path.join(work, "state.db"),
+      key,
+      keyFile: path.join(work, "key.asc"),
+      rgw,
+      bucket,
+      prefix,
+      ...(over.endpoint ? { endpoint: over.endpoint } : {}),
     });
-
-  /** Every object under the prefix: key → ETag. */
-  async function listing(): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    let token: string | undefined;
-    do {
-      const page = await s3.send(
-        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-      );
-      for (const o of page.Contents ?? []) out.set(o.Key!.slice(prefix.length), o.ETag ?? "");
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    return out;
-  }
+  const sync = (config = conf) => syncCli(config);
+  const listing = () => bucketListing(s3, bucket, prefix);
 
   beforeAll(async () => {
     s3 = s3Client(rgw);
