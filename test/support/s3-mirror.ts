@@ -22,6 +22,8 @@ export interface S3ConfOptions {
   prefix: string;
   /** Another endpoint (a closed port, for an unreachable bucket). */
   endpoint?: string;
+  /** More [mirror] lines, e.g. "trigger_debounce_ms: 20". */
+  mirrorExtra?: string[];
 }
 
 export async function writeS3Conf(o: S3ConfOptions): Promise<string> {
@@ -38,6 +40,7 @@ export async function writeS3Conf(o: S3ConfOptions): Promise<string> {
       `gpg_key_file: ${o.keyFile}`,
       // Superseded files go at once, so a test sees deletions without waiting a day.
       "metadata_grace_seconds: 0",
+      ...(o.mirrorExtra ?? []),
       "[s3]",
       `bucket: ${o.bucket}`,
       `prefix: ${o.prefix}`,
