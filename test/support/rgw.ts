@@ -27,7 +27,7 @@
 import { spawn, execFile } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -98,6 +98,8 @@ export interface RgwInfo extends RgwCredentials {
   region: string;
   /** The S3 user the gateway was started with (uid). */
   uid: string;
+  /** PID of the process that started the cluster: when it is gone, the next start reaps it. */
+  ownerPid: number;
 }
 
 export interface RunningRgw extends RgwInfo {
@@ -332,14 +334,15 @@ async function killDaemon(dir: string, daemon: Daemon, signal: NodeJS.Signals): 
 }
 
 /**
- * Start one daemon in the foreground (`-f`), detached in its own process group so a test
- * worker's exit does not take it along, stdout/stderr appended to log/<daemon>.out.
+ * Start one daemon in the foreground (`-f`), stdout/stderr appended to log/<daemon>.out. Not
+ * detached: a Ctrl-C of the test run reaches the daemons too (the dir is reaped by the next
+ * startRgw); unref'd, so a test worker that restarted radosgw can still exit.
  */
 function spawnDaemon(dir: string, daemon: Daemon, argv: readonly string[]): number {
   const out = openSync(path.join(dir, "log", `${daemon}.out`), "a");
   try {
     const [cmd, ...args] = argv;
-    const child = spawn(cmd!, args, { stdio: ["ignore", out, out], detached: true });
+    const child = spawn(cmd!, args, { stdio: ["ignore", out, out] });
     child.on("error", () => {}); // an exec failure shows as "exited" in the readiness wait
     child.unref();
     if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
@@ -483,8 +486,44 @@ function handle(
 }
 
 /**
+ * Clusters whose starter died without stop() (a killed test run): kill their daemons (by PID
+ * file, only if still running with that cluster's ceph.conf) and remove their dirs. A cluster
+ * whose starter is alive (another test run on this machine) is left alone.
+ */
+async function reapOrphans(parent: string): Promise<void> {
+  let names: string[];
+  try {
+    names = (await readdir(parent)).filter((n) => n.startsWith("packrat-rgw-"));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = path.join(parent, name);
+    let info: RgwInfo;
+    try {
+      info = JSON.parse(await readFile(path.join(dir, "rgw.json"), "utf8")) as RgwInfo;
+    } catch {
+      continue; // being created right now, or not ours
+    }
+    if (info.dir !== dir || !Number.isInteger(info.ownerPid) || processAlive(info.ownerPid))
+      continue;
+    for (const d of ["rgw", "osd", "mon"] as const) await killDaemon(dir, d, "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Alive and not a zombie (a killed starter may wait a while for its parent to reap it). */
+function processAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Start a cluster and wait until radosgw answers (over TLS too with `tls`) and the S3 user
- * exists. ~7 s on two cores. Throws with the daemons' log tails when one dies.
+ * exists: 7-10 s on two busy cores. Throws with the daemons' log tails when one dies.
  */
 export async function startRgw(options: StartRgwOptions = {}): Promise<RunningRgw> {
   const missing = missingCephBinary();
@@ -492,6 +531,7 @@ export async function startRgw(options: StartRgwOptions = {}): Promise<RunningRg
     throw new Error(
       `${missing} is not installed (apt-get install ceph-mon ceph-osd radosgw ceph-common openssl)`,
     );
+  await reapOrphans(options.parentDir ?? tmpdir());
   const dir = await mkdtemp(path.join(options.parentDir ?? tmpdir(), "packrat-rgw-"));
   const started = Date.now();
   const stopOnFailure = async (err: unknown): Promise<never> => {
@@ -524,6 +564,7 @@ export async function startRgw(options: StartRgwOptions = {}): Promise<RunningRg
       dnsName: RGW_DNS_NAME,
       region: RGW_REGION,
       uid: "packrat-test",
+      ownerPid: process.pid,
       ...keys,
     };
     const conf = path.join(dir, "ceph.conf");
