@@ -117,6 +117,11 @@ export interface RunningRgw extends RgwInfo {
   radosgwAdmin(args: readonly string[]): Promise<string>;
   /** `radosgw-admin bucket stats`: objects and bytes the bucket holds (null: no such bucket). */
   bucketStats(bucket: string): Promise<{ objects: number; bytes: number } | null>;
+  /**
+   * CPU seconds (user + system) the cluster's daemons have used so far: the difference over a
+   * run says how busy the gateway was (near wall time x cores: it was the bottleneck).
+   */
+  daemonCpuSeconds(): number;
   /** Environment for a child that should talk to this gateway with the default user. */
   env(): Record<string, string>;
   /** Kill every daemon of the cluster and remove its dir. Idempotent. */
@@ -471,6 +476,18 @@ function handle(
       };
       const main = stats.usage?.["rgw.main"];
       return { objects: main?.num_objects ?? 0, bytes: main?.size ?? 0 };
+    },
+    daemonCpuSeconds() {
+      let ticks = 0;
+      for (const d of ["mon", "osd", "rgw"] as const) {
+        const pid = readPid(dir, d);
+        if (pid === null || !isOurs(pid, dir)) continue;
+        // Fields after the ")" of comm: state is [0], utime [11], stime [12] (proc(5)).
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        ticks += Number(fields[11]) + Number(fields[12]);
+      }
+      return ticks / 100; // USER_HZ is 100 on Linux
     },
     env() {
       return rgwEnv(info);
