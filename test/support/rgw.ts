@@ -7,14 +7,18 @@
  * (a test worker under the vitest globalSetup that started it) can `attachRgw(dir)` and kill and
  * restart radosgw or ask `radosgw-admin` without owning the cluster.
  *
- * Traps, each met on this kind of machine:
- * - cephx is required: with `auth … required = none` radosgw hangs for minutes at startup.
+ * Traps, met on this kind of machine (those marked "trial" come from the issue's trial and were
+ * not met again here):
+ * - cephx is required: with `auth … required = none` radosgw loops in AUTH_CONNECTING to the
+ *   monitor and never answers.
  * - Ports are picked free, never the defaults (mon 3300/6789, rgw 7480): a second cluster on a
- *   taken default port does not fail fast, it retries for ~30 s first.
+ *   taken default port does not fail fast, it retries for ~30 s first (trial).
  * - The monitor commits a map change once per `paxos_propose_interval` (1 s by default), and
- *   radosgw makes its seven pools one map epoch at a time: ~16 s to ready. At 0.05 s it is ~7 s.
- * - memstore never gives memory back (GBs after heavy writes); bluestore on a sparse file does.
- * - No mgr: `ceph -s` says HEALTH_WARN and `rados df` hangs (it asks the mgr); ask
+ *   radosgw creates its pools and sets each one's application one map epoch at a time: ~16 s
+ *   to ready. At 0.05 s it is 7-10 s.
+ * - memstore never gives memory back (GBs after heavy writes, trial); bluestore on a sparse
+ *   file is used here.
+ * - No mgr: `ceph -s` says HEALTH_WARN and `rados df` would hang asking for one (trial); ask
  *   `radosgw-admin bucket stats` instead (`bucketStats`).
  * - Pools must be size 1 on one OSD (`mon_allow_pool_size_one`), with the pg autoscaler off (it
  *   lives in the mgr) and few PGs each.
