@@ -38,8 +38,10 @@ export default async function setup(): Promise<() => Promise<void>> {
     return async () => {};
   }
   const rgw = await startRgw({ tls: true });
-  Object.assign(process.env, rgwEnv(rgw), {
-    PACKRAT_TEST_S3_STARTUP_MS: String(startupMs(rgw.dir) ?? ""),
-  });
+  const ms = startupMs(rgw.dir);
+  Object.assign(process.env, rgwEnv(rgw), { PACKRAT_TEST_S3_STARTUP_MS: String(ms ?? "") });
+  console.log(
+    `RADOS Gateway ready in ${((ms ?? 0) / 1000).toFixed(1)} s: ${rgw.endpoint} (${rgw.dir})`,
+  );
   return () => rgw.stop();
 }
