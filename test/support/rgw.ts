@@ -71,7 +71,11 @@ export function missingCephBinary(): string | null {
 export interface StartRgwOptions {
   /** Also listen with TLS (throwaway CA; the cert covers 127.0.0.1, localhost, s3.localtest and *.s3.localtest). */
   tls?: boolean;
-  /** Parent of the cluster dir (default: the OS temp dir). It must support O_DIRECT (not an old tmpfs). */
+  /**
+   * Parent of the cluster dir (default: $PACKRAT_TEST_RGW_PARENT_DIR, else the OS temp dir).
+   * bluestore opens its block file with O_DIRECT, which tmpfs before Linux 6.6 refuses
+   * (EINVAL from `ceph-osd --mkfs`; not met here, on 6.18): then point this at a disk.
+   */
   parentDir?: string;
   /** Size of the OSD's sparse block file in GiB (default 20; only what is written takes disk). */
   blockGiB?: number;
@@ -552,8 +556,9 @@ export async function startRgw(options: StartRgwOptions = {}): Promise<RunningRg
     throw new Error(
       `${missing} is not installed (apt-get install ceph-mon ceph-osd radosgw ceph-common openssl)`,
     );
-  await reapOrphans(options.parentDir ?? tmpdir());
-  const dir = await mkdtemp(path.join(options.parentDir ?? tmpdir(), "packrat-rgw-"));
+  const parent = options.parentDir ?? (process.env.PACKRAT_TEST_RGW_PARENT_DIR || tmpdir());
+  await reapOrphans(parent);
+  const dir = await mkdtemp(path.join(parent, "packrat-rgw-"));
   const started = Date.now();
   const stopOnFailure = async (err: unknown): Promise<never> => {
     for (const d of ["rgw", "osd", "mon"] as const)
