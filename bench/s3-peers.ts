@@ -43,6 +43,8 @@ export interface S3PeerResult {
   mibPerSec: number;
   cpuSeconds: number;
   peakRssMiB: number;
+  /** CPU seconds the gateway's daemons spent during the run (when `gatewayCpuSeconds` is given). */
+  gatewayCpuSeconds: number | null;
   /** Objects in the tool's bucket afterwards (radosgw-admin when `admin` is given, else a listing). */
   bucketObjects: number | null;
 }
@@ -70,6 +72,8 @@ export interface RunS3PeersOptions {
   bucketStem?: string;
   /** Counts the objects in a bucket (e.g. RunningRgw.bucketStats); else null is reported. */
   countObjects?: (bucket: string) => Promise<number | null>;
+  /** The gateway's CPU seconds so far (RunningRgw.daemonCpuSeconds), to report its share. */
+  gatewayCpuSeconds?: () => number;
   timeoutMs?: number;
 }
 
@@ -191,6 +195,7 @@ function result(
   objects: number,
   bytes: number,
   bucketObjects: number | null,
+  gatewayCpuSeconds: number | null,
 ): S3PeerResult {
   const seconds = step.ms / 1000;
   return {
@@ -203,6 +208,7 @@ function result(
     mibPerSec: Number((bytes / 1048576 / seconds).toFixed(2)),
     cpuSeconds: Number((step.cpuMs / 1000).toFixed(2)),
     peakRssMiB: Number((step.rssKb / 1024).toFixed(1)),
+    gatewayCpuSeconds: gatewayCpuSeconds === null ? null : Number(gatewayCpuSeconds.toFixed(2)),
     bucketObjects,
   };
 }
@@ -238,10 +244,19 @@ export async function runS3Peers(options: RunS3PeersOptions): Promise<S3PeerResu
       const argv = syncArgv(tool, copy, target, endpoint, s3cmdConfig);
       const timeoutMs = options.timeoutMs ?? 3_600_000;
 
+      const gwCpu = options.gatewayCpuSeconds;
+      let cpuBefore = gwCpu?.() ?? 0;
       const cold = await runStep(argv, { env, timeoutMs });
+      const coldGatewayCpu = gwCpu ? gwCpu() - cpuBefore : null;
       if (cold.timedOut) throw new Error(`${tool} sync timed out after ${timeoutMs} ms`);
+      const coldObjects = await count(options, bucket);
+      if (coldObjects !== null && coldObjects !== files.length) {
+        throw new Error(
+          `${tool} cold: ${coldObjects} objects in ${bucket}, expected ${files.length}`,
+        );
+      }
       results.push(
-        result(tool, "cold", cold, files.length, totalBytes, await count(options, bucket)),
+        result(tool, "cold", cold, files.length, totalBytes, coldObjects, coldGatewayCpu),
       );
 
       const added = path.join(copy, plusOne.add.path);
@@ -251,7 +266,9 @@ export async function runS3Peers(options: RunS3PeersOptions): Promise<S3PeerResu
       const changed = path.join(copy, plusOne.change.path);
       await writeFile(`${changed}.new`, plusOne.change.bytes);
       await rename(`${changed}.new`, changed);
+      cpuBefore = gwCpu?.() ?? 0;
       const plus = await runStep(argv, { env, timeoutMs });
+      const plusGatewayCpu = gwCpu ? gwCpu() - cpuBefore : null;
       await expectUploaded(s3, tool, bucket, prefix, [plusOne.add, plusOne.change]);
       results.push(
         result(
@@ -261,6 +278,7 @@ export async function runS3Peers(options: RunS3PeersOptions): Promise<S3PeerResu
           2,
           plusOne.add.bytes.length + plusOne.change.bytes.length,
           await count(options, bucket),
+          plusGatewayCpu,
         ),
       );
       await rm(copy, { recursive: true, force: true });
@@ -371,6 +389,7 @@ async function main(): Promise<void> {
       work: path.join(work, "peers"),
       tools,
       countObjects: async (bucket) => (await rgw.bucketStats(bucket))?.objects ?? null,
+      gatewayCpuSeconds: () => rgw.daemonCpuSeconds(),
     });
     process.stdout.write(JSON.stringify({ tree, results }, null, 2) + "\n");
   } finally {

@@ -26,7 +26,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { aptS3Method, type RunningRgw } from "../support/rgw.js";
-import { s3Client, sharedRgw } from "../support/s3-test.js";
+import { makeBucket, s3Client, sharedRgw } from "../support/s3-test.js";
 
 const shared = sharedRgw();
 const md5hex = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
@@ -325,8 +325,7 @@ describe.skipIf(shared.rgw === null)("RADOS Gateway facts (Ceph 16, @aws-sdk/cli
     // A missing key: 403 in a private bucket, 404 only when the bucket itself is public-read
     // (listable by everyone), as on AWS. Clients that treat 404 and 403 differently care.
     expect((await anonymousGet(`${rgw.endpoint}/${bucket}/pub/missing`)).status).toBe(403);
-    const open = `${bucket}-public`;
-    await s3.send(new CreateBucketCommand({ Bucket: open, ACL: "public-read" }));
+    const open = await makeBucket(rgw, "facts-public", { publicRead: true });
     expect((await anonymousGet(`${rgw.endpoint}/${open}/missing`)).status).toBe(404);
     await s3.send(new PutObjectCommand({ Bucket: open, Key: "private", Body: body }));
     expect((await anonymousGet(`${rgw.endpoint}/${open}/private`)).status).toBe(403);

@@ -150,7 +150,7 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
       keyringPath: path.join(root, "repo-key.gpg"),
       archs: ["amd64"],
       packages: ["hello-demo"],
-      extraAptConfig: method.aptConfig,
+      extraConfig: method.aptConfig,
     });
     expect(apt.downloadedFiles).toContain("hello-demo_1.0-1_all.deb");
     expect(apt.updateOutput).toMatch(

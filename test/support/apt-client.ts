@@ -25,8 +25,8 @@ export interface RunAptGetOptions {
   packages?: string[];
   /** Keep everything under this directory (the caller removes it); default: a temp dir removed at the end. */
   workDir?: string;
-  /** More apt.conf lines (e.g. `Dir::Bin::Methods::s3` for apt-transport-s3). */
-  extraAptConfig?: string;
+  /** apt.conf lines added at the end (e.g. aptS3Method's `Dir::Bin::Methods::s3`). */
+  extraConfig?: string;
 }
 
 export interface AptGetResult {
@@ -134,7 +134,7 @@ Acquire::http::Proxy::${new URL(options.repoUrl).hostname} "DIRECT";
 Acquire::AllowInsecureRepositories "false";
 Debug::NoLocking "true";
 Debug::Acquire::http "true";
-${sandbox}${options.extraAptConfig ?? ""}`;
+${sandbox}${options.extraConfig ?? ""}`;
   const aptConfig = path.join(dir, "apt.conf");
   await writeFile(aptConfig, conf);
   const env: NodeJS.ProcessEnv = { ...process.env, APT_CONFIG: aptConfig, LC_ALL: "C" };

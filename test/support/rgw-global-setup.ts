@@ -14,6 +14,7 @@
  *   PACKRAT_TEST_S3_ACCESS_KEY_ID / PACKRAT_TEST_S3_SECRET_ACCESS_KEY   the S3 user's keys
  *   PACKRAT_TEST_S3_STARTUP_MS          how long the cluster took to be ready
  *   PACKRAT_TEST_S3_SKIP                set instead of the above when Ceph is not installed
+ * It reads PACKRAT_REQUIRE_RGW (below) and PACKRAT_TEST_RGW_PARENT_DIR (where cluster dirs go).
  * and always AWS_EC2_METADATA_DISABLED=true (the SDK and the aws CLI otherwise probe
  * 169.254.169.254 for credentials and region) and AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED
  * (every @aws-sdk/core of 2026 warns on Node 20 that releases after early 2027 need Node 22).
@@ -38,8 +39,10 @@ export default async function setup(): Promise<() => Promise<void>> {
     return async () => {};
   }
   const rgw = await startRgw({ tls: true });
-  Object.assign(process.env, rgwEnv(rgw), {
-    PACKRAT_TEST_S3_STARTUP_MS: String(startupMs(rgw.dir) ?? ""),
-  });
+  const ms = startupMs(rgw.dir);
+  Object.assign(process.env, rgwEnv(rgw), { PACKRAT_TEST_S3_STARTUP_MS: String(ms ?? "") });
+  console.log(
+    `RADOS Gateway ready in ${((ms ?? 0) / 1000).toFixed(1)} s: ${rgw.endpoint} (${rgw.dir})`,
+  );
   return () => rgw.stop();
 }

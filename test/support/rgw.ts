@@ -7,14 +7,18 @@
  * (a test worker under the vitest globalSetup that started it) can `attachRgw(dir)` and kill and
  * restart radosgw or ask `radosgw-admin` without owning the cluster.
  *
- * Traps, each met on this kind of machine:
- * - cephx is required: with `auth … required = none` radosgw hangs for minutes at startup.
+ * Traps, met on this kind of machine (those marked "trial" come from the issue's trial and were
+ * not met again here):
+ * - cephx is required: with `auth … required = none` radosgw loops in AUTH_CONNECTING to the
+ *   monitor and never answers.
  * - Ports are picked free, never the defaults (mon 3300/6789, rgw 7480): a second cluster on a
- *   taken default port does not fail fast, it retries for ~30 s first.
+ *   taken default port does not fail fast, it retries for ~30 s first (trial).
  * - The monitor commits a map change once per `paxos_propose_interval` (1 s by default), and
- *   radosgw makes its seven pools one map epoch at a time: ~16 s to ready. At 0.05 s it is ~7 s.
- * - memstore never gives memory back (GBs after heavy writes); bluestore on a sparse file does.
- * - No mgr: `ceph -s` says HEALTH_WARN and `rados df` hangs (it asks the mgr); ask
+ *   radosgw creates its pools and sets each one's application one map epoch at a time: ~16 s
+ *   to ready. At 0.05 s it is 7-10 s.
+ * - memstore never gives memory back (GBs after heavy writes, trial); bluestore on a sparse
+ *   file is used here.
+ * - No mgr: `ceph -s` says HEALTH_WARN and `rados df` would hang asking for one (trial); ask
  *   `radosgw-admin bucket stats` instead (`bucketStats`).
  * - Pools must be size 1 on one OSD (`mon_allow_pool_size_one`), with the pg autoscaler off (it
  *   lives in the mgr) and few PGs each.
@@ -27,7 +31,7 @@
 import { spawn, execFile } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -67,7 +71,11 @@ export function missingCephBinary(): string | null {
 export interface StartRgwOptions {
   /** Also listen with TLS (throwaway CA; the cert covers 127.0.0.1, localhost, s3.localtest and *.s3.localtest). */
   tls?: boolean;
-  /** Parent of the cluster dir (default: the OS temp dir). It must support O_DIRECT (not an old tmpfs). */
+  /**
+   * Parent of the cluster dir (default: $PACKRAT_TEST_RGW_PARENT_DIR, else the OS temp dir).
+   * bluestore opens its block file with O_DIRECT, which tmpfs before Linux 6.6 refuses
+   * (EINVAL from `ceph-osd --mkfs`; not met here, on 6.18): then point this at a disk.
+   */
   parentDir?: string;
   /** Size of the OSD's sparse block file in GiB (default 20; only what is written takes disk). */
   blockGiB?: number;
@@ -98,6 +106,8 @@ export interface RgwInfo extends RgwCredentials {
   region: string;
   /** The S3 user the gateway was started with (uid). */
   uid: string;
+  /** PID of the process that started the cluster: when it is gone, the next start reaps it. */
+  ownerPid: number;
 }
 
 export interface RunningRgw extends RgwInfo {
@@ -115,6 +125,11 @@ export interface RunningRgw extends RgwInfo {
   radosgwAdmin(args: readonly string[]): Promise<string>;
   /** `radosgw-admin bucket stats`: objects and bytes the bucket holds (null: no such bucket). */
   bucketStats(bucket: string): Promise<{ objects: number; bytes: number } | null>;
+  /**
+   * CPU seconds (user + system) the cluster's daemons have used so far: the difference over a
+   * run says how busy the gateway was (near wall time x cores: it was the bottleneck).
+   */
+  daemonCpuSeconds(): number;
   /** Environment for a child that should talk to this gateway with the default user. */
   env(): Record<string, string>;
   /** Kill every daemon of the cluster and remove its dir. Idempotent. */
@@ -332,14 +347,15 @@ async function killDaemon(dir: string, daemon: Daemon, signal: NodeJS.Signals): 
 }
 
 /**
- * Start one daemon in the foreground (`-f`), detached in its own process group so a test
- * worker's exit does not take it along, stdout/stderr appended to log/<daemon>.out.
+ * Start one daemon in the foreground (`-f`), stdout/stderr appended to log/<daemon>.out. Not
+ * detached: a Ctrl-C of the test run reaches the daemons too (the dir is reaped by the next
+ * startRgw); unref'd, so a test worker that restarted radosgw can still exit.
  */
 function spawnDaemon(dir: string, daemon: Daemon, argv: readonly string[]): number {
   const out = openSync(path.join(dir, "log", `${daemon}.out`), "a");
   try {
     const [cmd, ...args] = argv;
-    const child = spawn(cmd!, args, { stdio: ["ignore", out, out], detached: true });
+    const child = spawn(cmd!, args, { stdio: ["ignore", out, out] });
     child.on("error", () => {}); // an exec failure shows as "exited" in the readiness wait
     child.unref();
     if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
@@ -469,6 +485,18 @@ function handle(
       const main = stats.usage?.["rgw.main"];
       return { objects: main?.num_objects ?? 0, bytes: main?.size ?? 0 };
     },
+    daemonCpuSeconds() {
+      let ticks = 0;
+      for (const d of ["mon", "osd", "rgw"] as const) {
+        const pid = readPid(dir, d);
+        if (pid === null || !isOurs(pid, dir)) continue;
+        // Fields after the ")" of comm: state is [0], utime [11], stime [12] (proc(5)).
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        ticks += Number(fields[11]) + Number(fields[12]);
+      }
+      return ticks / 100; // USER_HZ is 100 on Linux
+    },
     env() {
       return rgwEnv(info);
     },
@@ -483,8 +511,44 @@ function handle(
 }
 
 /**
+ * Clusters whose starter died without stop() (a killed test run): kill their daemons (by PID
+ * file, only if still running with that cluster's ceph.conf) and remove their dirs. A cluster
+ * whose starter is alive (another test run on this machine) is left alone.
+ */
+async function reapOrphans(parent: string): Promise<void> {
+  let names: string[];
+  try {
+    names = (await readdir(parent)).filter((n) => n.startsWith("packrat-rgw-"));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = path.join(parent, name);
+    let info: RgwInfo;
+    try {
+      info = JSON.parse(await readFile(path.join(dir, "rgw.json"), "utf8")) as RgwInfo;
+    } catch {
+      continue; // being created right now, or not ours
+    }
+    if (info.dir !== dir || !Number.isInteger(info.ownerPid) || processAlive(info.ownerPid))
+      continue;
+    for (const d of ["rgw", "osd", "mon"] as const) await killDaemon(dir, d, "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Alive and not a zombie (a killed starter may wait a while for its parent to reap it). */
+function processAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Start a cluster and wait until radosgw answers (over TLS too with `tls`) and the S3 user
- * exists. ~7 s on two cores. Throws with the daemons' log tails when one dies.
+ * exists: 7-10 s on two busy cores. Throws with the daemons' log tails when one dies.
  */
 export async function startRgw(options: StartRgwOptions = {}): Promise<RunningRgw> {
   const missing = missingCephBinary();
@@ -492,7 +556,9 @@ export async function startRgw(options: StartRgwOptions = {}): Promise<RunningRg
     throw new Error(
       `${missing} is not installed (apt-get install ceph-mon ceph-osd radosgw ceph-common openssl)`,
     );
-  const dir = await mkdtemp(path.join(options.parentDir ?? tmpdir(), "packrat-rgw-"));
+  const parent = options.parentDir ?? (process.env.PACKRAT_TEST_RGW_PARENT_DIR || tmpdir());
+  await reapOrphans(parent);
+  const dir = await mkdtemp(path.join(parent, "packrat-rgw-"));
   const started = Date.now();
   const stopOnFailure = async (err: unknown): Promise<never> => {
     for (const d of ["rgw", "osd", "mon"] as const)
@@ -524,6 +590,7 @@ export async function startRgw(options: StartRgwOptions = {}): Promise<RunningRg
       dnsName: RGW_DNS_NAME,
       region: RGW_REGION,
       uid: "packrat-test",
+      ownerPid: process.pid,
       ...keys,
     };
     const conf = path.join(dir, "ceph.conf");

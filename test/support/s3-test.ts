@@ -2,7 +2,7 @@
  * For S3 test files (test/integration/{rgw,s3}-*.test.ts): the shared gateway the globalSetup
  * started, or a loud skip when there is none (see rgw-global-setup.ts).
  */
-import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import { attachRgw, type RunningRgw } from "./rgw.js";
 
 /** The shared gateway, or null with the reason it is missing (the caller skips). */
@@ -35,4 +35,32 @@ export function s3Client(
     responseChecksumValidation: "WHEN_REQUIRED",
     ...extra,
   });
+}
+
+/**
+ * A new bucket with a unique name from `stem` (no dots: apt-transport-s3 refuses them), owned by
+ * the gateway's user. `publicRead`: anyone may list it, so a missing key reads 404, not 403, to
+ * anonymous clients; objects still need their own public-read ACL to be read anonymously.
+ */
+export async function makeBucket(
+  rgw: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string },
+  stem: string,
+  options: { publicRead?: boolean } = {},
+): Promise<string> {
+  const name = `${stem}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, "-")
+    .slice(0, 63);
+  const s3 = s3Client(rgw);
+  try {
+    await s3.send(
+      new CreateBucketCommand({
+        Bucket: name,
+        ...(options.publicRead ? { ACL: "public-read" as const } : {}),
+      }),
+    );
+  } finally {
+    s3.destroy();
+  }
+  return name;
 }
