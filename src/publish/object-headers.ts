@@ -5,12 +5,14 @@
  * - packages and content-addressed metadata (order 0) never change under their name: cached a
  *   year and `immutable`, so browsers and CDNs do not even revalidate;
  * - entry points (InRelease, repomd.xml, a pacman db, PyPI pages, ...) change with every
- *   generation: 60 s, so a client sees a new generation within a minute of its upload and a CDN
- *   absorbs bursts of `apt-get update`.
+ *   generation: `no-cache`, the same as the shipped nginx and Apache configs. A cache may keep
+ *   them but must revalidate each use (a cheap 304 from the bucket), never a fixed TTL: with
+ *   max-age a CDN could hand out a pacman db of one generation and a .sig of the next, or
+ *   Release beside another generation's Release.gpg, for as long as the TTL.
  */
 
 export const IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable";
-export const ENTRY_POINT_CACHE_CONTROL = "public, max-age=60";
+export const ENTRY_POINT_CACHE_CONTROL = "no-cache";
 
 export function cacheControlFor(order: number): string {
   return order === 0 ? IMMUTABLE_CACHE_CONTROL : ENTRY_POINT_CACHE_CONTROL;

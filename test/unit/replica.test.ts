@@ -158,7 +158,7 @@ describe("a round", () => {
       cacheControl: IMMUTABLE_CACHE_CONTROL,
     });
     expect(store.puts.find((p) => p.key === "apt/dists/x/InRelease")!.headers.cacheControl).toBe(
-      "public, max-age=60",
+      "no-cache",
     );
     expect(state.listReplicaRepos(store.target)).toEqual([
       { repo: "apt", generation: 1, publishedAt: clock },
