@@ -18,6 +18,10 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`packrat-agent ${agentVersion()}\n`);
     return EXIT.ok;
   }
+  // The AWS SDK (the [s3] bucket) warns on every start that its releases from 2027 need
+  // Node 22. This agent pins its SDK version and ships the runtime it runs on, so the warning
+  // asks the operator for nothing they can do; the dependency is tracked in the project.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const { COMMANDS } = await import("./commands.js");
   const load = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
   if (!load) {
