@@ -17,7 +17,7 @@ import BetterSqlite3 from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { PackratError } from "../../src/errors.js";
 import { openStateStore, SYNC_RUNS_KEPT, type OpenStateStoreOptions } from "../../src/state/db.js";
-import { migrate, SCHEMA_VERSION } from "../../src/state/migrations.js";
+import { migrate, MIGRATIONS, SCHEMA_VERSION } from "../../src/state/migrations.js";
 import { IMPORT_REPORT_KEY } from "../../src/state/original-agent-import.js";
 import { partsFromFilename } from "../../src/state/package-filename.js";
 import type { PackageFileRow, StateStore } from "../../src/state/state-store.js";
@@ -1012,5 +1012,47 @@ describe("file modes and identity", () => {
     expect(s.replacedOnDisk()).toBe(`${path} was replaced by another file`);
     s.reopen();
     expect(s.getValue("k")).toBe("restored");
+  });
+});
+
+describe("schema 5: publish order and replicas", () => {
+  it("marks generations published before it, so the next pass republishes them with their order", () => {
+    const path = join(dir, "v4.db");
+    const db = new BetterSqlite3(path);
+    db.exec('CREATE TABLE "control" ( "key" text, "value" text )');
+    for (const m of MIGRATIONS.filter((m) => m.version <= 4)) m.up(db, 1);
+    db.prepare("INSERT INTO control (key, value) VALUES ('version', '4')").run();
+    db.prepare(
+      "INSERT INTO generations VALUES ('a', 1, 'old', 1, 2, 1), ('a', 2, 'cur', 2, 2, 1), ('b', 1, 'only', 1, 1, 0)",
+    ).run();
+    db.prepare(
+      "INSERT INTO published_files (repo, path, sha256, kind, generation) VALUES ('a', 'a/InRelease', 'x', 'metadata', 2), ('a', 'a/pool/p.deb', 'y', 'package', 2)",
+    ).run();
+    db.close();
+
+    const s = store(path);
+    expect(s.latestGeneration("a")?.inputsHash).toBe("before-schema-5");
+    expect(s.latestGeneration("b")?.inputsHash).toBe("before-schema-5");
+    const rows = Object.fromEntries(s.listPublishedFiles("a").map((r) => [r.path, r.order]));
+    // Metadata of unknown stage goes last; packages first.
+    expect(rows).toEqual({ "a/InRelease": 1000, "a/pool/p.deb": 0 });
+  });
+
+  it("keeps what each replica holds, per target", () => {
+    const s = store();
+    const row = { key: "k", size: 1, sha256: "s", etag: "e", uploadedAt: 5, unwantedSince: null };
+    s.putReplicaObject("t1", row);
+    s.putReplicaObject("t2", { ...row, key: "other" });
+    s.setReplicaUnwanted("t1", ["k"], 7);
+    s.setReplicaUnwanted("t1", ["k"], 9); // keeps the first time
+    expect(s.listReplicaObjects("t1")).toEqual([{ ...row, unwantedSince: 7 }]);
+    s.setReplicaUnwanted("t1", ["k"], null);
+    expect(s.listReplicaObjects("t1")[0]!.unwantedSince).toBeNull();
+    s.deleteReplicaObjects("t1", ["k"]);
+    expect(s.listReplicaObjects("t1")).toEqual([]);
+    expect(s.listReplicaObjects("t2").map((r) => r.key)).toEqual(["other"]);
+    s.setReplicaRepo("t1", { repo: "a", generation: 3, publishedAt: 4 });
+    s.setReplicaRepo("t1", { repo: "a", generation: 4, publishedAt: 6 });
+    expect(s.listReplicaRepos("t1")).toEqual([{ repo: "a", generation: 4, publishedAt: 6 }]);
   });
 });
