@@ -456,6 +456,7 @@ const APT: Omit<RepoLayout, "render" | "forgetRepos"> = {
 
   fileTypes: ["deb"],
   // udebs (debian-installer) and ddebs (debug symbols) are apt packages too.
+  optionsUsed: ["aptArchitectures", "aptValidUntilSeconds", "mirrorDescription"],
   filenamePattern: /\.[ud]?deb$/,
   check: checkAptRepo,
   placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],

@@ -84,6 +84,7 @@ export const jsonLayout: RepoLayout = {
   managerType: "json",
   fileTypes: ["*"],
   // A json repo takes files of any kind; inspect has nothing to parse in them.
+  optionsUsed: [],
   filenamePattern: /(?!)/,
   check: checkJsonRepo,
   placePackage: ({ file }) => [`${file.packageName}/${file.filename}`],

@@ -607,6 +607,7 @@ const PACMAN: Omit<RepoLayout, "render" | "forgetRepos" | "check"> = {
   fileTypes: ["*"],
   // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).
   wantsPackageSignatures: true,
+  optionsUsed: ["pacmanRepoNames"],
   filenamePattern: /\.pkg\.tar(\.[a-z0-9]+)?$/,
   placePackage,
   reservesPath: isPacmanMetadataName,

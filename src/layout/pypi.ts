@@ -242,6 +242,7 @@ export const pypiLayout: RepoLayout = {
   // packrat's PackageFile type for wheels and sdists.
   fileTypes: ["python"],
   // Wheels, and sdists in every archive format pip unpacks.
+  optionsUsed: [],
   filenamePattern: /\.(whl|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tar\.lzma|tlz|tar|zip)$/,
   check: checkPypiRepo,
   placePackage,

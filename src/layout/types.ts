@@ -154,6 +154,12 @@ export interface RepoLayout {
   readonly check: RepoChecker;
   /** Package file types (PackageFile.type) this layout publishes; others are skipped. */
   readonly fileTypes: readonly string[];
+  /**
+   * The options this format reads. Only these go into a repo's inputs hash, so changing a
+   * pacman option republishes pacman repos and leaves apt ones alone; the contract suite
+   * checks a render does not change with any other option.
+   */
+  readonly optionsUsed: readonly (keyof LayoutOptions)[];
   /** Ask the engine for a detached signature of every package file (see PublishedPackage). */
   readonly wantsPackageSignatures?: boolean;
   /** Where a package file goes, relative to the repo directory; first path canonical. */

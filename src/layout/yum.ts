@@ -266,6 +266,8 @@ const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
   metaVersion: 2,
   fileTypes: ["rpm"],
 
+  optionsUsed: ["rpmChangelogLimit", "signRpmPackages", "yumCompression"],
+
   filenamePattern: /\.rpm$/,
   check: checkYumRepos,
   // repodata/ of each <distro>/main/<version>/; an arch dir named repodata would be inside it.

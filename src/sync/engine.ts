@@ -1338,7 +1338,7 @@ export class SyncEngine {
           // A raised metaVersion re-renders (re-parsed metadata leaves the package list as it
           // was); an unversioned layout keeps the salt, and so its published generation.
           salt: JSON.stringify([
-            layoutOptions,
+            plan.layout.optionsUsed.map((k) => [k, layoutOptions[k]]),
             signer?.fingerprint ?? null,
             ...(metaKey === plan.layout.managerType ? [] : [metaKey]),
           ]),

@@ -8,10 +8,11 @@
  */
 import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import { layoutFor, supportedManagerTypes } from "../../src/layout/index.js";
+import { createLayouts, layoutFor, supportedManagerTypes } from "../../src/layout/index.js";
 import {
   DEFAULT_LAYOUT_OPTIONS,
   bufferSource,
+  type LayoutOptions,
   type PublishedPackage,
   type RenderInput,
   type RenderedFile,
@@ -239,6 +240,30 @@ describe.each(supportedManagerTypes())("the %s layout", (managerType) => {
       r.files.map((f) => [f.path, sha256(f.content), f.stage, f.contentAddressed]);
     expect(flat(second)).toEqual(flat(first));
     expect(first.files.length).toBeGreaterThan(0);
+  });
+
+  it("renders the same bytes whatever the options it does not declare (optionsUsed)", async () => {
+    const changed: LayoutOptions = {
+      aptArchitectures: ["arm64", "riscv64"],
+      aptValidUntilSeconds: 86_400,
+      yumCompression: "zstd",
+      rpmChangelogLimit: 0,
+      signRpmPackages: true,
+      pacmanRepoNames: { [repo.filesystemDir]: "renamed" },
+      mirrorDescription: "Another description",
+    };
+    const others = Object.fromEntries(
+      (Object.keys(changed) as (keyof LayoutOptions)[])
+        .filter((k) => !layout.optionsUsed.includes(k))
+        .map((k) => [k, changed[k]]),
+    );
+    // Fresh instances: a render cache must not hide an option the layout reads.
+    const plain = await createLayouts().layoutFor(managerType)!.render(input(null));
+    const other = await createLayouts()
+      .layoutFor(managerType)!
+      .render({ ...input(null), options: { ...DEFAULT_LAYOUT_OPTIONS, ...others } });
+    const flat = (r: { files: RenderedFile[] }) => r.files.map((f) => [f.path, sha256(f.content)]);
+    expect(flat(other)).toEqual(flat(plain));
   });
 
   it("writes only safe relative paths that it reserves, apart from every package", async () => {
