@@ -82,6 +82,8 @@ export interface RoundReport {
   behind: string[];
   /** The round could not run at all (lock, listing, credentials). */
   error: string | null;
+  /** When the next round may run (ms), after a failure; null when it may run at once. */
+  nextAttemptAt: number | null;
   durationMs: number;
 }
 
@@ -306,11 +308,13 @@ export class Replica implements ReplicaPort {
       failed: [],
       behind: [],
       error: null,
+      nextAttemptAt: null,
       durationMs: 0,
     };
     const before = this.readStatus();
     if (opts.force !== true && before.nextAttemptAt !== null && started < before.nextAttemptAt) {
       report.skipped = true;
+      report.nextAttemptAt = before.nextAttemptAt;
       return report;
     }
     try {
@@ -336,6 +340,7 @@ export class Replica implements ReplicaPort {
         : now() + Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures - 1, 20)),
     };
     this.deps.state.setValue(this.statusKey, JSON.stringify(status));
+    report.nextAttemptAt = status.nextAttemptAt;
     if (ok) {
       if (report.uploaded > 0 || report.deleted > 0)
         log.info(

@@ -100,6 +100,8 @@ export class MirrorDaemon {
   private triggersAvailable: boolean | null = null;
   /** Repos with a pass queued for a download that ended in the background, and when it fires. */
   private readonly detachedTimers = new Map<string, { timer: NodeJS.Timeout; at: number }>();
+  /** A bucket round held back by its backoff, due at `at`. */
+  private bucketRetry: { timer: NodeJS.Timeout; at: number } | null = null;
 
   constructor(private deps: DaemonDeps) {
     deps.engine.onDetachedDownload((d) => this.onDetached(d));
@@ -156,7 +158,7 @@ export class MirrorDaemon {
         for (const timer of this.settleTimers.values()) clearTimeout(timer);
         this.settleTimers.clear();
         this.judgeTriggers(report);
-        this.deps.onSync?.(report, null);
+        this.passDone(report);
         this.restartPollers();
         if (!this.warmed) {
           this.warmed = true;
@@ -215,6 +217,8 @@ export class MirrorDaemon {
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
     for (const timer of this.settleTimers.values()) clearTimeout(timer);
     this.settleTimers.clear();
+    if (this.bucketRetry) clearTimeout(this.bucketRetry.timer);
+    this.bucketRetry = null;
     for (const { timer } of this.detachedTimers.values()) clearTimeout(timer);
     this.detachedTimers.clear();
     this.queue.clear();
@@ -274,7 +278,7 @@ export class MirrorDaemon {
             downloadWaitMs: this.downloadWaitMs,
           });
           this.scheduleSettle(report);
-          this.deps.onSync?.(report, null);
+          this.passDone(report);
         })
         .catch((err: unknown) => {
           if (this.stopController.signal.aborted) return;
@@ -285,6 +289,37 @@ export class MirrorDaemon {
         });
     }, delayMs);
     this.detachedTimers.set(repo, { timer, at });
+  }
+
+  /**
+   * After a pass: status and metrics, and a retry of any bucket the pass could not bring up to
+   * date, once its backoff has passed (a quiet master may not start another pass for minutes).
+   */
+  private passDone(report: SyncReport): void {
+    this.deps.onSync?.(report, null);
+    const behind = report.buckets.filter(
+      (b) => b.skipped || b.error !== null || b.failed.length > 0,
+    );
+    if (behind.length === 0 || this.stopping) return;
+    const at = Math.min(...behind.map((b) => b.nextAttemptAt ?? Date.now()));
+    if (this.bucketRetry && this.bucketRetry.at <= at) return;
+    if (this.bucketRetry) clearTimeout(this.bucketRetry.timer);
+    const timer = setTimeout(
+      () => {
+        this.bucketRetry = null;
+        void this.queue
+          .add(async () => {
+            if (this.stopController.signal.aborted) return;
+            this.passDone(await this.deps.engine.replicate());
+          })
+          .catch((err: unknown) =>
+            this.deps.log.error(`bucket retry failed: ${describeError(err)}`),
+          );
+      },
+      Math.max(0, at - Date.now()),
+    );
+    timer.unref();
+    this.bucketRetry = { timer, at };
   }
 
   /** For tests and `status`: wait until no pass is queued or running (settling included). */
@@ -346,7 +381,7 @@ export class MirrorDaemon {
         downloadWaitMs: this.downloadWaitMs,
       });
       this.scheduleSettle(report);
-      this.deps.onSync?.(report, null);
+      this.passDone(report);
     });
   }
 
@@ -389,7 +424,7 @@ export class MirrorDaemon {
               downloadWaitMs: this.downloadWaitMs,
             });
             this.scheduleSettle(settled);
-            this.deps.onSync?.(settled, null);
+            this.passDone(settled);
           })
           .catch((err: unknown) => {
             if (this.stopController.signal.aborted) return;

@@ -434,7 +434,7 @@ export class SyncEngine {
       await this.writeRootFiles(report);
       await this.cleanup(plans, opts.force ?? false, report);
       await this.dropTemp();
-      await this.replicate(report, { reconcile: true, force: opts.replicasNow === true });
+      await this.bucketRounds(report, { reconcile: true, force: opts.replicasNow === true });
 
       store.setValue("full_sync_count", String(fullCount));
       await client.heartbeat(opts.signal);
@@ -531,7 +531,7 @@ export class SyncEngine {
       await this.dropTemp();
       // A warm pass publishes nothing, so there is nothing new for the bucket.
       if (opts.warm !== true)
-        await this.replicate(report, { reconcile: false, force: opts.replicasNow === true });
+        await this.bucketRounds(report, { reconcile: false, force: opts.replicasNow === true });
       report.repos = plans.length;
       report.durationMs = this.now() - started;
       store.finishSyncRun(
@@ -1462,8 +1462,21 @@ export class SyncEngine {
     }
   }
 
+  /**
+   * A bucket round on its own, with no master request (the daemon retries a bucket that fell
+   * behind once its backoff has passed). Lists the bucket: a retry may follow a crash of the
+   * gateway, after which the records cannot be trusted.
+   */
+  async replicate(): Promise<SyncReport> {
+    const started = this.now();
+    const report = emptyReport("incremental");
+    await this.bucketRounds(report, { reconcile: true, force: false });
+    report.durationMs = this.now() - started;
+    return report;
+  }
+
   /** Copy what the pass published to each replica; their failures are reported, not thrown. */
-  private async replicate(
+  private async bucketRounds(
     report: SyncReport,
     opts: { reconcile: boolean; force: boolean },
   ): Promise<void> {
