@@ -7,9 +7,9 @@
 import { createHash } from "node:crypto";
 import { PackratError } from "../../errors.js";
 import type { ByteSource } from "../types.js";
-import { decompressedChunks, sniffCompression, sourceChunks } from "./pacman-stream.js";
-import type { StreamCompression } from "./pacman-stream.js";
-import { readTar } from "./pacman-tar.js";
+import { decompressedChunks, sniffCompression, sourceChunks } from "./compress.js";
+import type { StreamCompression } from "./compress.js";
+import { readTarStream } from "./tar.js";
 import { READ_CHUNK, withHead } from "./read-through.js";
 import { parsePkgInfo } from "./pkginfo.js";
 import type { PkgInfo } from "./pkginfo.js";
@@ -87,7 +87,7 @@ export async function readPacmanPackage(
     Math.max(limits.minOutputCap, bytes.size * limits.outputRatio),
   );
   try {
-    await readTar(decompressedChunks(bytes, compression, { maxOutput }, onRaw), {
+    await readTarStream(decompressedChunks(bytes, compression, { maxOutput }, onRaw), {
       maxMembers: limits.maxMembers,
       maxContent: limits.maxPkgInfoBytes,
       wantContent: (member) => member.name === ".PKGINFO",

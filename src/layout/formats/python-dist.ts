@@ -10,8 +10,8 @@
 import { inflateRawSync } from "node:zlib";
 import { PackratError } from "../../errors.js";
 import type { ByteSource } from "../types.js";
-import { decompressedChunks, sniffCompression } from "./pacman-stream.js";
-import { readTar } from "./pacman-tar.js";
+import { decompressedChunks, sniffCompression } from "./compress.js";
+import { readTarStream } from "./tar.js";
 
 export interface PythonDistMeta {
   format: "python";
@@ -261,22 +261,25 @@ async function readTarSdistMetadata(
 ): Promise<string | null> {
   const compression = await sdistCompression(source, filename);
   let found: { rank: number; content: Uint8Array } | null = null;
-  await readTar(decompressedChunks(source, compression, { maxOutput: limits.maxSdistScanBytes }), {
-    maxMembers: limits.maxTarMembers,
-    maxContent: limits.maxMetadataBytes,
-    wantContent: (m) => {
-      const rank = pkgInfoRank(m.name);
-      return (m.type === "0" || m.type === "7") && rank !== null && rank < (found?.rank ?? 99);
+  await readTarStream(
+    decompressedChunks(source, compression, { maxOutput: limits.maxSdistScanBytes }),
+    {
+      maxMembers: limits.maxTarMembers,
+      maxContent: limits.maxMetadataBytes,
+      wantContent: (m) => {
+        const rank = pkgInfoRank(m.name);
+        return m.type === "file" && rank !== null && rank < (found?.rank ?? 99);
+      },
+      onMember: (m, content) => {
+        const rank = pkgInfoRank(m.name);
+        if (content !== null && rank !== null && rank < (found?.rank ?? 99)) {
+          found = { rank, content };
+        }
+      },
+      // `<top>/PKG-INFO` cannot be bettered: stop there; otherwise read on for one.
+      done: () => found?.rank === 0,
     },
-    onMember: (m, content) => {
-      const rank = pkgInfoRank(m.name);
-      if (content !== null && rank !== null && rank < (found?.rank ?? 99)) {
-        found = { rank, content };
-      }
-    },
-    // `<top>/PKG-INFO` cannot be bettered: stop there; otherwise read on for one.
-    done: () => found?.rank === 0,
-  });
+  );
   return found === null ? null : decodeMetadata((found as { content: Uint8Array }).content);
 }
 

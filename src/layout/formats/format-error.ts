@@ -1,0 +1,35 @@
+/**
+ * The one error the file-format parsers and decoders throw (tar, ar, the compressions, deb
+ * control stanzas, .PKGINFO, repodata): what format, the message, and, where known, the file
+ * and the byte offset in it. It is not a PackratError: a parser does not know what the bytes
+ * were for, so its caller wraps it in one that names the package (PACKRAT_PACKAGE_INVALID) or
+ * turns it into a check problem.
+ */
+
+export type FormatErrorCode = "tar" | "ar" | "compress" | "deb-control" | "pkginfo" | "repodata";
+
+export interface FormatErrorOptions {
+  /** The file the bytes came from, when the parser knows it. */
+  file?: string;
+  /** The byte offset (in the file, or in the decompressed stream for a member) of the fault. */
+  offset?: number;
+  cause?: unknown;
+}
+
+export class FormatError extends Error {
+  override readonly name = "FormatError";
+  readonly code: FormatErrorCode;
+  readonly file: string | undefined;
+  readonly offset: number | undefined;
+
+  constructor(code: FormatErrorCode, message: string, options: FormatErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.file = options.file;
+    this.offset = options.offset;
+  }
+}
+
+export function isFormatError(err: unknown, code?: FormatErrorCode): err is FormatError {
+  return err instanceof FormatError && (code === undefined || err.code === code);
+}
