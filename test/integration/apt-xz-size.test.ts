@@ -47,10 +47,13 @@ for (const opts of variants) {
     const xzed = new Uint8Array(await readFile(out));
     await expect(decompress(xzed, "xz", input.length - 1)).rejects.toThrow(/exceeds the limit/);
     expect(Buffer.from(await decompress(xzed, "xz", input.length)).equals(input)).toBe(true);
-    // A flipped byte in the middle: liblzma's checks catch it.
-    const bad = Uint8Array.from(xzed);
-    bad[bad.length >> 1]! ^= 0x55;
-    await expect(decompress(bad, "xz", 1 << 30)).rejects.toBeInstanceOf(FormatError);
+    // A flipped byte in the middle: liblzma's integrity check catches it (with none, only a
+    // flip that breaks the LZMA2 data would be caught).
+    if (!opts.includes("--check=none")) {
+      const bad = Uint8Array.from(xzed);
+      bad[bad.length >> 1]! ^= 0x55;
+      await expect(decompress(bad, "xz", 1 << 30)).rejects.toBeInstanceOf(FormatError);
+    }
   });
 }
 

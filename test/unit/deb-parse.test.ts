@@ -384,6 +384,20 @@ describe("compress", () => {
       await expect(decompress(compressWith(data, c), c, 4999)).rejects.toThrow(/exceeds the limit/);
     }
   });
+  it("names the file and the offset of a fault inside a package", async () => {
+    const tar = makeTar([{ name: "./control", content: enc.encode(CONTROL) }]);
+    tar[0]! ^= 1; // the first header's checksum no longer matches
+    const deb = makeAr([
+      { name: "debian-binary", content: enc.encode("2.0\n") },
+      { name: "control.tar", content: tar },
+      { name: "data.tar", content: makeTar([{ name: "./", directory: true }]) },
+    ]);
+    const err = await parseDeb(bufferSource(deb), "bad.deb").catch((e: unknown) => e);
+    expect(isPackratError(err, "PACKRAT_PACKAGE_INVALID")).toBe(true);
+    const cause = (err as PackratError).cause;
+    expect(cause).toBeInstanceOf(FormatError);
+    expect(cause).toMatchObject({ code: "tar", file: "bad.deb", offset: 0 });
+  });
   it("refuses a truncated stream, with the offset of the fault", async () => {
     const data = new Uint8Array(100_000).map((_, i) => (i * 31) % 7);
     for (const c of ["gzip", "xz", "zstd"] as const) {

@@ -12,7 +12,7 @@ import type { Compression } from "./compress.js";
 import { compressionForSuffix, decompress } from "./compress.js";
 import type { ControlField } from "./deb-control.js";
 import { controlValue, parseControlStanza } from "./deb-control.js";
-import { FormatError } from "./format-error.js";
+import { FormatError, inFile } from "./format-error.js";
 import { findTarFile, readTar } from "./tar.js";
 
 /**
@@ -178,7 +178,7 @@ export async function parseDeb(
     return { format: "deb", control: fields, controlCompression: compression, ...sums };
   } catch (err) {
     if (err instanceof FormatError) {
-      throw invalid(filename, err.message, err);
+      throw invalid(filename, err.message, inFile(err, filename));
     }
     throw err;
   }

@@ -33,3 +33,17 @@ export class FormatError extends Error {
 export function isFormatError(err: unknown, code?: FormatErrorCode): err is FormatError {
   return err instanceof FormatError && (code === undefined || err.code === code);
 }
+
+/**
+ * `err` with `file` filled in when it is a FormatError that does not name one (a parser over
+ * bytes does not know where they came from; the caller that wraps it does); anything else
+ * as it is.
+ */
+export function inFile(err: unknown, file: string): unknown {
+  if (!(err instanceof FormatError) || err.file !== undefined) return err;
+  return new FormatError(err.code, err.message, {
+    file,
+    ...(err.offset === undefined ? {} : { offset: err.offset }),
+    ...(err.cause === undefined ? {} : { cause: err.cause }),
+  });
+}

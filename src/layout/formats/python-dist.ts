@@ -9,6 +9,7 @@
  */
 import { inflateRawSync } from "node:zlib";
 import { PackratError } from "../../errors.js";
+import { inFile } from "./format-error.js";
 import type { ByteSource } from "../types.js";
 import { decompressedChunks, sniffCompression } from "./compress.js";
 import { readTarStream } from "./tar.js";
@@ -200,13 +201,13 @@ export async function readPythonDist(
     }
   } catch (err) {
     if (err instanceof PackratError) throw err;
-    throw invalid((err as Error).message, err);
+    throw invalid((err as Error).message, inFile(err, filename));
   }
   let metadata: Record<string, string | string[]> = {};
   try {
     if (text !== null) metadata = parseCoreMetadata(text);
   } catch (err) {
-    throw invalid((err as Error).message, err);
+    throw invalid((err as Error).message, inFile(err, filename));
   }
   const declaredName = single(metadata, "name");
   // The split of an sdist's stem may depend on the declared name (foo-bar-1.0: foo-bar 1.0).
