@@ -1,12 +1,13 @@
 /**
- * The one error the file-format parsers and decoders throw (tar, ar, the compressions, deb
- * control stanzas, .PKGINFO, repodata): what format, the message, and, where known, the file
- * and the byte offset in it. It is not a PackratError: a parser does not know what the bytes
+ * The one error the file-format parsers and decoders throw (tar, ar, zip, the compressions,
+ * deb control stanzas, .PKGINFO, Python core metadata, repodata): what format, the message,
+ * and, where known, the file and the byte offset in it. It is not a PackratError: a parser does not know what the bytes
  * were for, so its caller wraps it in one that names the package (PACKRAT_PACKAGE_INVALID) or
  * turns it into a check problem.
  */
 
-export type FormatErrorCode = "tar" | "ar" | "compress" | "deb-control" | "pkginfo" | "repodata";
+export type FormatErrorCode =
+  "tar" | "ar" | "zip" | "compress" | "deb-control" | "pkginfo" | "python-metadata" | "repodata";
 
 export interface FormatErrorOptions {
   /** The file the bytes came from, when the parser knows it. */
