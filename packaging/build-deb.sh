@@ -6,7 +6,7 @@
 # The repo is copied to a throwaway directory (mktemp -d); `npm ci`, `npm run build` and
 # `npm prune --omit=dev` run there, so the working tree (and its node_modules) is never
 # touched: only OUTPUT_DIR is written. The package is architecture-specific because
-# node_modules holds native addons (better-sqlite3, zstd-napi, @napi-rs/lzma).
+# node_modules holds native addons (better-sqlite3, zstd-napi, lzma-native).
 #
 # Environment:
 #   PACKRAT_DEB_DEPENDS      Depends: line (default "nodejs (>= 20), adduser"). Where Node comes

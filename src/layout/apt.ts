@@ -10,7 +10,7 @@ import { digestHex, sha256Hex } from "../digest.js";
 import { PackratError } from "../errors.js";
 import type { DistroVersion } from "../types.js";
 import type { DebMeta } from "./formats/deb.js";
-import { xzCompressAsync } from "./formats/compress.js";
+import { xzCompress } from "./formats/compress.js";
 import { GzipMemberCache } from "./formats/gzip-members.js";
 import { RenderCaches } from "./formats/render-caches.js";
 import { asDebMeta, parseDeb } from "./formats/deb.js";
@@ -287,7 +287,7 @@ async function renderDist(
     if (!withXz) deferred.xz = true;
     const [gz, xzed] = await Promise.all([
       gzCache.compress(items),
-      withXz ? xzCompressAsync(plain) : null,
+      withXz ? xzCompress(plain) : null,
     ]);
     return [
       { name: `${dir}/Packages`, content: plain },

@@ -17,8 +17,8 @@ import { asPacmanMeta, compareBytes, readPacmanPackage } from "./formats/pacman-
 import type { PacmanPackageMeta } from "./formats/pacman-package.js";
 import { GzipMemberCache } from "./formats/gzip-members.js";
 import type { ChunkItem } from "./formats/gzip-members.js";
-import { writeTar } from "./formats/pacman-tar.js";
-import type { TarWriteEntry } from "./formats/pacman-tar.js";
+import { writeTar } from "./formats/tar.js";
+import type { TarWriteEntry } from "./formats/tar.js";
 import { pkgInfoList, pkgInfoValue, vercmp } from "./formats/pkginfo.js";
 import type {
   ByteSource,

@@ -6,7 +6,6 @@
  */
 import { checkYumRepos } from "./checks/yum.js";
 import { sha256Hex } from "../digest.js";
-import { compress as zstdCompress } from "zstd-napi";
 import { PackratError } from "../errors.js";
 import type { DistroVersion } from "../types.js";
 import type { RpmEntry, RepomdData } from "./formats/rpm-repodata.js";
@@ -18,6 +17,7 @@ import {
   primaryPackageXml,
   repomdXml,
 } from "./formats/rpm-repodata.js";
+import { zstdCompress } from "./formats/compress.js";
 import { GzipMemberCache, type ChunkItem } from "./formats/gzip-members.js";
 import { RenderCaches } from "./formats/render-caches.js";
 import { asRpmMeta, parseRpm } from "./formats/rpm-meta.js";

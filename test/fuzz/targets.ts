@@ -9,14 +9,13 @@
  * wrapped back (recompressed, checksums fixed) into a file the outer layers accept.
  */
 import { gzipSync } from "node:zlib";
-import { xz } from "@napi-rs/lzma";
 import fc from "fast-check";
 import { zipSync } from "fflate";
-import { compress as zstdCompress } from "zstd-napi";
 import { aptLayout } from "../../src/layout/apt.js";
 import type { Compression } from "../../src/layout/formats/compress.js";
-import { writeTar } from "../../src/layout/formats/pacman-tar.js";
-import type { TarWriteEntry } from "../../src/layout/formats/pacman-tar.js";
+import { xzCompressSync, zstdCompress } from "../../src/layout/formats/compress.js";
+import { writeTar } from "../../src/layout/formats/tar.js";
+import type { TarWriteEntry } from "../../src/layout/formats/tar.js";
 import {
   binEntry,
   encodeHeader,
@@ -37,6 +36,9 @@ import { pkginfoText } from "../support/pacman-builder.js";
 import { coreMetadata } from "../support/python-builder.js";
 import { buildSyntheticRpm, syntheticRpmFilename } from "../support/rpm-builder.js";
 import type { FuzzCase, Layer, Seed, Target } from "./harness.js";
+
+/** xz -0: seeds are small, and liblzma -6 sets up a 94 MiB encoder per call. */
+const xzCompressSync0 = (data: Uint8Array) => xzCompressSync(data, 0);
 
 const enc = new TextEncoder();
 const identity = (b: Uint8Array) => b;
@@ -185,7 +187,7 @@ function compress(data: Uint8Array, compression: Compression): Uint8Array {
       return gzipSync(data);
     // Stored LZMA2 chunks (fast, synchronous); a valid xz stream like any other.
     case "xz":
-      return xz.compressSync(data);
+      return xzCompressSync0(data);
     case "zstd":
       return zstdCompress(data);
   }
@@ -482,7 +484,7 @@ function pacmanCompress(tar: Uint8Array, c: PacmanCompression): Uint8Array {
     : c === "zst"
       ? zstdCompress(tar)
       : c === "xz"
-        ? xz.compressSync(tar)
+        ? xzCompressSync0(tar)
         : gzipSync(tar);
 }
 
@@ -664,7 +666,7 @@ function sdistOf(pkgInfo: Uint8Array, format: SdistFormat): Uint8Array {
     );
   }
   const tar = sdistTar(pkgInfo);
-  return format === "tar.gz" ? gzipSync(tar) : format === "tar.xz" ? xz.compressSync(tar) : tar;
+  return format === "tar.gz" ? gzipSync(tar) : format === "tar.xz" ? xzCompressSync0(tar) : tar;
 }
 
 function wheelSeed(level: 0 | 6): Seed {
@@ -706,7 +708,7 @@ function sdistSeed(format: SdistFormat): Seed {
       hotspots: tarHotspots(tar),
       wrap: (m) => {
         const fixed = fixTarChecksums(m, headers);
-        return format === "tar.gz" ? gzipSync(fixed) : xz.compressSync(fixed);
+        return format === "tar.gz" ? gzipSync(fixed) : xzCompressSync0(fixed);
       },
     });
   }

@@ -155,7 +155,7 @@ describe("packaging/build-deb.sh", () => {
       "openpgp",
       "pino",
       "zstd-napi",
-      "@napi-rs/lzma",
+      "lzma-native",
     ]) {
       expect(entries.has(`/usr/lib/packrat-agent/node_modules/${prod}`), prod).toBe(true);
     }
@@ -176,9 +176,10 @@ describe("packaging/build-deb.sh", () => {
         "-e",
         `const D = require("better-sqlite3");
          console.log(new D(":memory:").prepare("select 1 + 1 as two").get().two);
-         const z = require("zstd-napi"); const { xz } = require("@napi-rs/lzma");
+         const z = require("zstd-napi"); const l = require("lzma-native");
          const data = Buffer.from("packrat");
-         console.log(z.decompress(z.compress(data)).toString(), xz.decompressSync(xz.compressSync(data)).toString());`,
+         l.compress(data, (c) => l.decompress(c, (d) =>
+           console.log(z.decompress(z.compress(data)).toString(), d.toString())));`,
       ],
       { cwd: path.join(unpacked, "usr/lib/packrat-agent") },
     );

@@ -22,7 +22,7 @@ import { startStaticServer } from "../support/static-server.js";
 import type { StaticServer } from "../support/static-server.js";
 import { makeTestSigner } from "../support/test-signer.js";
 import { writeTree } from "../support/write-tree.js";
-import { readTar } from "../../src/layout/formats/pacman-tar.js";
+import { readTarStream } from "../../src/layout/formats/tar.js";
 
 const run = promisify(execFile);
 
@@ -224,7 +224,7 @@ describe("real pacman, SigLevel = Required", () => {
       for (const arch of ["x86_64", "aarch64"]) {
         const db = gunzipSync(await readFile(path.join(served.root, arch, "testrepo.db")));
         const descs: string[] = [];
-        await readTar([db], {
+        await readTarStream([db], {
           maxContent: 1 << 20,
           maxMembers: 100,
           wantContent: (m) => m.name.endsWith("/desc"),

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { CheckResult, TreeReader } from "../../src/layout/types.js";
-import { writeTar } from "../../src/layout/formats/pacman-tar.js";
+import { writeTar } from "../../src/layout/formats/tar.js";
 import { layoutFor } from "../../src/layout/index.js";
 import {
   DEFAULT_LAYOUT_OPTIONS,

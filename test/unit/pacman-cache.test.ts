@@ -11,7 +11,7 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, test } from "vitest";
 import { checkPacmanRepo } from "../../src/layout/checks/pacman.js";
 import type { CheckResult } from "../../src/layout/checks/types.js";
-import { readTar, writeTar } from "../../src/layout/formats/pacman-tar.js";
+import { readTarStream, writeTar } from "../../src/layout/formats/tar.js";
 import type { PacmanPublishedPackage } from "../../src/layout/pacman.js";
 import { pacmanLayout, tarSlice } from "../../src/layout/pacman.js";
 import type { RenderInput, RenderedFile } from "../../src/layout/types.js";
@@ -99,7 +99,7 @@ function databases(files: readonly RenderedFile[]): Record<string, Uint8Array> {
 
 async function tarEntries(tar: Uint8Array): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  await readTar([tar], {
+  await readTarStream([tar], {
     maxContent: 1 << 20,
     maxMembers: 100_000,
     wantContent: () => true,

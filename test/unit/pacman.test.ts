@@ -7,8 +7,8 @@ import {
   compareBytes,
   readPacmanPackage,
 } from "../../src/layout/formats/pacman-package.js";
-import { xzUncompressedSize } from "../../src/layout/formats/pacman-stream.js";
-import { readTar, writeTar } from "../../src/layout/formats/pacman-tar.js";
+import { decompress, xzCompressSync } from "../../src/layout/formats/compress.js";
+import { readTarStream, writeTar } from "../../src/layout/formats/tar.js";
 import { parsePkgInfo, vercmp } from "../../src/layout/formats/pkginfo.js";
 import { pacmanArch, pacmanLayout, pacmanRepoName } from "../../src/layout/pacman.js";
 import type { PacmanRenderInput } from "../../src/layout/pacman.js";
@@ -24,7 +24,6 @@ import {
 } from "../support/pacman-builder.js";
 import type { PacmanPackageSpec } from "../support/pacman-builder.js";
 import { makeTestSigner } from "../support/test-signer.js";
-import { xz } from "@napi-rs/lzma";
 
 const SPEC: PacmanPackageSpec = {
   name: "hello",
@@ -44,7 +43,7 @@ async function expectInvalid(promise: Promise<unknown>, filename: string): Promi
 
 async function tarNames(tar: Uint8Array): Promise<string[]> {
   const names: string[] = [];
-  await readTar([tar], {
+  await readTarStream([tar], {
     maxContent: 0,
     maxMembers: 1000,
     wantContent: () => false,
@@ -151,9 +150,12 @@ describe("parse", () => {
     );
   });
 
-  test("the xz index gives the exact decompressed size", () => {
+  test("xz decodes to the exact size, and not a byte over the cap", async () => {
     const data = new Uint8Array(123_457).fill(7);
-    expect(xzUncompressedSize(xz.compressSync(data))).toBe(data.length);
+    expect((await decompress(xzCompressSync(data), "xz", data.length)).length).toBe(data.length);
+    await expect(decompress(xzCompressSync(data), "xz", data.length - 1)).rejects.toThrow(
+      /exceeds the limit/,
+    );
   });
 
   test("arbitrary bytes give metadata or PACKRAT_PACKAGE_INVALID, never another error", async () => {
@@ -432,7 +434,7 @@ describe("tar header numbers", () => {
   }
   async function sizeOf(field: string): Promise<number> {
     let size = -1;
-    await readTar([tarWithSizeField(field)], {
+    await readTarStream([tarWithSizeField(field)], {
       maxContent: 0,
       maxMembers: 10,
       wantContent: () => false,

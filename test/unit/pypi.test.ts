@@ -6,7 +6,7 @@ import { zipSync } from "fflate";
 import { describe, expect, test } from "vitest";
 import { layoutForFilename } from "../../src/layout/index.js";
 import { isPackratError } from "../../src/errors.js";
-import { writeTar } from "../../src/layout/formats/pacman-tar.js";
+import { writeTar } from "../../src/layout/formats/tar.js";
 import {
   normalizeProjectName,
   parseCoreMetadata,

@@ -1,9 +1,6 @@
 import { describe, expect, it } from "vitest";
-import {
-  RepodataScanError,
-  scanRepodata,
-  unescapeXml,
-} from "../../src/layout/checks/repodata-scan.js";
+import { scanRepodata, unescapeXml } from "../../src/layout/checks/repodata-scan.js";
+import { FormatError } from "../../src/layout/formats/format-error.js";
 
 const primary = `<?xml version="1.0" encoding="UTF-8"?>
 <metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm" packages="2">
@@ -44,7 +41,7 @@ describe("scanRepodata", () => {
     expect(scanRepodata(xml, "metadata", ["packager"]).packages).toHaveLength(1);
   });
   it("refuses a document without its root or with an unclosed package", () => {
-    expect(() => scanRepodata("<other/>", "metadata", [])).toThrow(RepodataScanError);
+    expect(() => scanRepodata("<other/>", "metadata", [])).toThrow(FormatError);
     expect(() =>
       scanRepodata(
         `<metadata packages="1"><package type="rpm"><name>x</name></metadata>`,

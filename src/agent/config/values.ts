@@ -260,7 +260,10 @@ export function keyPrefix(): ValueParser<string> {
     const trimmed = raw.replace(/^\/+/, "").replace(/\/+$/, "");
     if (trimmed === "") return ok("");
     const parts = trimmed.split("/");
-    if (parts.some((p) => p === "" || p === "." || p === "..") || [...trimmed].some((c) => c < " " || c === "\\"))
+    if (
+      parts.some((p) => p === "" || p === "." || p === "..") ||
+      [...trimmed].some((c) => c < " " || c === "\\")
+    )
       return expected(
         'expected a key prefix such as mirror/prod (no empty, "." or ".." parts, no control characters)',
       );

@@ -2,10 +2,10 @@
  * .deb files built in memory (ar of debian-binary, control.tar and data.tar, each compressed
  * as asked): the demo's sample packages and the tests' fixtures.
  */
-import { execFileSync } from "node:child_process";
 import { gzipSync } from "node:zlib";
 import type { Compression } from "../../layout/formats/compress.js";
-import { zstdCompress } from "../../layout/formats/compress.js";
+import { xzCompressSync, zstdCompress } from "../../layout/formats/compress.js";
+import { writeTar } from "../../layout/formats/tar.js";
 
 const encoder = new TextEncoder();
 
@@ -33,41 +33,18 @@ export interface TarInput {
   directory?: boolean;
 }
 
-function octal(value: number, width: number): string {
-  return value.toString(8).padStart(width - 1, "0") + "\0";
-}
-
-/** A ustar archive (names ≤ 100 bytes), root-owned, mtime 0, ended by two zero blocks. */
+/**
+ * A ustar archive, root-owned, mtime 0, ended by two zero blocks: formats/tar.ts writeTar,
+ * with directories marked as such.
+ */
 export function makeTar(entries: readonly TarInput[]): Uint8Array {
-  const blocks: Uint8Array[] = [];
-  for (const entry of entries) {
-    const content = entry.content ?? new Uint8Array(0);
-    const header = new Uint8Array(512);
-    const put = (offset: number, text: string) => header.set(encoder.encode(text), offset);
-    put(0, entry.name);
-    put(100, octal(entry.directory ? 0o755 : 0o644, 8));
-    put(108, octal(0, 8));
-    put(116, octal(0, 8));
-    put(124, octal(entry.directory ? 0 : content.length, 12));
-    put(136, octal(0, 12));
-    put(148, "        ");
-    put(156, entry.directory ? "5" : "0");
-    put(257, "ustar\0");
-    put(263, "00");
-    put(265, "root");
-    put(297, "root");
-    let sum = 0;
-    for (const b of header) sum += b;
-    put(148, sum.toString(8).padStart(6, "0") + "\0 ");
-    blocks.push(header);
-    if (!entry.directory && content.length > 0) {
-      const padded = new Uint8Array(Math.ceil(content.length / 512) * 512);
-      padded.set(content);
-      blocks.push(padded);
-    }
-  }
-  blocks.push(new Uint8Array(1024));
-  return concat(blocks);
+  return writeTar(
+    entries.map((e) =>
+      e.directory
+        ? { name: e.name, mtime: 0 }
+        : { name: e.name, content: e.content ?? new Uint8Array(0), mtime: 0 },
+    ),
+  );
 }
 
 /** An ar archive as dpkg-deb writes it (mtime 0, root, mode 100644). */
@@ -105,8 +82,8 @@ export function compressWith(data: Uint8Array, compression: Compression): Uint8A
     case "gzip":
       return gzipSync(data);
     case "xz":
-      // The real xz, as dpkg-deb would: test builders stay synchronous.
-      return execFileSync("xz", ["-c", "-6", "--check=crc64"], { input: data, maxBuffer: 1 << 30 });
+      // xz -6 with CRC64, as dpkg-deb writes it; synchronous, as the builders are.
+      return xzCompressSync(data, 6);
     case "zstd":
       return zstdCompress(data);
   }

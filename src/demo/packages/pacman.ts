@@ -4,10 +4,9 @@
  */
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
-import { xz } from "@napi-rs/lzma";
-import { compress as zstdCompress } from "zstd-napi";
-import { writeTar } from "../../layout/formats/pacman-tar.js";
-import type { TarWriteEntry } from "../../layout/formats/pacman-tar.js";
+import { xzCompressSync, zstdCompress } from "../../layout/formats/compress.js";
+import { writeTar } from "../../layout/formats/tar.js";
+import type { TarWriteEntry } from "../../layout/formats/tar.js";
 
 export type PacmanCompression = "zst" | "xz" | "gz";
 
@@ -100,7 +99,7 @@ export function compressPacman(tar: Uint8Array, compression: PacmanCompression):
     case "zst":
       return zstdCompress(tar);
     case "xz":
-      return xz.compressSync(tar);
+      return xzCompressSync(tar);
     case "gz":
       return gzipSync(tar);
   }

@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { zipSync } from "fflate";
-import { writeTar } from "../../layout/formats/pacman-tar.js";
+import { writeTar } from "../../layout/formats/tar.js";
 
 export interface PythonDistSpec {
   name: string;

@@ -195,7 +195,7 @@ async function checkDist(dist: string, input: CheckInput, f: Findings): Promise<
       if (data === undefined) continue; // already reported
       let plain: Uint8Array;
       try {
-        plain = decompressAny(data);
+        plain = await decompressAny(data);
       } catch (err) {
         f.add(`${dist}/${name}`, `cannot be decompressed: ${errorText(err)}`);
         continue;

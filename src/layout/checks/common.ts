@@ -1,8 +1,6 @@
 /** Small helpers shared by the client-view checkers (not by the renderers). */
 import { digestHex } from "../../digest.js";
-import { gunzipSync } from "node:zlib";
-import { xz } from "@napi-rs/lzma";
-import { Decompress as ZstdDecompress } from "fzstd";
+import { decompressAny as decompressAnyCapped } from "../formats/compress.js";
 import type { CheckProblem, CheckResult, PackageInfo, TreeReader } from "./types.js";
 
 /** Metadata indexes are small; anything larger than this decompressed is refused. */
@@ -26,24 +24,12 @@ export function decodeUtf8(data: Uint8Array): string | null {
   }
 }
 
-/** Decompress by magic bytes (gzip, xz, zstd), else return the data as it is. */
-export function decompressAny(data: Uint8Array): Uint8Array {
-  if (data[0] === 0x1f && data[1] === 0x8b)
-    return gunzipSync(data, { maxOutputLength: MAX_INDEX_BYTES });
-  if (data[0] === 0xfd && data[1] === 0x37 && data[2] === 0x7a && data[3] === 0x58)
-    return xz.decompressSync(data);
-  if (data[0] === 0x28 && data[1] === 0xb5 && data[2] === 0x2f && data[3] === 0xfd) {
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    const d = new ZstdDecompress((chunk) => {
-      total += chunk.length;
-      if (total > MAX_INDEX_BYTES) throw new Error("decompressed size over the limit");
-      chunks.push(chunk);
-    });
-    d.push(data, true);
-    return Buffer.concat(chunks);
-  }
-  return data;
+/**
+ * Decompress by magic bytes (gzip, xz, zstd) with formats/compress.ts, at most MAX_INDEX_BYTES;
+ * anything else is returned as it is.
+ */
+export function decompressAny(data: Uint8Array): Promise<Uint8Array> {
+  return decompressAnyCapped(data, MAX_INDEX_BYTES);
 }
 
 /** Resolve `rel` against a directory (both relative to the repo); null if it escapes. */

@@ -121,7 +121,7 @@ async function checkDb(
 
   let readings: EntryReading[];
   try {
-    readings = readDatabase(memos, input.scope ?? "", dbPath, db);
+    readings = await readDatabase(memos, input.scope ?? "", dbPath, db);
   } catch (err) {
     f.add(dbPath, `cannot be read as a database: ${errorText(err)}`);
     return;
@@ -228,7 +228,12 @@ function readEntries(dbPath: string, tar: Uint8Array): EntryReading[] {
  * member's bytes, which are compared in full; anything else (a member that splits an entry,
  * a pax or long-name header, a zero block, xz or zstd) takes the whole-file path.
  */
-function readDatabase(memos: Memos, scope: string, dbPath: string, db: Uint8Array): EntryReading[] {
+async function readDatabase(
+  memos: Memos,
+  scope: string,
+  dbPath: string,
+  db: Uint8Array,
+): Promise<EntryReading[]> {
   const memoKey = `${scope}\0${dbPath}`;
   const memo = memos.get(memoKey);
   let members: Member[] | null = null;
@@ -240,7 +245,7 @@ function readDatabase(memos: Memos, scope: string, dbPath: string, db: Uint8Arra
   }
   if (members === null) {
     memos.delete(memoKey);
-    return readEntries(dbPath, decompressAny(db));
+    return readEntries(dbPath, await decompressAny(db));
   }
   const used: MemberMemo = new Map();
   const out: EntryReading[] = [];
@@ -256,7 +261,7 @@ function readDatabase(memos: Memos, scope: string, dbPath: string, db: Uint8Arra
     }
     if (known === null || (known.end && i !== members.length - 1)) {
       memos.delete(memoKey);
-      return readEntries(dbPath, decompressAny(db));
+      return readEntries(dbPath, await decompressAny(db));
     }
     const key = memberKey(known.bytes);
     const list = used.get(key) ?? [];

@@ -8,6 +8,7 @@
  * everything else in the real dnf tests. Building a DOM of a 10,000-package primary.xml took
  * ~0.6 s and most of the memory of every publish.
  */
+import { FormatError } from "../formats/format-error.js";
 
 export interface ScannedElement {
   attrs: Map<string, string>;
@@ -23,10 +24,6 @@ export interface ScannedPackage {
 export interface ScannedDocument {
   rootAttrs: Map<string, string>;
   packages: ScannedPackage[];
-}
-
-export class RepodataScanError extends Error {
-  override readonly name = "RepodataScanError";
 }
 
 const ENTITY = /&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);/g;
@@ -84,13 +81,13 @@ function childElement(block: string, name: string): ScannedElement | undefined {
   const attrs = parseAttrs(attrText);
   if (selfClosing) return { attrs, text: "" };
   const close = block.indexOf("</", re.lastIndex);
-  if (close < 0) throw new RepodataScanError(`<${name}> is not closed`);
+  if (close < 0) throw new FormatError("repodata", `<${name}> is not closed`);
   return { attrs, text: unescapeXml(block.slice(re.lastIndex, close)) };
 }
 
 /**
  * Scan a document whose root element is `root` (e.g. "metadata") for its <package> elements.
- * Throws RepodataScanError when the structure is broken (no root, an unclosed package).
+ * Throws FormatError when the structure is broken (no root, an unclosed package).
  */
 export function scanRepodata(
   xml: string,
@@ -99,12 +96,12 @@ export function scanRepodata(
 ): ScannedDocument {
   const rootRe = new RegExp(`<${root}(?=[\\s/>])([^>]*)>`);
   const rm = rootRe.exec(xml);
-  if (!rm) throw new RepodataScanError(`no <${root}> element`);
+  if (!rm) throw new FormatError("repodata", `no <${root}> element`);
   const rootAttrs = parseAttrs(rm[1] ?? "");
   const closeRoot = `</${root}>`;
   const rootEnd = xml.lastIndexOf(closeRoot);
   if (rootEnd < 0 && !(rm[1] ?? "").endsWith("/"))
-    throw new RepodataScanError(`<${root}> is not closed`);
+    throw new FormatError("repodata", `<${root}> is not closed`);
   const packages: ScannedPackage[] = [];
   let pos = rm.index + rm[0].length;
   const limit = rootEnd < 0 ? xml.length : rootEnd;
@@ -117,7 +114,7 @@ export function scanRepodata(
       continue;
     }
     const gt = xml.indexOf(">", nameEnd);
-    if (gt < 0) throw new RepodataScanError("a <package> start tag is not closed");
+    if (gt < 0) throw new FormatError("repodata", "a <package> start tag is not closed");
     let attrText = xml.slice(nameEnd, gt);
     const selfClosing = attrText.endsWith("/");
     if (selfClosing) attrText = attrText.slice(0, -1);
@@ -129,7 +126,8 @@ export function scanRepodata(
       continue;
     }
     const end = xml.indexOf("</package>", gt);
-    if (end < 0 || end > limit) throw new RepodataScanError("a <package> element is not closed");
+    if (end < 0 || end > limit)
+      throw new FormatError("repodata", "a <package> element is not closed");
     const block = xml.slice(gt + 1, end);
     for (const name of childNames) {
       const el = childElement(block, name);

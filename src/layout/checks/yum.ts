@@ -112,7 +112,7 @@ async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promi
     }
     let open: Uint8Array;
     try {
-      open = decompressAny(bytes);
+      open = await decompressAny(bytes);
     } catch (err) {
       f.add(rel, `cannot be decompressed: ${errorText(err)}`);
       continue;

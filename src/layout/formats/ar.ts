@@ -4,10 +4,7 @@
  * even offset. Only headers are read here; a caller reads the members it wants.
  */
 import type { ByteSource } from "../types.js";
-
-export class ArError extends Error {
-  override readonly name = "ArError";
-}
+import { FormatError } from "./format-error.js";
 
 export interface ArMember {
   /** The member name without GNU's trailing `/` and padding. */
@@ -25,30 +22,33 @@ const latin1 = new TextDecoder("latin1");
 export async function readArMembers(source: ByteSource, maxMembers = 64): Promise<ArMember[]> {
   const magic = await source.read(0, AR_MAGIC.length);
   if (magic.length < AR_MAGIC.length || latin1.decode(magic) !== AR_MAGIC) {
-    throw new ArError(`not an ar archive (no "!<arch>" magic; ${source.size} bytes)`);
+    throw new FormatError("ar", `not an ar archive (no "!<arch>" magic; ${source.size} bytes)`);
   }
   const members: ArMember[] = [];
   let pos = AR_MAGIC.length;
   while (pos < source.size) {
-    if (members.length >= maxMembers) throw new ArError(`more than ${maxMembers} members`);
+    if (members.length >= maxMembers)
+      throw new FormatError("ar", `more than ${maxMembers} members`);
     const header = await source.read(pos, HEADER);
     if (header.length < HEADER) {
-      throw new ArError(`truncated member header at offset ${pos}`);
+      throw new FormatError("ar", `truncated member header at offset ${pos}`);
     }
     const text = latin1.decode(header);
     if (text.slice(58, 60) !== "`\n") {
-      throw new ArError(`bad member header at offset ${pos} (no "\`\\n" terminator)`);
+      throw new FormatError("ar", `bad member header at offset ${pos} (no "\`\\n" terminator)`);
     }
     const sizeText = text.slice(48, 58).trimEnd();
     if (!/^[0-9]{1,10}$/.test(sizeText)) {
-      throw new ArError(
+      throw new FormatError(
+        "ar",
         `member header at offset ${pos} has a bad size ${JSON.stringify(sizeText)}`,
       );
     }
     const size = Number(sizeText);
     const offset = pos + HEADER;
     if (offset + size > source.size) {
-      throw new ArError(
+      throw new FormatError(
+        "ar",
         `member at offset ${pos} claims ${size} bytes but the file has ${source.size - offset} left (truncated?)`,
       );
     }
@@ -64,7 +64,8 @@ export async function readArMembers(source: ByteSource, maxMembers = 64): Promis
 export async function readArMember(source: ByteSource, member: ArMember): Promise<Uint8Array> {
   const data = await source.read(member.offset, member.size);
   if (data.length !== member.size) {
-    throw new ArError(
+    throw new FormatError(
+      "ar",
       `member ${member.name} is truncated (${data.length} of ${member.size} bytes)`,
     );
   }

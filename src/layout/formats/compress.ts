@@ -1,19 +1,41 @@
 /**
- * Decompression with a hard cap on the output size (a decompression bomb is cut off, not
- * buffered), and deterministic compression for published indexes. Generic: any layout may
- * use it. Errors are plain `DecompressError`s; callers wrap them in a PackratError that names
- * their file.
+ * The one compression module: detection by magic bytes, decompression with a hard cap on the
+ * output (a decompression bomb is cut off as it is produced, never buffered), streaming or
+ * whole, and deterministic compression for published indexes and the demo packages.
+ *
+ * One implementation per algorithm (bench/compression.ts, docs/benchmarks.md): gzip is
+ * node:zlib; xz and LZMA-alone are liblzma through lzma-native (its binary ships inside the
+ * npm package: nothing to compile); zstd is libzstd through zstd-napi (the only candidate that
+ * both compresses and decodes in bounded steps with a window limit); bzip2 (Python sdists
+ * only) is unbzip2-stream (pure JS). Errors are `FormatError`s ("compress"); callers wrap them
+ * in a PackratError that names their file.
  */
-import { gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
-import { xz } from "@napi-rs/lzma";
+import type { Transform } from "node:stream";
+import { Readable, pipeline } from "node:stream";
+import { createGunzip, gzipSync, constants as zlibConstants } from "node:zlib";
+import * as lzma from "lzma-native";
+import unbzip2 from "unbzip2-stream";
 import { compress as zstdCompressNative } from "zstd-napi";
 import zstdBinding from "zstd-napi/binding.js";
-import * as lzma from "lzma-native";
+import type { ByteSource } from "../types.js";
+import { bufferSource } from "../types.js";
+import { FormatError } from "./format-error.js";
 
+/** What a .deb member or a published index may use. */
 export type Compression = "gzip" | "xz" | "zstd" | "none";
+/** bzip2 and lzma (LZMA-alone, .tar.lzma) only for callers that ask (Python sdists). */
+export type StreamCompression = Compression | "bzip2" | "lzma";
 
-export class DecompressError extends Error {
-  override readonly name = "DecompressError";
+const READ_CHUNK = 1 << 20;
+
+function compressError(message: string, options: { offset?: number; cause?: unknown } = {}) {
+  return new FormatError("compress", message, options);
+}
+
+function tooLarge(maxOutput: number): FormatError {
+  return compressError(`decompressed size exceeds the limit of ${maxOutput} bytes`, {
+    offset: maxOutput,
+  });
 }
 
 /** The compression a member name ends with (`control.tar.gz` → gzip), or null if unknown. */
@@ -32,196 +54,389 @@ export function compressionForSuffix(suffix: string): Compression | null {
   }
 }
 
-/** Decompress `data`; throws DecompressError if it is corrupt or would exceed `maxOutput`. */
-export function decompress(
-  data: Uint8Array,
-  compression: Compression,
-  maxOutput: number,
-): Uint8Array {
-  switch (compression) {
-    case "none":
-      if (data.length > maxOutput) throw tooLarge(maxOutput);
-      return data;
-    case "gzip":
-      return gunzipCapped(data, maxOutput);
-    case "xz":
-      return unxzCapped(data, maxOutput);
-    case "zstd":
-      return unzstdCapped(data, maxOutput);
+/**
+ * The compression `head` (the first bytes of a file, 512 or more for a plain tar) starts
+ * with, from its magic bytes (the name can lie); "none" for a ustar tar; null if unknown.
+ * `bzip2`: also know bzip2 ("BZh" and a block size digit); only Python sdists use it.
+ */
+export function detectCompression(
+  head: Uint8Array,
+  options: { bzip2?: boolean } = {},
+): StreamCompression | null {
+  const starts = (...bytes: number[]) => bytes.every((b, i) => head[i] === b);
+  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return "zstd";
+  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return "xz";
+  if (starts(0x1f, 0x8b)) return "gzip";
+  if (
+    options.bzip2 &&
+    starts(0x42, 0x5a, 0x68) &&
+    (head[3] ?? 0) >= 0x31 &&
+    (head[3] ?? 0) <= 0x39
+  ) {
+    return "bzip2";
+  }
+  if (head.length >= 262 && String.fromCharCode(...head.subarray(257, 262)) === "ustar") {
+    return "none";
+  }
+  return null;
+}
+
+/** detectCompression over the first 512 bytes of a source. */
+export async function sniffCompression(
+  source: ByteSource,
+  options: { bzip2?: boolean } = {},
+): Promise<StreamCompression | null> {
+  return detectCompression(await source.read(0, 512), options);
+}
+
+/** The raw bytes of a source, in chunks, with `onChunk` seeing each (for hashing). */
+export async function* sourceChunks(
+  source: ByteSource,
+  onChunk?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  for (let offset = 0; offset < source.size;) {
+    const chunk = await source.read(offset, Math.min(READ_CHUNK, source.size - offset));
+    if (chunk.length === 0)
+      throw compressError(`unexpected end of data at byte ${offset}`, { offset });
+    onChunk?.(chunk);
+    offset += chunk.length;
+    yield chunk;
   }
 }
 
-function tooLarge(maxOutput: number): DecompressError {
-  return new DecompressError(`decompressed size exceeds the limit of ${maxOutput} bytes`);
+export interface DecompressLimits {
+  /** Most decompressed bytes accepted. */
+  maxOutput: number;
 }
 
-function gunzipCapped(data: Uint8Array, maxOutput: number): Uint8Array {
+/**
+ * The decompressed bytes of `source` in chunks, cut off with a FormatError once more than
+ * `limits.maxOutput` bytes came out. `onRaw` sees every compressed chunk once, in order (so
+ * the caller can hash the file in the same pass).
+ */
+export async function* decompressedChunks(
+  source: ByteSource,
+  compression: StreamCompression,
+  limits: DecompressLimits,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  let total = 0;
+  const count = (chunk: Uint8Array): Uint8Array => {
+    total += chunk.length;
+    if (total > limits.maxOutput) throw tooLarge(limits.maxOutput);
+    return chunk;
+  };
   try {
-    // maxOutputLength makes zlib stop (RangeError) instead of growing the buffer further.
-    return gunzipSync(data, { maxOutputLength: Math.max(1, maxOutput) });
+    if (compression === "none") {
+      for await (const chunk of sourceChunks(source, onRaw)) yield count(chunk);
+    } else if (compression === "zstd") {
+      for await (const chunk of unzstdChunks(source, onRaw)) yield count(chunk);
+    } else if (compression === "bzip2") {
+      yield* unbzip2Chunks(source, count, onRaw);
+    } else {
+      yield* streamChunks(source, compression, count, limits.maxOutput, onRaw);
+    }
   } catch (err) {
-    if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") throw tooLarge(maxOutput);
-    throw new DecompressError(`gzip: ${(err as Error).message}`, { cause: err });
+    // Every fault names where it is: the decompressed bytes that came out before it.
+    if (err instanceof FormatError && err.offset === undefined) {
+      throw new FormatError(err.code, err.message, { offset: total, cause: err.cause });
+    }
+    throw err;
   }
 }
 
-/** zstd's own default decoder limit (the zstd CLI's --memory=128MB): 2^27-byte windows. */
-const ZSTD_WINDOW_LOG_MAX = 27;
-const ZSTD_OUT = 128 << 10;
+/**
+ * gzip (node:zlib) and xz/LZMA-alone (liblzma) through their Transform streams. liblzma is fed
+ * LZMA_SLICE bytes at a time, in blocking mode (no thread-pool hop per slice): its output for
+ * one call is not bounded, and LZMA2 turns a few KiB of input into megabytes, so small slices
+ * keep what is decoded past the cap (and buffered before it is counted) to a few MiB. An xz
+ * file's index states its decompressed size: more than the cap is refused before decoding,
+ * and blocks that decode to more than the index says are cut off there.
+ */
+async function* streamChunks(
+  source: ByteSource,
+  compression: "gzip" | "xz" | "lzma",
+  count: (chunk: Uint8Array) => Uint8Array,
+  maxOutput: number,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  let declared: number | null = null;
+  if (compression === "xz") {
+    declared = await xzDeclaredSize(source);
+    if (declared > maxOutput) {
+      throw compressError(
+        `decompressed size exceeds the limit of ${maxOutput} bytes: the xz index declares ${declared}`,
+        { offset: 0 },
+      );
+    }
+  }
+  const decoder: Transform =
+    compression === "gzip"
+      ? createGunzip()
+      : // liblzma: xz (every check type and filter xz-utils writes, concatenated streams)
+        // or LZMA-alone. memlimit caps the decoder's own memory (its dictionary).
+        lzma.createStream(compression === "xz" ? XZ_DECODER : "aloneDecoder", {
+          memlimit: LZMA_MEMLIMIT,
+          synchronous: true,
+        });
+  const input = compression === "gzip" ? sourceChunks(source, onRaw) : sliced(source, onRaw);
+  const out = pipeline(Readable.from(input), decoder, () => {
+    // Errors surface through the async iteration below.
+  });
+  let produced = 0;
+  try {
+    for await (const chunk of out as AsyncIterable<Uint8Array>) {
+      produced += chunk.length;
+      if (declared !== null && produced > declared) {
+        throw compressError(
+          `xz: the blocks hold over ${produced - chunk.length} bytes, the index says ${declared}`,
+        );
+      }
+      yield count(chunk);
+    }
+  } catch (err) {
+    if (err instanceof FormatError) throw err;
+    throw compressError(`${compression}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    out.destroy();
+  }
+}
 
-function unzstdCapped(data: Uint8Array, maxOutput: number): Uint8Array {
-  // libzstd's streaming decoder (zstd-napi), not fzstd: fzstd allocates the window a frame
-  // header declares before decoding a byte, so a 20-byte control.tar.zst claiming a 1.9 GiB
-  // window made it allocate 1.9 GiB (or throw a RangeError for a 2^31 one). libzstd refuses
-  // windows over 2^27, sizes its buffer by the content size when the frame states it, and
-  // hands over at most ZSTD_OUT bytes a call, so the cap holds to within one call.
-  const dctx = new zstdBinding.DCtx();
-  dctx.setParameter(zstdBinding.DParameter.windowLogMax, ZSTD_WINDOW_LOG_MAX);
+/**
+ * Decompress `data` whole; throws a FormatError if it is corrupt, truncated, or would exceed
+ * `maxOutput` (cut off as it is produced).
+ */
+export async function decompress(
+  data: Uint8Array,
+  compression: StreamCompression,
+  maxOutput: number,
+): Promise<Uint8Array> {
+  if (compression === "none") {
+    if (data.length > maxOutput) throw tooLarge(maxOutput);
+    return data;
+  }
   const parts: Uint8Array[] = [];
   let total = 0;
-  let src = data;
-  let inFrame = false;
-  let stalled = 0;
-  for (;;) {
-    const dst = Buffer.allocUnsafe(ZSTD_OUT);
-    let ret: number, produced: number, consumed: number;
-    try {
-      [ret, produced, consumed] = dctx.decompressStream(dst, src);
-    } catch (err) {
-      throw new DecompressError(`zstd: ${(err as Error).message}`, { cause: err });
-    }
-    total += produced;
-    if (total > maxOutput) throw tooLarge(maxOutput);
-    if (produced > 0) parts.push(dst.subarray(0, produced));
-    src = src.subarray(consumed);
-    inFrame = ret !== 0;
-    // All input taken and the output not full: nothing more to flush.
-    if (src.length === 0 && produced < dst.length) break;
-    // A frame's end returns once without progress; a decoder that keeps making none would
-    // spin here forever.
-    stalled = produced === 0 && consumed === 0 ? stalled + 1 : 0;
-    if (stalled > 2) throw new DecompressError("zstd: the decoder makes no progress");
-  }
-  if (inFrame) {
-    throw new DecompressError("zstd: the data ends inside a frame (truncated)");
+  for await (const chunk of decompressedChunks(bufferSource(data), compression, { maxOutput })) {
+    parts.push(chunk);
+    total += chunk.length;
   }
   return concat(parts, total);
 }
 
-function unxzCapped(data: Uint8Array, maxOutput: number): Uint8Array {
-  // @napi-rs/lzma (the Rust lzma-rs) has no output limit, so the exact output size is read
-  // from the LZMA2 chunk headers first (cheap: no decoding). The decoder stops every chunk at
-  // the size its header states, so the sum is a hard bound; the length is checked after too.
-  // lzma-rs knows neither SHA-256 checks nor BCJ/delta filters: those fail as corrupt (dpkg
-  // never writes them).
-  const size = xzDecompressedSize(data);
-  if (size > maxOutput) throw tooLarge(maxOutput);
-  let out: Uint8Array;
-  try {
-    out = xz.decompressSync(data);
-  } catch (err) {
-    throw new DecompressError(`xz: ${(err as Error).message}`, { cause: err });
+/** Decompress by magic bytes (gzip, xz, zstd), else return the data as it is. */
+export async function decompressAny(data: Uint8Array, maxOutput: number): Promise<Uint8Array> {
+  const compression = detectCompression(data);
+  if (compression === null || compression === "none") return data;
+  return decompress(data, compression, maxOutput);
+}
+
+/** Compressed bytes handed to liblzma at a time (see streamChunks). */
+const LZMA_SLICE = 4 << 10;
+
+async function* sliced(
+  source: ByteSource,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  for await (const raw of sourceChunks(source, onRaw)) {
+    for (let at = 0; at < raw.length; at += LZMA_SLICE) yield raw.subarray(at, at + LZMA_SLICE);
   }
-  if (out.length !== size) {
-    throw new DecompressError(`xz: decoded ${out.length} bytes, chunk headers state ${size}`);
-  }
-  return out;
 }
 
 const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
-const XZ_CHECK_SIZES: Record<number, number> = { 0: 0, 1: 4, 4: 8, 10: 32 };
+/** The tail read at once for a stream footer and the stream padding before it. */
+const XZ_TAIL = 64 << 10;
+const XZ_MAX_INDEX = 16 << 20;
 
 /**
- * The decompressed size of an xz file (one or more streams), summed from the LZMA2 chunk
- * headers of every block (xz file format 1.0.4 §3, LZMA2 chunk format). Throws on anything
- * that does not follow the format.
+ * The decompressed size an xz file's indexes declare (xz file format 1.0.4, §2.2 and §4):
+ * stream by stream from the end (stream padding, footer, index, blocks, header), reading only
+ * those parts. Throws on anything that does not follow the format.
  */
-export function xzDecompressedSize(data: Uint8Array): number {
-  const bad = (what: string) => new DecompressError(`xz: ${what}`);
-  const need = (pos: number, n: number) => {
-    if (pos + n > data.length) throw bad("truncated");
+export async function xzDeclaredSize(source: ByteSource): Promise<number> {
+  const bad = (what: string, offset?: number) =>
+    compressError(`xz: ${what}`, offset === undefined ? {} : { offset });
+  const read = async (offset: number, length: number) => {
+    const bytes = await source.read(offset, length);
+    if (bytes.length !== length) throw bad("truncated", offset);
+    return bytes;
   };
-  const readVli = (pos: number): [number, number] => {
-    let value = 0;
-    for (let i = 0; i < 9; i++) {
-      need(pos + i, 1);
-      const byte = data[pos + i]!;
-      value += (byte & 0x7f) * 2 ** (7 * i);
-      if ((byte & 0x80) === 0) return [value, pos + i + 1];
-    }
-    throw bad("variable-length integer too long");
-  };
-
+  let end = source.size;
   let total = 0;
-  let pos = 0;
   let streams = 0;
-  while (pos < data.length) {
-    // Stream padding between streams: null bytes in multiples of four.
-    if (streams > 0 && data[pos] === 0) {
-      need(pos, 4);
-      if (data[pos + 1] !== 0 || data[pos + 2] !== 0 || data[pos + 3] !== 0)
-        throw bad("bad stream padding");
-      pos += 4;
-      continue;
-    }
-    need(pos, 12);
-    for (let i = 0; i < 6; i++) if (data[pos + i] !== XZ_MAGIC[i]) throw bad("not an xz stream");
-    const checkType = data[pos + 7]! & 0x0f;
-    const checkSize = XZ_CHECK_SIZES[checkType];
-    if (data[pos + 6] !== 0 || checkSize === undefined) throw bad("unsupported stream flags");
-    pos += 12;
-    streams++;
-    // Blocks, until the index indicator (a zero header-size byte).
-    for (;;) {
-      need(pos, 1);
-      const headerSizeByte = data[pos]!;
-      if (headerSizeByte === 0) break;
-      const headerSize = (headerSizeByte + 1) * 4;
-      need(pos, headerSize);
-      pos += headerSize;
-      // LZMA2 chunks (the last filter of an xz block is always LZMA2).
-      for (;;) {
-        need(pos, 1);
-        const control = data[pos]!;
-        if (control === 0x00) {
-          pos += 1;
-          break;
-        }
-        if (control === 0x01 || control === 0x02) {
-          need(pos, 3);
-          const size = ((data[pos + 1]! << 8) | data[pos + 2]!) + 1;
-          total += size;
-          pos += 3 + size;
-        } else if (control >= 0x80) {
-          need(pos, 5);
-          const unpacked = (((control & 0x1f) << 16) | (data[pos + 1]! << 8) | data[pos + 2]!) + 1;
-          const packed = ((data[pos + 3]! << 8) | data[pos + 4]!) + 1;
-          const propsByte = control >= 0xc0 ? 1 : 0;
-          total += unpacked;
-          pos += 5 + propsByte + packed;
-        } else {
-          throw bad(`invalid LZMA2 chunk control byte 0x${control.toString(16)}`);
-        }
-        need(pos, 0);
+  while (end > 0 || streams === 0) {
+    if (end < 24) throw bad("file too short for a stream", 0);
+    // Stream padding: null bytes in multiples of four, after a stream.
+    const tailStart = Math.max(0, end - XZ_TAIL);
+    const tail = await read(tailStart, end - tailStart);
+    let t = tail.length;
+    while (
+      t >= 4 &&
+      tail[t - 1] === 0 &&
+      tail[t - 2] === 0 &&
+      tail[t - 3] === 0 &&
+      tail[t - 4] === 0
+    )
+      t -= 4;
+    if (t === 0 && tailStart > 0) throw bad("too much stream padding", tailStart);
+    end = tailStart + t;
+    if (end < 24) throw bad("file too short for a stream", 0);
+    const footer = await read(end - 12, 12);
+    if (footer[10] !== 0x59 || footer[11] !== 0x5a) throw bad("no stream footer", end - 12);
+    const indexSize =
+      ((footer[4]! | (footer[5]! << 8) | (footer[6]! << 16) | (footer[7]! << 24)) >>> 0) * 4 + 4;
+    const indexStart = end - 12 - indexSize;
+    if (indexSize > XZ_MAX_INDEX || indexStart < 12) throw bad("index not found", end - 12);
+    const index = await read(indexStart, indexSize);
+    if (index[0] !== 0x00) throw bad("index not found", indexStart);
+    let p = 1;
+    const vli = (): number => {
+      let value = 0;
+      for (let i = 0; i < 9; i++) {
+        if (p >= index.length - 4) throw bad("truncated index", indexStart + p);
+        const byte = index[p++]!;
+        value += (byte & 0x7f) * 2 ** (7 * i);
+        if ((byte & 0x80) === 0) return value;
       }
-      // Block padding to a multiple of four, then the check. Padding is relative to the
-      // block start, which is four-aligned with the stream, so aligning `pos` works.
-      while (pos % 4 !== 0) pos++;
-      pos += checkSize;
-      need(pos, 0);
+      throw bad("index number too long", indexStart + p);
+    };
+    const records = vli();
+    let blocks = 0;
+    for (let i = 0; i < records; i++) {
+      blocks += Math.ceil(vli() / 4) * 4;
+      total += vli();
+      if (!Number.isSafeInteger(total) || !Number.isSafeInteger(blocks))
+        throw bad("index sizes out of range", indexStart);
     }
-    // Index: indicator, record count, records, padding, CRC32; then the stream footer.
-    let [records, p] = readVli(pos + 1);
-    for (; records > 0; records--) {
-      [, p] = readVli(p);
-      [, p] = readVli(p);
-    }
-    while (p % 4 !== 0) p++;
-    pos = p + 4 + 12;
-    need(pos, 0);
+    const start = indexStart - blocks - 12;
+    if (start < 0) throw bad("the index lists more blocks than the file holds", indexStart);
+    const header = await read(start, 6);
+    if (!XZ_MAGIC.every((b, i) => header[i] === b)) throw bad("not an xz stream", start);
+    end = start;
+    streams++;
   }
-  if (streams === 0) throw bad("empty input");
   return total;
+}
+
+/** liblzma's .xz-only decoder (lzma_stream_decoder); @types/lzma-native does not list it. */
+const XZ_DECODER = "streamDecoder" as lzma.Coders;
+
+/** liblzma's decoder memory cap: xz -9 needs 65 MiB (its dictionary); 256 MiB is plenty. */
+const LZMA_MEMLIMIT = 256 << 20;
+
+/** Compressed bytes handed to the bzip2 decoder at a time (the output cap is checked per block). */
+const BZIP2_SLICE = 64 << 10;
+
+/**
+ * bzip2 through unbzip2-stream (pure JS: Node has no bzip2). Its through-stream decodes
+ * synchronously inside write() and emits each block as it is done, so the output is counted
+ * (and cut off at the cap) block by block, and handed on after each slice of input.
+ */
+async function* unbzip2Chunks(
+  source: ByteSource,
+  count: (chunk: Uint8Array) => Uint8Array,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  const decoder = unbzip2();
+  const ready: Uint8Array[] = [];
+  let failure: unknown = null;
+  let ended = false;
+  // A throw from count() inside the decoder is caught there and re-emitted as 'error'.
+  decoder.on("data", (chunk: Uint8Array) => ready.push(count(chunk)));
+  decoder.on("error", (err: unknown) => (failure ??= err));
+  decoder.on("end", () => (ended = true));
+  const check = () => {
+    if (failure === null) return;
+    if (failure instanceof FormatError) throw failure;
+    throw compressError(`bzip2: ${(failure as Error).message}`, { cause: failure });
+  };
+  for await (const raw of sourceChunks(source, onRaw)) {
+    for (let at = 0; at < raw.length; at += BZIP2_SLICE) {
+      decoder.write(Buffer.from(raw.subarray(at, at + BZIP2_SLICE)));
+      check();
+      while (ready.length > 0) yield ready.shift()!;
+    }
+  }
+  decoder.end();
+  check();
+  while (ready.length > 0) yield ready.shift()!;
+  if (!ended) throw compressError("bzip2: the data ends inside a stream (truncated)");
+}
+
+const ZSTD_OUT = 256 << 10;
+/** zstd's own default decoder limit (the zstd CLI's --memory=128MB): 2^27-byte windows. */
+const ZSTD_WINDOW_LOG_MAX = 27;
+
+/**
+ * zstd through libzstd's streaming API directly (what zstd-napi's DecompressStream wraps),
+ * synchronously and with a bounded output buffer: no stream machinery per package, which
+ * made small packages cost ~2 ms each. libzstd refuses windows over 2^27 (a 20-byte frame
+ * claiming a 1.9 GiB window is refused, not allocated) and hands over at most ZSTD_OUT bytes
+ * a call, so the cap holds to within one call.
+ */
+function* unzstdRaw(
+  dctx: InstanceType<typeof zstdBinding.DCtx>,
+  raw: Uint8Array,
+  state: { inFrame: boolean; stalled: number },
+): Generator<Uint8Array> {
+  let src = raw;
+  for (;;) {
+    const dst = Buffer.allocUnsafe(Math.min(ZSTD_OUT, Math.max(16 << 10, src.length * 8)));
+    let ret: number, produced: number, consumed: number;
+    try {
+      [ret, produced, consumed] = dctx.decompressStream(dst, src);
+    } catch (err) {
+      throw compressError(`zstd: ${(err as Error).message}`, { cause: err });
+    }
+    if (produced > 0) yield dst.subarray(0, produced);
+    src = src.subarray(consumed);
+    if (src.length === 0 && (produced < dst.length || ret === 0)) {
+      state.inFrame = ret !== 0;
+      return;
+    }
+    // A frame's end returns once without progress; a decoder that keeps making none would
+    // spin here forever.
+    state.stalled = produced === 0 && consumed === 0 ? state.stalled + 1 : 0;
+    if (state.stalled > 2) throw compressError("zstd: the decoder makes no progress");
+  }
+}
+
+/**
+ * Decoder contexts kept for reuse: making one (ZSTD_createDCtx and its buffers) costs ~25 µs,
+ * more than decoding a small package. Each decode takes its own (decodes may interleave at
+ * awaits) and gives it back reset. Only a context that decoded a small input is kept: its
+ * window buffer's touched pages stay resident, and a large one's could be tens of MB.
+ */
+const idleDctxs: InstanceType<typeof zstdBinding.DCtx>[] = [];
+const MAX_IDLE_DCTXS = 2;
+const MAX_POOLED_OUTPUT = 4 << 20;
+
+async function* unzstdChunks(
+  source: ByteSource,
+  onRaw?: (chunk: Uint8Array) => void,
+): AsyncGenerator<Uint8Array> {
+  let dctx = idleDctxs.pop();
+  if (!dctx) {
+    dctx = new zstdBinding.DCtx();
+    dctx.setParameter(zstdBinding.DParameter.windowLogMax, ZSTD_WINDOW_LOG_MAX);
+  }
+  let output = 0;
+  try {
+    const state = { inFrame: false, stalled: 0 };
+    for await (const raw of sourceChunks(source, onRaw)) {
+      for (const chunk of unzstdRaw(dctx, raw, state)) {
+        output += chunk.length;
+        yield chunk;
+      }
+    }
+    if (state.inFrame) throw compressError("zstd: the data ends inside a frame (truncated)");
+  } finally {
+    if (output <= MAX_POOLED_OUTPUT && idleDctxs.length < MAX_IDLE_DCTXS) {
+      // sessionOnly keeps windowLogMax; a context cut off mid-frame starts clean next time.
+      dctx.reset(zstdBinding.ResetDirective.sessionOnly);
+      idleDctxs.push(dctx);
+    }
+  }
 }
 
 function concat(parts: readonly Uint8Array[], total: number): Uint8Array {
@@ -259,29 +474,61 @@ export function xzPresetFor(size: number): lzma.Preset {
 }
 
 /**
- * xz with liblzma (lzma-native), as xz-utils makes it: CRC64, preset by size (xzPresetFor),
- * single-threaded so the same input always gives the same bytes. It runs on libuv's thread
- * pool, so a large Packages file does not block the event loop. (@napi-rs/lzma 1.4 cannot
- * compress: it writes stored chunks only.)
+ * xz as xz-utils makes it: CRC64, `preset` (default: by size, xzPresetFor), single-threaded
+ * so the same input always gives the same bytes. It runs on libuv's thread pool, so a large
+ * Packages file does not block the event loop.
  */
-export function xzCompressAsync(data: Uint8Array): Promise<Uint8Array> {
+export function xzCompress(data: Uint8Array, preset?: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const encoder = lzma.createCompressor({
-      preset: xzPresetFor(data.length),
+      preset: (preset ?? xzPresetFor(data.length)) as lzma.Preset,
       check: XZ_CHECK_CRC64,
       threads: 1,
     });
     const parts: Buffer[] = [];
     encoder.on("data", (chunk: Buffer) => parts.push(chunk));
     encoder.on("error", (err: Error) =>
-      reject(new DecompressError(`xz: ${err.message}`, { cause: err })),
+      reject(compressError(`xz: ${err.message}`, { cause: err })),
     );
     encoder.on("end", () => resolve(Buffer.concat(parts)));
     encoder.end(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   });
 }
 
-/** zstd (native, level 3 by default). */
-export function zstdCompress(data: Uint8Array): Uint8Array {
-  return zstdCompressNative(data);
+/** zstd with libzstd (level 3, its default, unless given): the same input, the same bytes. */
+export function zstdCompress(data: Uint8Array, level = 3): Uint8Array {
+  return zstdCompressNative(data, { compressionLevel: level });
+}
+
+interface LzmaNativeStream {
+  bufferHandler: (buf: Buffer | null, processed: unknown, err: Error | null) => void;
+  code(chunk: Buffer | null, async: boolean): void;
+  resetUnderlying(): void;
+}
+
+/**
+ * xzCompress, synchronously (the same bytes), for the package builders of the demo, which are
+ * synchronous. lzma-native has no synchronous call, so this drives its native liblzma stream
+ * in blocking mode directly (the output arrives through bufferHandler before code() returns);
+ * the published indexes use xzCompress, which does not block the event loop.
+ */
+export function xzCompressSync(data: Uint8Array, preset?: number): Uint8Array {
+  const stream = lzma.createStream("easyEncoder", {
+    synchronous: true,
+    preset: (preset ?? xzPresetFor(data.length)) as lzma.Preset,
+    check: XZ_CHECK_CRC64,
+    threads: 1,
+  }) as unknown as { nativeStream: LzmaNativeStream };
+  const native = stream.nativeStream;
+  const parts: Buffer[] = [];
+  let failure: Error | null = null;
+  native.bufferHandler = (buf, _processed, err) => {
+    if (err) failure = err;
+    else if (buf) parts.push(Buffer.from(buf));
+  };
+  native.code(Buffer.from(data.buffer, data.byteOffset, data.byteLength), false);
+  native.code(null, false);
+  native.resetUnderlying();
+  if (failure) throw compressError(`xz: ${(failure as Error).message}`, { cause: failure });
+  return Buffer.concat(parts);
 }

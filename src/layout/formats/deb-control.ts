@@ -3,13 +3,10 @@
  * Dpkg::Control::HashCore does, so that a Packages stanza we write equals the one
  * dpkg-scanpackages writes for the same .deb.
  */
+import { FormatError } from "./format-error.js";
 
 /** One field as found in the control file: its name as spelled there and its raw value. */
 export type ControlField = [name: string, value: string];
-
-export class ControlParseError extends Error {
-  override readonly name = "ControlParseError";
-}
 
 /**
  * The first stanza of a control file, fields in file order. A value keeps its lines as found:
@@ -35,21 +32,23 @@ export function parseControlStanza(text: string): ControlField[] {
     if (trimmed.startsWith("#")) continue;
     if (/^\s/.test(raw)) {
       if (!current)
-        throw new ControlParseError(`line ${i + 1}: continuation line before any field`);
+        throw new FormatError("deb-control", `line ${i + 1}: continuation line before any field`);
       current[1] += `\n${raw}`;
       continue;
     }
     const colon = raw.indexOf(":");
     const name = colon === -1 ? "" : raw.slice(0, colon).trimEnd();
     if (colon === -1 || !/^[!-9;-~]+$/.test(name)) {
-      throw new ControlParseError(
+      throw new FormatError(
+        "deb-control",
         `line ${i + 1}: expected "Field: value", found ${JSON.stringify(raw.slice(0, 80))}`,
       );
     }
     if (name.startsWith("-"))
-      throw new ControlParseError(`line ${i + 1}: field name starts with "-"`);
+      throw new FormatError("deb-control", `line ${i + 1}: field name starts with "-"`);
     const key = name.toLowerCase();
-    if (seen.has(key)) throw new ControlParseError(`line ${i + 1}: duplicate field ${name}`);
+    if (seen.has(key))
+      throw new FormatError("deb-control", `line ${i + 1}: duplicate field ${name}`);
     seen.add(key);
     current = [name, raw.slice(colon + 1).replace(/^\s+/, "")];
     fields.push(current);

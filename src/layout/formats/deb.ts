@@ -6,13 +6,14 @@
 import { createHash } from "node:crypto";
 import { PackratError } from "../../errors.js";
 import type { ByteSource, PackageMeta } from "../types.js";
-import { ArError, readArMember, readArMembers } from "./ar.js";
+import { readArMember, readArMembers } from "./ar.js";
 import { readThrough, withHead } from "./read-through.js";
 import type { Compression } from "./compress.js";
-import { compressionForSuffix, decompress, DecompressError } from "./compress.js";
+import { compressionForSuffix, decompress } from "./compress.js";
 import type { ControlField } from "./deb-control.js";
-import { ControlParseError, controlValue, parseControlStanza } from "./deb-control.js";
-import { findTarFile, readTar, TarError } from "./tar.js";
+import { controlValue, parseControlStanza } from "./deb-control.js";
+import { FormatError, inFile } from "./format-error.js";
+import { findTarFile, readTar } from "./tar.js";
 
 /**
  * What a .deb parse yields; JSON-serialisable, cached by the file's sha256. (A type alias, not
@@ -148,7 +149,7 @@ export async function parseDeb(
       );
     }
     const packed = await readArMember(bytes, controlMember);
-    const tar = decompress(packed, compression, limits.maxControlTar);
+    const tar = await decompress(packed, compression, limits.maxControlTar);
     const control = findTarFile(readTar(tar), "control");
     if (!control) throw invalid(filename, `${controlMember.name} has no ./control file`);
     if (control.size > limits.maxControlFile) {
@@ -176,13 +177,8 @@ export async function parseDeb(
     }
     return { format: "deb", control: fields, controlCompression: compression, ...sums };
   } catch (err) {
-    if (
-      err instanceof ArError ||
-      err instanceof TarError ||
-      err instanceof DecompressError ||
-      err instanceof ControlParseError
-    ) {
-      throw invalid(filename, err.message, err);
+    if (err instanceof FormatError) {
+      throw invalid(filename, err.message, inFile(err, filename));
     }
     throw err;
   }

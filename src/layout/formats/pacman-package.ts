@@ -6,10 +6,11 @@
  */
 import { createHash } from "node:crypto";
 import { PackratError } from "../../errors.js";
+import { inFile } from "./format-error.js";
 import type { ByteSource } from "../types.js";
-import { decompressedChunks, sniffCompression, sourceChunks } from "./pacman-stream.js";
-import type { StreamCompression } from "./pacman-stream.js";
-import { readTar } from "./pacman-tar.js";
+import { decompressedChunks, sniffCompression, sourceChunks } from "./compress.js";
+import type { StreamCompression } from "./compress.js";
+import { readTarStream } from "./tar.js";
 import { READ_CHUNK, withHead } from "./read-through.js";
 import { parsePkgInfo } from "./pkginfo.js";
 import type { PkgInfo } from "./pkginfo.js";
@@ -87,7 +88,7 @@ export async function readPacmanPackage(
     Math.max(limits.minOutputCap, bytes.size * limits.outputRatio),
   );
   try {
-    await readTar(decompressedChunks(bytes, compression, { maxOutput }, onRaw), {
+    await readTarStream(decompressedChunks(bytes, compression, { maxOutput }, onRaw), {
       maxMembers: limits.maxMembers,
       maxContent: limits.maxPkgInfoBytes,
       wantContent: (member) => member.name === ".PKGINFO",
@@ -112,7 +113,7 @@ export async function readPacmanPackage(
     });
   } catch (err) {
     if (err instanceof PackratError) throw err;
-    throw invalid((err as Error).message, err);
+    throw invalid((err as Error).message, inFile(err, filename));
   }
   hashing = false;
   // The tar end marker can come before the end of the file (padding); hash the rest too.
@@ -132,7 +133,7 @@ export async function readPacmanPackage(
   try {
     pkginfo = parsePkgInfo(pkginfoText);
   } catch (err) {
-    throw invalid((err as Error).message, err);
+    throw invalid((err as Error).message, inFile(err, filename));
   }
   const name = pkginfo.pkgname as string;
   const version = pkginfo.pkgver as string;

@@ -5,6 +5,7 @@
  * one space, a repeated single-valued key keeps its last value, and the multi-valued keys
  * collect every value in order.
  */
+import { FormatError } from "./format-error.js";
 
 /** Keys that may repeat; repo-add collects each into an array. */
 export const PKGINFO_LIST_KEYS = [
@@ -21,10 +22,6 @@ export const PKGINFO_LIST_KEYS = [
 ] as const;
 
 export type PkgInfo = Record<string, string | string[]>;
-
-export class PkgInfoError extends Error {
-  override readonly name = "PkgInfoError";
-}
 
 const LIST_KEYS: ReadonlySet<string> = new Set(PKGINFO_LIST_KEYS);
 
@@ -54,7 +51,7 @@ export function parsePkgInfo(text: string): PkgInfo {
   for (const key of ["pkgname", "pkgver"]) {
     const value = info[key];
     if (typeof value !== "string" || value === "") {
-      throw new PkgInfoError(`.PKGINFO has no ${key}`);
+      throw new FormatError("pkginfo", `.PKGINFO has no ${key}`);
     }
   }
   return info;

@@ -9,9 +9,10 @@
  */
 import { inflateRawSync } from "node:zlib";
 import { PackratError } from "../../errors.js";
+import { FormatError, inFile } from "./format-error.js";
 import type { ByteSource } from "../types.js";
-import { decompressedChunks, sniffCompression } from "./pacman-stream.js";
-import { readTar } from "./pacman-tar.js";
+import { decompressedChunks, sniffCompression } from "./compress.js";
+import { readTarStream } from "./tar.js";
 
 export interface PythonDistMeta {
   format: "python";
@@ -147,7 +148,10 @@ export function parseCoreMetadata(text: string): Record<string, string | string[
     }
     const colon = line.indexOf(":");
     if (colon <= 0)
-      throw new Error(`metadata line ${JSON.stringify(line.slice(0, 80))} is not a header`);
+      throw new FormatError(
+        "python-metadata",
+        `metadata line ${JSON.stringify(line.slice(0, 80))} is not a header`,
+      );
     const key = line.slice(0, colon).trim().toLowerCase();
     const value = line.slice(colon + 1).trim();
     last = key;
@@ -200,13 +204,13 @@ export async function readPythonDist(
     }
   } catch (err) {
     if (err instanceof PackratError) throw err;
-    throw invalid((err as Error).message, err);
+    throw invalid((err as Error).message, inFile(err, filename));
   }
   let metadata: Record<string, string | string[]> = {};
   try {
     if (text !== null) metadata = parseCoreMetadata(text);
   } catch (err) {
-    throw invalid((err as Error).message, err);
+    throw invalid((err as Error).message, inFile(err, filename));
   }
   const declaredName = single(metadata, "name");
   // The split of an sdist's stem may depend on the declared name (foo-bar-1.0: foo-bar 1.0).
@@ -233,7 +237,10 @@ async function sdistCompression(source: ByteSource, filename: string) {
   if (sniffed !== null && sniffed !== "zstd") return sniffed;
   // pip opens .tar.xz/.txz/.tlz/.tar.lzma with Python's lzma, which also reads LZMA-alone.
   if (sniffed === null && /\.(tar\.lzma|tlz|tar\.xz|txz)$/.test(filename)) return "lzma";
-  throw new Error("not a gzip, bzip2, xz or lzma compressed tar, nor a plain one");
+  throw new FormatError(
+    "compress",
+    "not a gzip, bzip2, xz or lzma compressed tar, nor a plain one",
+  );
 }
 
 /**
@@ -261,22 +268,25 @@ async function readTarSdistMetadata(
 ): Promise<string | null> {
   const compression = await sdistCompression(source, filename);
   let found: { rank: number; content: Uint8Array } | null = null;
-  await readTar(decompressedChunks(source, compression, { maxOutput: limits.maxSdistScanBytes }), {
-    maxMembers: limits.maxTarMembers,
-    maxContent: limits.maxMetadataBytes,
-    wantContent: (m) => {
-      const rank = pkgInfoRank(m.name);
-      return (m.type === "0" || m.type === "7") && rank !== null && rank < (found?.rank ?? 99);
+  await readTarStream(
+    decompressedChunks(source, compression, { maxOutput: limits.maxSdistScanBytes }),
+    {
+      maxMembers: limits.maxTarMembers,
+      maxContent: limits.maxMetadataBytes,
+      wantContent: (m) => {
+        const rank = pkgInfoRank(m.name);
+        return m.type === "file" && rank !== null && rank < (found?.rank ?? 99);
+      },
+      onMember: (m, content) => {
+        const rank = pkgInfoRank(m.name);
+        if (content !== null && rank !== null && rank < (found?.rank ?? 99)) {
+          found = { rank, content };
+        }
+      },
+      // `<top>/PKG-INFO` cannot be bettered: stop there; otherwise read on for one.
+      done: () => found?.rank === 0,
     },
-    onMember: (m, content) => {
-      const rank = pkgInfoRank(m.name);
-      if (content !== null && rank !== null && rank < (found?.rank ?? 99)) {
-        found = { rank, content };
-      }
-    },
-    // `<top>/PKG-INFO` cannot be bettered: stop there; otherwise read on for one.
-    done: () => found?.rank === 0,
-  });
+  );
   return found === null ? null : decodeMetadata((found as { content: Uint8Array }).content);
 }
 
@@ -308,7 +318,8 @@ async function readWheelMetadata(
     candidates.find((e) => e.name.toLowerCase() === expected.toLowerCase()) ??
     (candidates.length === 1 ? candidates[0] : undefined);
   if (!entry) {
-    throw new Error(
+    throw new FormatError(
+      "zip",
       candidates.length === 0
         ? "no *.dist-info/METADATA in the wheel"
         : `several .dist-info directories and none is ${expected.replace("/METADATA", "")}`,
@@ -322,7 +333,10 @@ function decodeMetadata(bytes: Uint8Array): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new Error("metadata is not valid UTF-8 (core metadata must be UTF-8)");
+    throw new FormatError(
+      "python-metadata",
+      "metadata is not valid UTF-8 (core metadata must be UTF-8)",
+    );
   }
 }
 
@@ -350,7 +364,7 @@ function view(bytes: Uint8Array): DataView {
 
 function u64(v: DataView, at: number): number {
   const n = Number(v.getBigUint64(at, true));
-  if (!Number.isSafeInteger(n)) throw new Error("zip64 value out of range");
+  if (!Number.isSafeInteger(n)) throw new FormatError("zip", "zip64 value out of range");
   return n;
 }
 
@@ -370,40 +384,43 @@ async function readCentralDirectory(
       break;
     }
   }
-  if (eocd === -1) throw new Error("not a zip file (no end of central directory record)");
+  if (eocd === -1)
+    throw new FormatError("zip", "not a zip file (no end of central directory record)");
   let count = tv.getUint16(eocd + 10, true);
   let cdSize = tv.getUint32(eocd + 12, true);
   let cdOffset = tv.getUint32(eocd + 16, true);
   if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
     if (eocd < 20 || tv.getUint32(eocd - 20, true) !== ZIP64_LOCATOR_SIG) {
-      throw new Error("zip64 end record locator missing");
+      throw new FormatError("zip", "zip64 end record locator missing");
     }
     const z64Offset = u64(tv, eocd - 20 + 8);
     const z64 = view(await source.read(z64Offset, 56));
     if (z64.byteLength < 56 || z64.getUint32(0, true) !== ZIP64_EOCD_SIG) {
-      throw new Error("zip64 end record missing");
+      throw new FormatError("zip", "zip64 end record missing");
     }
     count = u64(z64, 32);
     cdSize = u64(z64, 40);
     cdOffset = u64(z64, 48);
   }
   if (cdSize > limits.maxCentralDirectoryBytes)
-    throw new Error(`central directory of ${cdSize} bytes is too large`);
-  if (count > limits.maxZipEntries) throw new Error(`${count} zip entries is too many`);
-  if (cdOffset + cdSize > source.size) throw new Error("central directory lies outside the file");
+    throw new FormatError("zip", `central directory of ${cdSize} bytes is too large`);
+  if (count > limits.maxZipEntries)
+    throw new FormatError("zip", `${count} zip entries is too many`);
+  if (cdOffset + cdSize > source.size)
+    throw new FormatError("zip", "central directory lies outside the file");
   const cd = await source.read(cdOffset, cdSize);
   const cv = view(cd);
   const entries: ZipEntry[] = [];
   let pos = 0;
   for (let i = 0; i < count; i++) {
     if (pos + 46 > cd.length || cv.getUint32(pos, true) !== CDH_SIG) {
-      throw new Error(`central directory entry ${i + 1} is damaged`);
+      throw new FormatError("zip", `central directory entry ${i + 1} is damaged`);
     }
     const nameLen = cv.getUint16(pos + 28, true);
     const extraLen = cv.getUint16(pos + 30, true);
     const commentLen = cv.getUint16(pos + 32, true);
     if (pos + 46 + nameLen + extraLen + commentLen > cd.length)
-      throw new Error("central directory is truncated");
+      throw new FormatError("zip", "central directory is truncated");
     const entry: ZipEntry = {
       name: decode(cd.subarray(pos + 46, pos + 46 + nameLen)),
       method: cv.getUint16(pos + 10, true),
@@ -428,7 +445,7 @@ function applyZip64Extra(entry: ZipEntry, extra: Uint8Array): void {
       let q = p + 4;
       const next = () => {
         if (q + 8 > p + 4 + len || q + 8 > extra.length)
-          throw new Error("zip64 extra field too short");
+          throw new FormatError("zip", "zip64 extra field too short");
         const v = u64(ev, q);
         q += 8;
         return v;
@@ -448,26 +465,30 @@ async function readZipEntry(
   limits: typeof PYTHON_LIMITS,
 ): Promise<Uint8Array> {
   if (entry.size > limits.maxMetadataBytes || entry.compressedSize > limits.maxMetadataBytes) {
-    throw new Error(`${entry.name} is larger than ${limits.maxMetadataBytes} bytes`);
+    throw new FormatError("zip", `${entry.name} is larger than ${limits.maxMetadataBytes} bytes`);
   }
   const local = await source.read(entry.localOffset, 30);
   const lv = view(local);
   if (local.length < 30 || lv.getUint32(0, true) !== LOCAL_SIG)
-    throw new Error(`${entry.name}: bad local header`);
+    throw new FormatError("zip", `${entry.name}: bad local header`);
   const dataStart = entry.localOffset + 30 + lv.getUint16(26, true) + lv.getUint16(28, true);
   const data = await source.read(dataStart, entry.compressedSize);
-  if (data.length !== entry.compressedSize) throw new Error(`${entry.name}: truncated`);
+  if (data.length !== entry.compressedSize)
+    throw new FormatError("zip", `${entry.name}: truncated`);
   if (entry.method === 0) return data;
   if (entry.method !== 8)
-    throw new Error(`${entry.name}: unsupported compression method ${entry.method}`);
+    throw new FormatError("zip", `${entry.name}: unsupported compression method ${entry.method}`);
   let out: Uint8Array;
   try {
     out = inflateRawSync(data, { maxOutputLength: Math.max(1, limits.maxMetadataBytes) });
   } catch (err) {
-    throw new Error(`${entry.name}: ${(err as Error).message}`, { cause: err });
+    throw new FormatError("zip", `${entry.name}: ${(err as Error).message}`, { cause: err });
   }
   if (out.length !== entry.size)
-    throw new Error(`${entry.name}: ${out.length} bytes, the directory says ${entry.size}`);
+    throw new FormatError(
+      "zip",
+      `${entry.name}: ${out.length} bytes, the directory says ${entry.size}`,
+    );
   return out;
 }
 
