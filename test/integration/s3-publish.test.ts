@@ -18,8 +18,9 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startDemoMaster, type DemoMaster } from "../../src/demo/sample-mirror.js";
 import { generateSigningKey, type GeneratedSigningKey } from "../../src/signing/keygen.js";
 import { runAptGet } from "../support/apt-client.js";
-import { runCli } from "../support/cli.js";
+import { runCli, startCli } from "../support/cli.js";
 import { pacmanKeyring, pipDownload, runPacman } from "../support/clients.js";
+import { startDelayProxy } from "../support/delay-proxy.js";
 import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
 import { sampleDeb } from "../support/mirror-fixture.js";
 import { aptS3Method, type RunningRgw } from "../support/rgw.js";
@@ -239,6 +240,48 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
     expect(res.stdout).toMatch(/bucket not updated: .*another agent publishes here/);
     expect(await listing()).toEqual(before);
   }, 120_000);
+
+  test("the running agent brings a bucket that was down up to date by itself, with no further change on the master", async () => {
+    const proxy = await startDelayProxy(rgw.port, 0);
+    const runConf = await writeConf(path.join(work, "run.conf"), { endpoint: proxy.url });
+    // The records are per endpoint: a first sync through the proxy uploads everything once.
+    expect((await sync(runConf)).code).toBe(0);
+    const agent = startCli(["run", "--config", runConf], {
+      env: { AWS_EC2_METADATA_DISABLED: "true" },
+    });
+    try {
+      await agent.waitForLog(/"msg":"full sync finished"/, 60_000);
+      // As packrat's own poll does, the fake master tells only polls already waiting.
+      for (const end = Date.now() + 30_000; demo.master.openPolls < 5 && Date.now() < end;)
+        await new Promise((r) => setTimeout(r, 20));
+      proxy.setDown(true);
+      const deb = sampleDeb("while-daemon-bucket-down", "1.0-1");
+      demo.master.addPackageFile({
+        package: "while-daemon-bucket-down",
+        distroVersion: "bookworm",
+        version: "1.0-1",
+        type: "deb",
+        arch: "all",
+        filename: deb.filename,
+        content: deb.content,
+        tags: ["prod"],
+      });
+      await agent.waitForLog(/bucket not brought up to date/, 60_000);
+      proxy.setDown(false);
+      const inBucket = async () =>
+        [...(await listing()).keys()].some((k) =>
+          k.endsWith("while-daemon-bucket-down_1.0-1_all.deb"),
+        );
+      const deadline = Date.now() + 60_000;
+      while (!(await inBucket()) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      expect(await inBucket()).toBe(true);
+    } finally {
+      agent.kill("SIGTERM");
+      await agent.exited;
+      await proxy.close();
+    }
+  }, 180_000);
 
   test("with the bucket unreachable the local tree still publishes, status says how far behind the bucket is, and it catches up", async () => {
     const down = await writeConf(path.join(work, "down.conf"), {

@@ -7,12 +7,19 @@ import net from "node:net";
 
 export interface DelayProxy {
   url: string;
+  /** Down: every connection is reset at once (a bucket that cannot be reached); up again. */
+  setDown(down: boolean): void;
   close(): Promise<void>;
 }
 
 export async function startDelayProxy(targetPort: number, delayMs: number): Promise<DelayProxy> {
   const sockets = new Set<net.Socket>();
+  let down = false;
   const server = net.createServer((client) => {
+    if (down) {
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect(targetPort, "127.0.0.1");
     sockets.add(client).add(upstream);
     // Chunks keep their order: each waits for the one before it and then for the delay.
@@ -40,6 +47,10 @@ export async function startDelayProxy(targetPort: number, delayMs: number): Prom
   const port = (server.address() as net.AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
+    setDown(value) {
+      down = value;
+      if (down) for (const s of sockets) s.destroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
