@@ -64,21 +64,23 @@ async function main(): Promise<void> {
       tag: "prod",
     });
     master.addMirror({ name: "bench", repos: ["bench-apt"] });
-    let bytes = 0;
-    for (let i = 0; i < n; i++) {
-      const { entry, bytes: deb } = buildPackage("deb", i);
-      bytes += deb.length;
+    /** The i-th generated .deb, tagged on the master; returns it. */
+    const tag = (i: number) => {
+      const built = buildPackage("deb", i);
       master.addPackageFile({
-        package: entry.name,
+        package: built.entry.name,
         distroVersion: "bookworm",
-        version: entry.version,
+        version: built.entry.version,
         type: "deb",
-        arch: entry.arch,
-        filename: entry.filename,
-        content: deb,
+        arch: built.entry.arch,
+        filename: built.entry.filename,
+        content: built.bytes,
         tags: ["prod"],
       });
-    }
+      return built;
+    };
+    let bytes = 0;
+    for (let i = 0; i < n; i++) bytes += tag(i).bytes.length;
     say(`${n} debs (${(bytes / 1048576).toFixed(1)} MiB) on the fake master`);
 
     const key = await generateSigningKey({ name: "bench", type: "ed25519" });
@@ -149,17 +151,7 @@ async function main(): Promise<void> {
       `ours cold: full sync ${cold.durationMs} ms, of which the bucket round ${coldRound.durationMs} ms for ${coldRound.uploaded} objects`,
     );
 
-    const { entry, bytes: extra } = buildPackage("deb", n + 1);
-    master.addPackageFile({
-      package: entry.name,
-      distroVersion: "bookworm",
-      version: entry.version,
-      type: "deb",
-      arch: entry.arch,
-      filename: entry.filename,
-      content: extra,
-      tags: ["prod"],
-    });
+    const { entry } = tag(n + 1);
     const started = performance.now();
     // As the daemon does: a quick generation (the slow compressions follow in a settle pass).
     const plus = await engine.incrementalSync("bench-apt", [entry.name]);

@@ -5,7 +5,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -23,6 +23,7 @@ import type { StaticServer } from "../support/static-server.js";
 import { makeTestSigner } from "../support/test-signer.js";
 import { writeTree } from "../support/write-tree.js";
 import { readTarStream } from "../../src/layout/formats/tar.js";
+import { pacmanKeyring, runPacman } from "../support/clients.js";
 
 const run = promisify(execFile);
 
@@ -126,69 +127,22 @@ function gzipMemberCount(gz: Uint8Array): number {
   return count;
 }
 
-/** A private pacman: its own config, db, root, cache and keyring dirs. */
-async function pacman(
-  served: Served,
-  args: string[],
-  more: string[][] = [],
-): Promise<{ ok: boolean; output: string }> {
-  const base = await mkdtemp(path.join(work, "pacman-"));
-  const dirs = ["db", "root", "cache"].map((d) => path.join(base, d));
-  for (const d of dirs) await mkdir(d, { recursive: true });
-  const config = path.join(base, "pacman.conf");
-  await writeFile(
-    config,
-    [
-      "[options]",
-      "Architecture = x86_64",
-      "SigLevel = Required",
-      "LocalFileSigLevel = Required",
-      "",
-      "[testrepo]",
-      `Server = ${served.server.url}/$arch`,
-      "",
-    ].join("\n"),
-  );
-  const common = [
-    "--config",
-    config,
-    "--dbpath",
-    dirs[0]!,
-    "--root",
-    dirs[1]!,
-    "--cachedir",
-    dirs[2]!,
-    "--gpgdir",
+/** A private pacman (its own config, db, root, cache and keyring) against the served repo. */
+function pacman(served: Served, args: string[], more: string[][] = []) {
+  return runPacman({
+    work,
     gpgdir,
-    "--logfile",
-    path.join(base, "log"),
-    "--noconfirm",
-    "--noprogressbar",
-  ];
-  try {
-    const sy = await run("pacman", [...common, "-Sy"]);
-    let output = sy.stdout + sy.stderr;
-    for (const command of [args, ...more].filter((a) => a.length > 0)) {
-      const r = await run("pacman", [...common, ...command]);
-      output += r.stdout + r.stderr;
-    }
-    return { ok: true, output };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? e.message}` };
-  }
+    repo: "testrepo",
+    server: `${served.server.url}/$arch`,
+    commands: [args, ...more].filter((a) => a.length > 0),
+  });
 }
 
 beforeAll(async () => {
   work = await mkdtemp(path.join(tmpdir(), "packrat-pacman-"));
   ({ signer } = await makeTestSigner());
   built = PACKAGES.map((p) => buildPacmanPackage(p));
-  gpgdir = path.join(work, "gnupg");
-  await run("pacman-key", ["--gpgdir", gpgdir, "--init"]);
-  const keyFile = path.join(work, "key.asc");
-  await writeFile(keyFile, signer.publicKeyArmored());
-  await run("pacman-key", ["--gpgdir", gpgdir, "--add", keyFile]);
-  await run("pacman-key", ["--gpgdir", gpgdir, "--lsign-key", signer.primaryFingerprint]);
+  gpgdir = await pacmanKeyring(work, signer.publicKeyArmored(), signer.primaryFingerprint);
 }, 120_000);
 
 afterAll(async () => {

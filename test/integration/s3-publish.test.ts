@@ -59,6 +59,20 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
       ...(over.endpoint ? { endpoint: over.endpoint } : {}),
     });
   const sync = (config = conf) => syncCli(config);
+  /** A new .deb tagged for the apt repo on the master, as a CI pipeline would. */
+  const tagDeb = (name: string, version: string) => {
+    const deb = sampleDeb(name, version);
+    demo.master.addPackageFile({
+      package: name,
+      distroVersion: "bookworm",
+      version,
+      type: "deb",
+      arch: "all",
+      filename: deb.filename,
+      content: deb.content,
+      tags: ["prod"],
+    });
+  };
   const listing = () => bucketListing(s3, bucket, prefix);
 
   beforeAll(async () => {
@@ -176,17 +190,7 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
     expect(again.stdout).toMatch(/: 0 uploaded \(0 bytes\), 0 deleted/);
 
     const before = await listing();
-    const deb = sampleDeb("bucket-newcomer", "2.0-1");
-    demo.master.addPackageFile({
-      package: "bucket-newcomer",
-      distroVersion: "bookworm",
-      version: "2.0-1",
-      type: "deb",
-      arch: "all",
-      filename: deb.filename,
-      content: deb.content,
-      tags: ["prod"],
-    });
+    tagDeb("bucket-newcomer", "2.0-1");
     const one = await sync();
     expect(one.code, one.stdout).toBe(0);
     const uploaded = Number(/: (\d+) uploaded/.exec(one.stdout)?.[1]);
@@ -255,17 +259,7 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
       for (const end = Date.now() + 30_000; demo.master.openPolls < 5 && Date.now() < end;)
         await new Promise((r) => setTimeout(r, 20));
       proxy.setDown(true);
-      const deb = sampleDeb("while-daemon-bucket-down", "1.0-1");
-      demo.master.addPackageFile({
-        package: "while-daemon-bucket-down",
-        distroVersion: "bookworm",
-        version: "1.0-1",
-        type: "deb",
-        arch: "all",
-        filename: deb.filename,
-        content: deb.content,
-        tags: ["prod"],
-      });
+      tagDeb("while-daemon-bucket-down", "1.0-1");
       await agent.waitForLog(/bucket not brought up to date/, 60_000);
       proxy.setDown(false);
       const inBucket = async () =>
@@ -287,17 +281,7 @@ describe.skipIf(shared.rgw === null)("publishing to a bucket (real RADOS Gateway
     const down = await writeConf(path.join(work, "down.conf"), {
       endpoint: "http://127.0.0.1:9",
     });
-    const deb = sampleDeb("while-bucket-down", "1.0-1");
-    demo.master.addPackageFile({
-      package: "while-bucket-down",
-      distroVersion: "bookworm",
-      version: "1.0-1",
-      type: "deb",
-      arch: "all",
-      filename: deb.filename,
-      content: deb.content,
-      tags: ["prod"],
-    });
+    tagDeb("while-bucket-down", "1.0-1");
     const res = await sync(down);
     expect(res.code).toBe(1);
     expect(res.stdout).toMatch(
