@@ -284,6 +284,8 @@ export class SyncEngine {
    * publish keeps only the ones it used (memory: one repo's worth, ~100 bytes a package).
    */
   private readonly signatures = new Map<string, Map<string, Uint8Array>>();
+  /** Publish warnings logged so far (repo + text): each is logged once per engine (process). */
+  private readonly warned = new Set<string>();
   /** Decides every path under root_dir: repo dirs, package paths, reserved names. */
   private readonly paths: PathAuthority;
   /**
@@ -1338,7 +1340,7 @@ export class SyncEngine {
             quick,
           },
         },
-        { root: this.root, store, log, now: this.now },
+        { root: this.root, store, log, now: this.now, warned: this.warned },
       );
       return outcome;
     } catch (err) {
