@@ -9,8 +9,8 @@
 # node_modules holds native addons (better-sqlite3, zstd-napi, @napi-rs/lzma).
 #
 # The package carries its own runtime: the `node` binary that builds it (the one on PATH, or
-# PACKRAT_NODE) is copied, stripped, to /usr/lib/packrat-agent/node, and /usr/bin/packrat-agent
-# runs the agent with it. The native addons are compiled by (or, with
+# PACKRAT_NODE) is copied, stripped, to /usr/lib/packrat-agent/node, and the agent's #! line
+# names it. The native addons are compiled by (or, with
 # PACKRAT_DEB_REUSE_NODE_MODULES, were compiled for) that same Node, and the build loads them
 # with the bundled binary before packing, so a mismatch fails here, not on the server. The
 # package then needs only libc6, libstdc++6 and libgcc (plus adduser for the service user).
@@ -172,14 +172,14 @@ find "$lib/node_modules" -mindepth 3 -maxdepth 4 -type d -path '*/prebuilds/*' \
 find "$lib/node_modules" -type f \( -name .npmignore -o -name '.eslintrc*' -o -name eslint.config.js \) -delete
 find "$lib/node_modules" -type f \( -name '*.node' -o -name '*.bare' \) -exec chmod 0644 {} + \
   -exec strip --strip-unneeded {} + 2>/dev/null || true
-# A launcher, not a symlink: bin/packrat-agent's `#!/usr/bin/env node` would find the system's
-# Node (or none); this runs the bundled one whatever PATH says.
-cat >"$root/usr/bin/packrat-agent" <<'LAUNCHER'
-#!/bin/sh
-# packrat-agent with the Node runtime bundled in its package.
-exec /usr/lib/packrat-agent/node /usr/lib/packrat-agent/bin/packrat-agent "$@"
-LAUNCHER
-chmod 0755 "$root/usr/bin/packrat-agent"
+# Nothing in node_modules is run as a program (the agent only require()s and imports it): no
+# executable bits, so the command-line scripts of the dependencies (#!/usr/bin/env node) are
+# inert, not programs that would need a system nodejs.
+find "$lib/node_modules" -type f -perm /111 -exec chmod a-x {} +
+# bin/packrat-agent's `#!/usr/bin/env node` would find the system's Node (or none): in the
+# package it names the bundled runtime, so the /usr/bin symlink runs that whatever PATH says.
+sed -i '1s|^#!.*$|#!/usr/lib/packrat-agent/node|' "$lib/bin/packrat-agent"
+ln -s ../lib/packrat-agent/bin/packrat-agent "$root/usr/bin/packrat-agent"
 
 # The bundled Node must load every native addon (an ABI mismatch fails the build, not the
 # server), and the agent must start with it.
@@ -213,6 +213,8 @@ install -d -m 0750 "$root/var/lib/packratAgent"
 
 doc="$root/usr/share/doc/packrat-agent"
 install -D -m 0644 "$repo/docs/operations.md" "$doc/operations.md"
+install -D -m 0644 "$repo/packaging/debian/lintian-overrides" \
+  "$root/usr/share/lintian/overrides/packrat-agent"
 install -D -m 0644 "$repo/etc/nginx/packrat-mirror.conf" "$doc/examples/nginx/packrat-mirror.conf"
 install -D -m 0644 "$repo/etc/apache2/packrat-mirror.conf" "$doc/examples/apache2/packrat-mirror.conf"
 install -D -m 0644 "$example_conf" "$doc/examples/mirror.conf.example"
