@@ -23,7 +23,9 @@ import {
   INSTALL_TESTS_REQUIRED,
   missingForInstallTests,
   removeRoot,
+  repackAs,
   REPO,
+  type Run,
   sh,
   unpackRoot,
 } from "../support/install-roots.js";
@@ -57,6 +59,22 @@ let oldDeb: string;
 let newDeb: string;
 let master: FakeMaster;
 const roots: string[] = [];
+let rpmBuild: Promise<{ value?: Run; error?: unknown }>;
+let imageBuild: Promise<{ value?: Run; error?: unknown }>;
+
+/** A build started now and awaited later, never an unhandled rejection meanwhile. */
+function settled(p: Promise<Run>): Promise<{ value?: Run; error?: unknown }> {
+  return p.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+}
+
+/** The path a build script printed last, or its error. */
+function lastLine(r: { value?: Run; error?: unknown }): string {
+  if (!r.value) throw r.error;
+  return r.value.stdout.trim().split("\n").pop()!;
+}
 
 function addDeb(name: string, version: string): void {
   const deb = sampleDeb(name, version);
@@ -148,11 +166,25 @@ describe.skipIf(missing !== null)("install anywhere", () => {
     work = await mkdtemp(path.join(tmpdir(), "packrat-install-test-"));
     // Both suites bootstrap while the packages build: the network and the CPU overlap.
     const tarballs = Promise.all([bootstrapTarball("bookworm"), bootstrapTarball("trixie")]);
-    oldDeb = await buildDeb(path.join(work, "old"), OLD_VERSION);
     newDeb = await buildDeb(path.join(work, "new"), VERSION, {
       stageOut: path.join(work, "stage"),
     });
-    await tarballs;
+    oldDeb = await repackAs(newDeb, path.join(work, "stage"), OLD_VERSION, path.join(work, "old"));
+    const [bookwormTar] = await tarballs;
+    // The .rpm and the image build while the chroot tests run (their beforeAll waits).
+    rpmBuild = settled(
+      sh(
+        path.join(REPO, "packaging/build-rpm.sh"),
+        [path.join(work, "stage"), VERSION, path.join(work, "rpm")],
+        { env: { ...process.env, PACKRAT_RPM_PAYLOAD: "w1.gzdio" } },
+      ),
+    );
+    imageBuild = settled(
+      sh(path.join(REPO, "packaging/build-image.sh"), [newDeb, path.join(work, "image")], {
+        env: { ...process.env, PACKRAT_IMAGE_BASE_TAR: bookwormTar, PACKRAT_IMAGE_COMPRESS: "0" },
+        timeout: 300_000,
+      }),
+    );
     master = await startFakeMaster({ minPollTimeout: 1 });
     addSampleMirror(master, { description: "chroot mirror" });
     addDeb("hello", "1.0");
@@ -160,6 +192,8 @@ describe.skipIf(missing !== null)("install anywhere", () => {
   }, 600_000);
 
   afterAll(async () => {
+    // Background builds write into work/: let them end before it goes.
+    await Promise.all([rpmBuild, imageBuild]);
     await master?.close();
     for (const r of roots) await removeRoot(r);
     if (work) await rm(work, { recursive: true, force: true });
@@ -255,12 +289,7 @@ describe.skipIf(missing !== null)("install anywhere", () => {
     let rpmPath: string;
 
     beforeAll(async () => {
-      const { stdout } = await sh(
-        path.join(REPO, "packaging/build-rpm.sh"),
-        [path.join(work, "stage"), VERSION, path.join(work, "rpm")],
-        { env: { ...process.env, PACKRAT_RPM_PAYLOAD: "w1.gzdio" } },
-      );
-      rpmPath = stdout.trim().split("\n").pop()!;
+      rpmPath = lastLine(await rpmBuild);
     }, 300_000);
 
     it("lists the files and configs the .deb has, and needs no nodejs", async () => {
@@ -359,19 +388,7 @@ describe.skipIf(missing !== null)("install anywhere", () => {
 
     beforeAll(async () => {
       podmanDir = await mkdtemp(path.join(tmpdir(), "packrat-podman-"));
-      const { stdout } = await sh(
-        path.join(REPO, "packaging/build-image.sh"),
-        [newDeb, path.join(work, "image")],
-        {
-          env: {
-            ...process.env,
-            PACKRAT_IMAGE_BASE_TAR: await bootstrapTarball("bookworm"),
-            PACKRAT_IMAGE_COMPRESS: "0",
-          },
-          timeout: 300_000,
-        },
-      );
-      imageTar = stdout.trim().split("\n").pop()!;
+      imageTar = lastLine(await imageBuild);
     }, 300_000);
 
     afterAll(async () => {

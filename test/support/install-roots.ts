@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -169,4 +169,44 @@ export async function buildDeb(
     timeout: 240_000,
   });
   return stdout.trim().split("\n").pop()!;
+}
+
+/**
+ * "The previous build" for upgrade tests, without a second build: the tree build-deb.sh staged
+ * (PACKRAT_DEB_STAGE_OUT) packed again with `deb`'s control files under another version, which
+ * `packrat-agent --version` reports too.
+ */
+export async function repackAs(
+  deb: string,
+  stage: string,
+  version: string,
+  outDir: string,
+): Promise<string> {
+  const tree = await mkdtemp(path.join(tmpdir(), "packrat-repack-"));
+  try {
+    await sh("cp", ["-a", `${stage}/.`, tree]);
+    await sh("dpkg-deb", ["--control", deb, path.join(tree, "DEBIAN")]);
+    const control = path.join(tree, "DEBIAN/control");
+    await writeFile(
+      control,
+      (await readFile(control, "utf8")).replace(/^Version: .*$/m, `Version: ${version}`),
+    );
+    const pkgJson = path.join(tree, "usr/lib/packrat-agent/package.json");
+    const pkg = JSON.parse(await readFile(pkgJson, "utf8")) as { version: string };
+    await writeFile(pkgJson, `${JSON.stringify({ ...pkg, version }, null, 2)}\n`);
+    const sums = await sh("sh", [
+      "-c",
+      "cd \"$1\" && find . -path ./DEBIAN -prune -o -type f -printf '%P\\0' | sort -z | xargs -0 md5sum",
+      "sh",
+      tree,
+    ]);
+    await writeFile(path.join(tree, "DEBIAN/md5sums"), sums.stdout);
+    await mkdir(outDir, { recursive: true });
+    const arch = /^Architecture: (\S+)$/m.exec(await readFile(control, "utf8"))?.[1] ?? "all";
+    const out = path.join(outDir, `packrat-agent_${version}_${arch}.deb`);
+    await sh("dpkg-deb", ["--root-owner-group", "-Znone", "--build", tree, out]);
+    return out;
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+  }
 }
