@@ -23,6 +23,11 @@ export interface LogOptions {
   format?: LogFormat;
   /** Colour the level of compact lines. */
   color?: boolean;
+  /**
+   * Compact lines start by clearing the terminal line, so one printed while `sync`'s progress
+   * bar is drawn replaces the bar (redrawn at its next update) instead of running into it.
+   */
+  clearLine?: boolean;
   /** Where lines go (default: stderr, synchronously). */
   destination?: DestinationStream;
 }
@@ -37,7 +42,10 @@ export function createLogger(options: LogOptions = {}): Logger {
   // before a crash must not sit in a buffer.
   const out = options.destination ?? destination({ fd: 2, sync: true });
   if (options.format === "compact") {
-    return pino(base, compactStream(out, { color: options.color === true }));
+    return pino(
+      base,
+      compactStream(out, { color: options.color === true, clearLine: options.clearLine === true }),
+    );
   }
   return pino(base, out);
 }
@@ -106,12 +114,16 @@ function rank(key: string): number {
 }
 
 /** A pino destination that writes compact lines to `out`. */
-export function compactStream(out: DestinationStream, opts: { color?: boolean } = {}) {
+export function compactStream(
+  out: DestinationStream,
+  opts: { color?: boolean; clearLine?: boolean } = {},
+) {
+  const prefix = opts.clearLine ? "\r\x1b[K" : "";
   return {
     write(chunk: string): void {
       for (const line of chunk.split("\n")) {
         if (line === "") continue;
-        out.write(`${formatCompact(line, opts) ?? line}\n`);
+        out.write(`${prefix}${formatCompact(line, opts) ?? line}\n`);
       }
     },
   };

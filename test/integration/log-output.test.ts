@@ -34,7 +34,8 @@ async function onTerminal(args: string[]): Promise<string[]> {
       timeout: 60_000,
     },
   );
-  return stdout.split(/\r?\n/);
+  // Compact lines start by clearing the terminal line (for the progress bar): "\r\x1b[K".
+  return stdout.split(/\r?\n/).map((l) => (l.startsWith("\r\x1b[K") ? l.slice(4) : l));
 }
 
 describe("log output", () => {

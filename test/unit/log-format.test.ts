@@ -46,6 +46,12 @@ describe("compact log lines", () => {
     const out = capture();
     compactStream(out).write("plain text\n");
     expect(out.lines).toEqual(["plain text\n"]);
+    const tty = capture();
+    compactStream(tty, { clearLine: true }).write(
+      `${JSON.stringify({ level: 30, time: 0, msg: "hi" })}\n`,
+    );
+    expect(tty.lines[0]?.startsWith("\r\x1b[K")).toBe(true);
+    expect(tty.lines[0]?.slice(4)).toMatch(/^\d\d:\d\d:\d\d INFO {2}hi\n$/);
   });
 
   it("is what createLogger writes with format compact, one line per event, secrets redacted", () => {

@@ -63,6 +63,7 @@ export function makeLogger(
     level: chosen,
     format: compact ? "compact" : "json",
     color: compact && tty && process.env.NO_COLOR === undefined,
+    clearLine: compact && tty,
   });
 }
 
