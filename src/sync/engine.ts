@@ -126,11 +126,17 @@ export interface EngineDeps {
   now?: () => number;
   retry?: RetryPolicy;
   sleep?: Sleep;
-  /** Download progress: called with bytes as they arrive, and per finished file. */
+  /**
+   * Progress: downloads (bytes as they arrive, per finished file), and the package files a
+   * publish reads for the first time (a cold publish: every package of a new repo).
+   */
   progress?: {
     onPlan?(files: number, bytes: number | null): void;
     onBytes?(n: number): void;
     onFile?(): void;
+    onIndexPlan?(repo: string, files: number): void;
+    onIndexed?(): void;
+    onIndexDone?(): void;
   };
 }
 
@@ -1402,6 +1408,9 @@ export class SyncEngine {
     const errors = new Map<string, string>();
     const queue = new PQueue({ concurrency: PARSE_CONCURRENCY });
     const bySha = new Map(files.map((f) => [f.d.expectedSha256, f]));
+    const progress = this.deps.progress;
+    const repoName = files[0]?.d.repo;
+    if (repoName !== undefined) progress?.onIndexPlan?.(repoName, bySha.size);
     await Promise.all(
       [...bySha.values()].map(({ d, canonical }) =>
         queue.add(async () => {
@@ -1418,10 +1427,13 @@ export class SyncEngine {
             );
           } finally {
             await source.close();
+            progress?.onIndexed?.();
           }
         }),
       ),
-    );
+    ).finally(() => {
+      if (repoName !== undefined) progress?.onIndexDone?.();
+    });
     store.transaction(() => {
       for (const [sha256, meta] of out)
         store.putPackageMeta(sha256, metaCacheKey(layout), meta, errors.get(sha256) ?? null);

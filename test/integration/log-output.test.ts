@@ -10,6 +10,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/log.js";
+import { INDEX_BAR_MIN_FILES } from "../../src/agent/cli/progress.js";
+import { writeAgentConfig } from "../support/agent-config.js";
 import { BIN, runCli } from "../support/cli.js";
 import { makeEngine, startMirrorFixture } from "../support/mirror-fixture.js";
 
@@ -82,6 +84,34 @@ describe("log output", () => {
     const bad = await runCli(["demo", "--log-format", "pretty", "--dir", path.join(dir, "bad")]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--log-format pretty: expected one of auto, json, compact");
+  });
+
+  it("on a terminal, `sync` draws bars for the downloads and the cold publish; into a pipe, no bar", async () => {
+    const fx = await startMirrorFixture();
+    try {
+      // Just over the size of publish that gets a bar.
+      const n = INDEX_BAR_MIN_FILES + 20;
+      for (let i = 0; i < n; i++) fx.addDeb(`pkg${i}`, "1.0");
+      const conf = await writeAgentConfig(fx);
+      const screen = (await onTerminal(["sync", "--config", conf])).join("\n");
+      expect(screen).toMatch(
+        new RegExp(`downloading \\[[^\\]]*\\] \\d+/${n} files \\| .* \\| .*/s \\| ETA`),
+      );
+      expect(screen).toContain(`] ${n}/${n} packages | `);
+      expect(screen).toMatch(/indexing prod-apt \[[^\]]*\] \d+\/\d+ packages \| \d+\/s \| ETA/);
+      expect(screen).toMatch(
+        new RegExp(`^synced 2 repo\\(s\\), ${n} file\\(s\\): ${n} downloaded`, "m"),
+      );
+      // Again from scratch, into a pipe: the plain download lines, no bars, JSON logs.
+      await rm(fx.root, { recursive: true, force: true });
+      await rm(path.dirname(fx.stateDb), { recursive: true, force: true });
+      const piped = await runCli(["sync", "--config", conf]);
+      expect(piped.code).toBe(0);
+      expect(piped.stderr).not.toMatch(/indexing|\[[\u2591\u2588]/);
+      expect(piped.stderr).toMatch(new RegExp(`^downloads: ${n}/${n} files`, "m"));
+    } finally {
+      await fx.close();
+    }
   });
 
   it("says a repeated publish warning once per process, not at every pass", async () => {
