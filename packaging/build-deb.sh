@@ -60,6 +60,13 @@ node_bin="$(readlink -f -- "${PACKRAT_NODE:-$(command -v node)}")"
 [ -x "$node_bin" ] || die "PACKRAT_NODE=$node_bin is not an executable"
 node_major="$("$node_bin" -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] || die "$node_bin is Node $("$node_bin" --version): packrat-agent needs Node >= 20"
+# A Node linked against shared libraries of its distribution (Debian's own nodejs links
+# libnode, libuv, libssl, libicu...) would not run where those are missing: only a
+# self-contained build (nodejs.org, nodesource) can be bundled.
+foreign_libs="$(objdump -p "$node_bin" | awk '$1 == "NEEDED" { print $2 }' |
+  grep -Ev '^(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux[-a-z0-9_]*)\.so\.[0-9.]+$' || true)"
+[ -z "$foreign_libs" ] ||
+  die "$node_bin links $(echo "$foreign_libs" | tr '\n' ' ')which the package cannot carry: use a self-contained Node (nodejs.org or nodesource builds) as PACKRAT_NODE"
 # npm compiles the native addons with the `node` on PATH: it must be the one bundled.
 path_node_abi="$(node -p process.versions.modules)"
 bundled_node_abi="$("$node_bin" -p process.versions.modules)"
