@@ -101,12 +101,7 @@ export default tseslint.config(
   },
   // Sync never knows a format's details, and never reaches up into agent/.
   {
-    files: [
-      "src/sync/**/*.ts",
-      "src/publish/**/*.ts",
-      "src/state/**/*.ts",
-      "src/signing/**/*.ts",
-    ],
+    files: ["src/sync/**/*.ts", "src/publish/**/*.ts", "src/state/**/*.ts", "src/signing/**/*.ts"],
     rules: {
       "no-restricted-imports": [
         "error",

@@ -8,10 +8,23 @@
 # touched: only OUTPUT_DIR is written. The package is architecture-specific because
 # node_modules holds native addons (better-sqlite3, zstd-napi, lzma-native).
 #
+# The package carries its own runtime: the `node` binary that builds it (the one on PATH, or
+# PACKRAT_NODE) is copied, stripped, to /usr/lib/packrat-agent/node, and the agent's #! line
+# names it. The native addons are compiled by (or, with
+# PACKRAT_DEB_REUSE_NODE_MODULES, were compiled for) that same Node, and the build loads them
+# with the bundled binary before packing, so a mismatch fails here, not on the server. The
+# package then needs only libc6, libstdc++6 and libgcc (plus adduser for the service user).
+#
 # Environment:
-#   PACKRAT_DEB_DEPENDS      Depends: line (default "nodejs (>= 20), adduser"). Where Node comes
-#                            from outside dpkg (nvm, a tarball in /usr/local), set it to
-#                            "adduser" and make sure `node` (>= 20) is on systemd's PATH.
+#   PACKRAT_NODE             the Node (>= 20) to bundle (default: `node` on PATH). It must be
+#                            the Node whose ABI the native addons are built for.
+#   PACKRAT_DEB_DEPENDS      Depends: line (default: computed from the bundled binaries:
+#                            "libc6 (>= <newest GLIBC_ symbol>), libstdc++6 (>= 5.2),
+#                            libgcc-s1 | libgcc1, adduser, ca-certificates"; nodesource's
+#                            Node reads /etc/ssl/certs/ca-certificates.crt at start).
+#   PACKRAT_DEB_STAGE_OUT=DIR
+#                            also leave the staged file tree (what the .deb installs, without
+#                            DEBIAN/) in DIR, for packaging/build-rpm.sh.
 #   PACKRAT_DEB_VERSION      Debian version (default: "version" from package.json).
 #   PACKRAT_DEB_MAINTAINER   Maintainer: field (default "packrat-agent maintainers <packrat-agent@packrat.invalid>").
 #   PACKRAT_DEB_COMPRESSION  dpkg-deb -Z value: xz (default), gzip, none.
@@ -37,15 +50,28 @@ esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 out_arg="${1:-build}"
-depends="${PACKRAT_DEB_DEPENDS:-nodejs (>= 20), adduser, libc6}"
 maintainer="${PACKRAT_DEB_MAINTAINER:-packrat-agent maintainers <packrat-agent@packrat.invalid>}"
 compression="${PACKRAT_DEB_COMPRESSION:-xz}"
 
-for tool in node npm dpkg dpkg-deb gzip tar md5sum; do
+for tool in node npm dpkg dpkg-deb gzip tar md5sum strip objdump; do
   command -v "$tool" >/dev/null 2>&1 || die "\`$tool\` not found on PATH; it is needed to build the .deb"
 done
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-[ "$node_major" -ge 20 ] || die "node $(node --version) is too old: packrat-agent needs Node >= 20"
+node_bin="$(readlink -f -- "${PACKRAT_NODE:-$(command -v node)}")"
+[ -x "$node_bin" ] || die "PACKRAT_NODE=$node_bin is not an executable"
+node_major="$("$node_bin" -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 20 ] || die "$node_bin is Node $("$node_bin" --version): packrat-agent needs Node >= 20"
+# A Node linked against shared libraries of its distribution (Debian's own nodejs links
+# libnode, libuv, libssl, libicu...) would not run where those are missing: only a
+# self-contained build (nodejs.org, nodesource) can be bundled.
+foreign_libs="$(objdump -p "$node_bin" | awk '$1 == "NEEDED" { print $2 }' |
+  grep -Ev '^(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux[-a-z0-9_]*)\.so\.[0-9.]+$' || true)"
+[ -z "$foreign_libs" ] ||
+  die "$node_bin links $(echo "$foreign_libs" | tr '\n' ' ')which the package cannot carry: use a self-contained Node (nodejs.org or nodesource builds) as PACKRAT_NODE"
+# npm compiles the native addons with the `node` on PATH: it must be the one bundled.
+path_node_abi="$(node -p process.versions.modules)"
+bundled_node_abi="$("$node_bin" -p process.versions.modules)"
+[ "$path_node_abi" = "$bundled_node_abi" ] ||
+  die "PACKRAT_NODE ($node_bin) has module ABI $bundled_node_abi but \`node\` on PATH has $path_node_abi: the native addons would not load"
 
 example_conf="$repo/etc/mirror.conf.example"
 [ -f "$example_conf" ] ||
@@ -118,13 +144,32 @@ fi
 # ---- 2. staging tree ----
 lib="$root/usr/lib/packrat-agent"
 mkdir -p "$lib/dist" "$root/usr/bin"
+# The runtime. Stripping drops the debug symbols (about 12 MB of nodesource's 98 MB binary).
+install -m 0755 "$node_bin" "$lib/node"
+strip --strip-unneeded "$lib/node"
 cp -a "$build/bin" "$build/package.json" "$lib/"
+# `packrat-agent --version` reads package.json: make it say the package's version.
+"$node_bin" -e '
+  const fs = require("node:fs");
+  const [file, version] = process.argv.slice(1);
+  const pkg = JSON.parse(fs.readFileSync(file, "utf8"));
+  pkg.version = version;
+  fs.writeFileSync(file, JSON.stringify(pkg, null, 2) + "\n");
+' "$lib/package.json" "$version"
 cp -a "$build/dist/src" "$lib/dist/src"
 find "$lib/dist" -name '*.map' -delete
 cp -a "$build/node_modules" "$lib/node_modules"
 # Native addons leave their object files and the sources they were compiled from.
 find "$lib/node_modules" -depth -type d \( -name obj.target -o -name obj -o -name .deps \) \
   -path '*/build/*' -exec rm -rf {} +
+# ...and, for the packages built with node-gyp (a binding.gyp beside package.json), the C/C++
+# sources they were built from (deps/, src/: 14 MB), the static libraries linked into the
+# addon, and better-sqlite3's test extension.
+for gyp in "$lib"/node_modules/*/binding.gyp "$lib"/node_modules/@*/*/binding.gyp; do
+  [ -f "$gyp" ] || continue
+  rm -rf -- "$(dirname "$gyp")/deps" "$(dirname "$gyp")/src"
+done
+find "$lib/node_modules" -path '*/build/Release/*' \( -name '*.a' -o -name 'test_extension.node' \) -delete
 # Prebuilt binaries for other platforms (the bare-* modules ship Android/arm ones for the Bare
 # runtime, which Node never loads), dotfiles meant for the package's own development, and
 # debug symbols: none of it runs here, and lintian rightly flags all of it.
@@ -134,7 +179,38 @@ find "$lib/node_modules" -mindepth 3 -maxdepth 4 -type d -path '*/prebuilds/*' \
 find "$lib/node_modules" -type f \( -name .npmignore -o -name '.eslintrc*' -o -name eslint.config.js \) -delete
 find "$lib/node_modules" -type f \( -name '*.node' -o -name '*.bare' \) -exec chmod 0644 {} + \
   -exec strip --strip-unneeded {} + 2>/dev/null || true
+# Nothing in node_modules is run as a program (the agent only require()s and imports it): no
+# executable bits, so the command-line scripts of the dependencies (#!/usr/bin/env node) are
+# inert, not programs that would need a system nodejs.
+find "$lib/node_modules" -type f -perm /111 -exec chmod a-x {} +
+# bin/packrat-agent's `#!/usr/bin/env node` would find the system's Node (or none): in the
+# package it names the bundled runtime, so the /usr/bin symlink runs that whatever PATH says.
+sed -i '1s|^#!.*$|#!/usr/lib/packrat-agent/node|' "$lib/bin/packrat-agent"
 ln -s ../lib/packrat-agent/bin/packrat-agent "$root/usr/bin/packrat-agent"
+
+# The bundled Node must load every native addon (an ABI mismatch fails the build, not the
+# server), and the agent must start with it.
+echo "build-deb.sh: loading the native addons with the bundled node" >&2
+(cd "$lib" && ./node -e '
+  const D = require("better-sqlite3");
+  if (new D(":memory:").prepare("select 1 + 1 as two").get().two !== 2) throw new Error("sqlite");
+  const z = require("zstd-napi");
+  const lzma = require("lzma-native");
+  const data = Buffer.from("packrat");
+  if (z.decompress(z.compress(data)).toString() !== "packrat") throw new Error("zstd");
+  if (typeof lzma.createCompressor !== "function") throw new Error("xz");
+') || die "the bundled node ($node_bin) cannot load the native addons in node_modules: rebuild them with it (npm ci, or npm rebuild)"
+"$lib/node" "$lib/bin/packrat-agent" --version >/dev/null ||
+  die "the staged agent does not start with the bundled node"
+
+# Depends: the newest glibc symbol version any bundled binary needs (the official Node 20
+# builds need 2.28: Debian 10, Ubuntu 18.10 and later), libstdc++ and libgcc for Node itself.
+glibc_min="$({
+  objdump -T "$lib/node"
+  find "$lib/node_modules" -type f -name '*.node' -exec objdump -T {} +
+} 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)"
+[ -n "$glibc_min" ] || die "could not read the glibc symbol versions of the bundled node"
+depends="${PACKRAT_DEB_DEPENDS:-libc6 (>= $glibc_min), libstdc++6 (>= 5.2), libgcc-s1 | libgcc1, adduser, ca-certificates}"
 
 install -D -m 0640 "$example_conf" "$root/etc/packrat/mirror.conf"
 install -D -m 0644 "$repo/packaging/packrat-agent.service" \
@@ -143,6 +219,8 @@ install -d -m 0750 "$root/var/lib/packratAgent"
 
 doc="$root/usr/share/doc/packrat-agent"
 install -D -m 0644 "$repo/docs/operations.md" "$doc/operations.md"
+install -D -m 0644 "$repo/packaging/debian/lintian-overrides" \
+  "$root/usr/share/lintian/overrides/packrat-agent"
 install -D -m 0644 "$repo/etc/nginx/packrat-mirror.conf" "$doc/examples/nginx/packrat-mirror.conf"
 install -D -m 0644 "$repo/etc/apache2/packrat-mirror.conf" "$doc/examples/apache2/packrat-mirror.conf"
 install -D -m 0644 "$example_conf" "$doc/examples/mirror.conf.example"
@@ -160,6 +238,12 @@ chmod 0644 "$doc/changelog.gz"
 
 # Everything readable by all, writable by the owner only (npm can leave odd modes).
 chmod -R u+rwX,go+rX,go-w "$root/usr"
+
+if [ -n "${PACKRAT_DEB_STAGE_OUT:-}" ]; then
+  rm -rf -- "$PACKRAT_DEB_STAGE_OUT"
+  mkdir -p -- "$PACKRAT_DEB_STAGE_OUT"
+  cp -a "$root/." "$PACKRAT_DEB_STAGE_OUT/"
+fi
 
 # ---- 3. DEBIAN/ ----
 mkdir -p "$root/DEBIAN"

@@ -132,11 +132,17 @@ export interface EngineDeps {
   now?: () => number;
   retry?: RetryPolicy;
   sleep?: Sleep;
-  /** Download progress: called with bytes as they arrive, and per finished file. */
+  /**
+   * Progress: downloads (bytes as they arrive, per finished file), and the package files a
+   * publish reads for the first time (a cold publish: every package of a new repo).
+   */
   progress?: {
     onPlan?(files: number, bytes: number | null): void;
     onBytes?(n: number): void;
     onFile?(): void;
+    onIndexPlan?(repo: string, files: number): void;
+    onIndexed?(): void;
+    onIndexDone?(): void;
   };
 }
 
@@ -295,6 +301,8 @@ export class SyncEngine {
    * publish keeps only the ones it used (memory: one repo's worth, ~100 bytes a package).
    */
   private readonly signatures = new Map<string, Map<string, Uint8Array>>();
+  /** Publish warnings logged so far (repo + text): each is logged once per engine (process). */
+  private readonly warned = new Set<string>();
   /** Decides every path under root_dir: repo dirs, package paths, reserved names. */
   private readonly paths: PathAuthority;
   /**
@@ -1353,7 +1361,7 @@ export class SyncEngine {
             quick,
           },
         },
-        { root: this.root, store, log, now: this.now },
+        { root: this.root, store, log, now: this.now, warned: this.warned },
       );
       return outcome;
     } catch (err) {
@@ -1415,6 +1423,9 @@ export class SyncEngine {
     const errors = new Map<string, string>();
     const queue = new PQueue({ concurrency: PARSE_CONCURRENCY });
     const bySha = new Map(files.map((f) => [f.d.expectedSha256, f]));
+    const progress = this.deps.progress;
+    const repoName = files[0]?.d.repo;
+    if (repoName !== undefined) progress?.onIndexPlan?.(repoName, bySha.size);
     await Promise.all(
       [...bySha.values()].map(({ d, canonical }) =>
         queue.add(async () => {
@@ -1431,10 +1442,13 @@ export class SyncEngine {
             );
           } finally {
             await source.close();
+            progress?.onIndexed?.();
           }
         }),
       ),
-    );
+    ).finally(() => {
+      if (repoName !== undefined) progress?.onIndexDone?.();
+    });
     store.transaction(() => {
       for (const [sha256, meta] of out)
         store.putPackageMeta(sha256, metaCacheKey(layout), meta, errors.get(sha256) ?? null);

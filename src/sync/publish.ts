@@ -63,6 +63,12 @@ export interface PublisherDeps {
   store: StateStore;
   log: Logger;
   now: () => number;
+  /**
+   * Warnings already logged (repo and text), kept by the engine for the life of the process:
+   * a layout warning about a file is logged the first time, not at every pass. The outcome
+   * still carries every warning.
+   */
+  warned?: Set<string>;
 }
 
 /** A digest of everything that decides a repo's metadata, so unchanged repos are not rewritten. */
@@ -367,7 +373,13 @@ export async function publishRepo(
     ],
     deps.now(),
   );
-  for (const w of warnings) deps.log.warn({ repo: repoName }, w);
+  for (const w of warnings) {
+    // The same warning (they name the file) every pass would drown the log: say it once.
+    const key = `${repoName}\0${w}`;
+    if (deps.warned?.has(key)) continue;
+    deps.warned?.add(key);
+    deps.log.warn({ repo: repoName }, w);
+  }
   deps.log.info(
     { repo: repoName, generation, files: written.length, packages: req.input.packages.length },
     "published",

@@ -93,12 +93,15 @@ afterAll(async () => {
 });
 
 describe("packaging/build-deb.sh", () => {
-  it("writes the control fields, with the configurable Depends default", async () => {
+  it("writes the control fields; Depends names no nodejs, only what the bundled runtime links", async () => {
     const arch = (await run("dpkg", ["--print-architecture"])).stdout.trim();
     expect(control).toMatch(/^Package: packrat-agent$/m);
     expect(control).toMatch(new RegExp(`^Version: ${version.replace(/\./g, "\\.")}$`, "m"));
     expect(control).toMatch(new RegExp(`^Architecture: ${arch}$`, "m"));
-    expect(control).toMatch(/^Depends: nodejs \(>= 20\), adduser, libc6$/m);
+    expect(control).toMatch(
+      /^Depends: libc6 \(>= 2\.\d+\), libstdc\+\+6 \(>= 5\.2\), libgcc-s1 \| libgcc1, adduser, ca-certificates$/m,
+    );
+    expect(control).not.toMatch(/nodejs/);
     expect(control).toMatch(/^Maintainer: .+<.+@.+>$/m);
     expect(control).toMatch(/^Installed-Size: \d+$/m);
     const info = (await run("dpkg-deb", ["--info", debPath])).stdout;
@@ -120,6 +123,7 @@ describe("packaging/build-deb.sh", () => {
     const expected: [string, string][] = [
       ["/usr/bin/packrat-agent", "lrwxrwxrwx"],
       ["/usr/lib/packrat-agent/bin/packrat-agent", "-rwxr-xr-x"],
+      ["/usr/lib/packrat-agent/node", "-rwxr-xr-x"],
       ["/usr/lib/packrat-agent/package.json", "-rw-r--r--"],
       ["/usr/lib/packrat-agent/dist/src/agent/main.js", "-rw-r--r--"],
       ["/usr/lib/packrat-agent/node_modules/better-sqlite3/package.json", "-rw-r--r--"],
@@ -167,11 +171,20 @@ describe("packaging/build-deb.sh", () => {
     expect(paths.filter((p) => /^\/(tmp|home|root|work)\b/.test(p))).toEqual([]);
   });
 
-  it("unpacks into a working CLI with loadable native addons", async () => {
-    const { stdout } = await run(path.join(unpacked, "usr/bin/packrat-agent"), ["--version"]);
+  it("unpacks into a working CLI on the bundled Node, with loadable native addons", async () => {
+    const lib = path.join(unpacked, "usr/lib/packrat-agent");
+    // The launcher names the bundled runtime (absolute: run here, it would need the install).
+    expect((await readFile(path.join(lib, "bin/packrat-agent"), "utf8")).split("\n")[0]).toBe(
+      "#!/usr/lib/packrat-agent/node",
+    );
+    const node = path.join(lib, "node");
+    expect((await run(node, ["-p", "process.versions.modules"])).stdout.trim()).toBe(
+      process.versions.modules,
+    );
+    const { stdout } = await run(node, [path.join(lib, "bin/packrat-agent"), "--version"]);
     expect(stdout.trim()).toBe(`packrat-agent ${version}`);
     const { stdout: addons } = await run(
-      process.execPath,
+      node,
       [
         "-e",
         `const D = require("better-sqlite3");

@@ -8,6 +8,7 @@ import { loadConfig, resolveConfigPath } from "../config.js";
 export const GLOBAL_OPTIONS = {
   config: { type: "string", short: "c" },
   "log-level": { type: "string" },
+  "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
@@ -34,7 +35,13 @@ export function parseCommandArgs<O extends NonNullable<ParseArgsConfig["options"
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 
-export function makeLogger(level: string | undefined, fallback: string): Logger {
+const FORMATS = ["auto", "json", "compact"];
+
+export function makeLogger(
+  level: string | undefined,
+  fallback: string,
+  format: string | undefined = undefined,
+): Logger {
   const chosen = level ?? fallback;
   if (!LEVELS.includes(chosen)) {
     throw new PackratError(
@@ -42,8 +49,22 @@ export function makeLogger(level: string | undefined, fallback: string): Logger 
       `--log-level ${chosen}: expected one of ${LEVELS.join(", ")}`,
     );
   }
-  // JSON lines for journald and log shippers; readable lines on a terminal.
-  return createLogger({ level: chosen, pretty: process.stderr.isTTY === true });
+  const wanted = format ?? "auto";
+  if (!FORMATS.includes(wanted)) {
+    throw new PackratError(
+      "PACKRAT_USAGE",
+      `--log-format ${wanted}: expected one of ${FORMATS.join(", ")}`,
+    );
+  }
+  // JSON lines for journald and log shippers; a short line per event on a terminal.
+  const tty = process.stderr.isTTY === true;
+  const compact = wanted === "compact" || (wanted === "auto" && tty);
+  return createLogger({
+    level: chosen,
+    format: compact ? "compact" : "json",
+    color: compact && tty && process.env.NO_COLOR === undefined,
+    clearLine: compact && tty,
+  });
 }
 
 export async function loadSettings(
@@ -58,10 +79,11 @@ export async function loadSettings(
 export async function settingsAndLogger(values: {
   config?: string | undefined;
   "log-level"?: string | undefined;
+  "log-format"?: string | undefined;
 }): Promise<{ settings: Settings; log: Logger }> {
   const warnings: string[] = [];
   const settings = await loadSettings(values.config, (w) => warnings.push(w));
-  const log = makeLogger(values["log-level"], settings.mirror.logLevel);
+  const log = makeLogger(values["log-level"], settings.mirror.logLevel, values["log-format"]);
   for (const w of warnings) log.warn(w);
   return { settings, log };
 }

@@ -24,7 +24,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     port: { type: "string" },
     once: { type: "boolean" },
   });
-  const log = makeLogger(values["log-level"], "info");
+  const log = makeLogger(values["log-level"], "info", values["log-format"]);
   const dir = path.resolve(values.dir ?? ".demo");
   const root = path.join(dir, "root");
   await rm(dir, { recursive: true, force: true });

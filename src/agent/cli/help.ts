@@ -36,6 +36,7 @@ Commands:
 Options:
   -c, --config PATH   Config file (default: $PACKRAT_AGENT_CONFIG, else /etc/packrat/mirror.conf)
       --log-level LVL fatal, error, warn, info, debug, trace (overrides log_level)
+      --log-format F  auto (default: compact on a terminal, else json), json, compact
   -h, --help          Show this help.
   -V, --version       Show the version.
 `;
