@@ -304,7 +304,7 @@ describe("a master that stays down, seen by the daemon", () => {
           ? Promise.reject(
               new PackratError("PACKRAT_MASTER_HTTP", "master answered 502 to DESCRIBE /api/v2/"),
             )
-          : Promise.resolve({ failed: [], published: [], announcedChanges: [] });
+          : Promise.resolve({ failed: [], published: [], announcedChanges: [], buckets: [] });
       },
       onDetachedDownload: () => undefined,
       abortDownloads: () => undefined,
