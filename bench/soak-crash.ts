@@ -16,7 +16,7 @@ import {
   type KillAt,
   type KillOutcome,
 } from "../test/integration/crash-harness.js";
-import { startCliMirror, TAG, type CliMirror } from "../test/integration/crash-support.js";
+import { startCliMirror, TAG, type CliMirror } from "../test/support/cli-mirror.js";
 
 const targetKills = Number(process.argv[2] ?? "100");
 let seed = Number(process.argv[3] ?? "1");

@@ -13,7 +13,7 @@ import { startCli, type RunningCli } from "../support/cli.js";
 import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
 import { startNginx, type RunningNginx } from "../support/nginx.js";
 import { verifyInProcess } from "./crash-harness.js";
-import { startCliMirror, TAG, type CliMirror } from "./crash-support.js";
+import { startCliMirror, TAG, type CliMirror } from "../support/cli-mirror.js";
 
 const CHANGES = 210;
 

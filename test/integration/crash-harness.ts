@@ -8,7 +8,8 @@ import { rm } from "node:fs/promises";
 import { createSignatureVerifier } from "../../src/signing/verify.js";
 import { openStateStore } from "../../src/state/db.js";
 import { verifyTree } from "../../src/sync/verify-tree.js";
-import { partialFiles, spawnCli, type CliMirror } from "./crash-support.js";
+import { startCli } from "../support/cli.js";
+import { partialFiles, type CliMirror } from "../support/cli-mirror.js";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -32,7 +33,7 @@ function countMatches(text: string, re: RegExp): number {
 
 /** Start `args`, kill at `at`, return whether it was still running. */
 export async function startAndKill(m: CliMirror, args: string[], at: KillAt): Promise<boolean> {
-  const child = spawnCli([...args, "--config", m.confPath]);
+  const child = startCli([...args, "--config", m.confPath]);
   let done = false;
   void child.exited.then(() => (done = true));
   const waitForLine = (re: RegExp, nth: number, from: number) =>

@@ -12,7 +12,12 @@ import {
   type KillAt,
   type KillOutcome,
 } from "./crash-harness.js";
-import { lockNamesLiveProcess, startCliMirror, TAG, type CliMirror } from "./crash-support.js";
+import {
+  lockNamesLiveProcess,
+  startCliMirror,
+  TAG,
+  type CliMirror,
+} from "../support/cli-mirror.js";
 
 describe("crash: SIGKILL at many points, then restart", () => {
   let m: CliMirror;

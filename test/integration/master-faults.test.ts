@@ -17,7 +17,7 @@ import { MirrorDaemon } from "../../src/sync/daemon.js";
 import { sha256File, walkTree } from "../../src/sync/disk.js";
 import type { Fault } from "../support/fake-master.js";
 import { createMasterClient } from "../../src/sync/master-client.js";
-import { startCliMirror } from "./crash-support.js";
+import { startCliMirror } from "../support/cli-mirror.js";
 import {
   MIRROR,
   TAG,

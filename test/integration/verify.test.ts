@@ -13,7 +13,7 @@ import { PUBLISH_CHECK_FAILURES_KEY } from "../../src/sync/publish.js";
 import { SKIPPED_REPO_DIRS_KEY } from "../../src/sync/verify-tree.js";
 import { makeEngine, startMirrorFixture } from "../support/mirror-fixture.js";
 import { makeTestSigner } from "../support/test-signer.js";
-import { startCliMirror, verifyDeep, type CliMirror } from "./crash-support.js";
+import { startCliMirror, verifyDeep, type CliMirror } from "../support/cli-mirror.js";
 
 describe("packrat-agent verify", () => {
   let m: CliMirror;

@@ -1,8 +1,27 @@
-/** Spawning the real CLI (dist/, built by global-setup) for end-to-end tests. */
+/**
+ * Spawning the real CLI (dist/, built by global-setup) for end-to-end tests and the benches:
+ * `runCli` to completion, `startCli` in the background. The one way tests start the agent.
+ */
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const BIN = fileURLToPath(new URL("../../bin/packrat-agent", import.meta.url));
+/**
+ * bin/packrat-agent, found by walking up from this file: the same path whether this runs from
+ * the sources (vitest) or compiled under dist/ (bench/soak-crash.ts).
+ */
+function findBin(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, "bin", "packrat-agent");
+    if (existsSync(candidate) && existsSync(path.join(dir, "package.json"))) return candidate;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`bin/packrat-agent not found above ${import.meta.url}`);
+    dir = up;
+  }
+}
+export const BIN = findBin();
 
 export interface CliResult {
   code: number | null;
@@ -11,27 +30,8 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run `packrat-agent ARGS` to completion. */
-export function runCli(
-  args: string[],
-  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
-): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, ...opts.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+export interface CliOptions {
+  env?: Record<string, string>;
 }
 
 export interface RunningCli {
@@ -41,12 +41,27 @@ export interface RunningCli {
   readonly stdout: string;
   /** Resolves when a log line's msg matches. */
   waitForLog(re: RegExp, timeoutMs?: number): Promise<string>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves when the process has exited, with all it wrote. */
+  exited: Promise<CliResult>;
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** Run `packrat-agent ARGS` to completion (SIGKILL after `timeoutMs`, default 60 s). */
+export async function runCli(
+  args: string[],
+  opts: CliOptions & { timeoutMs?: number } = {},
+): Promise<CliResult> {
+  const running = startCli(args, opts);
+  const timer = setTimeout(() => running.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
+  try {
+    return await running.exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Start `packrat-agent ARGS` in the background (e.g. `run`). */
-export function startCli(args: string[], opts: { env?: Record<string, string> } = {}): RunningCli {
+export function startCli(args: string[], opts: CliOptions = {}): RunningCli {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -68,9 +83,10 @@ export function startCli(args: string[], opts: { env?: Record<string, string> } 
     check();
   });
   child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("close", (code, signal) => resolve({ code, signal })),
-  );
+  const exited = new Promise<CliResult>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
   return {
     child,
     get stderr() {

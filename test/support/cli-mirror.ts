@@ -9,78 +9,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { generateSigningKey } from "../../src/signing/keygen.js";
 import { TMP_DIR, sha256File, walkTree } from "../../src/sync/disk.js";
-import { buildDeb, controlText } from "../support/deb-builder.js";
-import { startFakeMaster, type FakeMaster } from "../support/fake-master.js";
-import { TAG as SAMPLE_TAG, addSampleMirror } from "../support/mirror-fixture.js";
-import { buildSyntheticRpm, syntheticRpmFilename } from "../support/rpm-builder.js";
+import { buildDeb, controlText } from "./deb-builder.js";
+import { startFakeMaster, type FakeMaster } from "./fake-master.js";
+import { TAG as SAMPLE_TAG, addSampleMirror } from "./mirror-fixture.js";
+import { buildSyntheticRpm, syntheticRpmFilename } from "./rpm-builder.js";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { runCli, type CliResult } from "./cli.js";
 
-/**
- * bin/packrat-agent, found by walking up from this file: the same path whether this runs from
- * the sources (vitest) or compiled under dist/ (bench/soak-crash.ts).
- */
-function findBin(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, "bin", "packrat-agent");
-    if (existsSync(candidate) && existsSync(path.join(dir, "package.json"))) return candidate;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error("bin/packrat-agent not found above " + import.meta.url);
-    dir = up;
-  }
-}
-export const BIN = findBin();
-
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-export interface CliProcess {
-  child: ChildProcess;
-  readonly stderr: string;
-  readonly stdout: string;
-  exited: Promise<CliResult>;
-}
-
-/** Spawn the real CLI, collecting its output. */
-export function spawnCli(args: string[]): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<CliResult>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return {
-    child,
-    get stderr() {
-      return stderr;
-    },
-    get stdout() {
-      return stdout;
-    },
-    exited,
-  };
-}
-
-/** Run the CLI to completion (SIGKILL after the timeout). */
-export async function runCli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
-  const p = spawnCli(args);
-  const timer = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
-  try {
-    return await p.exited;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
+export type { CliResult };
 export const TAG = SAMPLE_TAG;
 export const MIRROR = "crash";
 
@@ -239,7 +175,7 @@ export async function startCliMirror(
         ].join("\n"),
       );
     },
-    cli: (args, timeoutMs = 60_000) => runCli([...args, "--config", m.confPath], timeoutMs),
+    cli: (args, timeoutMs = 60_000) => runCli([...args, "--config", m.confPath], { timeoutMs }),
     close: async () => {
       await master.close();
       await rm(dir, { recursive: true, force: true });
