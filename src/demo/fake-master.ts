@@ -187,6 +187,17 @@ export interface RecordedRequest {
   body: unknown;
 }
 
+/** A package file as a pipeline uploads it to the master (addPackageFile). */
+export interface NewPackageFile {
+  package: string;
+  distroVersion: string;
+  version: string;
+  type: string;
+  arch: string;
+  filename: string;
+  content: Uint8Array;
+}
+
 export interface FakeMaster {
   readonly url: string;
   addDistroVersion(d: {
@@ -211,18 +222,13 @@ export interface FakeMaster {
    * action (which notifies the repos that hold the tag). Returns its id. The file is served at
    * fileUrl(id), `/files/<filename>` like packrat's MEDIA_URL.
    */
-  addPackageFile(f: {
-    package: string;
-    distroVersion: string;
-    version: string;
-    type: string;
-    arch: string;
-    filename: string;
-    content: Uint8Array;
-    tags?: string[];
-    /** Report this instead of the real hash: a master that lies. */
-    sha256?: string;
-  }): number;
+  addPackageFile(
+    f: NewPackageFile & {
+      tags?: string[];
+      /** Report this instead of the real hash: a master that lies. */
+      sha256?: string;
+    },
+  ): number;
   /** The `file` field of a package file: the path its bytes are served at. */
   fileUrl(id: number): string;
   /** The `tag` action: notifies the repos that hold the tag. */

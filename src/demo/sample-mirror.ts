@@ -4,7 +4,7 @@
  * version 1.n of every package, as a CI pipeline would. `packrat-agent demo` serves it; the
  * bucket tests publish it to S3 and read it back with every real client.
  */
-import { startFakeMaster, type FakeMaster } from "./fake-master.js";
+import { startFakeMaster, type FakeMaster, type NewPackageFile } from "./fake-master.js";
 import { buildDeb, controlText } from "./packages/deb.js";
 import { buildPacmanPackage } from "./packages/pacman.js";
 import { buildSdist, buildWheel } from "./packages/python.js";
@@ -12,18 +12,8 @@ import { buildSyntheticRpm, syntheticRpmFilename } from "./packages/rpm.js";
 
 export const DEMO_MIRROR = "demo";
 
-interface DemoPackage {
-  package: string;
-  distroVersion: string;
-  version: string;
-  type: string;
-  arch: string;
-  filename: string;
-  content: Uint8Array;
-}
-
-export function samplePackages(round: number): DemoPackage[] {
-  const out: DemoPackage[] = [];
+export function samplePackages(round: number): NewPackageFile[] {
+  const out: NewPackageFile[] = [];
   const v = `1.${round}`;
   for (const [name, arch] of [
     ["hello-demo", "all"],

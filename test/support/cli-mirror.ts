@@ -10,7 +10,7 @@ import path from "node:path";
 import { generateSigningKey } from "../../src/signing/keygen.js";
 import { TMP_DIR, sha256File, walkTree } from "../../src/sync/disk.js";
 import { buildDeb, controlText } from "./deb-builder.js";
-import { startFakeMaster, type FakeMaster } from "./fake-master.js";
+import { startFakeMaster, type FakeMaster, type NewPackageFile } from "./fake-master.js";
 import { TAG as SAMPLE_TAG, addSampleMirror } from "./mirror-fixture.js";
 import { buildSyntheticRpm, syntheticRpmFilename } from "./rpm-builder.js";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -61,18 +61,7 @@ export async function startCliMirror(
 
   const masterFiles = new Map<string, string>();
   const ids = new Map<string, number>();
-  const add = (
-    f: {
-      package: string;
-      distroVersion: string;
-      version: string;
-      type: string;
-      arch: string;
-      filename: string;
-      content: Uint8Array;
-    },
-    tags: string[],
-  ) => {
+  const add = (f: NewPackageFile, tags: string[]) => {
     const id = master.addPackageFile({ ...f, tags });
     masterFiles.set(f.filename, sha256(f.content));
     ids.set(f.filename, id);
