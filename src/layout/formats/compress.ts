@@ -12,7 +12,7 @@
  */
 import type { Transform } from "node:stream";
 import { Readable, pipeline } from "node:stream";
-import { createGunzip, gzipSync, constants as zlibConstants } from "node:zlib";
+import { createGunzip, gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
 import * as lzma from "lzma-native";
 import unbzip2 from "unbzip2-stream";
 import { compress as zstdCompressNative } from "zstd-napi";
@@ -214,6 +214,18 @@ export async function decompress(
   if (compression === "none") {
     if (data.length > maxOutput) throw tooLarge(maxOutput);
     return data;
+  }
+  if (compression === "gzip") {
+    // A whole gzip buffer (a .deb's control.tar.gz) in one synchronous call, capped by
+    // maxOutputLength: the stream path costs a pipeline and a round of microtasks per chunk,
+    // which a cold publish of 10,000 .debs paid 10,000 times (about 2 s of 8 at N = 10,000).
+    // A fault is decoded again by the stream path, which says at which offset it is.
+    try {
+      const out = gunzipSync(data, { maxOutputLength: maxOutput });
+      return new Uint8Array(out.buffer, out.byteOffset, out.length);
+    } catch {
+      // fall through
+    }
   }
   const parts: Uint8Array[] = [];
   let total = 0;
