@@ -26,7 +26,7 @@ import PQueue from "p-queue";
 import { describeError, PackratError } from "../errors.js";
 import { isKept } from "../keep-list.js";
 import type { Logger } from "../log.js";
-import type { ReplicaObjectRow, StateStore } from "../state/state-store.js";
+import type { PublishedFileRow, ReplicaObjectRow, StateStore } from "../state/state-store.js";
 import { fileBody } from "./file-body.js";
 import { cacheControlFor, contentTypeFor, directoryAliasOf } from "./object-headers.js";
 import type { ObjectStore } from "./object-store.js";
@@ -212,14 +212,17 @@ export class Replica implements ReplicaPort {
   }
 
   /** Everything the bucket should serve now, by key. */
-  private wanted(rootFiles: readonly ReplicaRootFile[]): Map<string, Wanted> {
+  private wanted(
+    rows: readonly PublishedFileRow[],
+    rootFiles: readonly ReplicaRootFile[],
+  ): Map<string, Wanted> {
     const want = new Map<string, Wanted>();
     const add = (w: Wanted) => {
       want.set(w.key, w);
       const alias = directoryAliasOf(w.key);
       if (alias !== null) want.set(alias, { ...w, key: alias });
     };
-    for (const row of this.deps.state.listPublishedFiles()) {
+    for (const row of rows) {
       if (row.supersededAt !== null) continue;
       add({ key: row.path, rel: row.path, sha256: row.sha256, order: row.order, repo: row.repo });
     }
@@ -230,9 +233,12 @@ export class Replica implements ReplicaPort {
   }
 
   /** Keys the bucket keeps: current and superseded rows (within their grace), root files. */
-  private retained(want: ReadonlyMap<string, Wanted>): Set<string> {
+  private retained(
+    rows: readonly PublishedFileRow[],
+    want: ReadonlyMap<string, Wanted>,
+  ): Set<string> {
     const keep = new Set<string>(want.keys());
-    for (const p of this.deps.state.listPublishedPaths()) {
+    for (const { path: p } of rows) {
       keep.add(p);
       const alias = directoryAliasOf(p);
       if (alias !== null) keep.add(alias);
@@ -368,7 +374,9 @@ export class Replica implements ReplicaPort {
 
   private async copyOut(rootFiles: readonly ReplicaRootFile[], report: RoundReport): Promise<void> {
     const { state, log } = this.deps;
-    const want = this.wanted(rootFiles);
+    // One read of the published files serves both what to upload and what to keep.
+    const rows = state.listPublishedFiles();
+    const want = this.wanted(rows, rootFiles);
     const recorded = this.recordedByKey();
     const todo = [...want.values()].filter((w) => recorded.get(w.key)?.sha256 !== w.sha256);
     const failedRepos = new Set<string>();
@@ -409,14 +417,13 @@ export class Replica implements ReplicaPort {
         state.setReplicaRepo(this.target, { repo, generation: latest.generation, publishedAt: at });
     }
     if (report.failed.length > 0) return;
-    await this.expire(want, report);
+    await this.expire(this.retained(rows, want), report);
   }
 
   /** After a complete round: mark what nothing names, delete what has been unnamed past the grace. */
-  private async expire(want: ReadonlyMap<string, Wanted>, report: RoundReport): Promise<void> {
+  private async expire(retained: ReadonlySet<string>, report: RoundReport): Promise<void> {
     const { state, store, keep, graceMs } = this.deps;
     const at = this.deps.now();
-    const retained = this.retained(want);
     const unwanted: string[] = [];
     const wantedAgain: string[] = [];
     const expired: string[] = [];
@@ -441,7 +448,7 @@ export class Replica implements ReplicaPort {
    * uploaded with and the SHA-256 root_dir serves now. Lists the prefix; reads no object.
    */
   async verify(rootFiles: readonly ReplicaRootFile[] = []): Promise<BucketProblem[]> {
-    const want = this.wanted(rootFiles);
+    const want = this.wanted(this.deps.state.listPublishedFiles(), rootFiles);
     const recorded = this.recordedByKey();
     const listed = new Map<string, { size: number; etag: string }>();
     for await (const page of this.deps.store.list()) for (const o of page) listed.set(o.key, o);
