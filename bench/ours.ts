@@ -10,7 +10,7 @@
 import { createInterface } from "node:readline";
 import { describeError } from "../src/errors.js";
 import { createLayouts } from "../src/layout/index.js";
-import { DEFAULT_LAYOUT_OPTIONS } from "../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../src/layout/index.js";
 import { silentLogger } from "../src/log.js";
 import { loadSigner } from "../src/signing/openpgp-signer.js";
 import { openStateStore } from "../src/state/db.js";

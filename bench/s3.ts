@@ -19,7 +19,7 @@ import path from "node:path";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { startFakeMaster } from "../src/demo/fake-master.js";
 import { createLayouts } from "../src/layout/index.js";
-import { DEFAULT_LAYOUT_OPTIONS } from "../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../src/layout/index.js";
 import { silentLogger } from "../src/log.js";
 import { Replica } from "../src/publish/replica.js";
 import { S3Store } from "../src/publish/s3-store.js";

@@ -3,6 +3,7 @@
  * This is the one documented place for defaults of the keys this project added; the original
  * agent's keys keep their meaning. etc/mirror.conf.example documents every key.
  */
+import type { LayoutSettings } from "./layout/types.js";
 
 export interface PackratSettings {
   /** Master base URL, `http(s)://name[:port]`, no trailing slash. Required. */
@@ -69,18 +70,8 @@ export interface MirrorSettings {
   requestTimeout: number;
   /** Watch root_dir with chokidar while `run` is going, to repair tampering quickly. */
   watchTree: boolean;
-  /** Debian architectures published in every apt dist; empty = those present plus amd64. */
-  aptArchitectures: string[];
-  /** When set, Release gets Valid-Until = Date + this many seconds. */
-  aptValidUntilSeconds: number | null;
-  /** yum metadata compression. */
-  yumCompression: "gz" | "zstd";
-  /** Changelog entries per RPM in other.xml. */
-  rpmChangelogLimit: number;
-  /** Add an RPM v4 header signature to each RPM before publishing. */
-  signRpmPackages: boolean;
-  /** pacman repo names by filesystem_dir (`dir:name, dir2:name2`); default is filesystem_dir. */
-  pacmanRepoNames: Record<string, string>;
+  // The format options (apt_architectures, yum_compression, ...) are [mirror] keys too, but
+  // each layout owns its own (RepoLayout.options): they are in Settings.layouts.
   /** `host:port` for the Prometheus endpoint; null = off. */
   metricsListen: string | null;
   /** pino level. */
@@ -135,6 +126,11 @@ export interface Settings {
   source: string;
   packrat: PackratSettings;
   mirror: MirrorSettings;
+  /**
+   * The [mirror] keys the layouts own (RepoLayout.options), their defaults applied. Keyed by
+   * LayoutOptions field; the registry (src/layout/index.ts) says which format owns which.
+   */
+  layouts: LayoutSettings;
   /** `[s3]`, when the file has that section. */
   s3: S3Settings | null;
   /** `[repo NAME]` sections, by repo name. */
@@ -163,12 +159,6 @@ export const MIRROR_DEFAULTS: Readonly<Omit<MirrorSettings, "rootDir">> = Object
   pollTimeout: 30,
   requestTimeout: 30,
   watchTree: true,
-  aptArchitectures: [],
-  aptValidUntilSeconds: null,
-  yumCompression: "gz",
-  rpmChangelogLimit: 10,
-  signRpmPackages: false,
-  pacmanRepoNames: {},
   metricsListen: null,
   logLevel: "info",
   publishFailed: false,

@@ -30,9 +30,12 @@ import {
   type IniSection,
 } from "./config/ini.js";
 import { interpolate } from "./config/interpolation.js";
+import { DEFAULT_LAYOUT_OPTIONS, layoutOptionSpecs } from "../layout/index.js";
+import type { LayoutSettings, OptionContext } from "../layout/types.js";
 import {
   keyOf,
   keysOf,
+  LAYOUT_KEYS,
   REPO_KEYS,
   repoSectionName,
   S3_KEYS,
@@ -179,6 +182,9 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   const failed = new Set<string>();
   const packrat = readSection(doc, "packrat", report, failed) as Partial<Values<PackratSettings>>;
   const mirror = readSection(doc, "mirror", report, failed) as Partial<Values<MirrorSettings>>;
+  const layouts = readKeys(doc, "mirror", LAYOUT_KEYS, report, failed, {
+    useDefaults: true,
+  }) as Partial<Values<LayoutSettings>>;
   // [s3] is optional as a whole; once written, its bucket is required. No [DEFAULT] fallback:
   // a region or prefix meant for another tool must not turn publishing to a bucket on.
   const s3 = doc.sections.has("s3")
@@ -204,6 +210,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
     );
   }
   checkAcrossKeys(mirror, failed, report);
+  checkLayoutOptions(layouts, mirror, failed, report);
   const keepFileList =
     mirror.keepFileList && mirror.rootDir
       ? resolveKeepList(mirror.keepFileList, mirror.rootDir, report)
@@ -226,6 +233,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
       ...unwrap(mirror),
       ...(keepFileList ? { keepFileList } : {}),
     } as MirrorSettings,
+    layouts: { ...layoutDefaults(), ...unwrap(layouts) },
     s3: s3 ? ({ ...S3_DEFAULTS, ...unwrap(s3) } as S3Settings) : null,
     repos,
   };
@@ -242,12 +250,8 @@ export function describeSettings(settings: Settings): Record<string, unknown> {
       psk: packrat.psk === null ? null : "[redacted]",
       proxy: packrat.proxy === null ? null : redactUrl(packrat.proxy),
     },
-    mirror: {
-      ...mirror,
-      keepFileList: [...mirror.keepFileList],
-      aptArchitectures: [...mirror.aptArchitectures],
-      pacmanRepoNames: { ...mirror.pacmanRepoNames },
-    },
+    mirror: { ...mirror, keepFileList: [...mirror.keepFileList] },
+    layouts: structuredClone(settings.layouts),
     s3: settings.s3 && {
       ...settings.s3,
       accessKeyId: settings.s3.accessKeyId === null ? null : "[redacted]",
@@ -483,24 +487,6 @@ function checkAcrossKeys(
       "gpg_key_file is not set, so there is no key to unlock: set gpg_key_file or remove this line",
     );
   }
-  if (m.signRpmPackages?.value === true && unset("gpgSignKey")) {
-    problemAt(
-      report,
-      m.signRpmPackages,
-      "signing RPMs needs a key: set gpg_sign_key and gpg_key_file, or set sign_rpm_packages: no",
-    );
-  }
-  if (m.aptValidUntilSeconds && !failed.has("fullSyncInterval")) {
-    const interval = m.fullSyncInterval?.value ?? MIRROR_DEFAULTS.fullSyncInterval;
-    if (m.aptValidUntilSeconds.value <= interval) {
-      problemAt(
-        report,
-        m.aptValidUntilSeconds,
-        `expected more than full_sync_interval (${interval} s), or Release files would expire ` +
-          "between two syncs and apt would refuse them, e.g. 604800",
-      );
-    }
-  }
 
   const root = m.rootDir;
   if (!root) return;
@@ -525,6 +511,40 @@ function checkAcrossKeys(
       );
     }
   }
+}
+
+/**
+ * Each layout option's own check against the rest of [mirror] (OptionSpec.check): RPM signing
+ * needs a key, a Valid-Until must outlast full_sync_interval. Skipped when a key it depends on
+ * was refused, so one mistake is reported once.
+ */
+function checkLayoutOptions(
+  layouts: Partial<Values<LayoutSettings>>,
+  m: Partial<Values<MirrorSettings>>,
+  failed: ReadonlySet<string>,
+  report: Report,
+): void {
+  const context: OptionContext = {
+    // A refused gpg_sign_key counts as written: its own problem is reported already.
+    signing: m.gpgSignKey !== undefined || failed.has("gpgSignKey"),
+    fullSyncInterval: failed.has("fullSyncInterval")
+      ? null
+      : (m.fullSyncInterval?.value ?? MIRROR_DEFAULTS.fullSyncInterval),
+  };
+  const specs = layoutOptionSpecs();
+  for (const [field, found] of Object.entries(layouts) as [
+    keyof LayoutSettings,
+    Found<unknown>,
+  ][]) {
+    const problem = specs[field].check?.(found.value as NonNullable<unknown>, context);
+    if (problem) problemAt(report, found, problem);
+  }
+}
+
+/** Every layout option's default, copied (arrays and records too, so freezing cannot alias). */
+function layoutDefaults(): LayoutSettings {
+  const { mirrorDescription: _unused, ...defaults } = structuredClone(DEFAULT_LAYOUT_OPTIONS);
+  return defaults;
 }
 
 /**
@@ -558,8 +578,6 @@ function cloneDefaults(): Omit<MirrorSettings, "rootDir"> {
   return {
     ...d,
     keepFileList: [...d.keepFileList],
-    aptArchitectures: [...d.aptArchitectures],
-    pacmanRepoNames: { ...d.pacmanRepoNames },
   };
 }
 

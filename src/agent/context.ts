@@ -35,16 +35,7 @@ export interface AgentContext {
 }
 
 export function layoutOptionsFrom(settings: Settings): LayoutOptions {
-  const m = settings.mirror;
-  return {
-    aptArchitectures: m.aptArchitectures,
-    aptValidUntilSeconds: m.aptValidUntilSeconds,
-    yumCompression: m.yumCompression,
-    rpmChangelogLimit: m.rpmChangelogLimit,
-    signRpmPackages: m.signRpmPackages,
-    pacmanRepoNames: m.pacmanRepoNames,
-    mirrorDescription: m.description,
-  };
+  return { ...settings.layouts, mirrorDescription: settings.mirror.description };
 }
 
 /** A repo's serve policy: its [repo NAME] section over the [mirror] keys. */

@@ -7,6 +7,7 @@
  */
 import { checkAptRepo } from "./checks/apt.js";
 import { digestHex, sha256Hex } from "../digest.js";
+import { architectureList, integer } from "../config-values.js";
 import { PackratError } from "../errors.js";
 import type { DistroVersion } from "../types.js";
 import type { DebMeta } from "./formats/deb.js";
@@ -453,10 +454,44 @@ export function createAptLayout(): RepoLayout & { cachedDists(): [string, string
 /** What every apt layout shares; render and its caches come from createAptLayout. */
 const APT: Omit<RepoLayout, "render" | "forgetRepos"> = {
   managerType: "apt",
+  title: "apt",
+  fileKinds: ".deb, .udeb, .ddeb",
+  cacheRules: {
+    entryPoints: [String.raw`/(InRelease|Release|Release\.gpg)$`],
+    immutable: ["/by-hash/", "/pool/", String.raw`\.(deb|udeb|ddeb)$`],
+  },
 
   fileTypes: ["deb"],
   // udebs (debian-installer) and ddebs (debug symbols) are apt packages too.
   optionsUsed: ["aptArchitectures", "aptValidUntilSeconds", "mirrorDescription"],
+  options: {
+    aptArchitectures: {
+      parse: architectureList(),
+      default: [],
+      example: "amd64, arm64",
+      what: "the apt architectures",
+      doc: [
+        "Debian architectures listed in every apt Release, separated by commas, e.g. amd64, arm64.",
+        "Default: none set, meaning the architectures present plus amd64.",
+      ],
+    },
+    aptValidUntilSeconds: {
+      parse: integer({ min: 3600, max: 31_536_000, unit: "whole seconds", example: 604800 }),
+      default: null,
+      example: "604800",
+      what: "the Release Valid-Until window",
+      doc: [
+        "Give each apt Release a Valid-Until of Date + this many seconds (3600 to 31536000, and more",
+        "than full_sync_interval), e.g. 604800 for a week. Default: none (no Valid-Until).",
+      ],
+      // A Release that expires before the next full sync re-signs it is refused by apt.
+      check: (seconds, { fullSyncInterval }) =>
+        fullSyncInterval === null || seconds > fullSyncInterval
+          ? null
+          : `expected more than full_sync_interval (${fullSyncInterval} s), or Release files would expire ` +
+            "between two syncs and apt would refuse them, e.g. 604800",
+    },
+  },
   filenamePattern: /\.[ud]?deb$/,
   check: checkAptRepo,
   placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],

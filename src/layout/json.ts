@@ -82,9 +82,14 @@ async function render(input: RenderInput): Promise<RenderResult> {
 
 export const jsonLayout: RepoLayout = {
   managerType: "json",
+  title: "JSON",
+  fileKinds: "",
+  // The manifest is the entry point; the files are named by the master and never rewritten.
+  cacheRules: { entryPoints: [String.raw`/MANIFEST_[^/]*\.json$`], immutable: [] },
   fileTypes: ["*"],
   // A json repo takes files of any kind; inspect has nothing to parse in them.
   optionsUsed: [],
+  options: {},
   filenamePattern: /(?!)/,
   check: checkJsonRepo,
   placePackage: ({ file }) => [`${file.packageName}/${file.filename}`],

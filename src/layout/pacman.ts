@@ -12,6 +12,7 @@
 import { createPacmanCheck } from "./checks/pacman.js";
 import { createHash } from "node:crypto";
 import { PackratError } from "../errors.js";
+import { pacmanRepoNames } from "../config-values.js";
 import type { Signer } from "../signing/signer.js";
 import { asPacmanMeta, compareBytes, readPacmanPackage } from "./formats/pacman-package.js";
 import type { PacmanPackageMeta } from "./formats/pacman-package.js";
@@ -603,11 +604,29 @@ export function createPacmanLayout(): RepoLayout {
 /** What every pacman layout shares; the rest comes from createPacmanLayout. */
 const PACMAN: Omit<RepoLayout, "render" | "forgetRepos" | "check"> = {
   managerType: "pacman",
+  title: "pacman",
+  fileKinds: ".pkg.tar.zst/.xz/.gz",
+  cacheRules: {
+    entryPoints: [String.raw`\.(db|files)(\.tar\.(gz|xz|zst|bz2))?(\.sig)?$`],
+    immutable: [String.raw`\.pkg\.tar\.(zst|xz|gz|bz2)(\.sig)?$`],
+  },
   // packrat's PackageFile.type for pacman packages is not fixed; parse() rejects non-packages.
   fileTypes: ["*"],
   // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).
   wantsPackageSignatures: true,
   optionsUsed: ["pacmanRepoNames"],
+  options: {
+    pacmanRepoNames: {
+      parse: pacmanRepoNames(),
+      default: {},
+      example: "arch-prod:prod",
+      what: "pacman repo names",
+      doc: [
+        "pacman repo names by filesystem_dir, as dir:name pairs separated by commas,",
+        "e.g. arch-prod:prod, arch-dev:dev. Default: each repo is named after its filesystem_dir.",
+      ],
+    },
+  },
   filenamePattern: /\.pkg\.tar(\.[a-z0-9]+)?$/,
   placePackage,
   reservesPath: isPacmanMetadataName,

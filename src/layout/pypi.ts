@@ -236,6 +236,10 @@ function describe(meta: PackageMeta, filename: string): string {
 
 export const pypiLayout: RepoLayout = {
   managerType: "pypi",
+  title: "PyPI",
+  fileKinds: ".whl, sdist (.tar.gz, .zip)",
+  // simple/ pages change with every generation; packages/ holds the files under their own names.
+  cacheRules: { entryPoints: ["/simple/"], immutable: ["/packages/", String.raw`\.whl$`] },
   // 2: name and version from the file name, sdists in every archive pip unpacks, PKG-INFO
   // optional (files an older agent refused are parsed again).
   metaVersion: 2,
@@ -243,6 +247,7 @@ export const pypiLayout: RepoLayout = {
   fileTypes: ["python"],
   // Wheels, and sdists in every archive format pip unpacks.
   optionsUsed: [],
+  options: {},
   filenamePattern: /\.(whl|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tar\.lzma|tlz|tar|zip)$/,
   check: checkPypiRepo,
   placePackage,

@@ -11,6 +11,7 @@ export type {
   TreeReader,
 } from "./checks/types.js";
 import type { DistroVersion, PackageFile, Repo } from "../types.js";
+import type { ValueParser } from "../config-values.js";
 
 /**
  * Random access to a package's bytes. Parsers take this, not a path, so layouts stay pure
@@ -38,7 +39,11 @@ export function bufferSource(bytes: Uint8Array): ByteSource {
  */
 export type PackageMeta = Record<string, unknown>;
 
-/** Options layouts read; filled from Settings by the agent. */
+/**
+ * Options layouts read. Each one but mirrorDescription is a [mirror] key that one layout owns
+ * and declares in its `options` (key, parser, default, documentation); the agent builds the
+ * config keys, their defaults and the example file's section from those declarations.
+ */
 export interface LayoutOptions {
   aptArchitectures: readonly string[];
   aptValidUntilSeconds: number | null;
@@ -47,19 +52,44 @@ export interface LayoutOptions {
   signRpmPackages: boolean;
   /** pacman repo names by filesystem_dir. */
   pacmanRepoNames: Readonly<Record<string, string>>;
-  /** The mirror's description (used for apt Origin/Label/Description defaults). */
+  /** The mirror's description ([mirror] description: apt's Origin/Label/Description). */
   mirrorDescription: string;
 }
 
-export const DEFAULT_LAYOUT_OPTIONS: LayoutOptions = {
-  aptArchitectures: [],
-  aptValidUntilSeconds: null,
-  yumCompression: "gz",
-  rpmChangelogLimit: 10,
-  signRpmPackages: false,
-  pacmanRepoNames: {},
-  mirrorDescription: "",
-};
+/** The layout options that are config keys of their own (all but mirrorDescription). */
+export type LayoutSettings = Omit<LayoutOptions, "mirrorDescription">;
+
+/** What an option's cross-key check may look at in the rest of [mirror]. */
+export interface OptionContext {
+  /** gpg_sign_key is set (or was written, even if its value was refused). */
+  signing: boolean;
+  /** full_sync_interval in seconds (its default when unset); null when its value was refused. */
+  fullSyncInterval: number | null;
+}
+
+/**
+ * One [mirror] key a layout owns. The config key is the field's snake_case
+ * (`aptArchitectures` → `apt_architectures`).
+ */
+export interface OptionSpec<T> {
+  parse: ValueParser<T>;
+  /** The value when the key is not written (or written empty). */
+  default: T;
+  /** A valid value, for "add a line ..." hints. */
+  example: string;
+  /** A short noun phrase for messages ("the apt architectures"). */
+  what: string;
+  /**
+   * The comment above the key in etc/mirror.conf.example (its "Default: ..." line included),
+   * one line per array entry, each under 96 characters.
+   */
+  doc: readonly string[];
+  /** A problem with this value given the rest of [mirror] (phrased as `expected ...`), or null. */
+  check?: (value: NonNullable<T>, context: OptionContext) => string | null;
+}
+
+/** The options one layout owns, by LayoutOptions field. */
+export type OptionSpecs = { readonly [F in keyof LayoutSettings]?: OptionSpec<LayoutSettings[F]> };
 
 /** Where a package file sits, and what the layout needs to decide it. */
 export interface PlacementInput {
@@ -143,8 +173,25 @@ export interface RenderResult {
   deferred?: boolean;
 }
 
+/**
+ * How a web server or CDN may cache a format's files, as regular expressions on the request
+ * path (PCRE, as nginx `map` and Apache `SetEnvIf` read them). The shipped nginx and Apache
+ * configs are generated from these (test/unit/generated-files.test.ts).
+ */
+export interface CacheRules {
+  /** Entry points, rewritten by every generation: caches must revalidate them (no-cache). */
+  readonly entryPoints: readonly string[];
+  /** Paths whose bytes never change under one name: cached a year, immutable. */
+  readonly immutable: readonly string[];
+}
+
 export interface RepoLayout {
   readonly managerType: string;
+  /** The format's name for people ("yum/dnf", "PyPI"), for help and docs. */
+  readonly title: string;
+  /** The package files it reads, for help and `inspect` hints (".rpm"); "" when none. */
+  readonly fileKinds: string;
+  readonly cacheRules: CacheRules;
   /** Package file names of this format, for `inspect` (which has a file but no repo). */
   readonly filenamePattern: RegExp;
   /**
@@ -160,6 +207,11 @@ export interface RepoLayout {
    * checks a render does not change with any other option.
    */
   readonly optionsUsed: readonly (keyof LayoutOptions)[];
+  /**
+   * The [mirror] keys this format owns (each also in optionsUsed). The registry merges them:
+   * config parsing, defaults (DEFAULT_LAYOUT_OPTIONS) and the example file come from here.
+   */
+  readonly options: OptionSpecs;
   /** Ask the engine for a detached signature of every package file (see PublishedPackage). */
   readonly wantsPackageSignatures?: boolean;
   /** Where a package file goes, relative to the repo directory; first path canonical. */

@@ -6,6 +6,7 @@
  */
 import { checkYumRepos } from "./checks/yum.js";
 import { sha256Hex } from "../digest.js";
+import { boolean, integer, oneOf } from "../config-values.js";
 import { PackratError } from "../errors.js";
 import type { DistroVersion } from "../types.js";
 import type { RpmEntry, RepomdData } from "./formats/rpm-repodata.js";
@@ -262,11 +263,50 @@ export function createYumLayout(): RepoLayout {
 /** What every yum layout shares; render and its caches come from createYumLayout. */
 const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
   managerType: "yum",
+  title: "yum/dnf",
+  fileKinds: ".rpm",
+  cacheRules: {
+    entryPoints: [String.raw`/repodata/repomd\.xml(\.asc|\.key)?$`],
+    immutable: [String.raw`/repodata/[0-9a-f]{32,128}-[^/]+$`, String.raw`\.rpm$`],
+  },
   // 2: non-UTF-8 header text read as createrepo_c reads it, changelog authors trimmed.
   metaVersion: 2,
   fileTypes: ["rpm"],
 
   optionsUsed: ["rpmChangelogLimit", "signRpmPackages", "yumCompression"],
+  options: {
+    yumCompression: {
+      parse: oneOf(["gz", "zstd"] as const),
+      default: "gz",
+      example: "gz",
+      what: "the yum metadata compression",
+      doc: [
+        "Compression of yum/dnf repodata: gz or zstd (choose zstd only if every client's dnf/yum",
+        "reads zstd repodata). Default: gz",
+      ],
+    },
+    rpmChangelogLimit: {
+      parse: integer({ min: 0, max: 1000, unit: "a whole number of entries", example: 10 }),
+      default: 10,
+      example: "10",
+      what: "changelog entries per RPM",
+      doc: ["Changelog entries per RPM in other.xml, 0 to 1000. Default: 10"],
+    },
+    signRpmPackages: {
+      parse: boolean(),
+      default: false,
+      example: "no",
+      what: "whether to sign each RPM",
+      doc: [
+        "Add an RPM v4 header signature to each RPM before publishing it, so clients can use",
+        "gpgcheck=1 (needs gpg_sign_key). yes/no. Default: no",
+      ],
+      check: (on, { signing }) =>
+        !on || signing
+          ? null
+          : "signing RPMs needs a key: set gpg_sign_key and gpg_key_file, or set sign_rpm_packages: no",
+    },
+  },
 
   filenamePattern: /\.rpm$/,
   check: checkYumRepos,

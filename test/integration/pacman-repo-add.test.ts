@@ -10,7 +10,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { pacmanLayout } from "../../src/layout/pacman.js";
-import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
+import { bufferSource } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import {
   buildPacmanPackage,
   buildPacmanPackageWithBsdtar,

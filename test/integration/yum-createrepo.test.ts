@@ -11,11 +11,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  bufferSource,
-  DEFAULT_LAYOUT_OPTIONS,
-  type PublishedPackage,
-} from "../../src/layout/types.js";
+import { bufferSource, type PublishedPackage } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import { yumLayout } from "../../src/layout/yum.js";
 import type { DistroVersion, PackageFile, Repo } from "../../src/types.js";
 import {

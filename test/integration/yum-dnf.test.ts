@@ -13,11 +13,11 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   bufferSource,
-  DEFAULT_LAYOUT_OPTIONS,
   type LayoutOptions,
   type PublishedPackage,
   type RenderedFile,
 } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import { yumLayout } from "../../src/layout/yum.js";
 import type { Signer } from "../../src/signing/signer.js";
 import type { DistroVersion, PackageFile, Repo } from "../../src/types.js";

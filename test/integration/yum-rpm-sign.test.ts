@@ -10,7 +10,8 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRpm } from "../../src/layout/formats/rpm-meta.js";
 import { signRpm } from "../../src/layout/formats/rpm-sign.js";
-import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
+import { bufferSource } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import { yumLayout } from "../../src/layout/yum.js";
 import {
   buildRpmsWithRpmbuild,

@@ -13,7 +13,8 @@ import type { Compression } from "../../src/layout/formats/compress.js";
 import { aptLayout } from "../../src/layout/apt.js";
 import { parseDeb } from "../../src/layout/formats/deb.js";
 import type { PackageMeta, PublishedPackage, RenderInput } from "../../src/layout/types.js";
-import { bufferSource, DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/types.js";
+import { bufferSource } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import type { DistroVersion, PackageFile, Repo } from "../../src/types.js";
 
 const run = promisify(execFile);

@@ -5,7 +5,7 @@ import { isPackratError } from "../../src/errors.js";
 import { decompress } from "../../src/layout/formats/compress.js";
 import { aptLayout, codenameOf, createAptLayout } from "../../src/layout/apt.js";
 import type { RenderedFile, RenderResult } from "../../src/layout/types.js";
-import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import { makeTestSigner } from "../support/test-signer.js";
 import {
   buildDeb,

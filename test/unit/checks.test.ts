@@ -9,12 +9,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { CheckResult, TreeReader } from "../../src/layout/types.js";
 import { writeTar } from "../../src/layout/formats/tar.js";
 import { layoutFor } from "../../src/layout/index.js";
-import {
-  DEFAULT_LAYOUT_OPTIONS,
-  bufferSource,
-  type PublishedPackage,
-  type RenderedFile,
-} from "../../src/layout/types.js";
+import { bufferSource, type PublishedPackage, type RenderedFile } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import type { Signer } from "../../src/signing/signer.js";
 import { createSignatureVerifier, type SignatureVerifier } from "../../src/signing/verify.js";
 import type { DistroVersion, Repo } from "../../src/types.js";

@@ -17,7 +17,16 @@ import {
 } from "../../src/agent/config.js";
 import { parseIni, type IniDocument } from "../../src/agent/config/ini.js";
 import { interpolate } from "../../src/agent/config/interpolation.js";
-import { keyOf, keysOf, MIRROR_KEYS, PACKRAT_KEYS, S3_KEYS } from "../../src/agent/config/keys.js";
+import {
+  keyOf,
+  keysOf,
+  LAYOUT_KEYS,
+  MIRROR_KEYS,
+  PACKRAT_KEYS,
+  S3_KEYS,
+} from "../../src/agent/config/keys.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
+import type { LayoutSettings } from "../../src/layout/types.js";
 import { closest } from "../../src/agent/config/suggest.js";
 import { isPackratError, PackratError } from "../../src/errors.js";
 import { MIRROR_DEFAULTS, S3_DEFAULTS, type Settings } from "../../src/settings.js";
@@ -313,6 +322,12 @@ describe("interpolation (configparser's BasicInterpolation)", () => {
   });
 });
 
+/** The layout options' declared defaults, as Settings.layouts holds them. */
+function layoutDefaults(): LayoutSettings {
+  const { mirrorDescription: _unused, ...defaults } = DEFAULT_LAYOUT_OPTIONS;
+  return defaults;
+}
+
 describe("parseConfig", () => {
   it("fills every optional key from MIRROR_DEFAULTS and freezes the result", () => {
     const settings = parseConfig(MINIMAL, "mirror.conf");
@@ -320,6 +335,7 @@ describe("parseConfig", () => {
       source: "mirror.conf",
       packrat: { host: "http://packrat", name: "mirror", username: null, psk: null, proxy: null },
       mirror: { ...MIRROR_DEFAULTS, rootDir: "/var/www/repo" },
+      layouts: layoutDefaults(),
       s3: null,
       repos: {},
     });
@@ -422,16 +438,18 @@ publish_deprecated = yes
         pollTimeout: 60,
         requestTimeout: 45,
         watchTree: false,
+        metricsListen: "127.0.0.1:9100",
+        logLevel: "debug",
+        publishFailed: true,
+        publishDeprecated: false,
+      },
+      layouts: {
         aptArchitectures: ["amd64", "arm64", "i386"],
         aptValidUntilSeconds: 604800,
         yumCompression: "zstd",
         rpmChangelogLimit: 0,
         signRpmPackages: true,
         pacmanRepoNames: { "arch-prod": "prod", "arch-dev": "dev" },
-        metricsListen: "127.0.0.1:9100",
-        logLevel: "debug",
-        publishFailed: true,
-        publishDeprecated: false,
       },
       s3: {
         bucket: "packages.example",
@@ -1088,6 +1106,7 @@ describe("etc/mirror.conf.example", () => {
     const allKeys = [
       ...Object.keys(PACKRAT_KEYS).map(keyOf),
       ...Object.keys(MIRROR_KEYS).map(keyOf),
+      ...Object.keys(LAYOUT_KEYS).map(keyOf),
       ...Object.keys(S3_KEYS).map(keyOf),
     ];
     for (const key of allKeys) {
@@ -1104,6 +1123,8 @@ describe("etc/mirror.conf.example", () => {
     expect(description).toBe("Packrat Mirror");
     const { description: _d, ...defaults } = MIRROR_DEFAULTS;
     expect(rest).toEqual(defaults);
+    // The format options, each layout's own, at the defaults the layouts declare.
+    expect(settings.layouts).toEqual(layoutDefaults());
     // The [s3] block, uncommented with its bucket, gives the defaults too.
     const { bucket, ...s3 } = settings.s3!;
     expect(bucket).toBe("packages-example");

@@ -10,14 +10,15 @@ import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createLayouts, layoutFor, supportedManagerTypes } from "../../src/layout/index.js";
 import {
-  DEFAULT_LAYOUT_OPTIONS,
   bufferSource,
   type LayoutOptions,
+  type OptionSpec,
   type PublishedPackage,
   type RenderInput,
   type RenderedFile,
   type TreeReader,
 } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import type { Signer } from "../../src/signing/signer.js";
 import { createSignatureVerifier } from "../../src/signing/verify.js";
 import { assertSafeRelativePath } from "../../src/sync/filename-guard.js";
@@ -264,6 +265,35 @@ describe.each(supportedManagerTypes())("the %s layout", (managerType) => {
       .render({ ...input(null), options: { ...DEFAULT_LAYOUT_OPTIONS, ...others } });
     const flat = (r: { files: RenderedFile[] }) => r.files.map((f) => [f.path, sha256(f.content)]);
     expect(flat(other)).toEqual(flat(plain));
+  });
+
+  it("declares options it reads, each with a default its parser accepts and a short doc", () => {
+    for (const [field, spec] of Object.entries(layout.options) as [
+      keyof LayoutOptions,
+      OptionSpec<unknown>,
+    ][]) {
+      expect(layout.optionsUsed, field).toContain(field);
+      expect(spec.parse(spec.example), field).not.toHaveProperty("expected");
+      expect(spec.doc.length, field).toBeGreaterThan(0);
+      for (const line of spec.doc) expect(line.length, line).toBeLessThan(96);
+      expect(DEFAULT_LAYOUT_OPTIONS[field], field).toEqual(spec.default);
+    }
+  });
+
+  it("has cache rules that never mark a file that changes under its name immutable", async () => {
+    // The shipped web-server configs hold every layout's rules together (entry points first),
+    // so a rendered file is classified by all of them, as nginx's map does.
+    const all = createLayouts().all;
+    const entry = all.flatMap((l) => l.cacheRules.entryPoints).map((re) => new RegExp(re));
+    const immutable = all.flatMap((l) => l.cacheRules.immutable).map((re) => new RegExp(re));
+    const cached = (rel: string): boolean => {
+      const uri = `/${repo.filesystemDir}/${rel}`;
+      return !entry.some((re) => re.test(uri)) && immutable.some((re) => re.test(uri));
+    };
+    const { files } = await layout.render(input(signer));
+    for (const f of files) expect(cached(f.path), f.path).toBe(f.contentAddressed);
+    if (layout.cacheRules.immutable.length > 0)
+      for (const p of packages.flatMap((pkg) => pkg.paths)) expect(cached(p), p).toBe(true);
   });
 
   it("writes only safe relative paths that it reserves, apart from every package", async () => {

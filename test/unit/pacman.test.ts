@@ -13,7 +13,8 @@ import { parsePkgInfo, vercmp } from "../../src/layout/formats/pkginfo.js";
 import { pacmanArch, pacmanLayout, pacmanRepoName } from "../../src/layout/pacman.js";
 import type { PacmanRenderInput } from "../../src/layout/pacman.js";
 import { gpgv } from "../support/gpg.js";
-import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
+import { bufferSource } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import type { PackageMeta, PublishedPackage, RenderInput } from "../../src/layout/types.js";
 import {
   ARCH_DISTRO_VERSION,

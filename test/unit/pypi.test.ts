@@ -15,7 +15,8 @@ import {
 } from "../../src/layout/formats/python-dist.js";
 import { escapeHtml, pypiLayout } from "../../src/layout/pypi.js";
 import type { PublishedPackage, RenderInput } from "../../src/layout/types.js";
-import { DEFAULT_LAYOUT_OPTIONS, bufferSource } from "../../src/layout/types.js";
+import { bufferSource } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import type { DistroVersion, PackageFile, Repo } from "../../src/types.js";
 import { buildSdist, buildWheel } from "../support/python-builder.js";
 import type { BuiltDist } from "../support/python-builder.js";

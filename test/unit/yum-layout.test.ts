@@ -9,12 +9,8 @@ import {
   signRpm,
 } from "../../src/layout/formats/rpm-sign.js";
 import { SigTag } from "../../src/layout/formats/rpm-tags.js";
-import {
-  bufferSource,
-  DEFAULT_LAYOUT_OPTIONS,
-  type PublishedPackage,
-  type RenderInput,
-} from "../../src/layout/types.js";
+import { bufferSource, type PublishedPackage, type RenderInput } from "../../src/layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
 import { yumLayout } from "../../src/layout/yum.js";
 import type { DistroVersion, PackageFile, Repo } from "../../src/types.js";
 import { gpgv } from "../support/gpg.js";

@@ -1,5 +1,7 @@
+import { formatTitles, inspectableKinds } from "../generated-text.js";
+
 export const HELP = `packrat-agent: keep a package mirror in step with a packrat master and publish it
-as signed apt, yum/dnf, pacman, PyPI and JSON repositories.
+as signed ${formatTitles()} repositories.
 
 Usage: packrat-agent <command> [options]
 
@@ -19,7 +21,7 @@ Commands:
   status              Last sync, per-repo files, generations, failures, key expiry.
       --json          Machine-readable output.
   inspect FILE        Print the index entry the agent would publish for FILE
-                      (.deb, .rpm, .pkg.tar.*, .whl, sdist).
+                      (${inspectableKinds()}).
   keygen              Make a new signing key (primary + signing subkey) without gpg.
       --name NAME     User ID name, e.g. "Example Mirror".
       --email ADDR    User ID email.

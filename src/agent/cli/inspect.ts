@@ -2,6 +2,7 @@
 import path from "node:path";
 import { PackratError } from "../../errors.js";
 import { layoutForFilename } from "../../layout/index.js";
+import { inspectableKinds } from "../generated-text.js";
 import { openFileSource } from "../../sync/disk.js";
 import { parseCommandArgs } from "./common.js";
 
@@ -19,7 +20,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
       "PACKRAT_USAGE",
       `inspect: ${file}: not a package type this agent reads`,
       {
-        hint: "expected .deb, .rpm, .pkg.tar.zst/.xz/.gz, .whl, or an sdist (.tar.gz, .zip)",
+        hint: `expected one of: ${inspectableKinds()}`,
       },
     );
   }

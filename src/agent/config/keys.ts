@@ -4,11 +4,11 @@
  * src/settings.ts gains a field without a key here. Defaults are not here: they live in
  * MIRROR_DEFAULTS (src/settings.ts), the one place for them.
  */
+import { layoutOptionSpecs } from "../../layout/index.js";
 import { redactUrl } from "../../log.js";
 import type { MirrorSettings, PackratSettings, RepoSettings, S3Settings } from "../../settings.js";
 import {
   absolutePath,
-  architectureList,
   boolean,
   bucketName,
   endpointUrl,
@@ -21,11 +21,10 @@ import {
   listenAddress,
   masterUrl,
   oneOf,
-  pacmanRepoNames,
   proxyUrl,
   text,
   type ValueParser,
-} from "./values.js";
+} from "../../config-values.js";
 
 export interface KeySpec<T> {
   parse: ValueParser<T>;
@@ -180,32 +179,6 @@ export const MIRROR_KEYS: SectionSpec<MirrorSettings> = {
     what: "the request timeout",
   },
   watchTree: { parse: boolean(), example: "yes", what: "whether to watch root_dir" },
-  aptArchitectures: {
-    parse: architectureList(),
-    example: "amd64, arm64",
-    what: "the apt architectures",
-  },
-  aptValidUntilSeconds: {
-    parse: integer({ min: 3600, max: 31_536_000, unit: "whole seconds", example: 604800 }),
-    example: "604800",
-    what: "the Release Valid-Until window",
-  },
-  yumCompression: {
-    parse: oneOf(["gz", "zstd"] as const),
-    example: "gz",
-    what: "the yum metadata compression",
-  },
-  rpmChangelogLimit: {
-    parse: integer({ min: 0, max: 1000, unit: "a whole number of entries", example: 10 }),
-    example: "10",
-    what: "changelog entries per RPM",
-  },
-  signRpmPackages: { parse: boolean(), example: "no", what: "whether to sign each RPM" },
-  pacmanRepoNames: {
-    parse: pacmanRepoNames(),
-    example: "arch-prod:prod",
-    what: "pacman repo names",
-  },
   metricsListen: {
     parse: listenAddress(),
     example: "127.0.0.1:9100",
@@ -296,7 +269,14 @@ export const SECTIONS = { packrat: PACKRAT_KEYS, mirror: MIRROR_KEYS, s3: S3_KEY
 export type SectionName = keyof typeof SECTIONS;
 export const SECTION_NAMES = Object.keys(SECTIONS) as SectionName[];
 
-/** Config keys of a section, in table order. */
+/**
+ * The [mirror] keys the layouts own (RepoLayout.options), as key specs. They are read from
+ * [mirror] beside MIRROR_KEYS; a new format's options need no entry in this file.
+ */
+export const LAYOUT_KEYS: Readonly<Record<string, KeySpec<unknown>>> = layoutOptionSpecs();
+
+/** Config keys of a section, in table order (for [mirror]: the layouts' keys after its own). */
 export function keysOf(section: SectionName): string[] {
-  return Object.keys(SECTIONS[section]).map(keyOf);
+  const own = Object.keys(SECTIONS[section]).map(keyOf);
+  return section === "mirror" ? [...own, ...Object.keys(LAYOUT_KEYS).map(keyOf)] : own;
 }

@@ -1,6 +1,7 @@
 /**
- * Parsers for single mirror.conf values. Each takes the interpolated, non-empty text of one key
- * and returns the typed value or what was expected, phrased to follow `key = "found": ` in a
+ * Parsers for single mirror.conf values: the agent's own keys (src/agent/config/keys.ts) and the
+ * options each layout declares (RepoLayout.options). Each takes the interpolated, non-empty text
+ * of one key and returns the typed value or what was expected, phrased to follow `key = "found": ` in a
  * message (`expected whole seconds, e.g. 900`). The number and boolean forms follow Python's
  * `int()`, `float()` and configparser's `getboolean()`, so values the original agent accepted
  * still parse.
