@@ -40,6 +40,7 @@ export const ERROR_CODES = {
     "The bucket (or other replica) refused a request, could not be reached, or holds something it should not.",
   PACKRAT_BUCKET_LOCKED:
     "Another agent publishes to the same bucket and prefix (its lock object is there).",
+  PACKRAT_SOURCE: "A repo's source directory cannot be read, or a file it listed is gone.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

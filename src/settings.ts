@@ -82,10 +82,22 @@ export interface MirrorSettings {
   publishDeprecated: boolean;
 }
 
-/** Per-repo overrides, from a `[repo NAME]` section (NAME is the repo's name on the master). */
+/**
+ * A `[repo NAME]` section. With a [packrat] master: per-repo overrides of [mirror] keys (NAME is
+ * the repo's name on the master). Without one: the repo itself, its packages read from
+ * `source` (src/sync/directory-source.ts), published under root_dir/NAME.
+ */
 export interface RepoSettings {
   publishFailed?: boolean;
   publishDeprecated?: boolean;
+  /** The repository format (a registered layout's manager_type); only without [packrat]. */
+  format?: string;
+  /** Where the packages are: an absolute directory path; only without [packrat]. */
+  source?: string;
+  /** apt: the dists/ codename (default "stable"); yum: the release version (default "1"). */
+  version?: string;
+  /** yum: the distro directory (default "el"). */
+  distro?: string;
 }
 
 /**
@@ -124,7 +136,8 @@ export const S3_DEFAULTS: Readonly<Omit<S3Settings, "bucket">> = Object.freeze({
 export interface Settings {
   /** Path of the file these settings came from, for messages. */
   source: string;
-  packrat: PackratSettings;
+  /** The master; null when the repos are declared in [repo NAME] sections with a `source`. */
+  packrat: PackratSettings | null;
   mirror: MirrorSettings;
   /**
    * The [mirror] keys the layouts own (RepoLayout.options), their defaults applied. Keyed by

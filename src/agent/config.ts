@@ -36,6 +36,7 @@ import {
   keyOf,
   keysOf,
   LAYOUT_KEYS,
+  SOURCE_REPO_KEYS,
   REPO_KEYS,
   repoSectionName,
   S3_KEYS,
@@ -128,7 +129,7 @@ async function secretsReadableByOthers(path: string, settings: Settings): Promis
         held.push(`[${section}] ${keyOf(field)}`);
     }
   }
-  if (settings.packrat.proxy !== null) {
+  if (settings.packrat && settings.packrat.proxy !== null) {
     try {
       if (new URL(settings.packrat.proxy).password !== "")
         held.push("the [packrat] proxy password");
@@ -180,7 +181,14 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   reportUnknown(doc, report);
 
   const failed = new Set<string>();
-  const packrat = readSection(doc, "packrat", report, failed) as Partial<Values<PackratSettings>>;
+  // Repos declared with a `source` need no master: then [packrat] may be left out altogether.
+  const declared = [...doc.sections.values()].filter(
+    (s) => repoSectionName(s.name) !== null && SOURCE_REPO_KEYS.some((key) => s.entries.has(key)),
+  );
+  const withoutMaster = declared.length > 0 && !doc.sections.has("packrat");
+  const packrat = withoutMaster
+    ? null
+    : (readSection(doc, "packrat", report, failed) as Partial<Values<PackratSettings>>);
   const mirror = readSection(doc, "mirror", report, failed) as Partial<Values<MirrorSettings>>;
   const layouts = readKeys(doc, "mirror", LAYOUT_KEYS, report, failed, {
     useDefaults: true,
@@ -203,14 +211,21 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   for (const section of doc.sections.values()) {
     const repo = repoSectionName(section.name);
     if (repo === null) continue;
-    repos[repo] = unwrap(
-      readKeys(doc, section.name, REPO_KEYS, report, new Set(), { useDefaults: false }) as Partial<
-        Values<RepoSettings>
-      >,
+    const found = readKeys(doc, section.name, REPO_KEYS, report, new Set(), {
+      useDefaults: false,
+    }) as Partial<Values<RepoSettings>>;
+    checkRepoSection(
+      section,
+      repo,
+      found,
+      { withoutMaster, hasDeclared: declared.length > 0 },
+      report,
     );
+    repos[repo] = unwrap(found);
   }
   checkAcrossKeys(mirror, failed, report);
   checkLayoutOptions(layouts, mirror, failed, report);
+  if (withoutMaster && mirror.rootDir) checkSourcesApart(mirror.rootDir.value, repos, doc, report);
   const keepFileList =
     mirror.keepFileList && mirror.rootDir
       ? resolveKeepList(mirror.keepFileList, mirror.rootDir, report)
@@ -221,7 +236,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   }
   const settings: Settings = {
     source,
-    packrat: {
+    packrat: packrat && {
       host: packrat.host?.value ?? "",
       name: packrat.name?.value ?? "",
       username: packrat.username?.value ?? null,
@@ -245,7 +260,7 @@ export function describeSettings(settings: Settings): Record<string, unknown> {
   const { packrat, mirror } = settings;
   return {
     source: settings.source,
-    packrat: {
+    packrat: packrat && {
       ...packrat,
       psk: packrat.psk === null ? null : "[redacted]",
       proxy: packrat.proxy === null ? null : redactUrl(packrat.proxy),
@@ -508,6 +523,87 @@ function checkAcrossKeys(
         report,
         root,
         `contains ${key} (${path}, the default): ${why}; set ${key} to a path outside root_dir`,
+      );
+    }
+  }
+}
+
+/** A [repo NAME] section: overrides under a master, or a repo of its own without one. */
+function checkRepoSection(
+  section: IniSection,
+  repo: string,
+  found: Partial<Values<RepoSettings>>,
+  mode: { withoutMaster: boolean; hasDeclared: boolean },
+  report: Report,
+): void {
+  const own = SOURCE_REPO_KEYS.filter((key) => section.entries.has(key));
+  if (!mode.withoutMaster) {
+    // With a master, repos come from it: a `source` here would be silently ignored.
+    for (const key of own) {
+      report.problem(
+        section.entries.get(key)!.line,
+        `[${section.name}] ${key}: a repo with its own format and source needs no [packrat] master, ` +
+          "and this file has one: remove the [packrat] section to publish repos from directories, " +
+          "or remove this line (a mirror of a master takes its repos from the master)",
+      );
+    }
+    return;
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(repo)) {
+    report.problem(
+      section.line,
+      `[${section.name}]: the repo name is its directory under root_dir: expected letters, digits and ._- (starting with a letter or digit), e.g. [repo prod-apt]`,
+    );
+  }
+  for (const key of ["format", "source"] as const) {
+    if (section.entries.has(key)) continue;
+    const spec = REPO_KEYS[key];
+    report.problem(
+      section.line,
+      `[${section.name}] ${key} is missing: add a line "${key}: ${spec.example}" (${spec.what}); without a [packrat] master every [repo NAME] section declares a repo`,
+    );
+  }
+  const format = found.format?.value;
+  if (found.distro && format !== undefined && format !== "yum") {
+    problemAt(
+      report,
+      found.distro,
+      `expected no distro: only yum repos have one, and this one is format ${format}`,
+    );
+  }
+  if (found.version && format !== undefined && format !== "yum" && format !== "apt") {
+    problemAt(
+      report,
+      found.version,
+      `expected no version: only apt (codename) and yum repos have one, and this one is format ${format}`,
+    );
+  }
+}
+
+/**
+ * A source directory and the published tree must not overlap: cleanup removes from root_dir
+ * whatever the agent does not publish (a source inside it would lose its packages), and a scan
+ * of a source holding root_dir would take the published copies for new packages.
+ */
+function checkSourcesApart(
+  root: string,
+  repos: Readonly<Record<string, RepoSettings>>,
+  doc: IniDocument,
+  report: Report,
+): void {
+  for (const [name, repo] of Object.entries(repos)) {
+    const source = repo.source;
+    if (source === undefined) continue;
+    const line = doc.sections.get(`repo ${name}`)?.entries.get("source")?.line ?? null;
+    if (isInside(source, root)) {
+      report.problem(
+        line,
+        `[repo ${name}] source = "${source}": expected a directory outside root_dir (${root}): the agent removes from root_dir what it does not publish, so the packages would be deleted`,
+      );
+    } else if (isInside(root, source)) {
+      report.problem(
+        line,
+        `[repo ${name}] source = "${source}": expected a directory that does not hold root_dir (${root}): its published copies would be read back as new packages`,
       );
     }
   }

@@ -6,7 +6,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { PackratError } from "../errors.js";
 import { createLayouts } from "../layout/index.js";
-import type { LayoutOptions } from "../layout/types.js";
+import type { LayoutOptions, RepoLayout } from "../layout/types.js";
 import type { Logger } from "../log.js";
 import type { Settings } from "../settings.js";
 import { loadSigner } from "../signing/openpgp-signer.js";
@@ -16,6 +16,7 @@ import type { Signer } from "../signing/signer.js";
 import { openStateStore } from "../state/db.js";
 import type { StateStore } from "../state/state-store.js";
 import { SyncEngine, type EngineDeps, type RootFile, type ServePolicy } from "../sync/engine.js";
+import { DirectorySource, type DirectoryRepo } from "../sync/directory-source.js";
 import { createMasterClient } from "../sync/master-client.js";
 import type { MasterClient } from "../sync/master-types.js";
 import { Replica } from "../publish/replica.js";
@@ -153,6 +154,40 @@ export function replicasFrom(settings: Settings, store: StateStore, log: Logger)
   ];
 }
 
+/**
+ * Where the repos come from: the [packrat] master, or (without one) the directories the
+ * [repo NAME] sections name. Both are the same port to the engine.
+ */
+export function sourceFrom(
+  settings: Settings,
+  log: Logger,
+  layoutFor: (managerType: string) => RepoLayout | undefined,
+): MasterClient {
+  const master = settings.packrat;
+  if (master) {
+    return createMasterClient({
+      host: master.host,
+      name: master.name,
+      username: master.username,
+      psk: master.psk,
+      proxy: master.proxy,
+      requestTimeoutMs: settings.mirror.requestTimeout * 1000,
+      log,
+    });
+  }
+  const repos: DirectoryRepo[] = Object.entries(settings.repos).flatMap(([name, r]) =>
+    r.format !== undefined && r.source !== undefined
+      ? [{ name, format: r.format, source: r.source, version: r.version, distro: r.distro }]
+      : [],
+  );
+  return new DirectorySource({
+    repos,
+    description: settings.mirror.description,
+    layoutFor,
+    log: log.child({ source: "directory" }),
+  });
+}
+
 /** Everything that depends on the config but not on the state DB: rebuilt on SIGHUP. */
 export async function buildEngineParts(
   settings: Settings,
@@ -161,17 +196,9 @@ export async function buildEngineParts(
   options: ContextOptions = {},
 ): Promise<EngineParts> {
   const signer = await loadConfiguredSigner(settings, log);
-  const client = createMasterClient({
-    host: settings.packrat.host,
-    name: settings.packrat.name,
-    username: settings.packrat.username,
-    psk: settings.packrat.psk,
-    proxy: settings.packrat.proxy,
-    requestTimeoutMs: settings.mirror.requestTimeout * 1000,
-    log,
-  });
   // Layouts of this engine's own: their render caches live as long as it does.
   const layouts = createLayouts();
+  const client = sourceFrom(settings, log, layouts.layoutFor);
   const replicas = replicasFrom(settings, store, log);
   const engine = new SyncEngine({
     settings: settings.mirror,

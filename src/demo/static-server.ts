@@ -29,19 +29,25 @@ export async function startStaticServer(root: string, port = 0): Promise<StaticS
         return;
       }
       try {
-        const st = await stat(full);
+        let file = full;
+        let st = await stat(file);
+        // A directory answers with its index.html, as the shipped nginx config does (PyPI's
+        // simple/<project>/ pages).
+        if (st.isDirectory()) st = await stat((file = path.join(full, "index.html")));
         if (!st.isFile()) throw new Error("not a file");
         record(200);
         res.writeHead(200, {
           "Content-Length": st.size,
           "Last-Modified": st.mtime.toUTCString(),
-          "Content-Type": "application/octet-stream",
+          "Content-Type": file.endsWith(".html")
+            ? "text/html; charset=utf-8"
+            : "application/octet-stream",
         });
         if (req.method === "HEAD") {
           res.end();
           return;
         }
-        createReadStream(full).pipe(res);
+        createReadStream(file).pipe(res);
       } catch {
         record(404);
         res.writeHead(404).end("not found\n");

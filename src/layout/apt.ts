@@ -499,6 +499,23 @@ const APT: Omit<RepoLayout, "render" | "forgetRepos"> = {
   reservesPath: (rel) => rel === "dists" || rel.startsWith("dists/"),
   parse: (source, filename) => parseDeb(source, filename),
   describe: describeDeb,
+  identify(meta, filename) {
+    const control = asDebMeta(meta, filename).control;
+    const field = (name: string): string => {
+      const value = controlValue(control, name);
+      if (value === undefined || value === "")
+        throw new PackratError("PACKRAT_PACKAGE_INVALID", `${filename}: control has no ${name}`, {
+          hint: "a .deb's control file names its Package, Version and Architecture",
+        });
+      return value;
+    };
+    const arch = field("Architecture");
+    return {
+      name: field("Package"),
+      version: field("Version"),
+      arch: arch === "amd64" ? "x86_64" : arch,
+    };
+  },
 };
 
 /** A shared instance, for `inspect` and tests; the agent makes its own (layout/index.ts). */

@@ -8,12 +8,7 @@ import { createAptLayout } from "./apt.js";
 import { jsonLayout } from "./json.js";
 import { createPacmanLayout } from "./pacman.js";
 import { pypiLayout } from "./pypi.js";
-import type {
-  LayoutOptions,
-  LayoutSettings,
-  OptionSpec,
-  RepoLayout,
-} from "./types.js";
+import type { LayoutOptions, LayoutSettings, OptionSpec, RepoLayout } from "./types.js";
 import { createYumLayout } from "./yum.js";
 
 /** Every format the agent publishes: one factory each (pypi and json keep no state). */

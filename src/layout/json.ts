@@ -91,12 +91,22 @@ export const jsonLayout: RepoLayout = {
   optionsUsed: [],
   options: {},
   filenamePattern: /(?!)/,
+  sourceFilePattern: /^[^.]/,
   check: checkJsonRepo,
   placePackage: ({ file }) => [`${file.packageName}/${file.filename}`],
   // The manifests and their signatures; a package named like the directory would land in it.
   reservesPath: (rel) => rel === MANIFEST_DIR || rel.startsWith(`${MANIFEST_DIR}/`),
   parse: (): Promise<PackageMeta> => Promise.resolve({}),
   render,
+  // packrat's convention for such files: name_version.ext (the whole stem when no "_").
+  identify(_meta, filename) {
+    const dot = filename.lastIndexOf(".");
+    const stem = dot > 0 ? filename.slice(0, dot) : filename;
+    const cut = stem.indexOf("_");
+    return cut > 0
+      ? { name: stem.slice(0, cut), version: stem.slice(cut + 1), arch: "all" }
+      : { name: stem, version: "", arch: "all" };
+  },
   describe: (_meta, filename) =>
     `${filename}: json repositories list files as they are; nothing to parse`,
 };

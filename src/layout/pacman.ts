@@ -632,6 +632,15 @@ const PACMAN: Omit<RepoLayout, "render" | "forgetRepos" | "check"> = {
   reservesPath: isPacmanMetadataName,
   parse: async (source, filename) =>
     (await readPacmanPackage(source, filename)) as unknown as PackageMeta,
+  identify(meta, filename) {
+    const info = asPacmanMeta(meta, filename).pkginfo;
+    const arch = pkgInfoValue(info, "arch");
+    return {
+      name: pkgInfoValue(info, "pkgname"),
+      version: pkgInfoValue(info, "pkgver"),
+      arch: arch === "any" ? "all" : arch === "aarch64" ? "arm64" : arch,
+    };
+  },
   describe(meta: PackageMeta, filename: string): string {
     const m = asPacmanMeta(meta, filename);
     return renderDesc(m, {

@@ -257,4 +257,8 @@ export const pypiLayout: RepoLayout = {
     (await readPythonDist(source, filename)) as unknown as PackageMeta,
   render,
   describe,
+  identify(meta, filename) {
+    const m = asPythonMeta(meta, filename);
+    return { name: m.name, version: m.version, arch: "all" };
+  },
 };

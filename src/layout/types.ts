@@ -101,6 +101,14 @@ export interface PlacementInput {
   options: LayoutOptions;
 }
 
+/** A package as a source without a master lists it (RepoLayout.identify). */
+export interface PackageIdentity {
+  name: string;
+  version: string;
+  /** In packrat's naming: x86_64, i386, arm64, all (others as the package says). */
+  arch: string;
+}
+
 /** What a layout may look at when it says which paths it reserves. */
 export interface ReservationContext {
   repo: Repo;
@@ -195,6 +203,11 @@ export interface RepoLayout {
   /** Package file names of this format, for `inspect` (which has a file but no repo). */
   readonly filenamePattern: RegExp;
   /**
+   * Which files in a source directory (src/sync/directory-source.ts) are this format's packages,
+   * when not filenamePattern (json: every file, though `inspect` has nothing to say of one).
+   */
+  readonly sourceFilePattern?: RegExp;
+  /**
    * The client-view check (src/layout/checks): reads a generation as the format's clients do.
    * The publisher runs it before switching a generation in; `verify` on the published tree.
    */
@@ -247,6 +260,12 @@ export interface RepoLayout {
    * repos that left the mirror. Called after each full sync.
    */
   forgetRepos?(keep: ReadonlySet<string>): void;
+  /**
+   * Name, version and packrat architecture of a parsed package, read from the package itself
+   * (control file, RPM header, .PKGINFO, wheel name), as dpkg-scanpackages and createrepo_c
+   * do: what a source without a master (a directory) lists the file as.
+   */
+  identify(meta: PackageMeta, filename: string): PackageIdentity;
   /** Human-readable index entry for `packrat-agent inspect` (e.g. a Packages stanza). */
   describe(meta: PackageMeta, filename: string): string;
 }

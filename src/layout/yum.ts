@@ -327,6 +327,12 @@ const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
     return signRpm(source, filename, signer);
   },
 
+  identify(meta, filename) {
+    const rpm = asRpmMeta(meta, filename);
+    const evr = `${rpm.epoch > 0 ? `${rpm.epoch}:` : ""}${rpm.version}-${rpm.release}`;
+    return { name: rpm.name, version: evr, arch: rpm.arch === "noarch" ? "all" : rpm.arch };
+  },
+
   describe(meta, filename) {
     const rpm = asRpmMeta(meta, filename);
     return primaryPackageXml({

@@ -13,8 +13,11 @@ export interface SkippedPackageFile {
   uri: string;
   /** The object's `file` field when it had a string one, else "". */
   fileUrl: string;
-  /** PACKRAT_UNSAFE_FILENAME (a name unsafe to use) or PACKRAT_MASTER_PROTOCOL (a malformed object). */
-  code: "PACKRAT_UNSAFE_FILENAME" | "PACKRAT_MASTER_PROTOCOL";
+  /**
+   * PACKRAT_UNSAFE_FILENAME (a name unsafe to use), PACKRAT_MASTER_PROTOCOL (a malformed
+   * object), or PACKRAT_PACKAGE_INVALID (a source directory's file that is not a package).
+   */
+  code: "PACKRAT_UNSAFE_FILENAME" | "PACKRAT_MASTER_PROTOCOL" | "PACKRAT_PACKAGE_INVALID";
   reason: string;
 }
 

@@ -590,7 +590,7 @@ keep_file_list: /var/www/repo/repo-key
 
   it("strips one trailing slash from host and accepts names, IPv4, IPv6 and ports", () => {
     const host = (h: string): string =>
-      parseConfig(MINIMAL.replace("http://packrat", h), "m").packrat.host;
+      parseConfig(MINIMAL.replace("http://packrat", h), "m").packrat!.host;
     expect(host("http://packrat/")).toBe("http://packrat");
     expect(host("HTTPS://Packrat.Example.com:8443")).toBe("https://Packrat.Example.com:8443");
     expect(host("http://10.0.0.5:8080")).toBe("http://10.0.0.5:8080");
@@ -848,7 +848,7 @@ logg_level: debug
 `;
     const warnings: string[] = [];
     const settings = parseConfig(text, "mirror.conf", (w) => warnings.push(w));
-    expect(settings.packrat.host).toBe("http://packrat");
+    expect(settings.packrat!.host).toBe("http://packrat");
     expect(warnings).toEqual([
       'mirror.conf:7: [mirror] unknown key "root_dri" is ignored; did you mean root_dir?',
       'mirror.conf:8: [mirror] unknown key "colour" is ignored',
@@ -1080,7 +1080,7 @@ describe("describeSettings", () => {
     });
     expect(JSON.stringify(described)).not.toMatch(/s3cret|pw@/);
     expect(Object.isFrozen(described)).toBe(false);
-    expect(settings.packrat.psk).toBe("s3cret");
+    expect(settings.packrat!.psk).toBe("s3cret");
     expect(describeSettings(parseConfig(MINIMAL, "m"))).toMatchObject({
       packrat: { psk: null, proxy: null },
     });
@@ -1097,7 +1097,7 @@ describe("etc/mirror.conf.example", () => {
       rm(dir, { recursive: true, force: true }),
     );
     expect(warnings).toEqual([]);
-    expect(settings.packrat.host).toBe("http://packrat");
+    expect(settings.packrat!.host).toBe("http://packrat");
     expect(settings.mirror.rootDir).toBe("/var/www/packrat");
   });
 
@@ -1129,5 +1129,75 @@ describe("etc/mirror.conf.example", () => {
     const { bucket, ...s3 } = settings.s3!;
     expect(bucket).toBe("packages-example");
     expect(s3).toEqual(S3_DEFAULTS);
+  });
+});
+
+describe("repos of their own: [repo NAME] with a source, no [packrat] master", () => {
+  const LOCAL = `[mirror]
+root_dir: /var/www/repo
+
+[repo prod-apt]
+format: apt
+source: /srv/incoming/apt
+version: bookworm
+
+[repo prod-yum]
+format: yum
+source: /srv/incoming/yum/
+distro: rocky
+version: 9
+`;
+
+  it("reads them, with no master at all", () => {
+    const settings = parseConfig(LOCAL, "mirror.conf");
+    expect(settings.packrat).toBeNull();
+    expect(settings.repos).toEqual({
+      "prod-apt": { format: "apt", source: "/srv/incoming/apt", version: "bookworm" },
+      "prod-yum": { format: "yum", source: "/srv/incoming/yum", distro: "rocky", version: "9" },
+    });
+  });
+
+  it("refuses a source beside a master, naming the line and both ways out", () => {
+    const [problem, second] = problemsOf(
+      `${MINIMAL}\n[repo prod-apt]\nformat: apt\nsource: /srv/in\n`,
+    );
+    expect(second).toMatch(/^mirror\.conf:10: \[repo prod-apt\] source: /);
+    expect(problem).toMatch(
+      /^mirror\.conf:9: \[repo prod-apt\] format: .*needs no \[packrat\] master/,
+    );
+    expect(problem).toContain("remove the [packrat] section");
+  });
+
+  it("asks for a missing format or source, and refuses an unknown format", () => {
+    expect(problemOf(`[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\n`)).toContain(
+      '[repo a] source is missing: add a line "source: /srv/incoming/prod-apt"',
+    );
+    expect(problemOf(`[mirror]\nroot_dir: /r\n[repo a]\nformat: conda\nsource: /s\n`)).toMatch(
+      /\[repo a\] format = "conda": expected one of apt, yum, pacman, pypi, json/,
+    );
+  });
+
+  it("says an s3:// source is not built yet, rather than taking it for a path", () => {
+    expect(
+      problemOf(`[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\nsource: s3://b/pool/\n`),
+    ).toContain("an s3:// source is not built yet");
+  });
+
+  it("refuses a source inside root_dir (cleanup would delete it) or holding it", () => {
+    expect(
+      problemOf(`[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\nsource: /r/incoming\n`),
+    ).toContain("the packages would be deleted");
+    expect(
+      problemOf(`[mirror]\nroot_dir: /srv/r\n[repo a]\nformat: apt\nsource: /srv\n`),
+    ).toContain("read back as new packages");
+  });
+
+  it("refuses keys that do not fit the format, and a repo name that is not a directory name", () => {
+    expect(
+      problemOf(`[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\nsource: /s\ndistro: el\n`),
+    ).toContain("expected no distro: only yum repos have one, and this one is format apt");
+    expect(problemOf(`[mirror]\nroot_dir: /r\n[repo a+b]\nformat: apt\nsource: /s\n`)).toContain(
+      "the repo name is its directory under root_dir",
+    );
   });
 });

@@ -399,4 +399,13 @@ describe.each(supportedManagerTypes())("the %s layout", (managerType) => {
   it("describes (inspect) every package it parsed", () => {
     for (const p of packages) expect(layout.describe(p.meta, p.file.filename)).not.toBe("");
   });
+
+  it("identifies each package from its own metadata, as a source without a master lists it", () => {
+    for (const p of packages) {
+      const id = layout.identify(p.meta, p.file.filename);
+      expect(id.name, p.file.filename).toBe(p.file.packageName);
+      expect(id.arch, p.file.filename).toBe(p.file.arch);
+      expect(id.version, p.file.filename).not.toBe("");
+    }
+  });
 });

@@ -159,7 +159,12 @@ export async function runCommand(argv: string[]): Promise<number> {
   });
 
   log.info(
-    { root: settings.mirror.rootDir, master: settings.packrat.host, mirror: settings.packrat.name },
+    {
+      root: settings.mirror.rootDir,
+      master: settings.packrat?.host ?? null,
+      mirror: settings.packrat?.name ?? null,
+      sources: settings.packrat ? undefined : Object.keys(settings.repos),
+    },
     "packrat-agent running",
   );
   daemon.start();

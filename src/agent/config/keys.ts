@@ -4,7 +4,7 @@
  * src/settings.ts gains a field without a key here. Defaults are not here: they live in
  * MIRROR_DEFAULTS (src/settings.ts), the one place for them.
  */
-import { layoutOptionSpecs } from "../../layout/index.js";
+import { layoutOptionSpecs, supportedManagerTypes } from "../../layout/index.js";
 import { redactUrl } from "../../log.js";
 import type { MirrorSettings, PackratSettings, RepoSettings, S3Settings } from "../../settings.js";
 import {
@@ -252,7 +252,42 @@ export const S3_KEYS: SectionSpec<S3Settings> = {
 export const REPO_KEYS: SectionSpec<RepoSettings> = {
   publishFailed: MIRROR_KEYS.publishFailed,
   publishDeprecated: MIRROR_KEYS.publishDeprecated,
+  format: {
+    parse: oneOf(supportedManagerTypes()),
+    example: "apt",
+    what: "the repository format",
+  },
+  source: {
+    parse: (raw) =>
+      raw.startsWith("s3://")
+        ? {
+            expected:
+              "expected a directory path: this version reads packages from a directory only (an s3:// source is not built yet)",
+          }
+        : absolutePath("/srv/incoming/prod-apt")(raw),
+    example: "/srv/incoming/prod-apt",
+    what: "the directory the repo's packages are read from",
+  },
+  version: {
+    parse: (raw) =>
+      /^[0-9A-Za-z._+~-]+$/.test(raw) && raw !== "." && raw !== ".."
+        ? { value: raw }
+        : { expected: "expected a codename or version of letters, digits and ._+~-, e.g. stable" },
+    example: "stable",
+    what: "the apt codename or yum release version",
+  },
+  distro: {
+    parse: (raw) =>
+      /^[0-9A-Za-z._+~-]+$/.test(raw) && raw !== "." && raw !== ".."
+        ? { value: raw }
+        : { expected: "expected a distro name of letters, digits and ._+~-, e.g. el" },
+    example: "el",
+    what: "the yum distro directory",
+  },
 };
+
+/** The [repo NAME] keys that declare a repo of its own (no [packrat] master). */
+export const SOURCE_REPO_KEYS = ["format", "source", "version", "distro"] as const;
 
 /** `[repo prod-apt]` → `prod-apt`; null for any other section name. */
 export function repoSectionName(section: string): string | null {
