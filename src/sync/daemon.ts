@@ -27,6 +27,13 @@ export interface DaemonSettings {
    * queued behind it; it joins a later generation when it is complete.
    */
   downloadWaitMs?: number;
+  /**
+   * How long superseded files stay (metadata_grace_seconds). A pass that superseded something
+   * brings the next full sync (whose cleanup removes them) forward to when their grace ends,
+   * when that is sooner than full_sync_interval: a removed package's own files (a PyPI project
+   * page, the package itself) then go after the grace, not up to an interval later.
+   */
+  metadataGraceSeconds?: number;
 }
 
 export const DEFAULT_SETTLE_DELAY_MS = 2_000;
@@ -84,6 +91,11 @@ export class MirrorDaemon {
   private readonly stopController = new AbortController();
   private pollers = new Map<string, AbortController>();
   private fullSyncTimer: NodeJS.Timeout | null = null;
+  /** When fullSyncTimer fires (ms since the epoch). */
+  private fullSyncDueAt = Infinity;
+  /** When the earliest superseded file's grace ends: a full sync then removes it. */
+  private expiryDueAt = Infinity;
+  private fullSyncRunning = false;
   private fullSyncQueued = false;
   private masterReachable: boolean | null = null;
   /** Set as soon as stop() begins: nothing new is scheduled after that. */
@@ -132,12 +144,16 @@ export class MirrorDaemon {
     if (this.stopping || this.fullSyncQueued) return;
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
     this.fullSyncTimer = null;
+    this.fullSyncDueAt = Infinity;
     this.fullSyncQueued = true;
     this.deps.log.info({ reason }, "full sync queued");
     void this.queue.add(async () => {
       this.fullSyncQueued = false;
       if (this.stopController.signal.aborted) return;
       let delay = this.deps.settings.fullSyncInterval * 1000;
+      // This full sync's cleanup removes what has expired by now.
+      if (this.expiryDueAt <= Date.now()) this.expiryDueAt = Infinity;
+      this.fullSyncRunning = true;
       try {
         // A full sync on a fresh state DB is what rebuilds it: go on with this one.
         await this.storeStillThere(false);
@@ -193,7 +209,8 @@ export class MirrorDaemon {
         );
         this.restartPollers();
       }
-      this.scheduleFullSync(delay);
+      this.fullSyncRunning = false;
+      this.scheduleFullSync(Math.min(delay, Math.max(0, this.expiryDueAt - Date.now())));
     });
   }
 
@@ -297,6 +314,13 @@ export class MirrorDaemon {
    */
   private passDone(report: SyncReport): void {
     this.deps.onSync?.(report, null);
+    const grace = this.deps.settings.metadataGraceSeconds;
+    if (report.published.length > 0 && grace !== undefined) {
+      this.expiryDueAt = Math.min(this.expiryDueAt, Date.now() + grace * 1000 + 1000);
+      // During a full sync the schedule is set when it ends (it takes expiryDueAt into account).
+      if (this.expiryDueAt < this.fullSyncDueAt && !this.fullSyncQueued && !this.fullSyncRunning)
+        this.scheduleFullSync(this.expiryDueAt - Date.now());
+    }
     const behind = report.buckets.filter(
       (b) => b.skipped || b.error !== null || b.failed.length > 0,
     );
@@ -364,8 +388,10 @@ export class MirrorDaemon {
   private scheduleFullSync(delayMs: number): void {
     if (this.stopping) return;
     if (this.fullSyncTimer) clearTimeout(this.fullSyncTimer);
+    this.fullSyncDueAt = Date.now() + delayMs;
     this.fullSyncTimer = setTimeout(() => {
       this.fullSyncTimer = null;
+      this.fullSyncDueAt = Infinity;
       this.requestFullSync("interval");
     }, delayMs);
   }

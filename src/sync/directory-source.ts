@@ -185,7 +185,8 @@ export class DirectorySource implements MasterClient {
     const byUri = new Set<string>();
     for (const { entry } of state.entries.values()) {
       if (entry.kind === "invalid") {
-        if (!wanted) skipped.push(entry.skipped);
+        // Named in every listing, a poll's too: a bad upload is reported when it arrives.
+        skipped.push(entry.skipped);
         continue;
       }
       // The same bytes under two names: one package file (its uri is its digest).
@@ -208,11 +209,18 @@ export class DirectorySource implements MasterClient {
     this.startWatcher(state);
     const deadline = this.now() + timeoutSeconds * 1000;
     for (;;) {
+      // A listing between two polls (an incremental pass asking for other names) may have
+      // taken files no poll has reported yet: report them first.
+      const pending = this.changedNames(state);
+      if (pending.length > 0) return pending;
       if (!state.dirty && state.unsettled === 0) {
         const left = deadline - this.now();
-        if (left <= 0) return [];
-        await this.sleepUntilWoken(state, left, signal);
-        if (!state.dirty) return []; // the timeout, not an event
+        if (left > 0) await this.sleepUntilWoken(state, left, signal);
+        if (!state.dirty) {
+          // The timeout: a cheap listing (stat only), which also catches an event inotify lost.
+          await this.scan(state, signal);
+          return this.changedNames(state);
+        }
       }
       if (state.dirty) {
         // Group a burst: until no event came for quietMs, but never longer than MAX_GROUPS

@@ -92,11 +92,14 @@ export async function runPacman(opts: {
   }
 }
 
-/** `pip download --no-deps` of `requirement` from the index at `indexUrl` (ending in /simple/). */
+/**
+ * `pip download --no-deps` of `requirement` (or several, in one run) from the index at
+ * `indexUrl` (ending in /simple/).
+ */
 export async function pipDownload(opts: {
   work: string;
   indexUrl: string;
-  requirement: string;
+  requirement: string | readonly string[];
 }): Promise<ClientRun & { files: string[] }> {
   const dest = await mkdtemp(path.join(opts.work, "pip-"));
   try {
@@ -113,7 +116,7 @@ export async function pipDownload(opts: {
         "--disable-pip-version-check",
         "--index-url",
         opts.indexUrl,
-        opts.requirement,
+        ...(typeof opts.requirement === "string" ? [opts.requirement] : opts.requirement),
       ],
       {
         env: { ...process.env, PIP_CONFIG_FILE: "/dev/null", PIP_NO_INPUT: "1" },

@@ -193,6 +193,17 @@ describe("DirectorySource", () => {
     await src.close();
   });
 
+  it("reports at the next poll a file that a listing for other names took", async () => {
+    const debs = samplePackages(1).filter((p) => p.type === "deb");
+    const src = source([{ name: "apt", format: "apt", source: dir }]);
+    await src.listPackageFiles(uriOf("apt"));
+    await writeFile(join(dir, debs[0]!.filename), debs[0]!.content);
+    // An incremental pass for another package lists (and so takes) the new file, unreported.
+    expect((await src.listPackageFiles(uriOf("apt"), ["something-else"])).files).toEqual([]);
+    expect(await src.poll(uriOf("apt"), 5)).toEqual([debs[0]!.package]);
+    await src.close();
+  });
+
   it("refuses to copy a path it did not list", async () => {
     const src = source([{ name: "apt", format: "apt", source: dir }]);
     await src.listPackageFiles(uriOf("apt"));
