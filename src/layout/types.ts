@@ -133,6 +133,14 @@ export interface RenderedFile {
    */
   contentAddressed: boolean;
   stage: number;
+  /**
+   * A file too large to render in memory (a docker layer): `content` is empty and the bytes are
+   * `length` bytes at `offset` of the package file at `from` (relative to the repo directory),
+   * whose SHA-256 is `sha256`. The publisher copies them, hashing as it copies, and refuses the
+   * generation if the hash differs; a file with the same SHA-256 already published is linked,
+   * not copied again. Only for content-addressed files.
+   */
+  extract?: { from: string; offset: number; length: number; sha256: string };
 }
 
 export interface RenderResult {
