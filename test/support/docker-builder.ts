@@ -25,11 +25,13 @@ export interface ImageSpec {
   /** Extra config fields (Env, Labels...). */
   config?: Record<string, unknown>;
   repoTag?: string;
+  /** The config's rootfs.diff_ids, if not those of `layers` (a config that disagrees). */
+  diffIds?: string[];
 }
 
 export function configJson(
   spec: ImageSpec,
-  diffIds = spec.layers.map((l) => `sha256:${sha256(l)}`),
+  diffIds = spec.diffIds ?? spec.layers.map((l) => `sha256:${sha256(l)}`),
 ) {
   return enc.encode(
     JSON.stringify({
