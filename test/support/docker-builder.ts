@@ -143,7 +143,12 @@ export function ociArchive(
  * A tar whose entry `name` is rewritten as another tar type (symlink "2", hard link "1"), its
  * header checksum fixed, to make archives with links in them.
  */
-export function withEntryType(archive: Uint8Array, name: string, typeflag: string): Uint8Array {
+export function withEntryType(
+  archive: Uint8Array,
+  name: string,
+  typeflag: string,
+  linkName = "",
+): Uint8Array {
   const out = new Uint8Array(archive);
   for (let at = 0; at + 512 <= out.length;) {
     const header = out.subarray(at, at + 512);
@@ -156,6 +161,8 @@ export function withEntryType(archive: Uint8Array, name: string, typeflag: strin
     if (entryName === name) {
       header[156] = typeflag.charCodeAt(0);
       header.set(enc.encode("0".repeat(11)), 124); // links carry no data
+      header.fill(0, 157, 257);
+      header.set(enc.encode(linkName).subarray(0, 100), 157);
       header.fill(0x20, 148, 156);
       const sum = header.reduce((n, b) => n + b, 0);
       header.set(enc.encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);

@@ -106,6 +106,25 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 
+function dirOf(name: string): string {
+  const i = name.lastIndexOf("/");
+  return i === -1 ? "" : name.slice(0, i);
+}
+
+/** `target` resolved against `dir` inside the archive, or null if it leaves it (or is absolute). */
+function joinInside(dir: string, target: string): string | null {
+  if (target.startsWith("/")) return null;
+  const out = dir === "" ? [] : dir.split("/");
+  for (const seg of target.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") {
+      if (out.length === 0) return null;
+      out.pop();
+    } else out.push(seg);
+  }
+  return out.join("/");
+}
+
 function sha256Of(bytes: Uint8Array): string {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
@@ -114,6 +133,7 @@ function sha256Of(bytes: Uint8Array): string {
 export async function readImageArchive(source: ByteSource): Promise<ImageArchive> {
   const files = new Map<string, TarMember>();
   const small = new Map<string, Uint8Array>();
+  const links = new Set<string>();
   const wantSmall = (name: string) =>
     name === "manifest.json" ||
     name === "index.json" ||
@@ -127,8 +147,17 @@ export async function readImageArchive(source: ByteSource): Promise<ImageArchive
       wantContent: (m) => m.type === "file" && wantSmall(safeName(m)),
       onMember: (m, content) => {
         const name = safeName(m);
-        if (m.type === "symlink" || m.type === "hardlink")
-          throw archiveError("links are not accepted in an image archive", m);
+        if (m.type === "symlink" || m.type === "hardlink") {
+          // podman and older docker write the legacy v1 layout beside manifest.json, its
+          // `<id>/layer.tar` a link to the real layer: tolerated, never followed, and refused
+          // if it points outside the archive or if manifest.json names it.
+          const target = m.linkName ?? "";
+          const resolved = joinInside(m.type === "symlink" ? dirOf(name) : "", target);
+          if (resolved === null)
+            throw archiveError(`link to ${JSON.stringify(target)}, outside the archive`, m);
+          links.add(name);
+          return;
+        }
         if (m.type === "directory") return;
         if (m.type !== "file") throw archiveError(`entry of tar type ${m.typeflag}`, m);
         if (files.has(name)) throw archiveError("entry appears twice", m);
@@ -145,9 +174,9 @@ export async function readImageArchive(source: ByteSource): Promise<ImageArchive
     throw err;
   }
   const archive = files.has("index.json")
-    ? await readOciLayout(source, files, small)
+    ? await readOciLayout(source, files, small, links)
     : files.has("manifest.json")
-      ? await readDockerArchive(source, files, small)
+      ? await readDockerArchive(source, files, small, links)
       : null;
   if (archive === null)
     throw archiveError(
@@ -245,8 +274,13 @@ async function readDockerArchive(
   source: ByteSource,
   files: ReadonlyMap<string, TarMember>,
   small: ReadonlyMap<string, Uint8Array>,
+  links: ReadonlySet<string>,
 ): Promise<ImageArchive> {
   const manifestMember = files.get("manifest.json")!;
+  const linked = (name: string, what: string) => {
+    if (links.has(name))
+      throw archiveError(`${what} ${name} is a link; links are not accepted as image content`);
+  };
   const doc = parseJson(
     small.get("manifest.json") ?? new Uint8Array(),
     "manifest.json",
@@ -261,6 +295,7 @@ async function readDockerArchive(
     if (!isObject(entry) || typeof entry.Config !== "string" || !Array.isArray(entry.Layers))
       throw archiveError(`${where}: needs Config and Layers`, manifestMember);
     const configName = normalizeTarName(entry.Config);
+    linked(configName, "config");
     const configMember = files.get(configName);
     if (!configMember) throw archiveError(`${where}: config ${entry.Config} is not in the archive`);
     referenced.add(configName);
@@ -282,6 +317,7 @@ async function readDockerArchive(
     for (const [j, layerName] of entry.Layers.entries()) {
       if (typeof layerName !== "string") throw archiveError(`${where}: layer ${j} is not a name`);
       const name = normalizeTarName(layerName);
+      linked(name, "layer");
       const member = files.get(name);
       if (!member)
         throw archiveError(`${where}: layer ${layerName} is not in the archive (missing layer)`);
@@ -349,9 +385,14 @@ async function readOciLayout(
   source: ByteSource,
   files: ReadonlyMap<string, TarMember>,
   small: ReadonlyMap<string, Uint8Array>,
+  links: ReadonlySet<string>,
 ): Promise<ImageArchive> {
   const blobMember = (d: Descriptor, where: string): TarMember => {
     const name = `blobs/sha256/${d.digest.slice("sha256:".length)}`;
+    if (links.has(name))
+      throw archiveError(
+        `${where}: blob ${name} is a link; links are not accepted as image content`,
+      );
     const m = files.get(name);
     if (!m) throw archiveError(`${where}: blob ${d.digest} is not in the archive (${name})`);
     if (m.size !== d.size)

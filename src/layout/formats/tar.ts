@@ -22,6 +22,8 @@ export interface TarMember {
   size: number;
   /** Offset of the member's header in the archive. */
   offset: number;
+  /** A symlink's or hard link's target (the ustar linkname field). */
+  linkName?: string;
 }
 
 export interface TarEntry extends TarMember {
@@ -273,6 +275,7 @@ class TarReader {
     const dataSize = type === "file" ? size : 0;
     this.current = { offset, size: dataSize };
     const member: TarMember = { name, typeflag, type, size: dataSize, offset };
+    if (type === "symlink" || type === "hardlink") member.linkName = cString(block, 157, 100);
     if (++this.members > this.options.maxMembers) {
       throw tarError(`more than ${this.options.maxMembers} entries`, offset);
     }
