@@ -22,9 +22,11 @@
  * (formats/debian-version.ts: 1.10 > 1.9, 1.0~rc1 < 1.0) unless the master has a version
  * called `latest`.
  *
- * The archive stays at `archives/<arch>/<file>`; blobs are byte ranges of it that the publisher
- * copies (RenderedFile.extract) and checks against their digest while copying; a blob shared by
- * several images and names is one file (hard links).
+ * An archive is downloaded to `archives/<arch>/<file>`; blobs are byte ranges of it that the
+ * publisher copies (RenderedFile.extract) and checks against their digest while copying; a blob
+ * shared by several images and names is one file (hard links). Once published, the archive is
+ * deleted (dropsPackageFiles): the disk holds each image's blobs once, and the state DB which
+ * archive (by SHA-256) yielded which blobs.
  */
 import { createHash } from "node:crypto";
 import { PackratError } from "../errors.js";
@@ -156,7 +158,12 @@ function renderSync(input: RenderInput): RenderResult {
     const tags = names.get(name)!;
     const blobs = new Map<string, RenderedFile>();
     const blob = (from: string, b: { digest: string; size: number; offset: number }) => {
-      if (blobs.has(b.digest)) return;
+      const known = blobs.get(b.digest)?.extract;
+      if (known) {
+        if (known.from !== from && !known.alternatives?.some((a) => a.from === from))
+          (known.alternatives ??= []).push({ from, offset: b.offset });
+        return;
+      }
       blobs.set(b.digest, {
         path: `${base}/blobs/${b.digest}`,
         content: new Uint8Array(0),
@@ -268,6 +275,8 @@ export const dockerLayout: RepoLayout = {
   // packrat's PackageFile type for image archives (lib/info.py Docker).
   fileTypes: ["docker"],
   optionsUsed: [],
+  // The archives are unpacked into blobs and not kept (about 1x the images' size on disk).
+  dropsPackageFiles: true,
   filenamePattern: /^[^_/]+_[^/]+\.tar$/,
   check: checkDockerRepo,
   placePackage,

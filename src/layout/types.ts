@@ -140,7 +140,14 @@ export interface RenderedFile {
    * generation if the hash differs; a file with the same SHA-256 already published is linked,
    * not copied again. Only for content-addressed files.
    */
-  extract?: { from: string; offset: number; length: number; sha256: string };
+  extract?: {
+    from: string;
+    offset: number;
+    length: number;
+    sha256: string;
+    /** Other package files holding the same bytes (a layer shared by images), tried in turn. */
+    alternatives?: { from: string; offset: number }[];
+  };
 }
 
 export interface RenderResult {
@@ -168,6 +175,14 @@ export interface RepoLayout {
    * checks a render does not change with any other option.
    */
   readonly optionsUsed: readonly (keyof LayoutOptions)[];
+  /**
+   * Package files are only the source of what the render extracts from them (RenderedFile
+   * extract: docker's blobs), not served themselves: once a generation holding every extract of
+   * a package file is published, the engine deletes the file and records, by its SHA-256, which
+   * files it yielded. A later pass counts the package file as present while those files are
+   * there with their hashes (fetching it again otherwise), so a repo takes its space once.
+   */
+  readonly dropsPackageFiles?: boolean;
   /** Ask the engine for a detached signature of every package file (see PublishedPackage). */
   readonly wantsPackageSignatures?: boolean;
   /** Where a package file goes, relative to the repo directory; first path canonical. */

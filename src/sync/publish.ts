@@ -55,6 +55,11 @@ export interface PublishOutcome {
   published: boolean;
   /** The served generation is a quick one that left something out: publish again, not quick. */
   deferred: boolean;
+  /**
+   * When a generation was rendered: the extracted files (RenderedFile.extract) of each package
+   * file that is a source of some, root-relative, with their SHA-256 (see dropsPackageFiles).
+   */
+  extracted?: Map<string, { path: string; sha256: string }[]>;
   generation: number;
   files: number;
   warnings: string[];
@@ -302,16 +307,24 @@ async function switchIn(
       if (file.extract) {
         // One file per content, however many paths serve it (a layer shared by images).
         const same = extracted.get(sha256);
-        const from = path.join(
-          deps.root,
-          req.repoDir,
-          ...assertSafeRelativePath(file.extract.from, `repo ${repoName} extract source`).split(
-            "/",
-          ),
-        );
-        tmp = same
-          ? await linkToTemp(deps.root, rel, same)
-          : await copyRangeToTemp(deps.root, rel, from, file.extract);
+        if (same) tmp = await linkToTemp(deps.root, rel, same);
+        else {
+          // The first source on disk (a dropped package file is fetched again when a blob it
+          // yielded is missing, so one of them is there).
+          const x = file.extract;
+          const sources = [{ from: x.from, offset: x.offset }, ...(x.alternatives ?? [])];
+          const full = (from: string) =>
+            path.join(
+              deps.root,
+              req.repoDir,
+              ...assertSafeRelativePath(from, `repo ${repoName} extract source`).split("/"),
+            );
+          const source = sources.find((s) => statInfoSync(full(s.from)) !== null) ?? sources[0]!;
+          tmp = await copyRangeToTemp(deps.root, rel, full(source.from), {
+            ...x,
+            offset: source.offset,
+          });
+        }
         extracted.set(sha256, tmp);
       } else tmp = await writeTempFile(deps.root, rel, file.content);
       pending.push({ rel, full, tmp, contentAddressed: file.contentAddressed, stage: file.stage });
@@ -373,7 +386,8 @@ export async function publishRepo(
   await selfCheckGeneration(req, files, deps);
   const written = await switchIn(req, files, deps);
   const generation = (latest?.generation ?? 0) + 1;
-  const packageRows = req.input.packages.flatMap((p) =>
+  // Package files a layout does not serve (dropsPackageFiles) are no part of the generation.
+  const packageRows = (req.layout.dropsPackageFiles ? [] : req.input.packages).flatMap((p) =>
     p.paths.map((rel) => ({
       path: `${req.repoDir}/${rel}`,
       sha256: p.sha256,
@@ -412,5 +426,16 @@ export async function publishRepo(
     { repo: repoName, generation, files: written.length, packages: req.input.packages.length },
     "published",
   );
-  return { published: true, deferred, generation, files: written.length, warnings };
+  const extracted = new Map<string, { path: string; sha256: string }[]>();
+  for (const f of files) {
+    if (!f.extract) continue;
+    const out = { path: `${req.repoDir}/${f.path}`, sha256: f.extract.sha256 };
+    for (const { from } of [f.extract, ...(f.extract.alternatives ?? [])]) {
+      const key = `${req.repoDir}/${from}`;
+      const list = extracted.get(key) ?? [];
+      extracted.set(key, list);
+      list.push(out);
+    }
+  }
+  return { published: true, deferred, generation, files: written.length, warnings, extracted };
 }

@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { layoutFor } from "../../src/layout/index.js";
+import { walkTree } from "../../src/sync/disk.js";
 import { verifyTree } from "../../src/sync/verify-tree.js";
 import {
   buildImage,
@@ -314,6 +315,53 @@ describe("a docker repo served by nginx with the shipped config", () => {
     // app's three versions each have the base layer; one file holds it.
     const names = await readdir(blobs);
     expect(names.filter((n) => n === base)).toHaveLength(1);
+  });
+});
+
+describe("disk: about 1x", () => {
+  /** Bytes of the distinct files (inodes) under a directory. */
+  async function diskBytes(dir: string): Promise<number> {
+    const seen = new Set<number>();
+    let total = 0;
+    for (const e of await walkTree(dir)) {
+      if (e.kind !== "file") continue;
+      const st = await stat(path.join(dir, e.rel));
+      if (seen.has(st.ino)) continue;
+      seen.add(st.ino);
+      total += st.size;
+    }
+    return total;
+  }
+
+  it("keeps the blobs, not the archives; a second sync downloads nothing", async () => {
+    const tree = path.join(fx.root, "docker");
+    const left = (await walkTree(tree)).filter(
+      (e) => e.rel.startsWith("archives/") && e.kind === "file",
+    );
+    expect(left).toEqual([]);
+    let archiveBytes = 0;
+    for (const file of archives.values()) archiveBytes += (await stat(file)).size;
+    const used = await diskBytes(tree);
+    // Blobs are the archives' layers and configs; the tar framing and manifest.json are not kept.
+    console.log(`docker tree: ${used} bytes on disk for ${archiveBytes} bytes of archives`);
+    expect(used).toBeLessThan(archiveBytes);
+    const again = await h.engine.fullSync();
+    expect(again.downloaded).toBe(0);
+    expect(again.failed).toEqual([]);
+    const deep = await h.engine.fullSync({ deep: true });
+    expect(deep.downloaded).toBe(0);
+  });
+
+  it("a blob deleted by hand brings its archive back for a pass, and goes again", async () => {
+    const layers = await archiveLayers(archives.get("tool_2.0")!, "oci-archive");
+    const blob = path.join(fx.root, "docker", "v2", "tool", "blobs", layers[0]!);
+    await rm(blob);
+    const report = await h.engine.fullSync();
+    expect(report.downloaded).toBe(1);
+    expect(report.published).toContain("docker-prod");
+    expect(existsSync(blob)).toBe(true);
+    expect(existsSync(path.join(fx.root, "docker", "archives", "all", "tool_2.0.tar"))).toBe(false);
+    await skopeo(["inspect", "--tls-verify=false", `docker://${registry}/tool:2.0`]);
   });
 });
 
