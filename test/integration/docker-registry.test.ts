@@ -33,6 +33,8 @@ import {
   type EngineHarness,
   type MirrorFixture,
 } from "../support/mirror-fixture.js";
+import { writeAgentConfig } from "../support/agent-config.js";
+import { runCli } from "../support/cli.js";
 import { startNginx, type RunningNginx } from "../support/nginx.js";
 
 const run = promisify(execFile);
@@ -397,8 +399,22 @@ describe("changes on the master", () => {
       content: new TextEncoder().encode("not an image archive\n".repeat(50)),
       tags: [TAG],
     });
+    // A name docker refuses: skipped before download.
+    fx.master.addPackageFile({
+      package: "Bad",
+      distroVersion: "docker",
+      version: "1.0",
+      type: "docker",
+      arch: "all",
+      filename: "Bad_1.0.tar",
+      content: await readFile(archives.get("tool_2.0")!),
+      tags: [TAG],
+    });
     fx.addDeb("extra", "1.0");
     const report = await h.engine.fullSync();
+    expect(report.skipped.map((s) => s.error).join("\n")).toMatch(
+      /Bad_1\.0\.tar: "Bad" is not a valid image repository name/,
+    );
     // The docker repo's inputs are what they were (the bad file is left out): nothing to redo.
     expect(report.published).toEqual(["prod-apt"]);
     expect(report.failed).toEqual([]);
@@ -411,5 +427,15 @@ describe("changes on the master", () => {
       .map(([sha]) => h.store.getPackageMeta(sha, "docker"));
     expect(bad).toHaveLength(1);
     expect(bad[0]!.error).toMatch(/broken_1\.0\.tar: not an image archive/);
+    // Both are counted in status --json, by the real CLI.
+    const config = await writeAgentConfig(fx);
+    const res = await runCli(["status", "--json", "--config", config]);
+    expect(res.code, res.stderr).toBe(0);
+    const status = JSON.parse(res.stdout) as {
+      repos: { name: string; skipped: { error: string }[]; unreadable: { file: string }[] }[];
+    };
+    const docker = status.repos.find((r) => r.name === "docker-prod")!;
+    expect(docker.unreadable.map((u) => u.file)).toEqual(["broken_1.0.tar"]);
+    expect(docker.skipped.map((u) => u.error).join("\n")).toMatch(/Bad_1\.0\.tar/);
   });
 });
