@@ -134,12 +134,10 @@ export async function readImageArchive(source: ByteSource): Promise<ImageArchive
   const files = new Map<string, TarMember>();
   const small = new Map<string, Uint8Array>();
   const links = new Set<string>();
+  // Only the top-level documents are kept while listing; configs and OCI blobs are read when
+  // named (a hostile archive of many large .json members must not fill memory).
   const wantSmall = (name: string) =>
-    name === "manifest.json" ||
-    name === "index.json" ||
-    name === "oci-layout" ||
-    name === "repositories" ||
-    name.endsWith(".json");
+    name === "manifest.json" || name === "index.json" || name === "oci-layout";
   try {
     await readTarSource(source, {
       maxMembers: MAX_MEMBERS,
