@@ -307,7 +307,10 @@ function rowsByRepo(rows: readonly PackageFileRow[]): Map<string, Map<string, Pa
 export class SyncEngine {
   private readonly now: () => number;
   private readonly root: string;
-  /** Directories of repos the master lists but this agent skips (a manager type with no layout): never touched. */
+  /**
+   * Directories of repos the master lists but this agent skips (a manager type with no
+   * layout): never touched.
+   */
   private skippedDirs: string[] = [];
   /**
    * Package signatures by signer fingerprint and sha256, as the last publish used them; each
@@ -421,7 +424,8 @@ export class SyncEngine {
       if (deep) log.info({ fullSyncCount: fullCount }, "deep check: re-hashing every file");
 
       store.transaction(() => {
-        // verify leaves these alone too (repos of a manager type with no layout: the agent never touches their dirs).
+        // verify leaves these alone too (repos of a manager type with no layout: the agent
+        // never touches their dirs).
         store.setValue(SKIPPED_REPO_DIRS_KEY, JSON.stringify(this.skippedDirs));
         for (const plan of plans) {
           store.upsertRepo(plan.repo, [...plan.distroVersions.values()], contactAt);
@@ -1655,7 +1659,8 @@ export class SyncEngine {
     for (const rel of store.listPublishedPaths()) expected.add(rel);
     for (const f of this.deps.rootFiles ?? []) expected.add(f.path);
 
-    // Directories of repos this agent does not publish (a manager type with no layout) are never touched.
+    // Directories of repos this agent does not publish (a manager type with no layout) are
+    // never touched.
     const skipped = this.skippedDirs;
     const entries = (await walkTree(this.root)).filter(
       (e) =>
