@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { isPackratError } from "../../src/errors.js";
 import { dockerLayout } from "../../src/layout/docker.js";
 import { readImageArchive, type ImageArchive } from "../../src/layout/formats/docker-archive.js";
-import { writeTar } from "../../src/layout/formats/tar.js";
+import { readTar, writeTar } from "../../src/layout/formats/tar.js";
 import {
   DEFAULT_LAYOUT_OPTIONS,
   bufferSource,
@@ -39,6 +39,18 @@ async function refusal(bytes: Uint8Array, filename = "app_1.0.tar"): Promise<str
     return (err as Error).message;
   }
   throw new Error("accepted");
+}
+
+let nestedIndex = new Uint8Array(0);
+
+/** The archive with one more file entry (before its end-of-archive blocks). */
+function appendEntry(archive: Uint8Array, name: string, content: Uint8Array): Uint8Array {
+  const entries = readTar(archive).map((e) => ({
+    name: e.name,
+    ...(e.type === "file" ? { content: e.data } : {}),
+    mtime: 0,
+  }));
+  return writeTar([...entries, { name, content, mtime: 0 }]);
 }
 
 const slice = (bytes: Uint8Array, b: { offset: number; size: number }) =>
@@ -88,6 +100,52 @@ describe("reading image archives", () => {
       "amd64",
       "arm64",
     ]);
+  });
+
+  it("reads the platforms an image index holds, leaving out those the archive lacks", async () => {
+    // As `docker save` with the containerd store writes it: index.json names an image index
+    // whose other platform's manifest is not in the archive.
+    const single = ociArchive(
+      [{ layers: [base], architecture: "arm64" }],
+      {},
+      {
+        manifest: (doc) => {
+          const index = doc as { manifests: Record<string, unknown>[] };
+          const present = index.manifests[0]!;
+          const nested = enc.encode(
+            JSON.stringify({
+              schemaVersion: 2,
+              mediaType: "application/vnd.oci.image.index.v1+json",
+              manifests: [
+                { ...present, platform: { os: "linux", architecture: "arm64" } },
+                {
+                  mediaType: "application/vnd.oci.image.manifest.v1+json",
+                  digest: `sha256:${"a".repeat(64)}`,
+                  size: 100,
+                  platform: { os: "linux", architecture: "amd64" },
+                },
+              ],
+            }),
+          );
+          nestedIndex = nested;
+          return {
+            schemaVersion: 2,
+            manifests: [
+              {
+                mediaType: "application/vnd.oci.image.index.v1+json",
+                digest: `sha256:${sha256(nested)}`,
+                size: nested.length,
+              },
+            ],
+          };
+        },
+        extra: [],
+      },
+    );
+    // The nested index goes in as a blob of its own.
+    const withIndex = appendEntry(single, `blobs/sha256/${sha256(nestedIndex)}`, nestedIndex);
+    const archive = await parse(withIndex);
+    expect(archive.images.map((i) => i.platform.architecture)).toEqual(["arm64"]);
   });
 
   it("parses without holding the archive: reads stay within 1 MiB each", async () => {

@@ -431,11 +431,17 @@ async function readOciLayout(
         await collect(nested, `index ${d.digest}`, m, depth + 1);
         continue;
       }
-      if (d.mediaType !== OCI_MANIFEST && d.mediaType !== DOCKER_MANIFEST)
+      if (d.mediaType !== OCI_MANIFEST && d.mediaType !== DOCKER_MANIFEST) {
+        // An index may also name attestations and other artifacts: only images are served.
+        if (depth > 0) continue;
         throw archiveError(
           `${where} manifest ${i}: media type ${d.mediaType} is not an image manifest`,
           member,
         );
+      }
+      // `docker save` with the containerd store writes an image's whole index but only the
+      // platforms it holds: the others are left out, not an error.
+      if (depth > 0 && !files.has(`blobs/sha256/${d.digest.slice(7)}`)) continue;
       const annotations = isObject(raw) && isObject(raw.annotations) ? raw.annotations : {};
       const ref =
         annotations["io.containerd.image.name"] ?? annotations["org.opencontainers.image.ref.name"];
