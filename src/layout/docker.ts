@@ -16,7 +16,8 @@
  * and podman refuse): docker (17.x on), podman, skopeo and containerd all pull them, and an OCI
  * manifest describes an uncompressed layer (`…layer.v1.tar`) as it is, so layers are served
  * with the bytes and digests the archive has, without recompressing. Indexes live apart from
- * manifests only so a static server can tell the two media types apart by path (packaging/).
+ * manifests only so a static server can tell the two media types apart by path (etc/nginx,
+ * etc/apache2). CI pulls with skopeo and podman; docker is not in CI.
  *
  * Tags: each version is a tag, and `latest` names the highest version in Debian version order
  * (formats/debian-version.ts: 1.10 > 1.9, 1.0~rc1 < 1.0) unless the master has a version
