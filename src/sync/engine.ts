@@ -63,9 +63,12 @@ interface DerivedRecord {
   outputs: { path: string; sha256: string }[];
 }
 
-/** The state DB key of DerivedRecords (the package metadata table, by layout). */
-function derivedKey(layout: RepoLayout): string {
-  return `derived:${layout.managerType}`;
+/**
+ * The state DB key of DerivedRecords (the package metadata table): by layout and repo, as the
+ * same package file in two repos yields files in each.
+ */
+function derivedKey(layout: RepoLayout, repo: Repo): string {
+  return `derived:${layout.managerType}:${repo.name}`;
 }
 
 /** Files stat'ed and hashed at once while observing the disk. */
@@ -1132,7 +1135,7 @@ export class SyncEngine {
     for (const p of plans) {
       if (!p.layout.dropsPackageFiles) continue;
       const parsed = store.packageMetaStatus(metaCacheKey(p.layout));
-      const key = derivedKey(p.layout);
+      const key = derivedKey(p.layout, p.repo);
       for (const d of p.desired) {
         const canonical = d.paths[0];
         if (canonical === undefined || parsed.get(d.expectedSha256) !== true) continue;
@@ -1183,7 +1186,7 @@ export class SyncEngine {
     extracted: ReadonlyMap<string, { path: string; sha256: string }[]> | undefined,
   ): Promise<void> {
     const { store, log } = this.deps;
-    const key = derivedKey(plan.layout);
+    const key = derivedKey(plan.layout, plan.repo);
     for (const d of plan.desired) {
       const canonical = d.paths[0];
       if (canonical === undefined || failed.has(d.file.uri)) continue;
