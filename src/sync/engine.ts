@@ -64,11 +64,12 @@ interface DerivedRecord {
 }
 
 /**
- * The state DB key of DerivedRecords (the package metadata table): by layout and repo, as the
- * same package file in two repos yields files in each.
+ * The state DB key of DerivedRecords (the package metadata table, beside the package file's
+ * SHA-256): by layout and the package file's path, since what a file yields depends on where it
+ * is (its repo) and on its name (a docker archive's name is the image's), not only on its bytes.
  */
-function derivedKey(layout: RepoLayout, repo: Repo): string {
-  return `derived:${layout.managerType}:${repo.name}`;
+function derivedKey(layout: RepoLayout, canonical: string): string {
+  return `derived:${layout.managerType}:${canonical}`;
 }
 
 /** Files stat'ed and hashed at once while observing the disk. */
@@ -1135,13 +1136,12 @@ export class SyncEngine {
     for (const p of plans) {
       if (!p.layout.dropsPackageFiles) continue;
       const parsed = store.packageMetaStatus(metaCacheKey(p.layout));
-      const key = derivedKey(p.layout, p.repo);
       for (const d of p.desired) {
         const canonical = d.paths[0];
         if (canonical === undefined || parsed.get(d.expectedSha256) !== true) continue;
         if (statInfoSync(path.join(this.root, canonical)) !== null) continue;
-        const record = store.getPackageMeta(d.expectedSha256, key)?.meta as
-          DerivedRecord | null | undefined;
+        const record = store.getPackageMeta(d.expectedSha256, derivedKey(p.layout, canonical))
+          ?.meta as DerivedRecord | null | undefined;
         if (!record || !Array.isArray(record.outputs)) continue;
         let whole = true;
         for (const o of record.outputs) {
@@ -1186,21 +1186,26 @@ export class SyncEngine {
     extracted: ReadonlyMap<string, { path: string; sha256: string }[]> | undefined,
   ): Promise<void> {
     const { store, log } = this.deps;
-    const key = derivedKey(plan.layout, plan.repo);
     for (const d of plan.desired) {
       const canonical = d.paths[0];
       if (canonical === undefined || failed.has(d.file.uri)) continue;
       const full = path.join(this.root, canonical);
       const st = statInfoSync(full);
       if (st === null) continue;
-      const known = store.getPackageMeta(d.expectedSha256, key)?.meta as DerivedRecord | null;
+      const known = store.getPackageMeta(d.expectedSha256, derivedKey(plan.layout, canonical))
+        ?.meta as DerivedRecord | null;
       const outputs = extracted ? extracted.get(canonical) : known?.outputs;
       if (!outputs || outputs.length === 0) continue;
       // Only once every file it yielded is in place (a generation that failed leaves it).
       if (!extracted && outputs.some((o) => statInfoSync(path.join(this.root, o.path)) === null))
         continue;
       const record: DerivedRecord = { size: st.size, outputs };
-      store.putPackageMeta(d.expectedSha256, key, record as unknown as PackageMeta, null);
+      store.putPackageMeta(
+        d.expectedSha256,
+        derivedKey(plan.layout, canonical),
+        record as unknown as PackageMeta,
+        null,
+      );
       try {
         for (const rel of d.paths) {
           await fs.rm(path.join(this.root, rel), { force: true });

@@ -388,6 +388,32 @@ describe("changes on the master", () => {
     await skopeo(["inspect", "--tls-verify=false", `docker://${registry}/app:1.10`]);
   });
 
+  it("a new version named by a poll (an incremental pass) is served, its archive dropped", async () => {
+    const id = fx.master.addPackageFile({
+      package: "tool",
+      distroVersion: "docker",
+      version: "2.1",
+      type: "docker",
+      arch: "all",
+      filename: "tool_2.1.tar",
+      content: await readFile(archives.get("app_1.9")!),
+      tags: [TAG],
+    });
+    ids.set("tool_2.1", id);
+    const report = await h.engine.incrementalSync("docker-prod", ["tool"]);
+    expect(report.failed).toEqual([]);
+    expect(report.downloaded).toBe(1);
+    const list = (await (await fetch(`http://${registry}/v2/tool/tags/list`)).json()) as {
+      tags: string[];
+    };
+    expect(list.tags).toEqual(["2.0", "2.1", "latest"]);
+    const latest = JSON.parse(
+      await skopeo(["inspect", "--tls-verify=false", `docker://${registry}/tool:latest`]),
+    ) as { Layers: string[] };
+    expect(latest.Layers).toEqual(await archiveLayers(archives.get("app_1.9")!, "oci-archive"));
+    expect(existsSync(path.join(fx.root, "docker", "archives", "all", "tool_2.1.tar"))).toBe(false);
+  });
+
   it("a bad archive is skipped and named; the rest of the repo and the other repos publish", async () => {
     fx.master.addPackageFile({
       package: "broken",
@@ -420,7 +446,7 @@ describe("changes on the master", () => {
     expect(report.failed).toEqual([]);
     const catalog = await (await fetch(`http://${registry}/v2/_catalog`)).json();
     expect(catalog).toEqual({ repositories: ["app", "multi", "tool"] });
-    await skopeo(["inspect", "--tls-verify=false", `docker://${registry}/tool:2.0`]);
+    await skopeo(["inspect", "--tls-verify=false", `docker://${registry}/tool:2.1`]);
     const meta = h.store.packageMetaStatus("docker");
     const bad = [...meta]
       .filter(([, ok]) => !ok)
