@@ -77,7 +77,7 @@ example_conf="$repo/etc/mirror.conf.example"
 [ -f "$example_conf" ] ||
   die "$example_conf does not exist: it becomes /etc/packrat/mirror.conf (a conffile) in the package"
 for f in packaging/packrat-agent.service etc/nginx/packrat-mirror.conf etc/apache2/packrat-mirror.conf \
-  docs/operations.md package.json package-lock.json; do
+  etc/nginx/packrat-docker.conf etc/apache2/packrat-docker.conf docs/operations.md package.json package-lock.json; do
   [ -f "$repo/$f" ] || die "$repo/$f does not exist; it goes into the package"
 done
 
@@ -223,6 +223,8 @@ install -D -m 0644 "$repo/packaging/debian/lintian-overrides" \
   "$root/usr/share/lintian/overrides/packrat-agent"
 install -D -m 0644 "$repo/etc/nginx/packrat-mirror.conf" "$doc/examples/nginx/packrat-mirror.conf"
 install -D -m 0644 "$repo/etc/apache2/packrat-mirror.conf" "$doc/examples/apache2/packrat-mirror.conf"
+install -D -m 0644 "$repo/etc/nginx/packrat-docker.conf" "$doc/examples/nginx/packrat-docker.conf"
+install -D -m 0644 "$repo/etc/apache2/packrat-docker.conf" "$doc/examples/apache2/packrat-docker.conf"
 install -D -m 0644 "$example_conf" "$doc/examples/mirror.conf.example"
 sed -e "s/@YEAR@/$(date -u +%Y)/" "$repo/packaging/copyright" >"$doc/copyright"
 chmod 0644 "$doc/copyright"

@@ -1,20 +1,47 @@
 /**
  * The demo's sample mirror on the bundled fake master: one repo per format (apt, yum, pacman,
- * PyPI, JSON) in mirror "demo", tagged "prod", each with a package or two; `tagRound(n)` tags
+ * PyPI, JSON; docker when asked) in mirror "demo", tagged "prod", each with a package or two; `tagRound(n)` tags
  * version 1.n of every package, as a CI pipeline would. `packrat-agent demo` serves it; the
  * bucket tests publish it to S3 and read it back with every real client.
  */
 import { startFakeMaster, type FakeMaster, type NewPackageFile } from "./fake-master.js";
 import { buildDeb, controlText } from "./packages/deb.js";
+import { buildDockerArchive } from "./packages/docker.js";
 import { buildPacmanPackage } from "./packages/pacman.js";
 import { buildSdist, buildWheel } from "./packages/python.js";
 import { buildSyntheticRpm, syntheticRpmFilename } from "./packages/rpm.js";
 
 export const DEMO_MIRROR = "demo";
 
-export function samplePackages(round: number): NewPackageFile[] {
+export interface DemoOptions {
+  /** A docker repo too (demo-docker, directory docker/): one small image per round. */
+  docker?: boolean;
+}
+
+export function samplePackages(round: number, options: DemoOptions = {}): NewPackageFile[] {
   const out: NewPackageFile[] = [];
   const v = `1.${round}`;
+  if (options.docker) {
+    // Two layers; the first is the same every round (a shared base layer).
+    out.push({
+      package: "hello-demo",
+      distroVersion: "docker",
+      version: v,
+      type: "docker",
+      arch: "all",
+      filename: `hello-demo_${v}.tar`,
+      content: buildDockerArchive(
+        {
+          layers: [
+            { "etc/os-release": 'NAME="packrat demo"\nID=packrat-demo\n' },
+            { "usr/share/hello-demo/VERSION": `${v}\n` },
+          ],
+          labels: { "org.opencontainers.image.version": v },
+        },
+        `hello-demo:${v}`,
+      ),
+    });
+  }
   for (const [name, arch] of [
     ["hello-demo", "all"],
     ["packrat-tools", "amd64"],
@@ -121,7 +148,7 @@ export interface DemoMaster {
 }
 
 /** Start the fake master with the sample mirror, version 1.0 of everything tagged. */
-export async function startDemoMaster(): Promise<DemoMaster> {
+export async function startDemoMaster(options: DemoOptions = {}): Promise<DemoMaster> {
   const master = await startFakeMaster({ minPollTimeout: 1 });
   master.addDistroVersion({
     name: "bookworm",
@@ -173,13 +200,26 @@ export async function startDemoMaster(): Promise<DemoMaster> {
     tag: "prod",
     description: "Demo JSON repository",
   });
+  const repos = ["demo-apt", "demo-yum", "demo-arch", "demo-pypi", "demo-json"];
+  if (options.docker) {
+    master.addDistroVersion({ name: "docker", distro: "none", version: null, fileType: "docker" });
+    master.addRepo({
+      name: "demo-docker",
+      filesystemDir: "docker",
+      managerType: "docker",
+      distroVersions: ["docker"],
+      tag: "prod",
+      description: "Demo docker registry",
+    });
+    repos.push("demo-docker");
+  }
   master.addMirror({
     name: DEMO_MIRROR,
-    repos: ["demo-apt", "demo-yum", "demo-arch", "demo-pypi", "demo-json"],
+    repos,
     description: "packrat-agent demo",
   });
   const tagRound = (round: number) => {
-    for (const p of samplePackages(round)) master.addPackageFile({ ...p, tags: ["prod"] });
+    for (const p of samplePackages(round, options)) master.addPackageFile({ ...p, tags: ["prod"] });
   };
   tagRound(0);
   return { master, tagRound, close: () => master.close() };

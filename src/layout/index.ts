@@ -5,19 +5,21 @@
  * agent/context.ts) and two engines in one process share nothing.
  */
 import { createAptLayout } from "./apt.js";
+import { dockerLayout } from "./docker.js";
 import { jsonLayout } from "./json.js";
 import { createPacmanLayout } from "./pacman.js";
 import { pypiLayout } from "./pypi.js";
 import type { LayoutOptions, LayoutSettings, OptionSpec, RepoLayout } from "./types.js";
 import { createYumLayout } from "./yum.js";
 
-/** Every format the agent publishes: one factory each (pypi and json keep no state). */
+/** Every format the agent publishes: one factory each (pypi, json and docker keep no state). */
 const FACTORIES: readonly (() => RepoLayout)[] = [
   createAptLayout,
   createYumLayout,
   createPacmanLayout,
   () => pypiLayout,
   () => jsonLayout,
+  () => dockerLayout,
 ];
 
 /** One set of layout instances. */

@@ -171,6 +171,21 @@ export interface RenderedFile {
    */
   contentAddressed: boolean;
   stage: number;
+  /**
+   * A file too large to render in memory (a docker layer): `content` is empty and the bytes are
+   * `length` bytes at `offset` of the package file at `from` (relative to the repo directory),
+   * whose SHA-256 is `sha256`. The publisher copies them, hashing as it copies, and refuses the
+   * generation if the hash differs; a file with the same SHA-256 already published is linked,
+   * not copied again. Only for content-addressed files.
+   */
+  extract?: {
+    from: string;
+    offset: number;
+    length: number;
+    sha256: string;
+    /** Other package files holding the same bytes (a layer shared by images), tried in turn. */
+    alternatives?: { from: string; offset: number }[];
+  };
 }
 
 export interface RenderResult {
@@ -225,6 +240,14 @@ export interface RepoLayout {
    * config parsing, defaults (DEFAULT_LAYOUT_OPTIONS) and the example file come from here.
    */
   readonly options: OptionSpecs;
+  /**
+   * Package files are only the source of what the render extracts from them (RenderedFile
+   * extract: docker's blobs), not served themselves: once a generation holding every extract of
+   * a package file is published, the engine deletes the file and records, by its SHA-256, which
+   * files it yielded. A later pass counts the package file as present while those files are
+   * there with their hashes (fetching it again otherwise), so a repo takes its space once.
+   */
+  readonly dropsPackageFiles?: boolean;
   /** Ask the engine for a detached signature of every package file (see PublishedPackage). */
   readonly wantsPackageSignatures?: boolean;
   /** Where a package file goes, relative to the repo directory; first path canonical. */

@@ -10,7 +10,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { bufferSource, type ByteSource } from "../layout/types.js";
 import type { Fingerprint } from "../state/state-store.js";
-import { PackratError } from "../errors.js";
+import { PackratError, isPackratError } from "../errors.js";
 import { sha256Hex } from "../digest.js";
 
 export const TMP_DIR = ".packrat-tmp";
@@ -334,6 +334,73 @@ export async function linkAtomic(root: string, existing: string, full: string): 
   await fs.mkdir(path.dirname(full), { recursive: true });
   await fs.rename(tmp, full);
   await fsyncDir(path.dirname(full));
+}
+
+/**
+ * Copy `length` bytes at `offset` of the file `from` into a new temp file, hashing them as
+ * they are copied, and fsync it. The SHA-256 must be `sha256`, or nothing is left behind and
+ * a PACKRAT_HASH_MISMATCH names `hint`. Memory: one 1 MiB buffer, whatever the length.
+ */
+export async function copyRangeToTemp(
+  root: string,
+  hint: string,
+  from: string,
+  range: { offset: number; length: number; sha256: string },
+): Promise<string> {
+  const tmp = tmpPath(root, hint);
+  await fs.mkdir(path.dirname(tmp), { recursive: true });
+  const src = await fs.open(from, "r");
+  let done = false;
+  try {
+    const out = await fs.open(tmp, "w", 0o644);
+    try {
+      const hash = createHash("sha256");
+      const buf = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, range.length)));
+      for (let at = 0; at < range.length;) {
+        const want = Math.min(buf.length, range.length - at);
+        const { bytesRead } = await src.read(buf, 0, want, range.offset + at);
+        if (bytesRead === 0)
+          throw new PackratError(
+            "PACKRAT_HASH_MISMATCH",
+            `${hint}: ${from} ends before byte ${range.offset + range.length}`,
+          );
+        const chunk = buf.subarray(0, bytesRead);
+        hash.update(chunk);
+        await out.write(chunk, 0, bytesRead);
+        at += bytesRead;
+      }
+      const actual = hash.digest("hex");
+      if (actual !== range.sha256)
+        throw new PackratError(
+          "PACKRAT_HASH_MISMATCH",
+          `${hint}: the bytes copied from ${path.basename(from)} hash to ${actual}, expected ${range.sha256}`,
+        );
+      await out.sync();
+      done = true;
+    } finally {
+      await out.close();
+    }
+  } catch (err) {
+    if (err instanceof Error && !isPackratError(err))
+      err.message = `writing ${hint} (${path.join(root, TMP_DIR, path.basename(tmp))}): ${err.message}`;
+    throw err;
+  } finally {
+    await src.close();
+    if (!done) await fs.rm(tmp, { force: true });
+  }
+  return tmp;
+}
+
+/** A hard link to `existing` as a new temp file (a copy where links fail). */
+export async function linkToTemp(root: string, hint: string, existing: string): Promise<string> {
+  const tmp = tmpPath(root, hint);
+  await fs.mkdir(path.dirname(tmp), { recursive: true });
+  try {
+    await fs.link(existing, tmp);
+  } catch {
+    await fs.copyFile(existing, tmp);
+  }
+  return tmp;
 }
 
 export interface WalkEntry {

@@ -10,15 +10,16 @@ import path from "node:path";
 import PQueue from "p-queue";
 import { PackratError, describeError, isPackratError } from "../errors.js";
 import { layoutAccepts } from "../layout/index.js";
-import type { LayoutOptions, PublishedPackage, RepoLayout } from "../layout/types.js";
+import type { LayoutOptions, PackageMeta, PublishedPackage, RepoLayout } from "../layout/types.js";
 import { metaCacheKey } from "../layout/types.js";
 import type { Logger } from "../log.js";
 import type { Signer } from "../signing/signer.js";
-import type { PackageFileRow, StateStore } from "../state/state-store.js";
+import type { Fingerprint, PackageFileRow, StateStore } from "../state/state-store.js";
 import type { DistroVersion, PackageFile, Repo } from "../types.js";
 import {
   TMP_DIR,
   assertNoSymlinkDirs,
+  fingerprintMatches,
   fsyncDir,
   linkAtomic,
   openFileSource,
@@ -54,6 +55,22 @@ import {
   planFetches,
   planRemovals,
 } from "./reconcile.js";
+
+/** What a dropped package file yielded (RepoLayout.dropsPackageFiles), cached by its SHA-256. */
+interface DerivedRecord {
+  size: number;
+  /** Root-relative paths and SHA-256 of the files extracted from it. */
+  outputs: { path: string; sha256: string }[];
+}
+
+/**
+ * The state DB key of DerivedRecords (the package metadata table, beside the package file's
+ * SHA-256): by layout and the package file's path, since what a file yields depends on where it
+ * is (its repo) and on its name (a docker archive's name is the image's), not only on its bytes.
+ */
+function derivedKey(layout: RepoLayout, canonical: string): string {
+  return `derived:${layout.managerType}:${canonical}`;
+}
 
 /** Files stat'ed and hashed at once while observing the disk. */
 const OBSERVE_CONCURRENCY = 16;
@@ -294,7 +311,10 @@ function rowsByRepo(rows: readonly PackageFileRow[]): Map<string, Map<string, Pa
 export class SyncEngine {
   private readonly now: () => number;
   private readonly root: string;
-  /** Directories of repos the master lists but this agent skips (docker): never touched. */
+  /**
+   * Directories of repos the master lists but this agent skips (a manager type with no
+   * layout): never touched.
+   */
   private skippedDirs: string[] = [];
   /**
    * Package signatures by signer fingerprint and sha256, as the last publish used them; each
@@ -408,7 +428,8 @@ export class SyncEngine {
       if (deep) log.info({ fullSyncCount: fullCount }, "deep check: re-hashing every file");
 
       store.transaction(() => {
-        // verify leaves these alone too (docker repos: the agent never touches their dirs).
+        // verify leaves these alone too (repos of a manager type with no layout: the agent
+        // never touches their dirs).
         store.setValue(SKIPPED_REPO_DIRS_KEY, JSON.stringify(this.skippedDirs));
         for (const plan of plans) {
           store.upsertRepo(plan.repo, [...plan.distroVersions.values()], contactAt);
@@ -909,10 +930,14 @@ export class SyncEngine {
     report: SyncReport,
   ): Promise<void> {
     const { store, log } = this.deps;
-    const desired = plans.flatMap((p) => p.desired);
-    report.packageFiles += desired.length;
+    const allDesired = plans.flatMap((p) => p.desired);
+    report.packageFiles += allDesired.length;
     // One query for every fingerprint instead of one per path.
     const fingerprints = new Map(store.listFingerprints().map((f) => [f.path, f]));
+    // Package files kept only as what they yielded (docker archives as blobs) count as present
+    // while those files are whole; they are neither observed nor fetched.
+    const derived = await this.derivedPresent(plans, fingerprints, opts.deep);
+    const desired = allDesired.filter((d) => !derived.has(d.paths[0] ?? ""));
 
     // Observe: stat every path, hash the ones whose fingerprint does not vouch for them
     // (OBSERVE_CONCURRENCY at a time: that is disk and thread-pool latency, not CPU).
@@ -1074,10 +1099,11 @@ export class SyncEngine {
     // must not stop the others; its previous generation stays served.
     for (const p of plans) {
       try {
-        const outcome = await this.publish(p, failed, observations, {
+        const outcome = await this.publish(p, failed, observations, derived, {
           quick: opts.quick === true,
           warm: opts.warm === true,
         });
+        if (p.layout.dropsPackageFiles) await this.dropDerivedSources(p, failed, outcome.extracted);
         if (outcome.published) report.published.push(p.repo.name);
         if (outcome.deferred) report.deferred.push(p.repo.name);
       } catch (err) {
@@ -1090,6 +1116,103 @@ export class SyncEngine {
           file: `${p.repo.filesystemDir} (metadata)`,
           error: describeError(err),
         });
+      }
+    }
+  }
+
+  /**
+   * Package files of layouts that drop them (RepoLayout.dropsPackageFiles) that are not on disk
+   * but whose yield is: every file the state DB says they yielded is there with its SHA-256
+   * (fingerprint, or a re-hash on a deep pass), and their parse is cached. By canonical path,
+   * with the package file's size. Any other such file is fetched again as usual.
+   */
+  private async derivedPresent(
+    plans: readonly RepoPlan[],
+    fingerprints: ReadonlyMap<string, Fingerprint>,
+    deep: boolean,
+  ): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const { store } = this.deps;
+    for (const p of plans) {
+      if (!p.layout.dropsPackageFiles) continue;
+      const parsed = store.packageMetaStatus(metaCacheKey(p.layout));
+      for (const d of p.desired) {
+        const canonical = d.paths[0];
+        if (canonical === undefined || parsed.get(d.expectedSha256) !== true) continue;
+        if (statInfoSync(path.join(this.root, canonical)) !== null) continue;
+        const record = store.getPackageMeta(d.expectedSha256, derivedKey(p.layout, canonical))
+          ?.meta as DerivedRecord | null | undefined;
+        if (!record || !Array.isArray(record.outputs)) continue;
+        let whole = true;
+        for (const o of record.outputs) {
+          const full = path.join(this.root, o.path);
+          const fp = fingerprints.get(o.path);
+          const st = statInfoSync(full);
+          if (st === null) whole = false;
+          else if (deep || fp?.sha256 !== o.sha256 || !fingerprintMatches(fp, st)) {
+            // Touched, or a deep pass: the bytes decide, not the stat.
+            whole = (await sha256File(full)) === o.sha256;
+            if (whole)
+              store.putFingerprint({
+                path: o.path,
+                sha256: o.sha256,
+                ...st,
+                verifiedAt: this.now(),
+              });
+          }
+          if (!whole) break;
+        }
+        if (whole) out.set(canonical, record.size);
+        else
+          this.deps.log.info(
+            { repo: d.repo, file: canonical },
+            "a file unpacked from this package file is missing or changed; fetching the package file again",
+          );
+      }
+    }
+    return out;
+  }
+
+  /**
+   * After a publish of a layout that drops its package files: record what each package file
+   * on disk yielded (by its SHA-256), then delete it. A file that yielded nothing (it did not
+   * parse) is kept, so it is not fetched again every pass. Without a render (`extracted`
+   * absent: the served generation already holds the file's yield, fetched again after a
+   * blob went missing) the record made when it was first unpacked says what it yielded.
+   */
+  private async dropDerivedSources(
+    plan: RepoPlan,
+    failed: ReadonlySet<string>,
+    extracted: ReadonlyMap<string, { path: string; sha256: string }[]> | undefined,
+  ): Promise<void> {
+    const { store, log } = this.deps;
+    for (const d of plan.desired) {
+      const canonical = d.paths[0];
+      if (canonical === undefined || failed.has(d.file.uri)) continue;
+      const full = path.join(this.root, canonical);
+      const st = statInfoSync(full);
+      if (st === null) continue;
+      const known = store.getPackageMeta(d.expectedSha256, derivedKey(plan.layout, canonical))
+        ?.meta as DerivedRecord | null;
+      const outputs = extracted ? extracted.get(canonical) : known?.outputs;
+      if (!outputs || outputs.length === 0) continue;
+      // Only once every file it yielded is in place (a generation that failed leaves it).
+      if (!extracted && outputs.some((o) => statInfoSync(path.join(this.root, o.path)) === null))
+        continue;
+      const record: DerivedRecord = { size: st.size, outputs };
+      store.putPackageMeta(
+        d.expectedSha256,
+        derivedKey(plan.layout, canonical),
+        record as unknown as PackageMeta,
+        null,
+      );
+      try {
+        for (const rel of d.paths) {
+          await fs.rm(path.join(this.root, rel), { force: true });
+          store.deleteFingerprint(rel);
+        }
+      } catch (err) {
+        log.warn({ file: canonical }, `could not remove after unpacking: ${describeError(err)}`);
       }
     }
   }
@@ -1282,6 +1405,7 @@ export class SyncEngine {
     plan: RepoPlan,
     failed: ReadonlySet<string>,
     observations: ReadonlyMap<string, PathObservation>,
+    derived: ReadonlyMap<string, number>,
     { quick, warm }: { quick: boolean; warm: boolean },
   ): Promise<PublishOutcome> {
     const { store, log, layoutOptions, signer } = this.deps;
@@ -1301,6 +1425,11 @@ export class SyncEngine {
       if (failed.has(d.file.uri)) continue;
       const canonical = d.paths[0];
       if (canonical === undefined) continue;
+      const size = derived.get(canonical);
+      if (size !== undefined) {
+        present.push({ d, canonical, st: { size, mtimeNs: "0", ino: "0" } });
+        continue;
+      }
       // A file fetched in this pass (no observation, or one that did not match) has not been
       // stat'ed since: stat it. A file hashed and found right keeps the stat it had.
       const seen = observations.get(canonical);
@@ -1538,7 +1667,8 @@ export class SyncEngine {
     for (const rel of store.listPublishedPaths()) expected.add(rel);
     for (const f of this.deps.rootFiles ?? []) expected.add(f.path);
 
-    // Directories of repos this agent does not publish (docker) are never touched.
+    // Directories of repos this agent does not publish (a manager type with no layout) are
+    // never touched.
     const skipped = this.skippedDirs;
     const entries = (await walkTree(this.root)).filter(
       (e) =>

@@ -26,7 +26,9 @@ import { createSignatureVerifier, type SignatureVerifier } from "../signing/veri
 import type { StateStore } from "../state/state-store.js";
 import {
   assertNoSymlinkDirs,
+  copyRangeToTemp,
   fsyncDir,
+  linkToTemp,
   sha256Bytes,
   sha256File,
   statInfoSync,
@@ -53,6 +55,11 @@ export interface PublishOutcome {
   published: boolean;
   /** The served generation is a quick one that left something out: publish again, not quick. */
   deferred: boolean;
+  /**
+   * When a generation was rendered: the extracted files (RenderedFile.extract) of each package
+   * file that is a source of some, root-relative, with their SHA-256 (see dropsPackageFiles).
+   */
+  extracted?: Map<string, { path: string; sha256: string }[]>;
   generation: number;
   files: number;
   warnings: string[];
@@ -144,10 +151,14 @@ function generationReader(
   files: readonly RenderedFile[],
   root: string,
 ): TreeReader {
-  const rendered = new Map(files.map((f) => [f.path, f.content]));
+  const rendered = new Map(files.filter((f) => !f.extract).map((f) => [f.path, f.content]));
   const packages = new Map<string, { size: number; sha256: string }>();
   for (const p of req.input.packages)
     for (const rel of p.paths) packages.set(rel, { size: p.size, sha256: p.sha256 });
+  // Extracted files are too large to read back here: the publisher checks their hash as it
+  // copies them, and refuses the generation if it differs.
+  for (const f of files)
+    if (f.extract) packages.set(f.path, { size: f.extract.length, sha256: f.extract.sha256 });
   const onDisk = (rel: string) => path.join(root, req.repoDir, ...rel.split("/"));
   return {
     async read(rel) {
@@ -255,6 +266,8 @@ async function switchIn(
   const repoName = req.input.repo.name;
   const written: { path: string; sha256: string; order: number }[] = [];
   const pending: PendingFile[] = [];
+  /** Extracted files by SHA-256: where their bytes already are (final path or temp file). */
+  const extracted = new Map<string, string>();
   const fingerprintOf = fingerprintLookup(
     deps.store,
     files.filter((f) => f.contentAddressed).length,
@@ -263,14 +276,15 @@ async function switchIn(
     for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
       const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
       const full = path.join(deps.root, rel);
-      const sha256 = sha256Bytes(file.content);
+      const sha256 = file.extract ? file.extract.sha256 : sha256Bytes(file.content);
+      const size = file.extract ? file.extract.length : file.content.length;
       written.push({ path: rel, sha256, order: publishOrder(file) });
       // A content-addressed name already holding its bytes is never rewritten: a client may be
       // reading it right now, and its mtime is what caches revalidate against.
       if (file.contentAddressed) {
         // A synchronous lstat: thousands of them through the thread pool cost far more.
         const st = statInfoSync(full);
-        if (st !== null && st.size === file.content.length) {
+        if (st !== null && st.size === size) {
           // The fingerprint recorded when we wrote it vouches for the bytes without a re-read
           // (a publish would otherwise read every by-hash copy and pacman .sig again).
           const fp = fingerprintOf(rel);
@@ -280,18 +294,45 @@ async function switchIn(
             fp.size === st.size &&
             fp.mtimeNs === st.mtimeNs &&
             fp.ino === st.ino;
-          if (vouched || (await sha256File(full)) === sha256) continue;
+          if (vouched || (await sha256File(full)) === sha256) {
+            if (file.extract) extracted.set(sha256, full);
+            continue;
+          }
         }
       }
       await assertNoSymlinkDirs(deps.root, full);
       await mkdir(path.dirname(full), { recursive: true });
       // The repo-relative path names the file in an error (a by-hash basename is only a hash).
-      const tmp = await writeTempFile(deps.root, rel, file.content);
+      let tmp: string;
+      if (file.extract) {
+        // One file per content, however many paths serve it (a layer shared by images).
+        const same = extracted.get(sha256);
+        if (same) tmp = await linkToTemp(deps.root, rel, same);
+        else {
+          // The first source on disk (a dropped package file is fetched again when a blob it
+          // yielded is missing, so one of them is there).
+          const x = file.extract;
+          const sources = [{ from: x.from, offset: x.offset }, ...(x.alternatives ?? [])];
+          const full = (from: string) =>
+            path.join(
+              deps.root,
+              req.repoDir,
+              ...assertSafeRelativePath(from, `repo ${repoName} extract source`).split("/"),
+            );
+          const source = sources.find((s) => statInfoSync(full(s.from)) !== null) ?? sources[0]!;
+          tmp = await copyRangeToTemp(deps.root, rel, full(source.from), {
+            ...x,
+            offset: source.offset,
+          });
+        }
+        extracted.set(sha256, tmp);
+      } else tmp = await writeTempFile(deps.root, rel, file.content);
       pending.push({ rel, full, tmp, contentAddressed: file.contentAddressed, stage: file.stage });
     }
     const renameAll = async (group: PendingFile[]) => {
       for (const p of group) {
         await rename(p.tmp, p.full);
+        // A later file linked to this temp shares its inode; the link keeps it alive.
         p.tmp = "";
       }
       for (const dir of new Set(group.map((p) => path.dirname(p.full)))) await fsyncDir(dir);
@@ -345,7 +386,8 @@ export async function publishRepo(
   await selfCheckGeneration(req, files, deps);
   const written = await switchIn(req, files, deps);
   const generation = (latest?.generation ?? 0) + 1;
-  const packageRows = req.input.packages.flatMap((p) =>
+  // Package files a layout does not serve (dropsPackageFiles) are no part of the generation.
+  const packageRows = (req.layout.dropsPackageFiles ? [] : req.input.packages).flatMap((p) =>
     p.paths.map((rel) => ({
       path: `${req.repoDir}/${rel}`,
       sha256: p.sha256,
@@ -384,5 +426,16 @@ export async function publishRepo(
     { repo: repoName, generation, files: written.length, packages: req.input.packages.length },
     "published",
   );
-  return { published: true, deferred, generation, files: written.length, warnings };
+  const extracted = new Map<string, { path: string; sha256: string }[]>();
+  for (const f of files) {
+    if (!f.extract) continue;
+    const out = { path: `${req.repoDir}/${f.path}`, sha256: f.extract.sha256 };
+    for (const { from } of [f.extract, ...(f.extract.alternatives ?? [])]) {
+      const key = `${req.repoDir}/${from}`;
+      const list = extracted.get(key) ?? [];
+      extracted.set(key, list);
+      list.push(out);
+    }
+  }
+  return { published: true, deferred, generation, files: written.length, warnings, extracted };
 }

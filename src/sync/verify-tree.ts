@@ -92,8 +92,9 @@ function diskReader(root: string, repoDir: string, hasher: Hasher): TreeReader {
 }
 
 /**
- * State DB key: directories of repos the master lists but this agent does not publish (docker),
- * as a JSON array. The engine never touches them, so verify does not call their files unexpected.
+ * State DB key: directories of repos the master lists but this agent does not publish (a manager
+ * type with no layout), as a JSON array. The engine never touches them, so verify does not call
+ * their files unexpected.
  */
 export const SKIPPED_REPO_DIRS_KEY = "skipped_repo_dirs";
 

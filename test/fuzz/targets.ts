@@ -2,7 +2,8 @@
  * One fuzz target per package parser, each through its layout's `parse` (the entry point the
  * engine calls): .deb (ar + control.tar in none/gz/xz/zst), RPM (lead, signature header, main
  * header), pacman (.PKGINFO and .BUILDINFO in a zst/xz/gz/plain tar) and Python (wheel
- * METADATA, sdist PKG-INFO in .tar.gz/.tar.xz/.tar/.zip). Docker archives have no parser yet.
+ * METADATA, sdist PKG-INFO in .tar.gz/.tar.xz/.tar/.zip) and docker image archives (manifest.json
+ * or index.json, configs, layers in both shapes).
  *
  * Seeds are real package files from the test builders, split into layers (the file, the tar
  * inside it, the metadata text inside that) so that a mutation can land at any depth and be
@@ -14,7 +15,9 @@ import { zipSync } from "fflate";
 import { aptLayout } from "../../src/layout/apt.js";
 import type { Compression } from "../../src/layout/formats/compress.js";
 import { xzCompressSync, zstdCompress } from "../../src/layout/formats/compress.js";
-import { writeTar } from "../../src/layout/formats/tar.js";
+import { readTar, writeTar } from "../../src/layout/formats/tar.js";
+import { dockerLayout } from "../../src/layout/docker.js";
+import { dockerArchive, layerTar, ociArchive } from "../support/docker-builder.js";
 import type { TarWriteEntry } from "../../src/layout/formats/tar.js";
 import {
   binEntry,
@@ -778,7 +781,47 @@ export function pythonTarget(): Target {
   };
 }
 
+/**
+ * Docker image archives: a docker-archive and an OCI layout with gzip layers, mutated as a
+ * whole file (tar headers) and at their top document (manifest.json / index.json) with the
+ * archive rebuilt around it.
+ */
+export function dockerTarget(): Target {
+  const base = layerTar({ "etc/os-release": "ID=fuzz\n" });
+  const app = layerTar({ "usr/bin/app": "#!/bin/sh\n" });
+  const seed = (name: string, bytes: Uint8Array, top: string): Seed => {
+    const entries: TarWriteEntry[] = readTar(bytes).map((e) => ({
+      name: e.name,
+      ...(e.type === "file" ? { content: e.data } : {}),
+      mtime: 0,
+    }));
+    const topEntry = entries.find((e) => e.name === top)!;
+    return {
+      name,
+      filename: "app_1.0.tar",
+      layers: [
+        { name: "file", bytes, hotspots: tarHotspots(bytes), wrap: identity },
+        {
+          name: top,
+          bytes: topEntry.content!,
+          hotspots: [],
+          wrap: (mutated) =>
+            writeTar(entries.map((e) => (e === topEntry ? { ...e, content: mutated } : e))),
+        },
+      ],
+    };
+  };
+  return {
+    name: "docker",
+    parse: (source, filename) => dockerLayout.parse(source, filename),
+    seeds: [
+      seed("docker-archive", dockerArchive([{ layers: [base, app] }]), "manifest.json"),
+      seed("oci-layout", ociArchive([{ layers: [base, app] }], { gzip: true }), "index.json"),
+    ],
+  };
+}
+
 /** Every target, built once (seeds are made in memory; none needs a process). */
 export function allTargets(): Target[] {
-  return [debTarget(), rpmTarget(), pacmanTarget(), pythonTarget()];
+  return [debTarget(), rpmTarget(), pacmanTarget(), pythonTarget(), dockerTarget()];
 }

@@ -17,6 +17,7 @@ import { makeLogger, parseCommandArgs } from "./common.js";
 // loads only for `demo` (commands load lazily), so the daemon never pulls them in.
 import { DEMO_MIRROR, startDemoMaster } from "../../demo/sample-mirror.js";
 import { startStaticServer } from "../../demo/static-server.js";
+import { startRegistryServer } from "../../demo/registry-server.js";
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs("demo", argv, {
@@ -30,7 +31,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
 
-  const demo = await startDemoMaster();
+  const demo = await startDemoMaster({ docker: true });
   const { master } = demo;
 
   const key = await generateSigningKey({
@@ -62,6 +63,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const ctx = await createContext(settings, log);
   const report = await ctx.engine.fullSync();
   const server = await startStaticServer(root, values.port ? Number(values.port) : 0);
+  // A registry's API is at /v2/ of its host: the docker repo gets a port of its own.
+  const registry = await startRegistryServer(path.join(root, "docker"));
   const lines = [
     "",
     `packrat-agent demo: synced ${report.packageFiles} package files into ${root}`,
@@ -73,6 +76,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     `  pacman           Server = ${server.url}/arch/$arch   (repo [arch])`,
     `  pip              pip download --index-url ${server.url}/pypi/simple/ hello-demo`,
     `  json             ${server.url}/json/_repo_main/MANIFEST_all.json`,
+    `  docker           podman pull --tls-verify=false ${registry.host}/hello-demo:latest`,
+    `                   skopeo inspect --tls-verify=false docker://${registry.host}/hello-demo:latest`,
     `  status           node bin/packrat-agent status --config ${confPath}`,
     `  verify           node bin/packrat-agent verify --config ${confPath}`,
     "",
@@ -80,6 +85,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   process.stdout.write(lines.join("\n"));
   if (values.once) {
     await server.close();
+    await registry.close();
     await ctx.close();
     await master.close();
     if (report.failed.length > 0) return 1;
@@ -110,6 +116,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   clearInterval(timer);
   await daemon.stop(10_000);
   await server.close();
+  await registry.close();
   await ctx.close();
   await master.close();
   return 0;

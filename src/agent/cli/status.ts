@@ -8,6 +8,8 @@ import type { Settings } from "../../settings.js";
 import type { StateStore } from "../../state/state-store.js";
 import { loadConfiguredSigner, replicasFrom, servePolicyOf } from "../context.js";
 import { TRIGGERS_KEY, type TriggersStatus } from "../../sync/daemon.js";
+import { layoutFor } from "../../layout/index.js";
+import { metaCacheKey } from "../../layout/types.js";
 
 export interface RepoStatus {
   name: string;
@@ -22,6 +24,8 @@ export interface RepoStatus {
   deprecated: { count: number; published: boolean };
   /** Files the master lists that the agent cannot use (unsafe name, malformed object). */
   skipped: { uri: string; file: string; error: string }[];
+  /** Files downloaded that their format's parser refused (a bad image archive): not served. */
+  unreadable: { file: string; error: string }[];
   bytes: number;
   generation: number | null;
   lastPublish: string | null;
@@ -98,6 +102,23 @@ function bucketStatus(settings: Settings, store: StateStore, log: Logger): Bucke
   }
 }
 
+/** Served files whose parse failed (cached by SHA-256 in the state DB with its error). */
+function unreadableOf(
+  store: StateStore,
+  managerType: string,
+  served: readonly { file: { filename: string; sha256: string }; diskSha256: string | null }[],
+): RepoStatus["unreadable"] {
+  const layout = layoutFor(managerType);
+  if (!layout) return [];
+  const key = metaCacheKey(layout);
+  const status = store.packageMetaStatus(key);
+  return served.flatMap((f) => {
+    const sha = f.diskSha256 ?? f.file.sha256;
+    if (status.get(sha) !== false) return [];
+    return [{ file: f.file.filename, error: store.getPackageMeta(sha, key)?.error ?? "" }];
+  });
+}
+
 export async function statusCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs("status", argv, { json: { type: "boolean" } });
   const { settings, log } = await settingsAndLogger(values);
@@ -134,6 +155,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
         skipped: skipped
           .filter((f) => f.repo === repo.name)
           .map((f) => ({ uri: f.uri, file: f.fileUrl, error: f.reason })),
+        unreadable: unreadableOf(store, repo.managerType, served),
         bytes: served.reduce((n, f) => n + (f.size ?? 0), 0),
         generation: gen?.generation ?? null,
         lastPublish: iso(gen?.publishedAt),
@@ -221,11 +243,13 @@ export async function statusCommand(argv: string[]): Promise<number> {
         ? `${r.deprecated.count} deprecated (${r.deprecated.published ? "published" : "not published"})`
         : null,
       r.skipped.length > 0 ? `${r.skipped.length} skipped` : null,
+      r.unreadable.length > 0 ? `${r.unreadable.length} unreadable` : null,
     ].filter(Boolean);
     out.push(
       `repo ${r.name} (${r.managerType}, ${r.directory}): ${r.files} files${marked.length > 0 ? ` [${marked.join(", ")}]` : ""}, ${r.bytes} bytes, generation ${r.generation ?? "-"}, last publish ${r.lastPublish ?? "never"}, master last seen ${r.lastMasterContact ?? "never"}`,
     );
     for (const f of r.skipped) out.push(`  skipped: ${f.uri}: ${f.error}`);
+    for (const f of r.unreadable) out.push(`  unreadable: ${f.file}: ${f.error}`);
     for (const f of r.failingDownloads)
       out.push(`  failing: ${f.file} (${f.attempts} attempts): ${f.error}`);
   }

@@ -7,7 +7,15 @@
  */
 
 export type FormatErrorCode =
-  "tar" | "ar" | "zip" | "compress" | "deb-control" | "pkginfo" | "python-metadata" | "repodata";
+  | "tar"
+  | "ar"
+  | "zip"
+  | "compress"
+  | "deb-control"
+  | "pkginfo"
+  | "python-metadata"
+  | "repodata"
+  | "docker-archive";
 
 export interface FormatErrorOptions {
   /** The file the bytes came from, when the parser knows it. */

@@ -7,6 +7,7 @@
  * checksums are verified, every size is bounded, and anything malformed throws a
  * `FormatError` ("tar") with the offset of the header at fault.
  */
+import type { ByteSource } from "../types.js";
 import { FormatError } from "./format-error.js";
 
 export type TarEntryType = "file" | "directory" | "symlink" | "hardlink" | "other";
@@ -21,6 +22,8 @@ export interface TarMember {
   size: number;
   /** Offset of the member's header in the archive. */
   offset: number;
+  /** A symlink's or hard link's target (the ustar linkname field). */
+  linkName?: string;
 }
 
 export interface TarEntry extends TarMember {
@@ -56,6 +59,25 @@ export async function readTarStream(
     if (reader.ended || options.done?.()) return;
   }
   reader.finish();
+}
+
+/**
+ * Reads the members of an uncompressed tar archive behind a ByteSource, seeking past the data
+ * of members the caller does not want: listing a multi-GiB archive reads only its headers (and
+ * the members asked for). A member's data starts at `offset + 512`.
+ */
+export async function readTarSource(source: ByteSource, options: TarReadOptions): Promise<void> {
+  const reader = new TarReader(options, source.size);
+  let pos = 0;
+  while (!reader.ended && !options.done?.()) {
+    pos += reader.skipAhead();
+    if (pos >= source.size) break;
+    const chunk = await source.read(pos, Math.min(reader.needed(), source.size - pos));
+    if (chunk.length === 0) break;
+    reader.push(chunk);
+    pos += chunk.length;
+  }
+  if (!options.done?.()) reader.finish();
 }
 
 export interface ReadTarOptions {
@@ -142,6 +164,19 @@ class TarReader {
     private readonly options: TarReadOptions,
     private readonly length: number | null,
   ) {}
+
+  /** Take the data still to skip without reading it (readTarSource seeks past it). */
+  skipAhead(): number {
+    const n = this.skip;
+    this.pos += n;
+    this.skip = 0;
+    return n;
+  }
+
+  /** Bytes that complete the header or member being read. */
+  needed(): number {
+    return (this.collecting ? this.collecting.padded : BLOCK) - this.pendingBytes;
+  }
 
   push(chunk: Uint8Array): void {
     let data = chunk;
@@ -240,6 +275,7 @@ class TarReader {
     const dataSize = type === "file" ? size : 0;
     this.current = { offset, size: dataSize };
     const member: TarMember = { name, typeflag, type, size: dataSize, offset };
+    if (type === "symlink" || type === "hardlink") member.linkName = cString(block, 157, 100);
     if (++this.members > this.options.maxMembers) {
       throw tarError(`more than ${this.options.maxMembers} entries`, offset);
     }
