@@ -72,6 +72,11 @@ export interface MirrorSettings {
   watchTree: boolean;
   // The format options (apt_architectures, yum_compression, ...) are [mirror] keys too, but
   // each layout owns its own (RepoLayout.options): they are in Settings.layouts.
+  /**
+   * `host:port` where bucket notifications for `s3://` sources arrive (RGW's push endpoint, an
+   * SNS HTTP subscription); null = none (polls list the bucket when they time out).
+   */
+  sourceEventsListen: string | null;
   /** `host:port` for the Prometheus endpoint; null = off. */
   metricsListen: string | null;
   /** pino level. */
@@ -92,7 +97,10 @@ export interface RepoSettings {
   publishDeprecated?: boolean;
   /** The repository format (a registered layout's manager_type); only without [packrat]. */
   format?: string;
-  /** Where the packages are: an absolute directory path; only without [packrat]. */
+  /**
+   * Where the packages are: an absolute directory path, or `s3://bucket/prefix/` (read with the
+   * [s3] section's endpoint, region and credentials); only without [packrat].
+   */
   source?: string;
   /** apt: the dists/ codename (default "stable"); yum: the release version (default "1"). */
   version?: string;
@@ -172,6 +180,7 @@ export const MIRROR_DEFAULTS: Readonly<Omit<MirrorSettings, "rootDir">> = Object
   pollTimeout: 30,
   requestTimeout: 30,
   watchTree: true,
+  sourceEventsListen: null,
   metricsListen: null,
   logLevel: "info",
   publishFailed: false,

@@ -226,6 +226,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   checkAcrossKeys(mirror, failed, report);
   checkLayoutOptions(layouts, mirror, failed, report);
   if (withoutMaster && mirror.rootDir) checkSourcesApart(mirror.rootDir.value, repos, doc, report);
+  if (withoutMaster) checkBucketSources(repos, s3, doc, report);
   const keepFileList =
     mirror.keepFileList && mirror.rootDir
       ? resolveKeepList(mirror.keepFileList, mirror.rootDir, report)
@@ -593,7 +594,7 @@ function checkSourcesApart(
 ): void {
   for (const [name, repo] of Object.entries(repos)) {
     const source = repo.source;
-    if (source === undefined) continue;
+    if (source === undefined || source.startsWith("s3://")) continue;
     const line = doc.sections.get(`repo ${name}`)?.entries.get("source")?.line ?? null;
     if (isInside(source, root)) {
       report.problem(
@@ -604,6 +605,43 @@ function checkSourcesApart(
       report.problem(
         line,
         `[repo ${name}] source = "${source}": expected a directory that does not hold root_dir (${root}): its published copies would be read back as new packages`,
+      );
+    }
+  }
+}
+
+/**
+ * An s3:// source is read with the [s3] section's connection (endpoint, region, credentials),
+ * and must not overlap the prefix the mirror is published to in the same bucket (the published
+ * packages would be read back as new ones, and replica cleanup could delete sources).
+ */
+function checkBucketSources(
+  repos: Readonly<Record<string, RepoSettings>>,
+  s3: Partial<Values<S3Settings>> | null,
+  doc: IniDocument,
+  report: Report,
+): void {
+  for (const [name, repo] of Object.entries(repos)) {
+    const source = repo.source;
+    if (source === undefined || !source.startsWith("s3://")) continue;
+    const line = doc.sections.get(`repo ${name}`)?.entries.get("source")?.line ?? null;
+    if (!s3) {
+      report.problem(
+        line,
+        `[repo ${name}] source = "${source}": an s3:// source is read with the [s3] section's endpoint, region and credentials: add an [s3] section (its bucket is where the mirror is published, which may be the same bucket under another prefix)`,
+      );
+      continue;
+    }
+    const [bucket, ...rest] = source.slice("s3://".length).split("/");
+    const prefix = rest.join("/");
+    const published = s3.prefix?.value ?? S3_DEFAULTS.prefix;
+    if (
+      s3.bucket?.value === bucket &&
+      (prefix.startsWith(published) || published.startsWith(prefix))
+    ) {
+      report.problem(
+        line,
+        `[repo ${name}] source = "${source}": expected a prefix apart from where the mirror is published ([s3] prefix "${published}" in the same bucket): the published packages would be read back as new ones`,
       );
     }
   }

@@ -16,7 +16,10 @@ import type { Signer } from "../signing/signer.js";
 import { openStateStore } from "../state/db.js";
 import type { StateStore } from "../state/state-store.js";
 import { SyncEngine, type EngineDeps, type RootFile, type ServePolicy } from "../sync/engine.js";
-import { DirectorySource, type DirectoryRepo } from "../sync/directory-source.js";
+import { startBucketEvents, type BucketEvents } from "../sync/bucket-events.js";
+import { bucketBackend } from "../sync/bucket-source.js";
+import { directoryBackend } from "../sync/directory-source.js";
+import { ListedSource } from "../sync/listed-source.js";
 import { createMasterClient } from "../sync/master-client.js";
 import type { MasterClient } from "../sync/master-types.js";
 import { Replica } from "../publish/replica.js";
@@ -118,13 +121,19 @@ export async function closeEngineParts(parts: EngineParts): Promise<void> {
   for (const r of parts.replicas) r.close();
 }
 
-/** The object store of [s3], or null without that section. */
-export function s3StoreFrom(settings: Settings): S3Store | null {
+/**
+ * The object store of [s3], or null without that section; with `at`, the same connection to
+ * another bucket and prefix (an s3:// source, read only).
+ */
+export function s3StoreFrom(
+  settings: Settings,
+  at?: { bucket: string; prefix: string },
+): S3Store | null {
   const s3 = settings.s3;
   if (!s3) return null;
   return new S3Store({
-    bucket: s3.bucket,
-    prefix: s3.prefix,
+    bucket: at?.bucket ?? s3.bucket,
+    prefix: at?.prefix ?? s3.prefix,
     endpoint: s3.endpoint,
     region: s3.region,
     pathStyle: s3.pathStyle,
@@ -162,6 +171,7 @@ export function sourceFrom(
   settings: Settings,
   log: Logger,
   layoutFor: (managerType: string) => RepoLayout | undefined,
+  bucketEvents: BucketEvents | null = null,
 ): MasterClient {
   const master = settings.packrat;
   if (master) {
@@ -175,17 +185,41 @@ export function sourceFrom(
       log,
     });
   }
-  const repos: DirectoryRepo[] = Object.entries(settings.repos).flatMap(([name, r]) =>
-    r.format !== undefined && r.source !== undefined
-      ? [{ name, format: r.format, source: r.source, version: r.version, distro: r.distro }]
-      : [],
-  );
-  return new DirectorySource({
+  const sourceLog = log.child({ source: "repos" });
+  const events = bucketEvents;
+  const repos = Object.entries(settings.repos).flatMap(([name, r]) => {
+    if (r.format === undefined || r.source === undefined) return [];
+    const repo = { name, format: r.format, version: r.version, distro: r.distro };
+    if (!r.source.startsWith("s3://")) {
+      return [{ repo, backend: directoryBackend(r.source, { log: sourceLog, repoName: name }) }];
+    }
+    const [bucket = "", ...rest] = r.source.slice("s3://".length).split("/");
+    const store = s3StoreFrom(settings, { bucket, prefix: rest.join("/") });
+    if (!store) throw new Error(`[repo ${name}]: an s3:// source needs the [s3] section`);
+    return [{ repo, backend: bucketBackend(store, { events }) }];
+  });
+  return new ListedSource({
     repos,
     description: settings.mirror.description,
     layoutFor,
-    log: log.child({ source: "directory" }),
+    log: sourceLog,
+    onClose: () => events?.close(),
   });
+}
+
+/** The listener of source_events_listen, when some repo reads a bucket; else null. */
+async function bucketEventsFrom(settings: Settings, log: Logger): Promise<BucketEvents | null> {
+  const listen = settings.mirror.sourceEventsListen;
+  const fromBucket = Object.values(settings.repos).some((r) => r.source?.startsWith("s3://"));
+  if (listen === null || settings.packrat !== null || !fromBucket) return null;
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
+  const events = await startBucketEvents({
+    host: m?.[1] ?? "127.0.0.1",
+    port: Number(m?.[2] ?? 0),
+    log: log.child({ source: "bucket events" }),
+  });
+  log.info({ url: events.url }, "listening for bucket notifications");
+  return events;
 }
 
 /** Everything that depends on the config but not on the state DB: rebuilt on SIGHUP. */
@@ -198,7 +232,12 @@ export async function buildEngineParts(
   const signer = await loadConfiguredSigner(settings, log);
   // Layouts of this engine's own: their render caches live as long as it does.
   const layouts = createLayouts();
-  const client = sourceFrom(settings, log, layouts.layoutFor);
+  const client = sourceFrom(
+    settings,
+    log,
+    layouts.layoutFor,
+    await bucketEventsFrom(settings, log),
+  );
   const replicas = replicasFrom(settings, store, log);
   const engine = new SyncEngine({
     settings: settings.mirror,

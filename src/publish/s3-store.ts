@@ -15,6 +15,7 @@
  *   an empty one.
  */
 import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -244,6 +245,44 @@ export class S3Store implements ObjectStore {
       if (e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404) return null;
       throw bucketError(err, "GET", this.where(rel));
     }
+  }
+
+  /**
+   * The object's bytes as a stream, or null if there is none: a bucket source reads packages
+   * this way (never whole in memory).
+   */
+  async openStream(rel: string): Promise<{ size: number | null; body: Readable } | null> {
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.opts.bucket, Key: this.key(rel) }),
+      );
+      const body = out.Body as Readable | undefined;
+      return { size: out.ContentLength ?? null, body: body ?? Readable.from([]) };
+    } catch (err) {
+      const e = err as SdkError;
+      if (e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404) return null;
+      throw bucketError(err, "GET", this.where(rel));
+    }
+  }
+
+  /** Is there an object at `rel`? (HEAD: how a bucket source checks what an event claims.) */
+  async exists(rel: string): Promise<boolean> {
+    try {
+      await this.client.send(
+        new HeadObjectCommand({ Bucket: this.opts.bucket, Key: this.key(rel) }),
+      );
+      return true;
+    } catch (err) {
+      const e = err as SdkError;
+      if (e.name === "NotFound" || e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404)
+        return false;
+      throw bucketError(err, "HEAD", this.where(rel));
+    }
+  }
+
+  /** The bucket and key prefix (for matching bucket notifications to a source). */
+  get location(): { bucket: string; prefix: string } {
+    return { bucket: this.opts.bucket, prefix: this.opts.prefix };
   }
 
   async *list(): AsyncIterable<StoredObject[]> {

@@ -383,6 +383,7 @@ yum_compression = zstd
 rpm_changelog_limit = 0
 sign_rpm_packages = YES
 pacman_repo_names = arch-prod:prod, arch-dev : dev
+source_events_listen = 127.0.0.1:8095
 metrics_listen = 127.0.0.1:9100
 log_level = debug
 publish_failed = yes
@@ -438,6 +439,7 @@ publish_deprecated = yes
         pollTimeout: 60,
         requestTimeout: 45,
         watchTree: false,
+        sourceEventsListen: "127.0.0.1:8095",
         metricsListen: "127.0.0.1:9100",
         logLevel: "debug",
         publishFailed: true,
@@ -1177,10 +1179,24 @@ version: 9
     );
   });
 
-  it("says an s3:// source is not built yet, rather than taking it for a path", () => {
+  it("reads an s3:// source with the [s3] section's connection, apart from the published prefix", () => {
+    const s3 = `[s3]\nbucket: packages\nprefix: mirror\n`;
+    const ok = parseConfig(
+      `[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\nsource: s3://packages/pool\n${s3}`,
+      "m",
+    );
+    expect(ok.repos.a!.source).toBe("s3://packages/pool/");
     expect(
-      problemOf(`[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\nsource: s3://b/pool/\n`),
-    ).toContain("an s3:// source is not built yet");
+      problemOf(`[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\nsource: s3://packages/pool/\n`),
+    ).toContain("an s3:// source is read with the [s3] section's endpoint, region and credentials");
+    expect(
+      problemOf(
+        `[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\nsource: s3://packages/mirror/in\n${s3}`,
+      ),
+    ).toContain("the published packages would be read back as new ones");
+    expect(
+      problemOf(`[mirror]\nroot_dir: /r\n[repo a]\nformat: apt\nsource: s3://Bad_Bucket/x\n${s3}`),
+    ).toContain("expected an S3 bucket name");
   });
 
   it("refuses a source inside root_dir (cleanup would delete it) or holding it", () => {

@@ -179,6 +179,11 @@ export const MIRROR_KEYS: SectionSpec<MirrorSettings> = {
     what: "the request timeout",
   },
   watchTree: { parse: boolean(), example: "yes", what: "whether to watch root_dir" },
+  sourceEventsListen: {
+    parse: listenAddress(),
+    example: "127.0.0.1:8095",
+    what: "where bucket notifications for s3:// sources are received",
+  },
   metricsListen: {
     parse: listenAddress(),
     example: "127.0.0.1:9100",
@@ -258,15 +263,18 @@ export const REPO_KEYS: SectionSpec<RepoSettings> = {
     what: "the repository format",
   },
   source: {
-    parse: (raw) =>
-      raw.startsWith("s3://")
-        ? {
-            expected:
-              "expected a directory path: this version reads packages from a directory only (an s3:// source is not built yet)",
-          }
-        : absolutePath("/srv/incoming/prod-apt")(raw),
+    parse: (raw) => {
+      if (!raw.startsWith("s3://")) return absolutePath("/srv/incoming/prod-apt")(raw);
+      // s3://bucket/prefix: normalized to s3://bucket/ or s3://bucket/prefix/.
+      const [bucket = "", ...rest] = raw.slice("s3://".length).split("/");
+      const b = bucketName()(bucket);
+      if ("expected" in b) return { expected: `${b.expected} (in s3://BUCKET/PREFIX)` };
+      const p = keyPrefix()(rest.join("/"));
+      if ("expected" in p) return { expected: `${p.expected} (in s3://BUCKET/PREFIX)` };
+      return { value: `s3://${b.value}/${p.value}` };
+    },
     example: "/srv/incoming/prod-apt",
-    what: "the directory the repo's packages are read from",
+    what: "the directory (or s3://bucket/prefix) the repo's packages are read from",
   },
   version: {
     parse: (raw) =>
