@@ -6,8 +6,7 @@
  * No client run fails; afterwards every client sees all 200; the burst made a handful of
  * publishes, not 200; deleting 20 takes them out of every index after the grace.
  */
-import { appendFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { appendFile, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { buildDeb, controlText } from "../../src/demo/packages/deb.js";
@@ -15,11 +14,12 @@ import { buildPacmanPackage } from "../../src/demo/packages/pacman.js";
 import { buildWheel } from "../../src/demo/packages/python.js";
 import { buildSyntheticRpm, syntheticRpmFilename } from "../../src/demo/packages/rpm.js";
 import { startStaticServer, type StaticServer } from "../../src/demo/static-server.js";
-import { generateSigningKey, type GeneratedSigningKey } from "../../src/signing/keygen.js";
+import type { GeneratedSigningKey } from "../../src/signing/keygen.js";
 import { runAptGet } from "../support/apt-client.js";
 import { runCli, startCli, type RunningCli } from "../support/cli.js";
 import { pacmanKeyring, pipDownload, runPacman, type ClientRun } from "../support/clients.js";
 import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
+import { makeSourceMirror } from "../support/source-mirror.js";
 
 const PER_FORMAT = 50;
 const REPOS = { apt: "apt", yum: "yum", arch: "pacman", pypi: "pypi" } as const;
@@ -118,35 +118,11 @@ describe("a directory source under a burst of uploads, read by real clients", ()
   const dnf = (args: string[]) => runDnf({ base: dnfBase() }, args);
 
   beforeAll(async () => {
-    work = await mkdtemp(path.join(tmpdir(), "packrat-dirchurn-"));
-    incoming = path.join(work, "incoming");
-    root = path.join(work, "root");
-    key = await generateSigningKey({
-      name: "burst",
-      email: "burst@packrat.invalid",
-      type: "ed25519",
-    });
-    await writeFile(path.join(work, "key.asc"), key.armoredSecretKey, { mode: 0o600 });
-    const sections: string[] = [];
-    for (const [repo, format] of Object.entries(REPOS)) {
-      await mkdir(path.join(incoming, repo), { recursive: true });
-      sections.push(`[repo ${repo}]`, `format: ${format}`, `source: ${path.join(incoming, repo)}`);
-    }
-    conf = path.join(work, "mirror.conf");
-    await writeFile(
-      conf,
-      [
-        "[mirror]",
-        `root_dir: ${root}`,
-        `state_db: ${path.join(work, "state.db")}`,
-        `gpg_sign_key: ${key.signingKeyId}`,
-        `gpg_key_file: ${path.join(work, "key.asc")}`,
-        "metadata_grace_seconds: 5",
-        ...sections,
-        "",
-      ].join("\n"),
-      { mode: 0o600 },
-    );
+    ({ work, incoming, root, conf, key } = await makeSourceMirror({
+      name: "dirchurn",
+      repos: Object.fromEntries(Object.entries(REPOS).map(([repo, format]) => [repo, { format }])),
+      mirror: ["metadata_grace_seconds: 5"],
+    }));
     // Empty repos at first: published (signed, empty) by the first full sync.
     const first = await runCli(["sync", "--config", conf], { timeoutMs: 60_000 });
     expect(first.code, first.stdout + first.stderr).toBe(0);

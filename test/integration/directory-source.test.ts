@@ -7,27 +7,17 @@
  * corrupt one is reported and skipped, and nothing in a source directory is ever changed.
  */
 import { createHash } from "node:crypto";
-import {
-  appendFile,
-  utimes,
-  mkdir,
-  mkdtemp,
-  readFile,
-  readdir,
-  rename,
-  rm,
-  writeFile,
-} from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { appendFile, utimes, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { samplePackages } from "../../src/demo/sample-mirror.js";
 import { startStaticServer, type StaticServer } from "../../src/demo/static-server.js";
-import { generateSigningKey, type GeneratedSigningKey } from "../../src/signing/keygen.js";
+import type { GeneratedSigningKey } from "../../src/signing/keygen.js";
 import { runAptGet } from "../support/apt-client.js";
 import { runCli, startCli, type RunningCli } from "../support/cli.js";
 import { pacmanKeyring, pipDownload, runPacman } from "../support/clients.js";
 import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
+import { makeSourceMirror } from "../support/source-mirror.js";
 
 /** The directory (and repo) each sample package goes to, by its packrat file type. */
 const REPO_OF_TYPE: Record<string, string> = {
@@ -86,43 +76,22 @@ describe("a directory as the source of repos (no master)", () => {
   const readIndex = (rel: string) => readFile(path.join(root, rel), "utf8").catch(() => "");
 
   beforeAll(async () => {
-    work = await mkdtemp(path.join(tmpdir(), "packrat-dirsrc-"));
-    incoming = path.join(work, "incoming");
-    root = path.join(work, "root");
-    key = await generateSigningKey({
-      name: "dir test",
-      email: "dir@packrat.invalid",
-      type: "ed25519",
-    });
-    await writeFile(path.join(work, "key.asc"), key.armoredSecretKey, { mode: 0o600 });
-    const sections: string[] = [];
-    for (const [repo, format] of Object.entries(FORMAT_OF_REPO)) {
-      await mkdir(path.join(incoming, repo), { recursive: true });
-      sections.push(
-        `[repo ${repo}]`,
-        `format: ${format}`,
-        `source: ${path.join(incoming, repo)}`,
-        ...(format === "apt" ? ["version: bookworm"] : []),
-        ...(format === "yum" ? ["distro: rocky", "version: 9"] : []),
-      );
-    }
-    conf = path.join(work, "mirror.conf");
-    await writeFile(
-      conf,
-      [
-        "[mirror]",
-        "description: Incoming",
-        `root_dir: ${root}`,
-        `state_db: ${path.join(work, "state.db")}`,
-        `gpg_sign_key: ${key.signingKeyId}`,
-        `gpg_key_file: ${path.join(work, "key.asc")}`,
-        "metadata_grace_seconds: 0",
-        "trigger_debounce_ms: 0",
-        ...sections,
-        "",
-      ].join("\n"),
-      { mode: 0o600 },
-    );
+    ({ work, incoming, root, conf, key } = await makeSourceMirror({
+      name: "dirsrc",
+      repos: Object.fromEntries(
+        Object.entries(FORMAT_OF_REPO).map(([repo, format]) => [
+          repo,
+          {
+            format,
+            lines: [
+              ...(format === "apt" ? ["version: bookworm"] : []),
+              ...(format === "yum" ? ["distro: rocky", "version: 9"] : []),
+            ],
+          },
+        ]),
+      ),
+      mirror: ["description: Incoming", "metadata_grace_seconds: 0", "trigger_debounce_ms: 0"],
+    }));
     const dropped: string[] = [];
     for (const pkg of samplePackages(0)) {
       dropped.push(path.join(incoming, REPO_OF_TYPE[pkg.type]!, pkg.filename));
