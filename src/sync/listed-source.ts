@@ -22,6 +22,7 @@
  *   written, moved or deleted.
  */
 import type { Readable } from "node:stream";
+import PQueue from "p-queue";
 import path from "node:path";
 import { describeError, PackratError } from "../errors.js";
 import type { ByteSource, RepoLayout } from "../layout/types.js";
@@ -95,6 +96,9 @@ export interface ListedSourceOptions {
 
 /** The tag every listed file carries and every repo holds (a source has no tags). */
 export const SOURCE_TAG = "local";
+
+/** Objects hashed and parsed at once during a scan. */
+const TAKE_CONCURRENCY = 8;
 
 /** At most this many quiet windows group one burst. */
 const MAX_GROUPS = 10;
@@ -370,6 +374,10 @@ export class ListedSource implements MasterClient {
     const present = new Set<string>();
     let unsettled = 0;
     const packages = layout.sourceFilePattern ?? layout.filenamePattern;
+    // Objects are hashed and parsed TAKE_CONCURRENCY at a time (a bucket's GETs wait on the
+    // network; a directory's reads on the disk), in listing order.
+    const takes = new PQueue({ concurrency: TAKE_CONCURRENCY });
+    const failed: { error?: Error } = {};
     for (const obj of objects) {
       signal?.throwIfAborted();
       if (!packages.test(path.posix.basename(obj.rel))) continue;
@@ -382,8 +390,19 @@ export class ListedSource implements MasterClient {
         unsettled++;
         continue; // still being written: the entry taken earlier (if any) stands for now
       }
-      state.entries.set(obj.rel, { stamp: obj.stamp, entry: await this.take(state, obj) });
+      void takes
+        .add(async () => {
+          const entry = await this.take(state, obj);
+          // Gone between the listing and the read: as if not listed; the next scan sees.
+          if (entry === null) present.delete(obj.rel);
+          else state.entries.set(obj.rel, { stamp: obj.stamp, entry });
+        })
+        .catch((err: unknown) => {
+          failed.error ??= err instanceof Error ? err : new Error(String(err));
+        });
     }
+    await takes.onIdle();
+    if (failed.error) throw failed.error;
     if (unsettled > 0) {
       this.opts.log.info(
         { repo: repo.name, files: unsettled },
@@ -396,7 +415,7 @@ export class ListedSource implements MasterClient {
   }
 
   /** Hash and parse one complete object into a package file, or a skipped entry saying why. */
-  private async take(state: RepoState, obj: SourceObject): Promise<Entry> {
+  private async take(state: RepoState, obj: SourceObject): Promise<Entry | null> {
     const { repo, layout, backend } = state;
     const filename = path.posix.basename(obj.rel);
     const invalid = (code: SkippedPackageFile["code"], reason: string): Entry => ({
@@ -419,7 +438,8 @@ export class ListedSource implements MasterClient {
         await opened.source.close();
       }
     } catch (err) {
-      if (err instanceof PackratError && err.code === "PACKRAT_SOURCE") throw err;
+      if (err instanceof PackratError && err.code === "PACKRAT_SOURCE") return null;
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
       this.opts.log.warn(
         { repo: repo.name, file: obj.rel, size: obj.size, err: describeError(err) },
         "not a valid package; skipped",
