@@ -28,9 +28,10 @@ import {
   assertNoSymlinkDirs,
   fsyncDir,
   sha256Bytes,
+  eachLimit,
   sha256File,
   statInfoSync,
-  writeTempFile,
+  writeTempFiles,
 } from "./disk.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
 import { PathAuthority } from "./path-authority.js";
@@ -231,6 +232,9 @@ function publishOrder(file: RenderedFile): number {
   return file.contentAddressed ? 0 : 1 + file.stage;
 }
 
+/** Renames of content-addressed files in flight at once (each is a thread-pool round trip). */
+const RENAME_CONCURRENCY = 16;
+
 interface PendingFile {
   rel: string;
   full: string;
@@ -241,11 +245,12 @@ interface PendingFile {
 
 /**
  * Switch a rendered generation in. Every new file is first written whole and fsynced to a temp
- * file; then the content-addressed ones are renamed into place (nothing names them yet) and
- * their directories fsynced; then the entry points are renamed in stage order back to back,
- * with no I/O in between. A client that reads two entry points (repomd.xml, then its .asc;
- * a pacman db, then its .sig) can only see a mismatched pair if both reads fall inside those
- * few microseconds, instead of inside a write and an fsync.
+ * file (all of them, then one batch of fsyncs: writeTempFiles); then the content-addressed ones
+ * are renamed into place (nothing names them yet) and their directories fsynced; then the
+ * entry points are renamed in stage order back to back, with no I/O in between. A client that
+ * reads two entry points (repomd.xml, then its .asc; a pacman db, then its .sig) can only see a
+ * mismatched pair if both reads fall inside those few microseconds, instead of inside a write
+ * and an fsync.
  */
 async function switchIn(
   req: PublishRequest,
@@ -255,59 +260,88 @@ async function switchIn(
   const repoName = req.input.repo.name;
   const written: { path: string; sha256: string; order: number }[] = [];
   const pending: PendingFile[] = [];
+  const contents: Uint8Array[] = [];
   const fingerprintOf = fingerprintLookup(
     deps.store,
     files.filter((f) => f.contentAddressed).length,
   );
-  try {
-    for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
-      const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
-      const full = path.join(deps.root, rel);
-      const sha256 = sha256Bytes(file.content);
-      written.push({ path: rel, sha256, order: publishOrder(file) });
-      // A content-addressed name already holding its bytes is never rewritten: a client may be
-      // reading it right now, and its mtime is what caches revalidate against.
-      if (file.contentAddressed) {
-        // A synchronous lstat: thousands of them through the thread pool cost far more.
-        const st = statInfoSync(full);
-        if (st !== null && st.size === file.content.length) {
-          // The fingerprint recorded when we wrote it vouches for the bytes without a re-read
-          // (a publish would otherwise read every by-hash copy and pacman .sig again).
-          const fp = fingerprintOf(rel);
-          const vouched =
-            fp !== undefined &&
-            fp.sha256 === sha256 &&
-            fp.size === st.size &&
-            fp.mtimeNs === st.mtimeNs &&
-            fp.ino === st.ino;
-          if (vouched || (await sha256File(full)) === sha256) continue;
-        }
+  for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
+    const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
+    const full = path.join(deps.root, rel);
+    const sha256 = sha256Bytes(file.content);
+    written.push({ path: rel, sha256, order: publishOrder(file) });
+    // A content-addressed name already holding its bytes is never rewritten: a client may be
+    // reading it right now, and its mtime is what caches revalidate against.
+    if (file.contentAddressed) {
+      // A synchronous lstat: thousands of them through the thread pool cost far more.
+      const st = statInfoSync(full);
+      if (st !== null && st.size === file.content.length) {
+        // The fingerprint recorded when we wrote it vouches for the bytes without a re-read
+        // (a publish would otherwise read every by-hash copy and pacman .sig again).
+        const fp = fingerprintOf(rel);
+        const vouched =
+          fp !== undefined &&
+          fp.sha256 === sha256 &&
+          fp.size === st.size &&
+          fp.mtimeNs === st.mtimeNs &&
+          fp.ino === st.ino;
+        if (vouched || (await sha256File(full)) === sha256) continue;
       }
-      await assertNoSymlinkDirs(deps.root, full);
-      await mkdir(path.dirname(full), { recursive: true });
-      // The repo-relative path names the file in an error (a by-hash basename is only a hash).
-      const tmp = await writeTempFile(deps.root, rel, file.content);
-      pending.push({ rel, full, tmp, contentAddressed: file.contentAddressed, stage: file.stage });
     }
-    const renameAll = async (group: PendingFile[]) => {
-      for (const p of group) {
-        await rename(p.tmp, p.full);
-        p.tmp = "";
-      }
+    pending.push({
+      rel,
+      full,
+      tmp: "",
+      contentAddressed: file.contentAddressed,
+      stage: file.stage,
+    });
+    contents.push(file.content);
+  }
+  // Each directory is checked and made once (a pacman arch directory takes 10,000 .sig files).
+  for (const dir of new Set(pending.map((p) => path.dirname(p.full)))) {
+    await assertNoSymlinkDirs(deps.root, path.join(dir, "-"));
+    await mkdir(dir, { recursive: true });
+  }
+  // The repo-relative path names the file in an error (a by-hash basename is only a hash).
+  const tmps = await writeTempFiles(
+    deps.root,
+    pending.map((p, i) => ({ hint: p.rel, content: contents[i]! })),
+  );
+  pending.forEach((p, i) => (p.tmp = tmps[i]!));
+  try {
+    const fsyncDirs = async (group: PendingFile[]) => {
       for (const dir of new Set(group.map((p) => path.dirname(p.full)))) await fsyncDir(dir);
     };
-    await renameAll(pending.filter((p) => p.contentAddressed));
-    await renameAll(pending.filter((p) => !p.contentAddressed));
+    // Content-addressed files in any order (nothing names them yet), several at a time.
+    const named = pending.filter((p) => p.contentAddressed);
+    await eachLimit(named, RENAME_CONCURRENCY, async (p) => {
+      await rename(p.tmp, p.full);
+      p.tmp = "";
+    });
+    await fsyncDirs(named);
+    // Entry points one after another, in stage order, with nothing in between.
+    const entryPoints = pending.filter((p) => !p.contentAddressed);
+    for (const p of entryPoints) {
+      await rename(p.tmp, p.full);
+      p.tmp = "";
+    }
+    await fsyncDirs(entryPoints);
   } finally {
-    for (const p of pending) if (p.tmp) await rm(p.tmp, { force: true });
+    await eachLimit(
+      pending.filter((p) => p.tmp !== ""),
+      RENAME_CONCURRENCY,
+      (p) => rm(p.tmp, { force: true }),
+    );
   }
   const bySha = new Map(written.map((w) => [w.path, w.sha256]));
-  for (const p of pending) {
-    const st = statInfoSync(p.full);
-    const sha256 = bySha.get(p.rel);
-    if (st && sha256)
-      deps.store.putFingerprint({ path: p.rel, sha256, ...st, verifiedAt: deps.now() });
-  }
+  deps.store.transaction(() => {
+    for (const p of pending) {
+      const st = statInfoSync(p.full);
+      const sha256 = bySha.get(p.rel);
+      if (st && sha256)
+        deps.store.putFingerprint({ path: p.rel, sha256, ...st, verifiedAt: deps.now() });
+    }
+  });
   return written;
 }
 
