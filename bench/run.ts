@@ -7,7 +7,8 @@
  *   d. trigger latency: a tag on the master until the published index names the package;
  *   e. download throughput of large files against curl;
  *   f. peak RSS of every run (GNU time).
- * Writes bench/results/latest.{json,md} and bench/results/ratios.svg.
+ * Writes bench/results/latest.{json,md}, bench/results/ratios.svg (and n<N>.* of the same) and
+ * bench/RESULTS.md (issue 25's targets, from the last run at each N).
  *
  *   node dist/bench/run.js [--n 1000] [--runs 3] [--work DIR] [--cases a,b,c,d,e]
  *                          [--triggers 50] [--download-mb 256] [--slow-s 60]
@@ -28,7 +29,7 @@ import { FORMATS, buildPackage, generateCorpus, type Corpus, type Format } from 
 import { median, percentile, runScript, runStep, type StepResult } from "./measure.js";
 import type { OursArgs, OursResult } from "./ours.js";
 import { haveTool, listFiles, peersFor, setupGpg, type Peer } from "./peers.js";
-import { writeReport, type BenchResults, type Measurement } from "./report.js";
+import { writeReport, writeSummary, type BenchResults, type Measurement } from "./report.js";
 
 interface Options {
   n: number;
@@ -683,7 +684,8 @@ async function main(): Promise<void> {
   const outDir = path.resolve(DIST, "../../bench/results");
   await mkdir(outDir, { recursive: true });
   await writeReport(results, outDir);
-  log(`wrote ${outDir}/latest.{json,md} and ratios.svg`);
+  await writeSummary(outDir, path.resolve(outDir, "../RESULTS.md"));
+  log(`wrote ${outDir}/latest.{json,md}, ratios.svg and bench/RESULTS.md`);
 }
 
 await main();
