@@ -96,6 +96,8 @@ async function main(args: OursArgs): Promise<OursResult> {
       "checkSanity",
       "fetchOne",
       "writeRootFiles",
+      "parseNew",
+      "packageSignature",
     ]);
     traceMethods(client, "client", ["listPackageFiles", "getRepos", "heartbeat", "checkVersion"]);
     traceMethods(store, "store", [

@@ -1,9 +1,10 @@
 /**
  * Writes a benchmark run up: latest.json (every run's figures), latest.md (the tables the
  * README and docs/benchmarks.md show) and ratios.svg (how many times faster than each peer, on a
- * log scale; hand-written SVG, no chart library).
+ * log scale; hand-written SVG, no chart library); and bench/RESULTS.md, issue 25's table of
+ * targets, re-rendered from the last run at each N (results/n<N>.json).
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 export interface Measurement {
@@ -247,6 +248,215 @@ export function renderSvg(results: BenchResults): string {
   return `${parts.join("\n")}\n`;
 }
 
+// ---- RESULTS.md: every figure of issue 25's table, against its target ---------------------
+
+/** The issue's names for the formats the bench measures. */
+const MANAGER: Record<string, string> = { deb: "apt", rpm: "yum", pacman: "pacman" };
+const FORMAT_ORDER = ["deb", "rpm", "pacman"];
+
+interface SummaryRow {
+  what: string;
+  ours: string;
+  /** Against the best peer or the floor: "aptly 1.70 s, 3.00x". */
+  against: string;
+  target: string;
+  /** true met, false missed, null not measured or no target. */
+  met: boolean | null;
+}
+
+function metCell(met: boolean | null): string {
+  return met === null ? "n/a" : met ? "met" : "**missed**";
+}
+
+/** The fastest peer of a case and format (a timed-out one only if nothing else ran). */
+function bestPeer(ms: readonly Measurement[], kase: string, format: string): Measurement | null {
+  const peers = ms.filter((m) => m.case === kase && m.format === format && !isOurs(m.tool));
+  const finished = peers.filter((m) => !m.timedOut);
+  const pool = finished.length > 0 ? finished : peers;
+  return pool.reduce<Measurement | null>((b, m) => (b && b.medianMs <= m.medianMs ? b : m), null);
+}
+
+function peerText(peer: Measurement | null, ours: Measurement): string {
+  if (!peer) return "no peer measured";
+  const more = peer.timedOut ? "> " : "";
+  return `${cell(peer.tool)} ${more}${fmtMs(peer.medianMs)} (${more}${fmtRatio(peer.medianMs / ours.medianMs)})`;
+}
+
+/** The rows of issue 25's table for one run; targets at N >= 100,000 are the issue's scale ones. */
+export function summaryRows(results: BenchResults): SummaryRow[] {
+  const ms = results.measurements;
+  const big = results.n >= 100_000;
+  // The issue sets times and memory for N = 10,000 and for the 100,000 scale case; ratios at any N.
+  const absolute = big || results.n === 10_000;
+  const rows: SummaryRow[] = [];
+  /** A time or memory target: checked only at an N the issue sets it for. */
+  const limit = (text: string, met: boolean): Pick<SummaryRow, "target" | "met"> =>
+    absolute ? { target: text, met } : { target: `(${text} at 10k)`, met: null };
+  const ours = (kase: string, format: string) =>
+    ms.find((m) => m.case === kase && m.format === format && m.tool === OURS);
+  const formats = FORMAT_ORDER.filter((f) => ms.some((m) => m.format === f));
+
+  const plusLimit = big ? 300 : 100;
+  for (const f of formats) {
+    const m = ours("b-plus-one", f);
+    if (!m) continue;
+    rows.push({
+      what: `+1 package, ${MANAGER[f]}`,
+      ours: fmtMs(m.medianMs),
+      against: peerText(bestPeer(ms, "b-plus-one", f), m),
+      ...limit(`< ${fmtMs(plusLimit)}`, m.medianMs < plusLimit),
+    });
+  }
+  for (const d of ms.filter((m) => m.case === "d-trigger")) {
+    const p50 = d.p50Ms ?? NaN;
+    const p99 = d.p99Ms ?? NaN;
+    rows.push({
+      what: `trigger → published, p50 / p99 ${cell(d.tool.replace(`${OURS} `, ""))}`,
+      ours: `${fmtMs(p50)} / ${fmtMs(p99)}`,
+      against: "",
+      ...limit("< 150 ms / < 400 ms", p50 < 150 && p99 < 400),
+    });
+  }
+  const noChangeLimit = big ? 2000 : 200;
+  for (const f of formats) {
+    const m = ours("c-no-change", f);
+    if (!m) continue;
+    rows.push({
+      what: `no-change full sync, ${MANAGER[f]}`,
+      ours: fmtMs(m.medianMs),
+      against: "",
+      ...limit(`< ${fmtMs(noChangeLimit)}`, m.medianMs < noChangeLimit),
+    });
+  }
+  for (const f of formats) {
+    const m = ours("a-cold", f);
+    if (!m) continue;
+    const peer = bestPeer(ms, "a-cold", f);
+    const ratio = peer ? peer.medianMs / m.medianMs : NaN;
+    const row: SummaryRow = {
+      what: `cold publish, ${MANAGER[f]}`,
+      ours: fmtMs(m.medianMs),
+      against: peerText(peer, m),
+      target: "",
+      met: null,
+    };
+    if (f === "deb") {
+      row.target = "≥ 1.5x the best peer";
+      row.met = peer ? ratio >= 1.5 : null;
+    } else if (f === "rpm") {
+      const c = ms.find((x) => x.case === "a-cold" && x.format === f && x.tool === "createrepo_c");
+      row.against = peerText(c ?? null, m);
+      row.target = "≥ 1.0x createrepo_c";
+      row.met = c ? c.medianMs / m.medianMs >= 1 : null;
+    } else if (f === "pacman" && !big) {
+      Object.assign(row, limit("< 10 s", m.medianMs < 10_000));
+    }
+    rows.push(row);
+  }
+  const dl = ms.find((m) => m.case === "e-download" && m.tool === OURS);
+  if (dl?.throughputMiBs) {
+    const floor = ms.find((m) => m.case === "e-download" && m.tool.startsWith("curl, then sync"));
+    const share = floor?.throughputMiBs ? dl.throughputMiBs / floor.throughputMiBs : NaN;
+    const plain = ms.find((m) => m.case === "e-download" && m.tool === "curl");
+    rows.push({
+      what: "downloads",
+      ours: `${dl.throughputMiBs.toFixed(0)} MiB/s`,
+      against: floor?.throughputMiBs
+        ? `curl + write + fsync ${floor.throughputMiBs.toFixed(0)} MiB/s (${(100 * share).toFixed(0)}%)${plain?.throughputMiBs ? `; curl alone ${plain.throughputMiBs.toFixed(0)} MiB/s (${((100 * dl.throughputMiBs) / plain.throughputMiBs).toFixed(0)}%)` : ""}`
+        : "no floor measured",
+      target: "≥ 90% of curl + write + fsync",
+      met: Number.isFinite(share) ? share >= 0.9 : null,
+    });
+  }
+  for (const f of formats) {
+    const m = ours("c-deep-verify", f);
+    const floor = ms.find((x) => x.case === "c-deep-verify" && x.format === f && !isOurs(x.tool));
+    if (!m) continue;
+    const ratio = floor ? m.medianMs / floor.medianMs : NaN;
+    rows.push({
+      what: `verify --deep, ${MANAGER[f]}`,
+      ours: fmtMs(m.medianMs),
+      against: floor
+        ? `${cell(floor.tool)} ${fmtMs(floor.medianMs)} (ours takes ${fmtRatio(ratio)})`
+        : "",
+      target: "≤ 1.5x sha256sum",
+      met: floor ? ratio <= 1.5 : null,
+    });
+  }
+  const rssLimitKb = (big ? 400 : 150) * 1024;
+  const oursRss = ms.filter((m) => isOurs(m.tool) && m.maxRssKb > 0);
+  if (oursRss.length > 0) {
+    const kb = oursRss.map((m) => m.maxRssKb);
+    const peersRss = ms.filter(
+      (m) =>
+        !isOurs(m.tool) &&
+        !m.timedOut &&
+        m.maxRssKb > 0 &&
+        m.case !== "e-download" &&
+        m.case !== "c-deep-verify",
+    );
+    const lowest = peersRss.reduce<Measurement | null>(
+      (b, m) => (b && b.maxRssKb <= m.maxRssKb ? b : m),
+      null,
+    );
+    rows.push({
+      what: "peak RSS (every run of ours)",
+      ours: `${fmtMb(Math.min(...kb))}–${fmtMb(Math.max(...kb))}`,
+      against: lowest ? `lowest peer: ${cell(lowest.tool)} ${fmtMb(lowest.maxRssKb)}` : "",
+      ...limit(`< ${fmtMb(rssLimitKb)}`, Math.max(...kb) < rssLimitKb),
+    });
+  }
+  return rows;
+}
+
+/** One run's section of RESULTS.md. */
+export function renderSummary(results: BenchResults): string {
+  const m = results.machine;
+  const load =
+    m.loadAverageAtStart.length > 0
+      ? `; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`
+      : "";
+  const cases = [...new Set(results.measurements.map((x) => x.case.slice(0, 1)))].sort().join(", ");
+  const lines = [
+    `## N = ${results.n.toLocaleString("en")}`,
+    "",
+    `Commit ${results.commit}, ${results.date.slice(0, 16).replace("T", " ")} UTC; ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}${load}. Cases run: ${cases}; median of up to ${results.runs} runs (results/n${results.n}.md has every figure).`,
+    "",
+    "| case | packrat-agent | against the best peer or the floor (their time / ours) | target | |",
+    "| --- | ---: | --- | --- | --- |",
+  ];
+  for (const r of summaryRows(results)) {
+    lines.push(`| ${r.what} | ${r.ours} | ${r.against} | ${r.target} | ${metCell(r.met)} |`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * bench/RESULTS.md from the last run at each N in `resultsDir` (n<N>.json): a later run at an N
+ * replaces its section, so the file shows whether a change made things better or worse.
+ */
+export async function writeSummary(resultsDir: string, file: string): Promise<void> {
+  const runs: BenchResults[] = [];
+  for (const name of (await readdir(resultsDir)).filter((n) => /^n\d+\.json$/.test(n))) {
+    const r = JSON.parse(await readFile(path.join(resultsDir, name), "utf8")) as BenchResults;
+    r.machine.loadAverageAtStart ??= [];
+    r.machine.loadAverageAtEnd ??= [];
+    runs.push(r);
+  }
+  runs.sort((a, b) => a.n - b.n);
+  const head = [
+    "# Benchmark results against issue 25's targets",
+    "",
+    "Written by `npm run bench` (bench/report.ts) after every run, from the last run at each N",
+    "(`bench/results/n<N>.json`); `node dist/bench/report.js --summary` re-renders it. Ratios are",
+    "the peer's (or the floor's) median time divided by ours: above 1, ours is faster. The floors",
+    "are `sha256sum` of the same package files (deep verify) and `curl -o` then `sync` of the same",
+    "file (downloads). A run that measured only some cases shows only those rows.",
+    "",
+  ];
+  await writeFile(file, `${[...head, ...runs.map(renderSummary)].join("\n")}`);
+}
+
 /** latest.{json,md} and ratios.svg, plus the same under n<N>.* so runs at several N coexist. */
 export async function writeReport(results: BenchResults, dir: string): Promise<void> {
   const json = `${JSON.stringify(results, null, 2)}\n`;
@@ -263,9 +473,13 @@ export async function writeReport(results: BenchResults, dir: string): Promise<v
 }
 
 // Re-render the markdown and chart of a saved run: node dist/bench/report.js <results.json> [dir]
+// Re-render bench/RESULTS.md from bench/results/n*.json: node dist/bench/report.js --summary
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   const [file, dir] = process.argv.slice(2);
-  if (!file) {
+  if (file === "--summary") {
+    const bench = path.resolve(import.meta.dirname, "../../bench");
+    await writeSummary(path.join(bench, "results"), path.join(bench, "RESULTS.md"));
+  } else if (!file) {
     console.error("usage: node dist/bench/report.js <results.json> [output dir]");
     process.exitCode = 2;
   } else {

@@ -7,7 +7,8 @@
  *   d. trigger latency: a tag on the master until the published index names the package;
  *   e. download throughput of large files against curl;
  *   f. peak RSS of every run (GNU time).
- * Writes bench/results/latest.{json,md} and bench/results/ratios.svg.
+ * Writes bench/results/latest.{json,md}, bench/results/ratios.svg (and n<N>.* of the same) and
+ * bench/RESULTS.md (issue 25's targets, from the last run at each N).
  *
  *   node dist/bench/run.js [--n 1000] [--runs 3] [--work DIR] [--cases a,b,c,d,e]
  *                          [--triggers 50] [--download-mb 256] [--slow-s 60]
@@ -28,7 +29,7 @@ import { FORMATS, buildPackage, generateCorpus, type Corpus, type Format } from 
 import { median, percentile, runScript, runStep, type StepResult } from "./measure.js";
 import type { OursArgs, OursResult } from "./ours.js";
 import { haveTool, listFiles, peersFor, setupGpg, type Peer } from "./peers.js";
-import { writeReport, type BenchResults, type Measurement } from "./report.js";
+import { writeReport, writeSummary, type BenchResults, type Measurement } from "./report.js";
 
 interface Options {
   n: number;
@@ -94,9 +95,12 @@ class Bench {
 
   async setup(): Promise<void> {
     const started = performance.now();
-    this.corpus = await generateCorpus(path.join(this.opts.work, "corpus"), this.opts.n);
+    // Only the formats asked for are made and served: at N = 100,000 each is 100,000 files and,
+    // in the fake master, 100,000 buffers.
+    const formats = this.opts.formats;
+    this.corpus = await generateCorpus(path.join(this.opts.work, "corpus"), this.opts.n, formats);
     log(
-      `corpus of ${this.opts.n} x 3 ready in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      `corpus of ${this.opts.n} x ${formats.join(", ")} ready in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
     this.keyFile = path.join(this.opts.work, "ours-key.asc");
     const key = await generateSigningKey({ name: "Packrat Bench", type: "ed25519" });
@@ -114,7 +118,7 @@ class Bench {
     m.addDistroVersion({ name: "arch", distro: "arch", version: null, fileType: "pacman" });
     m.addDistroVersion({ name: "none", distro: "none", version: null, fileType: "json" });
     const managers: Record<Format, string> = { deb: "apt", rpm: "yum", pacman: "pacman" };
-    for (const format of FORMATS) {
+    for (const format of formats) {
       const r = REPOS[format];
       m.addRepo({
         name: r.repo,
@@ -680,7 +684,8 @@ async function main(): Promise<void> {
   const outDir = path.resolve(DIST, "../../bench/results");
   await mkdir(outDir, { recursive: true });
   await writeReport(results, outDir);
-  log(`wrote ${outDir}/latest.{json,md} and ratios.svg`);
+  await writeSummary(outDir, path.resolve(outDir, "../RESULTS.md"));
+  log(`wrote ${outDir}/latest.{json,md}, ratios.svg and bench/RESULTS.md`);
 }
 
 await main();

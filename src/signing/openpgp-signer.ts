@@ -11,6 +11,7 @@ import * as openpgp from "openpgp";
 import { PackratError } from "../errors.js";
 import { keySpecMatches, parseKeySpec, type KeySpec } from "./key-spec.js";
 import { readSecretFile } from "./secret-file.js";
+import { createDetachedSigner, type DetachedSigner } from "./ed25519-detached.js";
 import type { Signer } from "./signer.js";
 
 export interface LoadSignerOptions {
@@ -72,6 +73,10 @@ export class OpenPgpSigner implements Signer {
   readonly #signingKeyId: openpgp.KeyID;
   readonly #publicKey: openpgp.PublicKey;
   readonly #clock: () => Date;
+  readonly #signingPacket: AnyKeyPacket;
+  /** node:crypto signatures for the hot path (ed25519-detached.ts), from `#fastFrom` on. */
+  #fast: DetachedSigner | null = null;
+  #fastFrom = 0;
 
   constructor(
     key: openpgp.PrivateKey,
@@ -81,6 +86,7 @@ export class OpenPgpSigner implements Signer {
   ) {
     this.#key = key;
     this.#signingKeyId = (signing.subkey ?? key).getKeyID();
+    this.#signingPacket = (signing.subkey ?? key).keyPacket;
     this.#clock = clock;
     this.fingerprint = signing.fingerprint;
     this.keyId = signing.keyId;
@@ -111,18 +117,52 @@ export class OpenPgpSigner implements Signer {
 
   async signDetachedBinary(data: Uint8Array): Promise<Uint8Array> {
     return this.#sign(async (date) => {
-      const signature: unknown = await openpgp.sign({
-        message: await openpgp.createMessage({ binary: data }),
-        signingKeys: this.#key,
-        signingKeyIDs: [this.#signingKeyId],
-        detached: true,
-        format: "binary",
-        date,
-        config: SIGNING_CONFIG,
-      });
-      if (!(signature instanceof Uint8Array)) throw new Error("openpgp.sign returned no bytes");
-      return signature;
+      const fast = this.#fast;
+      // The key was usable at #fastFrom (openpgp.js signed the probe then) and nothing about it
+      // changes in memory but time: before its expiry it is usable still. Past it, openpgp.js
+      // refuses with its own error.
+      if (
+        fast !== null &&
+        date.getTime() >= this.#fastFrom &&
+        (this.expiresAt === null || date < this.expiresAt)
+      )
+        return fast.sign(data, date);
+      return this.#signBinaryOpenpgp(data, date);
     });
+  }
+
+  async #signBinaryOpenpgp(data: Uint8Array, date: Date): Promise<Uint8Array> {
+    const signature: unknown = await openpgp.sign({
+      message: await openpgp.createMessage({ binary: data }),
+      signingKeys: this.#key,
+      signingKeyIDs: [this.#signingKeyId],
+      detached: true,
+      format: "binary",
+      date,
+      config: SIGNING_CONFIG,
+    });
+    if (!(signature instanceof Uint8Array)) throw new Error("openpgp.sign returned no bytes");
+    return signature;
+  }
+
+  /** Binary detached signatures are made with node:crypto (prepareFastSigning found it safe). */
+  get signsWithNodeCrypto(): boolean {
+    return this.#fast !== null;
+  }
+
+  /**
+   * Make binary detached signatures with node:crypto where the key allows it (an Ed25519 key;
+   * see ed25519-detached.ts, which checks its output against openpgp.js's first).
+   */
+  async prepareFastSigning(): Promise<void> {
+    const date = this.#clock();
+    this.#fast = await createDetachedSigner(
+      this.#signingPacket as unknown as Parameters<typeof createDetachedSigner>[0],
+      this.#publicKey,
+      date,
+      (data, at) => this.#signBinaryOpenpgp(data, at),
+    );
+    this.#fastFrom = Math.floor(date.getTime() / 1000) * 1000;
   }
 
   /**
@@ -215,7 +255,9 @@ export async function loadSigner(opts: LoadSignerOptions): Promise<OpenPgpSigner
       },
     );
   }
-  return new OpenPgpSigner(signing.key, signing, primary, clock);
+  const signer = new OpenPgpSigner(signing.key, signing, primary, clock);
+  await signer.prepareFastSigning();
+  return signer;
 }
 
 async function parseSecretKeys(bytes: Buffer, keyFile: string): Promise<openpgp.PrivateKey[]> {

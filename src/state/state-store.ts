@@ -5,6 +5,13 @@
  */
 import type { DistroVersion, PackageFile, Repo } from "../types.js";
 
+/**
+ * Value key (getValue/setValue): directories of repos the master lists but this agent does not
+ * publish (a manager type with no layout), as a JSON array. The engine writes it at each full
+ * sync; verify reads it and does not call their files unexpected.
+ */
+export const SKIPPED_REPO_DIRS_KEY = "skipped_repo_dirs";
+
 export interface RepoRow {
   repo: Repo;
   distroVersions: DistroVersion[];

@@ -7,7 +7,7 @@ import PQueue from "p-queue";
 import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { StateStore } from "../state/state-store.js";
-import { backoffDelay, realSleep, type Sleep } from "./download.js";
+import { backoffDelay, realSleep, type Sleep } from "./backoff.js";
 import type { DetachedDownload, SyncEngine, SyncOptions, SyncReport } from "./engine.js";
 import type { MasterClient } from "./master-types.js";
 import { TriggerCoalescer } from "./triggers.js";

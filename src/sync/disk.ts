@@ -278,17 +278,99 @@ export async function writeTempFile(
     await handle.sync();
     written = true;
   } catch (err) {
-    // Node's "ENOSPC: no space left on device, write" names neither the file nor the disk.
-    // The temp path goes through /proc/self/fd (tempDir): say where that is.
-    if (err instanceof Error)
-      err.message = `writing ${hint} (${path.join(root, TMP_DIR, path.basename(tmp))}): ${err.message}`;
-    throw err;
+    throw describeTempWrite(err, root, hint, tmp);
   } finally {
     await handle.close();
     // A partial temp file holds the very space that ran out: never leave one behind.
     if (!written) await fs.rm(tmp, { force: true });
   }
   return tmp;
+}
+
+/** Run `fn` over `items`, at most `limit` at a time; the first rejection is thrown once all settle. */
+export async function eachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && failure === null) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== null) throw (failure as { err: unknown }).err;
+}
+
+/**
+ * How many temp files writeTempFiles writes or fsyncs at a time: enough to keep libuv's four
+ * threads busy and let the file system fold the fsyncs into a few journal commits.
+ */
+const TEMP_BATCH_CONCURRENCY = 16;
+
+/**
+ * writeTempFile for many files at once, with the same promise: when it resolves, every file is
+ * written whole and fsynced. They are all written first and then fsynced TEMP_BATCH_CONCURRENCY
+ * at a time, so the fsyncs share journal commits: a pacman repo of 10,000 packages publishes
+ * 10,000 small `.sig` files, and writing and fsyncing one after another cost 2 ms each on ext4
+ * (20 s), against about 0.25 ms batched. Returns the temp paths in the order given; on a
+ * failure every temp file made here is removed before the error is thrown.
+ */
+export async function writeTempFiles(
+  root: string,
+  files: readonly { hint: string; content: Uint8Array }[],
+): Promise<string[]> {
+  const tmps = files.map((f) => tmpPath(root, f.hint));
+  if (tmps.length > 0) await fs.mkdir(path.dirname(tmps[0]!), { recursive: true });
+  const made: string[] = [];
+  let done = false;
+  try {
+    await eachLimit(files, TEMP_BATCH_CONCURRENCY, async (file, i) => {
+      const tmp = tmps[i]!;
+      const handle = await fs.open(tmp, "w", 0o644);
+      made.push(tmp);
+      try {
+        await handle.writeFile(file.content);
+      } catch (err) {
+        throw describeTempWrite(err, root, file.hint, tmp);
+      } finally {
+        await handle.close();
+      }
+    });
+    await eachLimit(files, TEMP_BATCH_CONCURRENCY, async (file, i) => {
+      const tmp = tmps[i]!;
+      const handle = await fs.open(tmp, "r");
+      try {
+        await handle.sync();
+      } catch (err) {
+        throw describeTempWrite(err, root, file.hint, tmp);
+      } finally {
+        await handle.close();
+      }
+    });
+    done = true;
+    return tmps;
+  } finally {
+    // Partial temp files hold the very space that ran out: never leave one behind.
+    if (!done) await eachLimit(made, TEMP_BATCH_CONCURRENCY, (tmp) => fs.rm(tmp, { force: true }));
+  }
+}
+
+/**
+ * Node's "ENOSPC: no space left on device, write" names neither the file nor the disk, and the
+ * temp path goes through /proc/self/fd (tempDir): say what was written, and where.
+ */
+function describeTempWrite(err: unknown, root: string, hint: string, tmp: string): unknown {
+  if (err instanceof Error)
+    err.message = `writing ${hint} (${path.join(root, TMP_DIR, path.basename(tmp))}): ${err.message}`;
+  return err;
 }
 
 /**

@@ -9,42 +9,9 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { IntegrityError, PackratError, describeError, isPackratError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { DEFAULT_RETRY, backoffDelay, realSleep, type RetryPolicy, type Sleep } from "./backoff.js";
 import { tmpPath } from "./disk.js";
 import type { MasterClient } from "./master-types.js";
-
-export interface RetryPolicy {
-  attempts: number;
-  /** First delay; doubles each attempt, with full jitter, capped at maxDelayMs. */
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
-
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 500, maxDelayMs: 15_000 };
-
-export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
-
-export const realSleep: Sleep = (ms, signal) =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason as Error);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-
-/** Exponential backoff with full jitter (AWS architecture blog): spreads retries of many agents. */
-export function backoffDelay(policy: RetryPolicy, attempt: number, random = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
-  return Math.floor(random() * ceiling);
-}
 
 export interface DownloadRequest {
   fileUrl: string;
@@ -181,6 +148,9 @@ class TransferGuard {
     );
   }
 }
+
+// The retry knobs of DownloadDeps, for callers that pass them through (the engine).
+export type { RetryPolicy, Sleep };
 
 export interface DownloadDeps {
   client: MasterClient;

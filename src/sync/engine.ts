@@ -46,7 +46,7 @@ import type { ReplicaPort, RoundReport } from "../publish/replica.js";
 import { PathAuthority } from "./path-authority.js";
 import type { MasterClient, PackageFileListing } from "./master-types.js";
 import { publishRepo, type PublishOutcome } from "./publish.js";
-import { SKIPPED_REPO_DIRS_KEY } from "./verify-tree.js";
+import { SKIPPED_REPO_DIRS_KEY } from "../state/state-store.js";
 import {
   type DesiredFile,
   type PathObservation,

@@ -30,9 +30,10 @@ import {
   fsyncDir,
   linkToTemp,
   sha256Bytes,
+  eachLimit,
   sha256File,
   statInfoSync,
-  writeTempFile,
+  writeTempFiles,
 } from "./disk.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
 import { PathAuthority } from "./path-authority.js";
@@ -242,6 +243,9 @@ function publishOrder(file: RenderedFile): number {
   return file.contentAddressed ? 0 : 1 + file.stage;
 }
 
+/** Renames of content-addressed files in flight at once (each is a thread-pool round trip). */
+const RENAME_CONCURRENCY = 16;
+
 interface PendingFile {
   rel: string;
   full: string;
@@ -252,11 +256,12 @@ interface PendingFile {
 
 /**
  * Switch a rendered generation in. Every new file is first written whole and fsynced to a temp
- * file; then the content-addressed ones are renamed into place (nothing names them yet) and
- * their directories fsynced; then the entry points are renamed in stage order back to back,
- * with no I/O in between. A client that reads two entry points (repomd.xml, then its .asc;
- * a pacman db, then its .sig) can only see a mismatched pair if both reads fall inside those
- * few microseconds, instead of inside a write and an fsync.
+ * file (all of them, then one batch of fsyncs: writeTempFiles); then the content-addressed ones
+ * are renamed into place (nothing names them yet) and their directories fsynced; then the
+ * entry points are renamed in stage order back to back, with no I/O in between. A client that
+ * reads two entry points (repomd.xml, then its .asc; a pacman db, then its .sig) can only see a
+ * mismatched pair if both reads fall inside those few microseconds, instead of inside a write
+ * and an fsync.
  */
 async function switchIn(
   req: PublishRequest,
@@ -266,89 +271,130 @@ async function switchIn(
   const repoName = req.input.repo.name;
   const written: { path: string; sha256: string; order: number }[] = [];
   const pending: PendingFile[] = [];
+  /** What each pending file is made of: bytes in memory, or a byte range of a package file. */
+  const sources: (
+    { content: Uint8Array } | { extract: NonNullable<RenderedFile["extract"]>; sha256: string }
+  )[] = [];
   /** Extracted files by SHA-256: where their bytes already are (final path or temp file). */
   const extracted = new Map<string, string>();
   const fingerprintOf = fingerprintLookup(
     deps.store,
     files.filter((f) => f.contentAddressed).length,
   );
-  try {
-    for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
-      const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
-      const full = path.join(deps.root, rel);
-      const sha256 = file.extract ? file.extract.sha256 : sha256Bytes(file.content);
-      const size = file.extract ? file.extract.length : file.content.length;
-      written.push({ path: rel, sha256, order: publishOrder(file) });
-      // A content-addressed name already holding its bytes is never rewritten: a client may be
-      // reading it right now, and its mtime is what caches revalidate against.
-      if (file.contentAddressed) {
-        // A synchronous lstat: thousands of them through the thread pool cost far more.
-        const st = statInfoSync(full);
-        if (st !== null && st.size === size) {
-          // The fingerprint recorded when we wrote it vouches for the bytes without a re-read
-          // (a publish would otherwise read every by-hash copy and pacman .sig again).
-          const fp = fingerprintOf(rel);
-          const vouched =
-            fp !== undefined &&
-            fp.sha256 === sha256 &&
-            fp.size === st.size &&
-            fp.mtimeNs === st.mtimeNs &&
-            fp.ino === st.ino;
-          if (vouched || (await sha256File(full)) === sha256) {
-            if (file.extract) extracted.set(sha256, full);
-            continue;
-          }
+  for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
+    const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
+    const full = path.join(deps.root, rel);
+    const sha256 = file.extract ? file.extract.sha256 : sha256Bytes(file.content);
+    const size = file.extract ? file.extract.length : file.content.length;
+    written.push({ path: rel, sha256, order: publishOrder(file) });
+    // A content-addressed name already holding its bytes is never rewritten: a client may be
+    // reading it right now, and its mtime is what caches revalidate against.
+    if (file.contentAddressed) {
+      // A synchronous lstat: thousands of them through the thread pool cost far more.
+      const st = statInfoSync(full);
+      if (st !== null && st.size === size) {
+        // The fingerprint recorded when we wrote it vouches for the bytes without a re-read
+        // (a publish would otherwise read every by-hash copy and pacman .sig again).
+        const fp = fingerprintOf(rel);
+        const vouched =
+          fp !== undefined &&
+          fp.sha256 === sha256 &&
+          fp.size === st.size &&
+          fp.mtimeNs === st.mtimeNs &&
+          fp.ino === st.ino;
+        if (vouched || (await sha256File(full)) === sha256) {
+          if (file.extract) extracted.set(sha256, full);
+          continue;
         }
       }
-      await assertNoSymlinkDirs(deps.root, full);
-      await mkdir(path.dirname(full), { recursive: true });
-      // The repo-relative path names the file in an error (a by-hash basename is only a hash).
-      let tmp: string;
-      if (file.extract) {
-        // One file per content, however many paths serve it (a layer shared by images).
-        const same = extracted.get(sha256);
-        if (same) tmp = await linkToTemp(deps.root, rel, same);
-        else {
-          // The first source on disk (a dropped package file is fetched again when a blob it
-          // yielded is missing, so one of them is there).
-          const x = file.extract;
-          const sources = [{ from: x.from, offset: x.offset }, ...(x.alternatives ?? [])];
-          const full = (from: string) =>
-            path.join(
-              deps.root,
-              req.repoDir,
-              ...assertSafeRelativePath(from, `repo ${repoName} extract source`).split("/"),
-            );
-          const source = sources.find((s) => statInfoSync(full(s.from)) !== null) ?? sources[0]!;
-          tmp = await copyRangeToTemp(deps.root, rel, full(source.from), {
-            ...x,
-            offset: source.offset,
-          });
-        }
-        extracted.set(sha256, tmp);
-      } else tmp = await writeTempFile(deps.root, rel, file.content);
-      pending.push({ rel, full, tmp, contentAddressed: file.contentAddressed, stage: file.stage });
     }
-    const renameAll = async (group: PendingFile[]) => {
-      for (const p of group) {
-        await rename(p.tmp, p.full);
-        // A later file linked to this temp shares its inode; the link keeps it alive.
-        p.tmp = "";
+    pending.push({
+      rel,
+      full,
+      tmp: "",
+      contentAddressed: file.contentAddressed,
+      stage: file.stage,
+    });
+    sources.push(file.extract ? { extract: file.extract, sha256 } : { content: file.content });
+  }
+  // Each directory is checked and made once (a pacman arch directory takes 10,000 .sig files).
+  for (const dir of new Set(pending.map((p) => path.dirname(p.full)))) {
+    await assertNoSymlinkDirs(deps.root, path.join(dir, "-"));
+    await mkdir(dir, { recursive: true });
+  }
+  try {
+    // Rendered bytes: written together, then fsynced as one batch. The repo-relative path
+    // names the file in an error (a by-hash basename is only a hash).
+    const inMemory = pending.flatMap((p, i) => {
+      const src = sources[i]!;
+      return "content" in src ? [{ p, content: src.content }] : [];
+    });
+    const tmps = await writeTempFiles(
+      deps.root,
+      inMemory.map(({ p, content }) => ({ hint: p.rel, content })),
+    );
+    inMemory.forEach(({ p }, i) => (p.tmp = tmps[i]!));
+    // Byte ranges of package files (docker's blobs): one file per content, however many paths
+    // serve it (a layer shared by images), copied and checked against its digest.
+    for (const [i, p] of pending.entries()) {
+      const src = sources[i]!;
+      if (!("extract" in src)) continue;
+      const same = extracted.get(src.sha256);
+      if (same) p.tmp = await linkToTemp(deps.root, p.rel, same);
+      else {
+        // The first source on disk (a dropped package file is fetched again when a blob it
+        // yielded is missing, so one of them is there).
+        const x = src.extract;
+        const candidates = [{ from: x.from, offset: x.offset }, ...(x.alternatives ?? [])];
+        const fullOf = (from: string) =>
+          path.join(
+            deps.root,
+            req.repoDir,
+            ...assertSafeRelativePath(from, `repo ${repoName} extract source`).split("/"),
+          );
+        const source =
+          candidates.find((c) => statInfoSync(fullOf(c.from)) !== null) ?? candidates[0]!;
+        p.tmp = await copyRangeToTemp(deps.root, p.rel, fullOf(source.from), {
+          ...x,
+          offset: source.offset,
+        });
       }
+      extracted.set(src.sha256, p.tmp);
+    }
+    const fsyncDirs = async (group: PendingFile[]) => {
       for (const dir of new Set(group.map((p) => path.dirname(p.full)))) await fsyncDir(dir);
     };
-    await renameAll(pending.filter((p) => p.contentAddressed));
-    await renameAll(pending.filter((p) => !p.contentAddressed));
+    // Content-addressed files in any order (nothing names them yet), several at a time. A
+    // later file linked to one of these temps shares its inode; the link keeps it alive.
+    const named = pending.filter((p) => p.contentAddressed);
+    await eachLimit(named, RENAME_CONCURRENCY, async (p) => {
+      await rename(p.tmp, p.full);
+      p.tmp = "";
+    });
+    await fsyncDirs(named);
+    // Entry points one after another, in stage order, with nothing in between.
+    const entryPoints = pending.filter((p) => !p.contentAddressed);
+    for (const p of entryPoints) {
+      await rename(p.tmp, p.full);
+      p.tmp = "";
+    }
+    await fsyncDirs(entryPoints);
   } finally {
-    for (const p of pending) if (p.tmp) await rm(p.tmp, { force: true });
+    await eachLimit(
+      pending.filter((p) => p.tmp !== ""),
+      RENAME_CONCURRENCY,
+      (p) => rm(p.tmp, { force: true }),
+    );
   }
   const bySha = new Map(written.map((w) => [w.path, w.sha256]));
-  for (const p of pending) {
-    const st = statInfoSync(p.full);
-    const sha256 = bySha.get(p.rel);
-    if (st && sha256)
-      deps.store.putFingerprint({ path: p.rel, sha256, ...st, verifiedAt: deps.now() });
-  }
+  deps.store.transaction(() => {
+    for (const p of pending) {
+      const st = statInfoSync(p.full);
+      const sha256 = bySha.get(p.rel);
+      if (st && sha256)
+        deps.store.putFingerprint({ path: p.rel, sha256, ...st, verifiedAt: deps.now() });
+    }
+  });
   return written;
 }
 

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { layoutFor } from "../layout/index.js";
 import type { RepoLayout, SignatureVerifier, TreeReader } from "../layout/types.js";
-import type { StateStore } from "../state/state-store.js";
+import { SKIPPED_REPO_DIRS_KEY, type StateStore } from "../state/state-store.js";
 import { TMP_DIR, fingerprintMatches, sha256File, statInfo, walkTree } from "./disk.js";
 
 export interface VerifyProblem {
@@ -90,13 +90,6 @@ function diskReader(root: string, repoDir: string, hasher: Hasher): TreeReader {
     packageInfo: (p) => hasher.info(rel(p), true),
   };
 }
-
-/**
- * State DB key: directories of repos the master lists but this agent does not publish (a manager
- * type with no layout), as a JSON array. The engine never touches them, so verify does not call
- * their files unexpected.
- */
-export const SKIPPED_REPO_DIRS_KEY = "skipped_repo_dirs";
 
 function skippedDirs(store: StateStore): string[] {
   try {

@@ -10,7 +10,7 @@ import { layoutFor } from "../../src/layout/index.js";
 import type { RepoLayout } from "../../src/layout/types.js";
 import { openStateStore } from "../../src/state/db.js";
 import { PUBLISH_CHECK_FAILURES_KEY } from "../../src/sync/publish.js";
-import { SKIPPED_REPO_DIRS_KEY } from "../../src/sync/verify-tree.js";
+import { SKIPPED_REPO_DIRS_KEY } from "../../src/state/state-store.js";
 import { makeEngine, startMirrorFixture } from "../support/mirror-fixture.js";
 import { makeTestSigner } from "../support/test-signer.js";
 import { startCliMirror, verifyDeep, type CliMirror } from "../support/cli-mirror.js";

@@ -19,6 +19,9 @@ import { gzip, constants as zlibConstants } from "node:zlib";
 
 const gzipAsync = promisify(gzip);
 
+/** Chunks compressed at once: libuv's four threads, plus one queued for each. */
+const GZIP_IN_FLIGHT = 8;
+
 /** On average one boundary every CHUNK_MODULUS items. */
 export const CHUNK_MODULUS = 64;
 
@@ -76,8 +79,14 @@ export class GzipMemberCache {
     const chunks = chunkItems(items);
     const used = new Map<string, Uint8Array>();
     let compressed = 0;
-    const parts = await Promise.all(
-      chunks.map(async (chunk) => {
+    const parts: Uint8Array[] = new Array<Uint8Array>(chunks.length);
+    let next = 0;
+    // A few chunks in flight, not all: each holds its plain bytes and a deflate state (~256 KB
+    // of native memory) until it is done, and a cold 10,000-package index has ~160 chunks.
+    const worker = async (): Promise<void> => {
+      while (next < chunks.length) {
+        const at = next++;
+        const chunk = chunks[at]!;
         const h = createHash("sha1");
         for (const item of chunk) h.update(item.key).update("\n");
         const id = h.digest("hex");
@@ -88,9 +97,10 @@ export class GzipMemberCache {
           member = new Uint8Array(await gzipAsync(plain, { level: this.level }));
         }
         used.set(id, member);
-        return member;
-      }),
-    );
+        parts[at] = member;
+      }
+    };
+    await Promise.all(Array.from({ length: GZIP_IN_FLIGHT }, worker));
     this.members = used;
     this.lastCompressed = compressed;
     if (parts.length === 0) return new Uint8Array(await gzipAsync(new Uint8Array(0)));
