@@ -56,7 +56,7 @@ describe("log output", () => {
     );
     for (const l of events) expect(l.length, l).toBeLessThan(160);
     expect(lines).toContain(
-      "verify: ok (5 repo(s), 5 entry point(s), 10 package reference(s), 40 file(s) checked, every one re-hashed)",
+      "verify: ok (6 repo(s), 6 entry point(s), 13 package reference(s), 49 file(s) checked, every one re-hashed)",
     );
   });
 
