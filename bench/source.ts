@@ -146,7 +146,19 @@ async function main(): Promise<void> {
       }),
     ]);
     const packages = path.join(root, "apt/dists/stable/main/binary-amd64/Packages");
-    const publishedBefore = (stderr.match(/"msg":"published"/g) ?? []).length;
+    // Publishes are counted by the repo's generation number, before and after (a log line may
+    // still be on its way when the index is seen).
+    const generation = async (): Promise<number> => {
+      const out = await run(process.execPath, [BIN, "status", "--json", "--config", conf], {
+        env,
+        maxBuffer: 64 << 20,
+      });
+      const status = JSON.parse(out.stdout) as {
+        repos: { name: string; generation: number | null }[];
+      };
+      return status.repos.find((r) => r.name === "apt")?.generation ?? 0;
+    };
+    const generationBefore = await generation();
     say(`burst: ${m} uploads`);
     t = Date.now();
     await aws(["s3", "cp", "--recursive", "--quiet", burst, `s3://${bucket}/pool/`]);
@@ -162,7 +174,9 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 100));
     }
     const burstToIndex = Date.now() - t;
-    const publishes = (stderr.match(/"msg":"published"/g) ?? []).length - publishedBefore;
+    // The complete generation that follows a quick one comes after 2 s of quiet: count it too.
+    await new Promise((r) => setTimeout(r, 3000));
+    const publishes = (await generation()) - generationBefore;
     daemon.kill("SIGTERM");
 
     say("peer: dpkg-scanpackages of every .deb + gzip + upload");
