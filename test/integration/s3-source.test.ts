@@ -276,6 +276,9 @@ describe.skipIf(shared.rgw === null)(
     }, 240_000);
 
     test("without notifications, the listing each poll makes catches up", async () => {
+      // The first test's daemon, if it failed before stopping it: never leave one running.
+      daemon?.kill("SIGKILL");
+      await daemon?.exited;
       const file = await conf("listing.conf", "mirror2/", ["poll_timeout: 10"]);
       daemon = startCli(["run", "--config", file]);
       await daemon.waitForLog(/full sync finished/, 60_000);
