@@ -186,7 +186,6 @@ export function sourceFrom(
     });
   }
   const sourceLog = log.child({ source: "repos" });
-  const events = bucketEvents;
   const repos = Object.entries(settings.repos).flatMap(([name, r]) => {
     if (r.format === undefined || r.source === undefined) return [];
     const repo = { name, format: r.format, version: r.version, distro: r.distro };
@@ -196,14 +195,14 @@ export function sourceFrom(
     const [bucket = "", ...rest] = r.source.slice("s3://".length).split("/");
     const store = s3StoreFrom(settings, { bucket, prefix: rest.join("/") });
     if (!store) throw new Error(`[repo ${name}]: an s3:// source needs the [s3] section`);
-    return [{ repo, backend: bucketBackend(store, { events }) }];
+    return [{ repo, backend: bucketBackend(store, { events: bucketEvents }) }];
   });
   return new ListedSource({
     repos,
     description: settings.mirror.description,
     layoutFor,
     log: sourceLog,
-    onClose: () => events?.close(),
+    onClose: () => bucketEvents?.close(),
   });
 }
 

@@ -499,6 +499,8 @@ const APT: Omit<RepoLayout, "render" | "forgetRepos"> = {
   reservesPath: (rel) => rel === "dists" || rel.startsWith("dists/"),
   parse: (source, filename) => parseDeb(source, filename),
   describe: describeDeb,
+  // dists/<codename>: "stable" unless the repo names one.
+  sourceDistroVersion: (given) => ({ distro: "debian", version: given.version ?? "stable" }),
   identify(meta, filename) {
     const control = asDebMeta(meta, filename).control;
     const field = (name: string): string => {

@@ -289,6 +289,15 @@ export interface RepoLayout {
    * do: what a source without a master (a directory) lists the file as.
    */
   identify(meta: PackageMeta, filename: string): PackageIdentity;
+  /**
+   * Where a repo from a source without a master (a directory, a bucket) keeps its packages:
+   * the distro version it stands for, from its [repo NAME] `version` and `distro`. Absent: no
+   * distro (distro "none", version null).
+   */
+  sourceDistroVersion?(given: { version?: string | undefined; distro?: string | undefined }): {
+    distro: string;
+    version: string | null;
+  };
   /** Human-readable index entry for `packrat-agent inspect` (e.g. a Packages stanza). */
   describe(meta: PackageMeta, filename: string): string;
 }

@@ -327,6 +327,9 @@ const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
     return signRpm(source, filename, signer);
   },
 
+  // <distro>/main/<version>/: el/9 unless the repo names them.
+  sourceDistroVersion: (given) => ({ distro: given.distro ?? "el", version: given.version ?? "9" }),
+
   identify(meta, filename) {
     const rpm = asRpmMeta(meta, filename);
     const evr = `${rpm.epoch > 0 ? `${rpm.epoch}:` : ""}${rpm.version}-${rpm.release}`;

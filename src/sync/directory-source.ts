@@ -51,14 +51,20 @@ export function directoryBackend(dir: string, opts: DirectoryBackendOptions): So
           continue; // gone since the walk
         }
         if (!st.isFile()) continue;
-        out.push({ rel, size: st.size, stamp: `${st.size}:${st.mtimeMs}:${st.ino}` });
+        out.push({
+          rel,
+          size: st.size,
+          stamp: `${st.size}:${st.mtimeMs}:${st.ino}`,
+          mtimeMs: st.mtimeMs,
+        });
       }
       return out;
     },
     // Complete: not written to for settleMs, and unchanged since the last look (if any).
     settled(obj, before, now) {
-      const mtimeMs = Number(obj.stamp.split(":")[1]);
-      return now - mtimeMs >= settleMs && (before === undefined || before.stamp === obj.stamp);
+      return (
+        now - (obj.mtimeMs ?? 0) >= settleMs && (before === undefined || before.stamp === obj.stamp)
+      );
     },
     async open(rel) {
       const full = path.join(dir, rel);

@@ -54,6 +54,8 @@ export interface SourceObject {
   size: number;
   /** Changes whenever the bytes may have (size, mtime and inode; an ETag). */
   stamp: string;
+  /** Last modification (a directory's files; a bucket's objects appear whole and have none). */
+  mtimeMs?: number;
 }
 
 /** The bytes of one object, for hashing and parsing. */
@@ -196,7 +198,19 @@ export class ListedSource implements MasterClient {
   }
 
   getDistroVersions(): Promise<DistroVersion[]> {
-    return Promise.resolve([...this.repos.values()].map(({ repo }) => distroVersionOf(repo)));
+    return Promise.resolve(
+      [...this.repos.values()].map(({ repo, layout }) => {
+        const where = layout.sourceDistroVersion?.(repo) ?? { distro: "none", version: null };
+        return {
+          uri: distroVersionUri(repo.name),
+          name: repo.name,
+          releaseNames: "",
+          fileType:
+            layout.fileTypes[0] === "*" ? repo.format : (layout.fileTypes[0] ?? repo.format),
+          ...where,
+        };
+      }),
+    );
   }
 
   async listPackageFiles(
@@ -486,24 +500,6 @@ function repoUri(name: string): string {
 
 function distroVersionUri(name: string): string {
   return `/local/DistroVersion:${name}:`;
-}
-
-/** The one distro version of a source's repo: where its format puts the packages. */
-function distroVersionOf(repo: SourceRepo): DistroVersion {
-  const base = { uri: distroVersionUri(repo.name), name: repo.name, releaseNames: "" };
-  switch (repo.format) {
-    case "apt":
-      return { ...base, distro: "debian", version: repo.version ?? "stable", fileType: "deb" };
-    case "yum":
-      return {
-        ...base,
-        distro: repo.distro ?? "el",
-        version: repo.version ?? "9",
-        fileType: "rpm",
-      };
-    default:
-      return { ...base, distro: "none", version: null, fileType: repo.format };
-  }
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
