@@ -243,6 +243,9 @@ export async function buildEngineParts(
     client,
     store,
     log,
+    // A debugging and test aid (issue 25): fail a pass whose in-memory state model drifted from
+    // SQLite. Every CLI run of the test suite sets it.
+    checkModel: process.env.PACKRAT_CHECK_MODEL === "1",
     signer,
     layoutFor: layouts.layoutFor,
     forgetRepos: layouts.forgetRepos,

@@ -41,6 +41,7 @@ import type {
 import { UNKNOWN_PUBLISH_ORDER } from "./state-store.js";
 import { MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaState } from "./migrations.js";
 import { stateDbError, translateSqliteError } from "./sqlite-errors.js";
+import { StateModel } from "./state-model.js";
 
 type Db = BetterSqlite3.Database;
 
@@ -522,6 +523,9 @@ function prepareStatements(db: Db) {
     packageFileUris: db.prepare<[string, string], { uri: string }>(
       "SELECT uri FROM package_files WHERE repo = ? AND package_name = ?",
     ),
+    getFile: db.prepare<[string, string], PackageFileDbRow>(
+      "SELECT * FROM package_files WHERE repo = ? AND uri = ?",
+    ),
     upsertFile: db.prepare<PackageFileDbRow>(UPSERT_PACKAGE_FILE),
     deleteFile: db.prepare<[string, string]>(
       "DELETE FROM package_files WHERE repo = ? AND uri = ?",
@@ -688,6 +692,17 @@ class SqliteStateStore implements StateStore {
   /** The -wal and -shm files this connection has open, by path. */
   private companions: Map<string, { dev: number; ino: number } | null>;
   private readonly busyTimeoutMs: number | undefined;
+  /** Package file rows, fingerprints and parse results held in memory (state-model.ts). */
+  private readonly model = new StateModel(() => ({
+    repoFiles: (repo) => this.s.listRepoFiles.all(repo).map(toPackageFileRow),
+    fingerprints: () => this.s.listFingerprints.all().map(toFingerprint),
+    metaStatus: (layout) => {
+      const out = new Map<string, boolean>();
+      for (const row of this.s.packageMetaStatus.iterate(layout))
+        out.set(row.sha256, row.parsed === 1);
+      return out;
+    },
+  }));
 
   constructor(path: string, db: Db, now: () => number, busyTimeoutMs?: number) {
     this.path = path;
@@ -705,6 +720,9 @@ class SqliteStateStore implements StateStore {
     try {
       return fn();
     } catch (err) {
+      // A write may have reached the model and then rolled back (or SQLite may be in any state
+      // after an I/O error): the model is read again rather than trusted.
+      this.model.drop();
       throw translateSqliteError(err, this.path, doing) ?? err;
     }
   }
@@ -716,6 +734,7 @@ class SqliteStateStore implements StateStore {
   }
 
   close(): void {
+    this.model.drop();
     if (this.db.open) this.db.close();
   }
 
@@ -728,7 +747,12 @@ class SqliteStateStore implements StateStore {
     return null;
   }
 
+  modelDrift(): string[] {
+    return this.guard("comparing the state model with the state DB", () => this.model.drift());
+  }
+
   reopen(): void {
+    this.model.drop();
     // SQLite does not checkpoint or remove the WAL of a database file that was unlinked or
     // renamed over (pager.c databaseIsUnmoved), so the -wal and -shm at the path may still be the
     // old file's: a new connection would replay its frames into the new file and corrupt it.
@@ -755,6 +779,8 @@ class SqliteStateStore implements StateStore {
 
   transaction<T>(fn: () => T): T {
     return this.write("transaction", () => {
+      // Whatever throws out of fn rolls the transaction back, and guard() drops the model with
+      // it; a store call that fails inside fn rolls back its own savepoint and drops it too.
       const result = fn();
       // better-sqlite3 commits when fn returns; an async fn would run its awaits after COMMIT.
       if (isThenable(result)) {
@@ -791,6 +817,7 @@ class SqliteStateStore implements StateStore {
       this.s.clearRepoFailures.run(name);
       this.s.clearRepoSkipped.run(name);
       this.s.deleteRepo.run(name);
+      this.model.dropRepo(name);
     });
   }
 
@@ -801,6 +828,10 @@ class SqliteStateStore implements StateStore {
   }
 
   // package files
+
+  packageFileRows(repo: string): ReadonlyMap<string, PackageFileRow> {
+    return this.guard("listing package files", () => this.model.repoFiles(repo));
+  }
 
   listPackageFiles(repo?: string): PackageFileRow[] {
     return this.guard("listing package files", () =>
@@ -827,7 +858,18 @@ class SqliteStateStore implements StateStore {
       this.s.upsertFile.run(toPackageFileParams(row));
     }
     for (const uri of replacing) {
-      if (!incoming.has(uri)) this.s.deleteFile.run(repo, uri);
+      if (!incoming.has(uri)) {
+        this.s.deleteFile.run(repo, uri);
+        this.model.setFile(repo, uri, undefined);
+      }
+    }
+  }
+
+  /** The model takes each written row as SQLite merged it (see UPSERT_PACKAGE_FILE). */
+  private reloadFiles(repo: string, uris: Iterable<string>): void {
+    for (const uri of uris) {
+      const row = this.s.getFile.get(repo, uri);
+      this.model.setFile(repo, uri, row && toPackageFileRow(row));
     }
   }
 
@@ -835,6 +877,8 @@ class SqliteStateStore implements StateStore {
     this.write(`replacing package files of ${repo}`, () => {
       const existing = this.s.repoFileUris.all(repo).map((r) => r.uri);
       this.upsertFilesOf(repo, rows, existing);
+      // Most of the repo changed: reading it again later costs less than a read per row now.
+      this.model.dropRepo(repo);
     });
   }
 
@@ -849,6 +893,10 @@ class SqliteStateStore implements StateStore {
         for (const r of this.s.packageFileUris.all(repo, name)) existing.push(r.uri);
       }
       this.upsertFilesOf(repo, rows, existing);
+      this.reloadFiles(
+        repo,
+        rows.map((r) => r.file.uri),
+      );
     });
   }
 
@@ -862,6 +910,7 @@ class SqliteStateStore implements StateStore {
   ): void {
     this.guard(`recording the on-disk hash of ${uri}`, () => {
       this.s.setDiskSha256.run(diskSha256, transformKey, size, repo, uri);
+      this.reloadFiles(repo, [uri]);
     });
   }
 
@@ -872,6 +921,10 @@ class SqliteStateStore implements StateStore {
       const row = this.s.getFingerprint.get(path);
       return row && toFingerprint(row);
     });
+  }
+
+  fingerprintMap(): ReadonlyMap<string, Fingerprint> {
+    return this.guard("listing fingerprints", () => this.model.fingerprints());
   }
 
   listFingerprints(): Fingerprint[] {
@@ -890,24 +943,25 @@ class SqliteStateStore implements StateStore {
         ino: fp.ino,
         verified_at: fp.verifiedAt,
       });
+      this.model.putFingerprint(fp);
     });
   }
 
   deleteFingerprint(path: string): void {
     this.guard(`forgetting the fingerprint of ${path}`, () => {
       this.s.deleteFingerprint.run(path);
+      this.model.deleteFingerprint(path);
     });
   }
 
   // parsed metadata cache
 
   packageMetaStatus(layout: string): Map<string, boolean> {
-    return this.guard("reading cached package metadata", () => {
-      const out = new Map<string, boolean>();
-      for (const row of this.s.packageMetaStatus.iterate(layout))
-        out.set(row.sha256, row.parsed === 1);
-      return out;
-    });
+    // A copy: the caller's view stays as it was while the pass caches new parses.
+    return this.guard(
+      "reading cached package metadata",
+      () => new Map(this.model.metaStatus(layout)),
+    );
   }
 
   getPackageMeta(
@@ -939,6 +993,7 @@ class SqliteStateStore implements StateStore {
         error,
         this.now(),
       );
+      this.model.putMeta(sha256, layout, meta !== null);
     });
   }
 

@@ -141,6 +141,11 @@ export interface StateStore {
   touchMasterContact(repoName: string, at: number): void;
 
   // package files
+  /**
+   * A repo's rows by URI, from memory after the first read (state-model.ts): the same objects
+   * until they change, so callers must not modify them.
+   */
+  packageFileRows(repo: string): ReadonlyMap<string, PackageFileRow>;
   listPackageFiles(repo?: string): PackageFileRow[];
   /** Replace the whole file set of a repo (full sync). */
   replacePackageFiles(repo: string, rows: PackageFileRow[]): void;
@@ -160,6 +165,8 @@ export interface StateStore {
 
   // fingerprints
   getFingerprint(path: string): Fingerprint | undefined;
+  /** Every fingerprint by path, from memory after the first read (do not modify). */
+  fingerprintMap(): ReadonlyMap<string, Fingerprint>;
   listFingerprints(): Fingerprint[];
   putFingerprint(fp: Fingerprint): void;
   deleteFingerprint(path: string): void;
@@ -242,4 +249,7 @@ export interface StateStore {
   // small counters and flags (full sync count for deep_verify_every, published key fingerprint...)
   getValue(key: string): string | undefined;
   setValue(key: string, value: string): void;
+
+  /** How the in-memory model differs from the state DB now: empty when it does not (tests). */
+  modelDrift(): string[];
 }

@@ -139,6 +139,11 @@ export interface EngineDeps {
   /** The layouts drop the render caches of repos not in `keep` (LayoutRegistry.forgetRepos). */
   forgetRepos?: (keep: ReadonlySet<string>) => void;
   layoutOptions: LayoutOptions;
+  /**
+   * After every pass, compare the state DB's in-memory model with SQLite and fail the pass if
+   * they differ (a bug). The tests' CLI runs set it (PACKRAT_CHECK_MODEL=1).
+   */
+  checkModel?: boolean;
   /** Public key files to keep published at root_dir (empty without a signer). */
   rootFiles?: readonly RootFile[];
   /**
@@ -297,17 +302,6 @@ function samePackageFile(a: PackageFile, b: PackageFile): boolean {
   );
 }
 
-/** Package file rows grouped by repo, then by URI. */
-function rowsByRepo(rows: readonly PackageFileRow[]): Map<string, Map<string, PackageFileRow>> {
-  const out = new Map<string, Map<string, PackageFileRow>>();
-  for (const row of rows) {
-    let m = out.get(row.repo);
-    if (!m) out.set(row.repo, (m = new Map<string, PackageFileRow>()));
-    m.set(row.file.uri, row);
-  }
-  return out;
-}
-
 export class SyncEngine {
   private readonly now: () => number;
   private readonly root: string;
@@ -396,7 +390,9 @@ export class SyncEngine {
       // Every file is read again each full sync: a PackageFile changes in place on the master
       // (failed, deprecated, tags), one multi-object GET per 100 files. The state DB's rows are
       // read once per pass and shared by the listing, the planner and the safety valve.
-      const previousByRepo = rowsByRepo(store.listPackageFiles());
+      const previousByRepo = new Map(
+        store.listRepos().map((r) => [r.repo.name, new Map(store.packageFileRows(r.repo.name))]),
+      );
       const listings = new Map<string, PackageFileListing>();
       for (const repo of repos) {
         listings.set(repo.name, await client.listPackageFiles(repo.uri, null, opts.signal));
@@ -466,6 +462,7 @@ export class SyncEngine {
       await this.bucketRounds(report, { reconcile: true, force: opts.replicasNow === true });
 
       store.setValue("full_sync_count", String(fullCount));
+      this.checkModel();
       await client.heartbeat(opts.signal);
       report.repos = plans.length;
       report.durationMs = this.now() - started;
@@ -511,7 +508,7 @@ export class SyncEngine {
     }
     const runId = store.startSyncRun("incremental", started);
     try {
-      const previousByRepo = rowsByRepo(store.listPackageFiles(repoName));
+      const previousByRepo = new Map([[repoName, new Map(store.packageFileRows(repoName))]]);
       const previous = previousByRepo.get(repoName);
       // A poll answer is a hint: the names need not belong to this repo (the master's filter
       // decides), may repeat, and say nothing of files they do not name.
@@ -561,6 +558,7 @@ export class SyncEngine {
       // A warm pass publishes nothing, so there is nothing new for the bucket.
       if (opts.warm !== true)
         await this.bucketRounds(report, { reconcile: false, force: opts.replicasNow === true });
+      this.checkModel();
       report.repos = plans.length;
       report.durationMs = this.now() - started;
       store.finishSyncRun(
@@ -933,7 +931,7 @@ export class SyncEngine {
     const allDesired = plans.flatMap((p) => p.desired);
     report.packageFiles += allDesired.length;
     // One query for every fingerprint instead of one per path.
-    const fingerprints = new Map(store.listFingerprints().map((f) => [f.path, f]));
+    const fingerprints = store.fingerprintMap();
     // Package files kept only as what they yielded (docker archives as blobs) count as present
     // while those files are whole; they are neither observed nor fetched.
     const derived = await this.derivedPresent(plans, fingerprints, opts.deep);
@@ -1719,6 +1717,16 @@ export class SyncEngine {
         // not empty: fine
       }
     }
+  }
+
+  /** EngineDeps.checkModel: the in-memory model must equal SQLite after every pass. */
+  private checkModel(): void {
+    if (this.deps.checkModel !== true) return;
+    const drift = this.deps.store.modelDrift();
+    if (drift.length > 0)
+      throw new Error(
+        `the state DB's in-memory model differs from SQLite after a pass (${drift.length} difference(s)): ${drift.slice(0, 5).join("; ")}`,
+      );
   }
 
   private stats(r: SyncReport): Record<string, number> {

@@ -92,28 +92,15 @@ export function inputsHash(req: PublishRequest): string {
   return h.digest("hex");
 }
 
-/**
- * A fingerprint lookup for `count` paths: one listFingerprints query when there are many
- * (a layout may publish a metadata file per package, such as a signature), single reads when there are few.
- */
-function fingerprintLookup(
-  store: StateStore,
-  count: number,
-): (rel: string) => ReturnType<StateStore["getFingerprint"]> {
-  if (count <= 64) return (rel) => store.getFingerprint(rel);
-  const all = new Map(store.listFingerprints().map((f) => [f.path, f]));
-  return (rel) => all.get(rel);
-}
-
 /** Does every metadata file of the latest generation still hold the bytes it was published with? */
 async function latestIntact(deps: PublisherDeps, repoName: string): Promise<boolean> {
   const rows = deps.store.listCurrentMetadata(repoName);
-  const fingerprintOf = fingerprintLookup(deps.store, rows.length);
+  const fingerprints = deps.store.fingerprintMap();
   for (const row of rows) {
     const full = path.join(deps.root, row.path);
     const st = statInfoSync(full);
     if (st === null) return false;
-    const fp = fingerprintOf(row.path);
+    const fp = fingerprints.get(row.path);
     if (
       fp &&
       fp.size === st.size &&
@@ -277,10 +264,7 @@ async function switchIn(
   )[] = [];
   /** Extracted files by SHA-256: where their bytes already are (final path or temp file). */
   const extracted = new Map<string, string>();
-  const fingerprintOf = fingerprintLookup(
-    deps.store,
-    files.filter((f) => f.contentAddressed).length,
-  );
+  const fingerprints = deps.store.fingerprintMap();
   for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
     const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
     const full = path.join(deps.root, rel);
@@ -295,7 +279,7 @@ async function switchIn(
       if (st !== null && st.size === size) {
         // The fingerprint recorded when we wrote it vouches for the bytes without a re-read
         // (a publish would otherwise read every by-hash copy and pacman .sig again).
-        const fp = fingerprintOf(rel);
+        const fp = fingerprints.get(rel);
         const vouched =
           fp !== undefined &&
           fp.sha256 === sha256 &&

@@ -63,7 +63,8 @@ export async function runCli(
 /** Start `packrat-agent ARGS` in the background (e.g. `run`). */
 export function startCli(args: string[], opts: CliOptions = {}): RunningCli {
   const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, ...opts.env },
+    // Every pass of every agent the tests start compares its in-memory state model with SQLite.
+    env: { PACKRAT_CHECK_MODEL: "1", ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";

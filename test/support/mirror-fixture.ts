@@ -220,6 +220,8 @@ export function makeEngine(
     forgetRepos: layouts.forgetRepos,
     layoutOptions: { ...DEFAULT_LAYOUT_OPTIONS, ...opts.layoutOptions },
     retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
+    // Every pass of every in-process engine compares the state model with SQLite.
+    checkModel: true,
     ...opts.deps,
   });
   return {

@@ -1056,3 +1056,100 @@ describe("schema 5: publish order and replicas", () => {
     expect(s.listReplicaRepos("t1")).toEqual([{ repo: "a", generation: 4, publishedAt: 6 }]);
   });
 });
+
+describe("the in-memory state model (issue 25)", () => {
+  const fp = (p: string, sha: string) => ({
+    path: p,
+    sha256: sha,
+    size: 3,
+    mtimeNs: "1",
+    ino: "2",
+    verifiedAt: 5,
+  });
+
+  it("follows every write and equals SQLite after each, through rollbacks and a reopen", () => {
+    const s = store();
+    s.upsertRepo(repo("a"), [BOOKWORM], 1);
+    s.upsertRepo(repo("b"), [BOOKWORM], 1);
+    // Load everything first, so each write below must update the model, not a later read.
+    expect(s.packageFileRows("a").size).toBe(0);
+    expect(s.fingerprintMap().size).toBe(0);
+    expect(s.packageMetaStatus("apt").size).toBe(0);
+    const steps: [string, () => void][] = [
+      [
+        "replace all",
+        () =>
+          s.replacePackageFiles(
+            "a",
+            [1, 2, 3].map((i) => fileRow("a", i, `p${i}`)),
+          ),
+      ],
+      ["reload", () => s.packageFileRows("a")],
+      [
+        "replace one package, keeping the disk hash SQLite merges",
+        () => s.replacePackagesOfRepo("a", ["p2"], [fileRow("a", 2, "p2", { size: null })]),
+      ],
+      ["disk hash", () => s.setDiskSha256("a", "/api/v2/Package/PackageFile:1:", hex(9), "k", 7)],
+      ["remove a package", () => s.replacePackagesOfRepo("a", ["p3"], [])],
+      ["other repo", () => s.replacePackagesOfRepo("b", ["q"], [fileRow("b", 4, "q")])],
+      ["fingerprint", () => s.putFingerprint(fp("x", hex(1)))],
+      ["fingerprint again", () => s.putFingerprint(fp("x", hex(2)))],
+      ["forget fingerprint", () => s.deleteFingerprint("x")],
+      ["parsed", () => s.putPackageMeta(hex(1), "apt", { a: 1 }, null)],
+      ["failed parse", () => s.putPackageMeta(hex(2), "apt", null, "bad")],
+      [
+        "a rolled-back transaction",
+        () =>
+          expect(() =>
+            s.transaction(() => {
+              s.putFingerprint(fp("y", hex(3)));
+              s.replacePackagesOfRepo("a", ["p1"], []);
+              throw new Error("boom");
+            }),
+          ).toThrow("boom"),
+      ],
+      ["repo deleted", () => s.deleteRepo("b")],
+      ["reopened", () => s.reopen()],
+    ];
+    for (const [label, step] of steps) {
+      step();
+      // Touch every part so the comparison covers loaded state.
+      s.packageFileRows("a");
+      s.fingerprintMap();
+      s.packageMetaStatus("apt");
+      expect(s.modelDrift(), label).toEqual([]);
+    }
+    expect([...s.packageFileRows("a").keys()]).toEqual([
+      "/api/v2/Package/PackageFile:1:",
+      "/api/v2/Package/PackageFile:2:",
+    ]);
+    expect(s.packageFileRows("a").get("/api/v2/Package/PackageFile:1:")?.diskSha256).toBe(hex(9));
+    expect(s.fingerprintMap().has("y")).toBe(false);
+    expect(s.packageMetaStatus("apt")).toEqual(
+      new Map([
+        [hex(1), true],
+        [hex(2), false],
+      ]),
+    );
+  });
+
+  it("reports a change made behind its back (the check can fail)", () => {
+    const path = join(dir, "state.db");
+    const s = store(path);
+    s.upsertRepo(repo("a"), [BOOKWORM], 1);
+    s.replacePackageFiles("a", [fileRow("a", 1, "p1")]);
+    s.putFingerprint(fp("x", hex(1)));
+    s.packageFileRows("a");
+    s.fingerprintMap();
+    const other = raw(path, false);
+    other.prepare("UPDATE package_files SET version = '9.9'").run();
+    other.prepare("DELETE FROM fingerprints").run();
+    other.close();
+    const drift = s.modelDrift();
+    expect(drift).toHaveLength(2);
+    expect(drift[0]).toMatch(
+      /^package file of a \/api\/v2\/Package\/PackageFile:1:: in memory .*"1.1".*state DB .*"9.9"/,
+    );
+    expect(drift[1]).toBe("fingerprint x: in memory, not in the state DB");
+  });
+});
