@@ -126,6 +126,42 @@ export default tseslint.config(
       ],
     },
   },
+  // The planners are pure functions of their input (issue 25): unit-tested with plain objects.
+  {
+    files: ["src/sync/plan.ts", "src/sync/reconcile.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: [
+                "node:fs",
+                "node:fs/*",
+                "node:net",
+                "node:http",
+                "node:https",
+                "node:child_process",
+                "undici",
+                "**/agent/**",
+                "**/test/**",
+                "**/state/db.js",
+                "**/signing/**",
+                "./download.js",
+                "./master-client.js",
+              ],
+              message: "The planners are pure: no disk, network, state DB or signing.",
+            },
+            {
+              group: ["**/layout/**", "!**/layout/index.js", "!**/layout/types.js"],
+              message:
+                "sync must not know a format: import only layout/index.js and layout/types.js (the RepoLayout port).",
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ["test/**/*.ts", "bench/**/*.ts"],
     rules: {

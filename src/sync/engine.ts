@@ -1,306 +1,58 @@
 /**
- * The sync engine: master state → state DB → disk → published metadata.
+ * The sync engine: master state → state DB → disk → published metadata, in the steps a reader
+ * expects (issue 25):
+ *   plan.ts          what the source says each repo holds + the state DB → the pass's actions (pure);
+ *   apply.ts         observe the disk, download, link, repair (reconcile.ts decides, pure);
+ *   render-input.ts  what each layout is given; publish.ts renders, checks and switches it in;
+ *   cleanup.ts       grace-period expiry and removal of what nothing names.
  * A full sync reads everything, checks the disk (fingerprints; a deep re-hash every Nth time),
  * fetches what is missing or wrong, republishes repos whose inputs changed, and removes what
  * nothing names. An incremental sync does the same for the packages a poll named, in one repo,
- * without the cleanup walk (the periodic full sync stays the backstop).
+ * without the cleanup walk (the periodic full sync stays the backstop). The state DB's rows and
+ * fingerprints are read from its in-memory model (state/state-model.ts), not re-read per pass.
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import PQueue from "p-queue";
 import { PackratError, describeError, isPackratError } from "../errors.js";
-import { layoutAccepts } from "../layout/index.js";
-import type { LayoutOptions, PackageMeta, PublishedPackage, RepoLayout } from "../layout/types.js";
-import { metaCacheKey } from "../layout/types.js";
-import type { Logger } from "../log.js";
-import type { Signer } from "../signing/signer.js";
-import type { Fingerprint, PackageFileRow, StateStore } from "../state/state-store.js";
-import type { DistroVersion, PackageFile, Repo } from "../types.js";
-import {
-  TMP_DIR,
-  assertNoSymlinkDirs,
-  fingerprintMatches,
-  fsyncDir,
-  linkAtomic,
-  openFileSource,
-  releaseTempDir,
-  sha256Bytes,
-  sha256File,
-  statInfo,
-  statInfoSync,
-  takeTempDirRepairs,
-  walkTree,
-  writeFileAtomic,
-  type StatInfo,
-} from "./disk.js";
-import {
-  type RetryPolicy,
-  type Sleep,
-  type TransferLimits,
-  DEFAULT_LIMITS,
-  STALLED_PREFIX,
-  downloadVerified,
-} from "./download.js";
-import { assertSafeRelativePath } from "./filename-guard.js";
-import type { ReplicaPort, RoundReport } from "../publish/replica.js";
-import { PathAuthority } from "./path-authority.js";
-import type { MasterClient, PackageFileListing } from "./master-types.js";
-import { publishRepo, type PublishOutcome } from "./publish.js";
+import type { PackageFileRow } from "../state/state-store.js";
 import { SKIPPED_REPO_DIRS_KEY } from "../state/state-store.js";
+import type { DistroVersion, PackageFile, Repo } from "../types.js";
+import { Applier, type Applied } from "./apply.js";
+import { cleanupTree, clearTemp, dropTemp } from "./cleanup.js";
+import { sha256Bytes, sha256File, statInfo, writeFileAtomic } from "./disk.js";
 import {
-  type DesiredFile,
-  type PathObservation,
-  checkMasterSanity,
-  needsHash,
-  planFetches,
-  planRemovals,
-} from "./reconcile.js";
+  emptyReport,
+  type DetachedDownload,
+  type EngineDeps,
+  type SyncOptions,
+  type SyncReport,
+} from "./engine-types.js";
+import type { PackageFileListing } from "./master-types.js";
+import {
+  DEFAULT_SERVE_POLICY,
+  listedFiles,
+  planPass,
+  rowChange,
+  rowsFor,
+  sanityRefusal,
+  skippedRows,
+  type PassPlan,
+  type PlanNote,
+  type RepoPlan,
+} from "./plan.js";
+import { publishRepo, type PublishOutcome } from "./publish.js";
+import { RenderInputs } from "./render-input.js";
 
-/** What a dropped package file yielded (RepoLayout.dropsPackageFiles), cached by its SHA-256. */
-interface DerivedRecord {
-  size: number;
-  /** Root-relative paths and SHA-256 of the files extracted from it. */
-  outputs: { path: string; sha256: string }[];
-}
-
-/**
- * The state DB key of DerivedRecords (the package metadata table, beside the package file's
- * SHA-256): by layout and the package file's path, since what a file yields depends on where it
- * is (its repo) and on its name (a docker archive's name is the image's), not only on its bytes.
- */
-function derivedKey(layout: RepoLayout, canonical: string): string {
-  return `derived:${layout.managerType}:${canonical}`;
-}
-
-/** Files stat'ed and hashed at once while observing the disk. */
-const OBSERVE_CONCURRENCY = 16;
-/** Synchronous stats between two turns of the event loop. */
-const OBSERVE_BATCH = 512;
-/** Package files parsed at once on a cold sync (reads overlap; parsing is on the main thread). */
-const PARSE_CONCURRENCY = 8;
-
-export interface EngineSettings {
-  rootDir: string;
-  keepFileList: readonly string[];
-  downloadConcurrency: number;
-  deepVerifyEvery: number;
-  maxRemovalRatio: number;
-  metadataGraceSeconds: number;
-  /** download_min_rate (bytes/s), download_min_rate_window and download_deadline_base (s). */
-  downloadMinRate?: number;
-  downloadMinRateWindow?: number;
-  downloadDeadlineBase?: number;
-}
-
-/** A stalled file is retried after this, doubling with each stall in a row, at most an hour. */
-export const STALL_RETRY_BASE_MS = 60_000;
-export const STALL_RETRY_MAX_MS = 3_600_000;
-
-/** A download that finished or failed after its pass stopped waiting for it (see syncRepos). */
-export interface DetachedDownload {
-  repo: string;
-  file: string;
-  /** null when it completed; the file is on disk and in the state DB, not yet published. */
-  error: unknown;
-  /** When it failed: how long until a pass may try it again. */
-  retryInMs: number;
-}
-
-/** Files the engine writes at root_dir itself (the exported public key), owned by the agent. */
-export interface RootFile {
-  path: string;
-  content: Uint8Array;
-}
-
-/**
- * What a repo serves of the files the master marks failed or deprecated: the master keeps both
- * listed under their tags (packrat's repo filter does not look at them), so the mirror decides.
- */
-export interface ServePolicy {
-  publishFailed: boolean;
-  publishDeprecated: boolean;
-}
-
-/** A failed file was marked bad by a pipeline; a deprecated one is still valid, only discouraged. */
-export const DEFAULT_SERVE_POLICY: Readonly<ServePolicy> = Object.freeze({
-  publishFailed: false,
-  publishDeprecated: true,
-});
-
-export interface EngineDeps {
-  settings: EngineSettings;
-  /** The serve policy of each repo, by name; DEFAULT_SERVE_POLICY when left out. */
-  servePolicy?: (repo: string) => ServePolicy;
-  client: MasterClient;
-  store: StateStore;
-  log: Logger;
-  signer: Signer | null;
-  layoutFor: (managerType: string) => RepoLayout | undefined;
-  /** The layouts drop the render caches of repos not in `keep` (LayoutRegistry.forgetRepos). */
-  forgetRepos?: (keep: ReadonlySet<string>) => void;
-  layoutOptions: LayoutOptions;
-  /**
-   * After every pass, compare the state DB's in-memory model with SQLite and fail the pass if
-   * they differ (a bug). The tests' CLI runs set it (PACKRAT_CHECK_MODEL=1).
-   */
-  checkModel?: boolean;
-  /** Public key files to keep published at root_dir (empty without a signer). */
-  rootFiles?: readonly RootFile[];
-  /**
-   * Where the tree is copied after each pass (an S3 bucket: src/publish/replica.ts). A replica
-   * that fails never fails the pass: the local tree is published, and the report says so.
-   */
-  replicas?: readonly ReplicaPort[];
-  now?: () => number;
-  retry?: RetryPolicy;
-  sleep?: Sleep;
-  /**
-   * Progress: downloads (bytes as they arrive, per finished file), and the package files a
-   * publish reads for the first time (a cold publish: every package of a new repo).
-   */
-  progress?: {
-    onPlan?(files: number, bytes: number | null): void;
-    onBytes?(n: number): void;
-    onFile?(): void;
-    onIndexPlan?(repo: string, files: number): void;
-    onIndexed?(): void;
-    onIndexDone?(): void;
-  };
-}
-
-export interface SyncOptions {
-  deep?: boolean;
-  force?: boolean;
-  signal?: AbortSignal;
-  /**
-   * Incremental passes: publish quick generations (RenderInput.quick); repos that left
-   * something out are named in SyncReport.deferred for a complete publish soon after.
-   * Default true for incremental passes; full syncs always publish complete generations.
-   */
-  quick?: boolean;
-  /** Render even repos whose inputs are unchanged, and publish nothing: see warm(). */
-  warm?: boolean;
-  /** Try the replicas even within the backoff after their last failure (one-shot `sync`). */
-  replicasNow?: boolean;
-  /**
-   * How long the pass waits for each download before it publishes without the file and leaves
-   * the download going in the background (SyncReport.pending; SyncEngine.onDetachedDownload
-   * says when it ends). Unset: the pass waits for every download (one-shot `sync`).
-   */
-  downloadWaitMs?: number;
-}
-
-export interface SyncReport {
-  kind: "full" | "incremental";
-  repos: number;
-  packageFiles: number;
-  downloaded: number;
-  linked: number;
-  hashed: number;
-  repaired: number;
-  failed: { repo: string; file: string; error: string }[];
-  /** Files still downloading in the background, left out of this pass's generations. */
-  pending: { repo: string; file: string }[];
-  /** Package files the master listed that the client could not use (unsafe name, malformed). */
-  skipped: { repo: string; uri: string; error: string }[];
-  /**
-   * Repos where a full sync found a change the master announces to polls (packrat notifies on
-   * `tag`, `fail` and `deprocate`): a file new in the repo, or newly failed or deprecated. The
-   * daemon compares this with what the polls said, to tell a master that gives no triggers.
-   */
-  announcedChanges: string[];
-  published: string[];
-  /** Repos whose served generation is a quick one: call settle() for them when quiet. */
-  deferred: string[];
-  /** What each replica (bucket) round did after the pass. */
-  buckets: RoundReport[];
-  removed: number;
-  expired: number;
-  refused: string | null;
-  durationMs: number;
-}
-
-interface RepoPlan {
-  repo: Repo;
-  layout: RepoLayout;
-  distroVersions: Map<string, DistroVersion>;
-  /** Every file of the repo the agent keeps a row for, served or not (failed ones included). */
-  listed: PackageFile[];
-  /** The files the repo serves (its policy applied), with their paths. */
-  desired: DesiredFile[];
-  /** The repo's package file rows as the state DB had them before this pass, by URI. */
-  previous: Map<string, PackageFileRow>;
-  /** Listed files refused a place in the tree (unsafe or reserved path): skipped, reported. */
-  refused: { file: PackageFile; code: string; reason: string }[];
-}
-
-/** The plans of a pass, and the repos refused as a whole (their directory). */
-interface RepoPlans {
-  plans: RepoPlan[];
-  refusedRepos: { repo: Repo; error: string }[];
-}
-
-function emptyReport(kind: SyncReport["kind"]): SyncReport {
-  return {
-    kind,
-    repos: 0,
-    packageFiles: 0,
-    downloaded: 0,
-    linked: 0,
-    hashed: 0,
-    repaired: 0,
-    failed: [],
-    pending: [],
-    skipped: [],
-    announcedChanges: [],
-    published: [],
-    deferred: [],
-    buckets: [],
-    removed: 0,
-    expired: 0,
-    refused: null,
-    durationMs: 0,
-  };
-}
-
-/**
- * The fields samePackageFile compares: a field added to PackageFile fails to compile here
- * until it is compared too.
- */
-const COMPARED_FIELDS = {
-  uri: true,
-  packageName: true,
-  distroVersionUri: true,
-  version: true,
-  type: true,
-  arch: true,
-  fileUrl: true,
-  filename: true,
-  sha256: true,
-  tags: true,
-  failedAt: true,
-  deprecatedAt: true,
-} satisfies Record<keyof PackageFile, true>;
-void COMPARED_FIELDS;
-
-/** Field by field (a JSON.stringify of both per row cost more than the rest of the check). */
-function samePackageFile(a: PackageFile, b: PackageFile): boolean {
-  return (
-    a.uri === b.uri &&
-    a.packageName === b.packageName &&
-    a.distroVersionUri === b.distroVersionUri &&
-    a.version === b.version &&
-    a.type === b.type &&
-    a.arch === b.arch &&
-    a.fileUrl === b.fileUrl &&
-    a.filename === b.filename &&
-    a.sha256 === b.sha256 &&
-    a.failedAt === b.failedAt &&
-    a.deprecatedAt === b.deprecatedAt &&
-    a.tags.length === b.tags.length &&
-    a.tags.every((t, i) => t === b.tags[i])
-  );
-}
+export type {
+  DetachedDownload,
+  EngineDeps,
+  EngineSettings,
+  RootFile,
+  SyncOptions,
+  SyncReport,
+} from "./engine-types.js";
+export { STALL_RETRY_BASE_MS, STALL_RETRY_MAX_MS } from "./apply.js";
+export { DEFAULT_SERVE_POLICY, type ServePolicy } from "./plan.js";
 
 export class SyncEngine {
   private readonly now: () => number;
@@ -310,65 +62,36 @@ export class SyncEngine {
    * layout): never touched.
    */
   private skippedDirs: string[] = [];
-  /**
-   * Package signatures by signer fingerprint and sha256, as the last publish used them; each
-   * publish keeps only the ones it used (memory: one repo's worth, ~100 bytes a package).
-   */
-  private readonly signatures = new Map<string, Map<string, Uint8Array>>();
   /** Publish warnings logged so far (repo + text): each is logged once per engine (process). */
   private readonly warned = new Set<string>();
-  /** Decides every path under root_dir: repo dirs, package paths, reserved names. */
-  private readonly paths: PathAuthority;
-  /**
-   * Downloads in flight by canonical path, across passes. A pass that stops waiting for one
-   * (downloadWaitMs) leaves it here, `detached`; a later pass wanting the same file joins it
-   * instead of starting another. The slots bound all of them together to download_concurrency.
-   */
-  private readonly downloads = new Map<string, { done: Promise<void>; detached: boolean }>();
-  private readonly downloadSlots: PQueue;
-  /** Aborted by abortDownloads() (the daemon stopping): every download ends at once. */
-  private readonly stopDownloads = new AbortController();
-  /** Errors already recorded in download_failures (a shared download fails once). */
-  private readonly recordedErrors = new WeakSet<object>();
-  private detachedListener: ((d: DetachedDownload) => void) | null = null;
+  /** Observes the disk and downloads; its downloads outlive a pass (see apply.ts). */
+  private readonly applier: Applier;
+  private readonly inputs: RenderInputs;
 
   constructor(private readonly deps: EngineDeps) {
     this.now = deps.now ?? Date.now;
     this.root = path.resolve(deps.settings.rootDir);
-    this.paths = new PathAuthority({
-      rootFiles: (deps.rootFiles ?? []).map((f) => f.path),
-      keep: deps.settings.keepFileList,
-    });
-    this.downloadSlots = new PQueue({ concurrency: deps.settings.downloadConcurrency });
+    this.applier = new Applier(deps, this.root);
+    this.inputs = new RenderInputs(deps, this.root);
   }
 
   /** Called when a download its pass stopped waiting for ends (the daemon publishes it then). */
   onDetachedDownload(listener: ((d: DetachedDownload) => void) | null): void {
-    this.detachedListener = listener;
+    this.applier.onDetachedDownload(listener);
   }
 
   /** Abort every download in flight, for good (the agent is stopping). */
   abortDownloads(reason: Error): void {
-    this.stopDownloads.abort(reason);
+    this.applier.abortDownloads(reason);
   }
 
   get downloadsInFlight(): number {
-    return this.downloads.size;
+    return this.applier.downloadsInFlight;
   }
 
   /** Resolves when no download is in flight (each removes its temp file as it ends). */
   async downloadsIdle(): Promise<void> {
-    while (this.downloads.size > 0)
-      await Promise.allSettled([...this.downloads.values()].map((e) => e.done));
-  }
-
-  private get limits(): TransferLimits {
-    const s = this.deps.settings;
-    return {
-      minRate: s.downloadMinRate ?? DEFAULT_LIMITS.minRate,
-      windowMs: (s.downloadMinRateWindow ?? DEFAULT_LIMITS.windowMs / 1000) * 1000,
-      deadlineBaseMs: (s.downloadDeadlineBase ?? DEFAULT_LIMITS.deadlineBaseMs / 1000) * 1000,
-    };
+    await this.applier.downloadsIdle();
   }
 
   /** Read the whole mirror from the master and make the disk match it. */
@@ -380,7 +103,7 @@ export class SyncEngine {
     try {
       await fs.mkdir(this.root, { recursive: true });
       // Downloads of earlier passes may still be going on in there (see syncRepos).
-      if (this.downloads.size === 0) await this.clearTemp();
+      if (this.applier.downloadsInFlight === 0) await clearTemp(this.root);
       await client.checkVersion(opts.signal);
       const mirror = await client.getMirror(opts.signal);
       const repos = await client.getRepos(mirror.repoUris, opts.signal);
@@ -405,12 +128,7 @@ export class SyncEngine {
       );
       const contactAt = this.now();
 
-      const { plans, refusedRepos } = this.planRepos(
-        repos,
-        distroVersions,
-        filesByRepo,
-        previousByRepo,
-      );
+      const { plans, refusedRepos } = this.plan(repos, distroVersions, filesByRepo, previousByRepo);
       this.reportRefused(refusedRepos, plans, report);
       this.checkSanity(plans, previousByRepo, opts.force ?? false);
       // Repos that left the mirror: their render caches go (a daemon runs for months).
@@ -433,7 +151,7 @@ export class SyncEngine {
             report.announcedChanges.push(plan.repo.name);
           store.recordSkippedFiles(
             plan.repo.name,
-            this.skippedRows(listings.get(plan.repo.name), plan.refused),
+            skippedRows(listings.get(plan.repo.name), plan.refused, this.now()),
             { all: true },
           );
         }
@@ -457,8 +175,14 @@ export class SyncEngine {
         report,
       );
       await this.writeRootFiles(report);
-      await this.cleanup(plans, opts.force ?? false, report);
-      await this.dropTemp();
+      await cleanupTree(
+        { ...this.deps, root: this.root, now: this.now },
+        plans,
+        this.skippedDirs,
+        opts.force ?? false,
+        report,
+      );
+      await dropTemp(this.root, log, this.applier.downloadsInFlight);
       await this.bucketRounds(report, { reconcile: true, force: opts.replicasNow === true });
 
       store.setValue("full_sync_count", String(fullCount));
@@ -522,7 +246,7 @@ export class SyncEngine {
         .filter((r) => !named.has(r.file.packageName))
         .map((r) => r.file);
       const distroVersions = new Map(known.distroVersions.map((d) => [d.uri, d]));
-      const { plans, refusedRepos } = this.planRepos(
+      const { plans, refusedRepos } = this.plan(
         [known.repo],
         distroVersions,
         new Map([
@@ -536,8 +260,8 @@ export class SyncEngine {
           store.touchMasterContact(repoName, this.now());
           // Only the named packages' rows change: rewriting all of a large repo's rows for one
           // tag would cost more than the rest of the pass.
-          store.replacePackagesOfRepo(repoName, packageNames, this.rowsFor(plan, named));
-          store.recordSkippedFiles(repoName, this.skippedRows(listing, plan.refused), {
+          store.replacePackagesOfRepo(repoName, packageNames, rowsFor(plan, named));
+          store.recordSkippedFiles(repoName, skippedRows(listing, plan.refused, this.now()), {
             parsed: listing.files.map((f) => f.uri),
           });
         }
@@ -554,7 +278,7 @@ export class SyncEngine {
         },
         report,
       );
-      await this.dropTemp();
+      await dropTemp(this.root, this.deps.log, this.applier.downloadsInFlight);
       // A warm pass publishes nothing, so there is nothing new for the bucket.
       if (opts.warm !== true)
         await this.bucketRounds(report, { reconcile: false, force: opts.replicasNow === true });
@@ -592,64 +316,57 @@ export class SyncEngine {
     await this.incrementalSync(repoName, [], { ...opts, quick: true, warm: true });
   }
 
-  // ---- planning -------------------------------------------------------------------------
+  // ---- planning (plan.ts) ---------------------------------------------------------------
 
-  /**
-   * The files a listing says the repo holds. A file listed without the repo's tag changed
-   * between the LIST and the GET (an untag): it is not the repo's now. A file the client skipped
-   * (unsafe name, malformed object) that an earlier pass synced stays as that pass left it:
-   * nothing already served is removed because the master sent something the agent cannot read.
-   */
+  /** The files a listing says the repo holds (plan.ts listedFiles), its skips reported. */
   private filesOf(
     repo: Repo,
     listing: PackageFileListing,
     previous: ReadonlyMap<string, PackageFileRow> | undefined,
     report: SyncReport,
   ): PackageFile[] {
-    const files: PackageFile[] = [];
-    for (const f of listing.files) {
-      if (f.tags.includes(repo.tag)) files.push(f);
-      else
-        this.deps.log.debug(
-          { repo: repo.name, file: f.uri, tags: f.tags, tag: repo.tag },
-          "listed for the repo but not tagged with its tag (changed while it was read); left out",
-        );
-    }
-    for (const skipped of listing.skipped) {
-      report.skipped.push({ repo: repo.name, uri: skipped.uri, error: skipped.reason });
-      const kept = previous?.get(skipped.uri);
-      if (kept) {
-        this.deps.log.warn(
-          { repo: repo.name, uri: skipped.uri },
-          "kept as the last sync left it until the master sends it in a form the agent can read",
-        );
-        files.push(kept.file);
-      }
-    }
+    const { files, skipped, notes } = listedFiles(repo, listing, previous);
+    report.skipped.push(...skipped);
+    this.logNotes(notes);
     return files;
   }
 
-  /** Rows for the skipped-files table: what the master client skipped, and what planning refused. */
-  private skippedRows(listing: PackageFileListing | undefined, refused: RepoPlan["refused"] = []) {
-    const seenAt = this.now();
-    const fromListing = (listing?.skipped ?? []).map(({ uri, fileUrl, code, reason }) => ({
-      uri,
-      fileUrl,
-      code,
-      reason,
-    }));
-    const fromPlanning = refused.map(({ file, code, reason }) => ({
-      uri: file.uri,
-      fileUrl: file.fileUrl,
-      code,
-      reason,
-    }));
-    return [...fromListing, ...fromPlanning].map((row) => ({ ...row, seenAt }));
+  private plan(
+    repos: readonly Repo[],
+    distroVersions: ReadonlyMap<string, DistroVersion>,
+    filesByRepo: ReadonlyMap<string, readonly PackageFile[]>,
+    previousByRepo: ReadonlyMap<string, ReadonlyMap<string, PackageFileRow>>,
+  ): PassPlan {
+    const { deps } = this;
+    const pass = planPass({
+      repos,
+      distroVersions,
+      filesByRepo,
+      previousByRepo,
+      layoutFor: deps.layoutFor,
+      layoutOptions: deps.layoutOptions,
+      servePolicy: (repo) => deps.servePolicy?.(repo) ?? DEFAULT_SERVE_POLICY,
+      paths: {
+        rootFiles: (deps.rootFiles ?? []).map((f) => f.path),
+        keep: deps.settings.keepFileList,
+      },
+      transformKey: (layout) =>
+        layout.transform !== undefined && deps.layoutOptions.signRpmPackages && deps.signer
+          ? deps.signer.fingerprint
+          : null,
+    });
+    this.skippedDirs = pass.skippedDirs;
+    this.logNotes(pass.notes);
+    return pass;
+  }
+
+  private logNotes(notes: readonly PlanNote[]): void {
+    for (const n of notes) this.deps.log[n.level](n.fields, n.msg);
   }
 
   /** Refused repos and files go into the report, so `sync` names them and exits 1. */
   private reportRefused(
-    refusedRepos: RepoPlans["refusedRepos"],
+    refusedRepos: PassPlan["refusedRepos"],
     plans: readonly RepoPlan[],
     report: SyncReport,
   ): void {
@@ -664,243 +381,24 @@ export class SyncEngine {
         report.skipped.push({ repo: p.repo.name, uri: r.file.uri, error: r.reason });
   }
 
-  private servePolicy(repo: string): ServePolicy {
-    return this.deps.servePolicy?.(repo) ?? DEFAULT_SERVE_POLICY;
-  }
-
-  private planRepos(
-    repos: readonly Repo[],
-    allDistroVersions: ReadonlyMap<string, DistroVersion>,
-    filesByRepo: ReadonlyMap<string, PackageFile[]>,
-    previousByRepo: ReadonlyMap<string, Map<string, PackageFileRow>>,
-  ): RepoPlans {
-    const { log } = this.deps;
-    const plans: RepoPlan[] = [];
-    const refusedRepos: RepoPlans["refusedRepos"] = [];
-    this.skippedDirs = [];
-    this.paths.reset();
-    // Directories of repos this agent does not publish are claimed first: whatever order the
-    // master lists repos in, a published repo never lands in a directory cleanup must not touch.
-    for (const repo of repos) {
-      if (this.deps.layoutFor(repo.managerType)) continue;
-      try {
-        this.skippedDirs.push(this.paths.claimRepoDir(repo, false));
-      } catch {
-        // an unsafe dir names nothing inside root_dir that we could protect
-      }
-      log.warn(
-        { repo: repo.name, managerType: repo.managerType },
-        "manager type not published by this agent; repo skipped, its directory left untouched",
-      );
-    }
-    for (const repo of repos) {
-      const layout = this.deps.layoutFor(repo.managerType);
-      if (!layout) continue;
-      let dir: string;
-      try {
-        dir = this.paths.claimRepoDir(repo, true);
-      } catch (err) {
-        log.error(
-          { repo: repo.name, code: isPackratError(err) ? err.code : undefined },
-          `repo skipped: ${describeError(err)}`,
-        );
-        refusedRepos.push({ repo, error: describeError(err) });
-        continue;
-      }
-      const distroVersions = new Map<string, DistroVersion>();
-      for (const uri of repo.distroVersionUris) {
-        const dv = allDistroVersions.get(uri);
-        if (dv) distroVersions.set(uri, dv);
-      }
-      const files = (filesByRepo.get(repo.name) ?? []).filter((f) => {
-        if (!layoutAccepts(layout, f.type)) {
-          log.warn(
-            { repo: repo.name, file: f.filename, type: f.type },
-            `a ${f.type} file does not belong in a ${layout.managerType} repo; skipped`,
-          );
-          return false;
-        }
-        if (!distroVersions.has(f.distroVersionUri)) {
-          log.warn(
-            { repo: repo.name, file: f.filename, distroVersion: f.distroVersionUri },
-            "file's distro version is not one of the repo's; skipped",
-          );
-          return false;
-        }
-        return true;
-      });
-      const policy = this.servePolicy(repo.name);
-      const served = files.filter(
-        (f) =>
-          (f.failedAt === null || policy.publishFailed) &&
-          (f.deprecatedAt === null || policy.publishDeprecated),
-      );
-      const repoArches = [...new Set(served.map((f) => f.arch))].sort();
-      const previous = previousByRepo.get(repo.name) ?? new Map<string, PackageFileRow>();
-      const desired: DesiredFile[] = [];
-      const refused: RepoPlan["refused"] = [];
-      for (const file of served) {
-        const distroVersion = distroVersions.get(file.distroVersionUri);
-        if (!distroVersion) continue;
-        try {
-          const options = this.deps.layoutOptions;
-          const placed = layout.placePackage({ repo, file, distroVersion, repoArches, options });
-          desired.push({
-            repo: repo.name,
-            file,
-            paths: this.paths.packagePaths(repo, dir, layout, options, file.filename, placed),
-            expectedSha256: this.expectedDiskSha(layout, file, previous.get(file.uri)),
-          });
-        } catch (err) {
-          if (!isPackratError(err)) throw err;
-          log.error(
-            { repo: repo.name, file: file.uri, code: err.code },
-            `not published: ${describeError(err)}`,
-          );
-          refused.push({ file, code: err.code, reason: describeError(err) });
-        }
-      }
-      plans.push({
-        repo,
-        layout,
-        distroVersions,
-        listed: files,
-        desired: this.withoutCollisions(repo, desired),
-        previous,
-        refused,
-      });
-    }
-    return { plans, refusedRepos };
-  }
-
   /**
-   * Two package files the master names alike but with different bytes would share one path:
-   * the downloads race, and the layout refuses to render the repo at all. Leave out every file
-   * of such a clash (which one is right is the master's call) so the rest of the repo publishes.
-   */
-  private withoutCollisions(repo: Repo, desired: DesiredFile[]): DesiredFile[] {
-    const shas = new Map<string, Set<string>>();
-    for (const d of desired) {
-      for (const p of d.paths) {
-        let set = shas.get(p);
-        if (!set) shas.set(p, (set = new Set()));
-        set.add(d.file.sha256);
-      }
-    }
-    return desired.filter((d) => {
-      const clash = d.paths.find((p) => (shas.get(p)?.size ?? 0) > 1);
-      if (clash === undefined) return true;
-      this.deps.log.error(
-        { repo: repo.name, file: clash, uri: d.file.uri },
-        `not published: ${d.file.filename} (sha256 ${d.file.sha256}) and another package file with different bytes both belong at ${clash}; fix the duplicate name on the master`,
-      );
-      return false;
-    });
-  }
-
-  private transformActive(layout: RepoLayout): boolean {
-    return (
-      layout.transform !== undefined &&
-      this.deps.layoutOptions.signRpmPackages &&
-      this.deps.signer !== null
-    );
-  }
-
-  /** The bytes on disk are the master's unless a transform (RPM signing) rewrote them. */
-  private expectedDiskSha(
-    layout: RepoLayout,
-    file: PackageFile,
-    previous: PackageFileRow | undefined,
-  ): string {
-    if (!this.transformActive(layout)) return file.sha256;
-    const key = this.deps.signer?.fingerprint ?? null;
-    if (
-      previous &&
-      previous.file.sha256 === file.sha256 &&
-      previous.transformKey === key &&
-      previous.diskSha256
-    ) {
-      return previous.diskSha256;
-    }
-    // Unknown until transformed: a value no file hashes to, so the file is fetched and signed.
-    return `pending-transform:${file.sha256}`;
-  }
-
-  /** State DB rows for the repo's listed files (served or not), carrying what is known of disk. */
-  private rowsFor(plan: RepoPlan, only?: ReadonlySet<string>): PackageFileRow[] {
-    const previous = plan.previous;
-    const listed = only ? plan.listed.filter((f) => only.has(f.packageName)) : plan.listed;
-    return listed.map((file) => {
-      const dv = plan.distroVersions.get(file.distroVersionUri);
-      const prev = previous.get(file.uri);
-      const same = prev !== undefined && prev.file.sha256 === file.sha256;
-      return {
-        repo: plan.repo.name,
-        file,
-        distro: dv?.distro ?? null,
-        distroVersion: dv?.version ?? null,
-        diskSha256: same ? prev.diskSha256 : null,
-        transformKey: same ? prev.transformKey : null,
-        size: same ? prev.size : null,
-      };
-    });
-  }
-
-  /**
-   * Write only the packages whose file rows changed since the last pass: a no-change full sync
-   * of a large mirror then writes nothing (rewriting 10,000 rows costs more than the rest).
+   * Write only the packages whose file rows changed since the last pass (plan.ts rowChange).
    * Says whether anything changed, and whether it is a change the master announces to polls.
    */
   private saveChangedRows(plan: RepoPlan): "none" | "changed" | "announced" {
-    const rows = this.rowsFor(plan);
-    const changed = new Set<string>();
-    const seen = new Set<string>();
-    let announced = false;
-    for (const row of rows) {
-      seen.add(row.file.uri);
-      const prev = plan.previous.get(row.file.uri);
-      if (!prev || !samePackageFile(prev.file, row.file)) changed.add(row.file.packageName);
-      if (
-        !prev ||
-        (row.file.failedAt !== null && prev.file.failedAt === null) ||
-        (row.file.deprecatedAt !== null && prev.file.deprecatedAt === null)
-      )
-        announced = true;
-    }
-    for (const prev of plan.previous.values()) {
-      if (!seen.has(prev.file.uri)) changed.add(prev.file.packageName);
-    }
-    if (changed.size === 0) return "none";
-    if (changed.size > rows.length / 2) {
-      this.deps.store.replacePackageFiles(plan.repo.name, rows);
-    } else {
-      this.deps.store.replacePackagesOfRepo(
-        plan.repo.name,
-        [...changed],
-        rows.filter((r) => changed.has(r.file.packageName)),
-      );
-    }
-    return announced ? "announced" : "changed";
+    const change = rowChange(plan);
+    if (change.kind === "none") return "none";
+    if (change.kind === "all") this.deps.store.replacePackageFiles(plan.repo.name, change.rows);
+    else this.deps.store.replacePackagesOfRepo(plan.repo.name, change.packages, change.rows);
+    return change.announced ? "announced" : "changed";
   }
 
   private checkSanity(
     plans: readonly RepoPlan[],
-    previousByRepo: ReadonlyMap<string, Map<string, PackageFileRow>>,
+    previousByRepo: ReadonlyMap<string, ReadonlyMap<string, PackageFileRow>>,
     force: boolean,
   ): void {
-    const previous = new Map(
-      [...previousByRepo].map(([repo, rows]) => [repo, new Set(rows.keys())]),
-    );
-    const current = new Map(
-      // What the master lists, before the serve policy: failed files leaving the indexes is the
-      // policy at work, not a master that dropped them.
-      plans.map((p) => [p.repo.name, new Set(p.listed.map((f) => f.uri))]),
-    );
-    const refused = checkMasterSanity({
-      previous,
-      current,
-      maxRemovalRatio: this.deps.settings.maxRemovalRatio,
-    });
+    const refused = sanityRefusal(plans, previousByRepo, this.deps.settings.maxRemovalRatio);
     if (refused) {
       if (force) {
         this.deps.log.warn(`--force: ${refused}`);
@@ -911,15 +409,14 @@ export class SyncEngine {
     }
   }
 
-  // ---- disk -----------------------------------------------------------------------------
+  // ---- disk and publishing -------------------------------------------------------------
 
+  /** Apply the plans to the disk, then publish each repo; one repo's failure is its own. */
   private async syncRepos(
     plans: readonly RepoPlan[],
     opts: {
       deep: boolean;
       signal: AbortSignal | undefined;
-      /** Incremental passes look at these packages' files only; the rest are trusted as the
-       * last pass left them (fingerprints), and the periodic full sync checks them. */
       onlyPackages?: ReadonlySet<string>;
       quick?: boolean;
       warm?: boolean;
@@ -927,181 +424,18 @@ export class SyncEngine {
     },
     report: SyncReport,
   ): Promise<void> {
-    const { store, log } = this.deps;
-    const allDesired = plans.flatMap((p) => p.desired);
-    report.packageFiles += allDesired.length;
-    // One query for every fingerprint instead of one per path.
-    const fingerprints = store.fingerprintMap();
-    // Package files kept only as what they yielded (docker archives as blobs) count as present
-    // while those files are whole; they are neither observed nor fetched.
-    const derived = await this.derivedPresent(plans, fingerprints, opts.deep);
-    const desired = allDesired.filter((d) => !derived.has(d.paths[0] ?? ""));
-
-    // Observe: stat every path, hash the ones whose fingerprint does not vouch for them
-    // (OBSERVE_CONCURRENCY at a time: that is disk and thread-pool latency, not CPU).
-    const observations = new Map<string, PathObservation>();
-    const observeQueue = new PQueue({ concurrency: OBSERVE_CONCURRENCY });
-    const observeErrors: unknown[] = [];
-    // The stat is synchronous (see statInfoSync), in batches between which the event loop
-    // runs; only files that need hashing go to the queue.
-    let sinceYield = 0;
-    const observe = async (d: DesiredFile, rel: string): Promise<void> => {
-      const full = path.join(this.root, rel);
-      const fingerprint = fingerprints.get(rel);
-      const obs: PathObservation = { stat: statInfoSync(full), fingerprint };
-      if (needsHash(obs, d.expectedSha256, opts.deep)) {
-        await observeQueue.add(async () => {
-          obs.hashed = await sha256File(full);
-        });
-        report.hashed++;
-        if (obs.hashed !== d.expectedSha256) {
-          if (d.expectedSha256.startsWith("pending-transform:"))
-            log.info({ file: rel }, "package needs signing");
-          else
-            log.warn(
-              { file: rel, expected: d.expectedSha256, actual: obs.hashed },
-              "file on disk does not match its SHA-256; fetching it again",
-            );
-        }
-      }
-      observations.set(rel, obs);
-    };
-    const pending: Promise<void>[] = [];
-    // A path that cannot be observed (EACCES, a directory in its place) fails its file only.
-    const unobservable = new Set<string>();
-    for (const d of desired) {
-      const trusted = opts.onlyPackages !== undefined && !opts.onlyPackages.has(d.file.packageName);
-      for (const rel of d.paths) {
-        const fingerprint = fingerprints.get(rel);
-        if (trusted && fingerprint !== undefined && fingerprint.sha256 === d.expectedSha256) {
-          const { size, mtimeNs, ino } = fingerprint;
-          observations.set(rel, { stat: { size, mtimeNs, ino }, fingerprint });
-          continue;
-        }
-        if (++sinceYield >= OBSERVE_BATCH) {
-          sinceYield = 0;
-          await new Promise<void>((resolve) => setImmediate(resolve));
-        }
-        pending.push(
-          observe(d, rel).catch((err: unknown) => {
-            if (!(err as NodeJS.ErrnoException | undefined)?.code) {
-              observeErrors.push(err);
-              return;
-            }
-            unobservable.add(d.file.uri);
-            report.failed.push({ repo: d.repo, file: rel, error: describeError(err) });
-            log.error({ repo: d.repo, file: rel }, `not published: ${describeError(err)}`);
-          }),
-        );
-      }
-    }
-    await Promise.all(pending);
-    if (observeErrors.length > 0) throw observeErrors[0];
-
-    const plan = planFetches({
-      desired: desired.filter((d) => !unobservable.has(d.file.uri)),
-      observations,
-    });
-    for (const v of plan.verified) {
-      const st = observations.get(v.path)?.stat;
-      if (st)
-        store.putFingerprint({ path: v.path, sha256: v.sha256, ...st, verifiedAt: this.now() });
-    }
-
-    const failed = new Set<string>(unobservable);
-    const queue = new PQueue({ concurrency: this.deps.settings.downloadConcurrency });
-    const stalls = new Map(
-      store
-        .listDownloadFailures()
-        .filter((f) => f.error.startsWith(STALLED_PREFIX))
-        .map((f) => [`${f.repo}\0${f.uri}`, f]),
-    );
-    this.deps.progress?.onPlan?.(plan.fetch.length, null);
-    for (const action of plan.fetch) {
-      void queue.add(async () => {
-        const d = action.desired;
-        const canonical = d.paths[0];
-        if (canonical === undefined) return;
-        // A file that stalled is not tried again before its backoff is over: each try would
-        // hold a download slot for a whole window, every pass.
-        const stall = action.linkFrom ? undefined : stalls.get(`${d.repo}\0${d.file.uri}`);
-        const retryIn = stall ? this.stallRetryIn(stall) : 0;
-        if (stall && retryIn > 0) {
-          failed.add(d.file.uri);
-          const error = `not tried again for ${Math.ceil(retryIn / 1000)} s (backoff after ${stall.attempts} failed attempt(s)): ${stall.error.slice(STALLED_PREFIX.length)}`;
-          report.failed.push({ repo: d.repo, file: canonical, error });
-          log.info({ repo: d.repo, file: canonical }, `not published: ${error}`);
-          this.deps.progress?.onFile?.();
-          return;
-        }
-        try {
-          if (action.reason === "mismatch") {
-            // Never leave wrong bytes where an index may point: remove first, fetch after.
-            await assertNoSymlinkDirs(this.root, path.join(this.root, canonical));
-            await fs.rm(path.join(this.root, canonical), { force: true });
-            report.repaired++;
-          }
-          if (action.linkFrom) {
-            await linkAtomic(
-              this.root,
-              path.join(this.root, action.linkFrom),
-              path.join(this.root, canonical),
-            );
-            await this.recordFingerprint(canonical, d.expectedSha256);
-            report.linked++;
-          } else {
-            const done = await this.fetchShared(d, plans, opts.signal, opts.downloadWaitMs);
-            if (done === "pending") {
-              // Still coming: this pass publishes without it; a later one adds it.
-              failed.add(d.file.uri);
-              report.pending.push({ repo: d.repo, file: canonical });
-              return;
-            }
-            report.downloaded++;
-            return;
-          }
-          for (const extra of d.paths.slice(1)) {
-            await linkAtomic(
-              this.root,
-              path.join(this.root, canonical),
-              path.join(this.root, extra),
-            );
-          }
-          store.clearDownloadFailure(d.repo, d.file.uri);
-        } catch (err) {
-          // Aborted (the agent is stopping): not a failure of this file; the abort is raised
-          // once the queue is idle, so no rejection escapes the queue unhandled. Downloads
-          // aborted by abortDownloads() end the same way, and the pass publishes the rest.
-          if (opts.signal?.aborted) return;
-          failed.add(d.file.uri);
-          if (this.stopDownloads.signal.aborted) return;
-          report.failed.push({ repo: d.repo, file: canonical, error: describeError(err) });
-          if (!this.recordedErrors.has(err as object)) this.recordFailure(d, err);
-          log.error(
-            { repo: d.repo, file: canonical, code: isPackratError(err) ? err.code : undefined },
-            `not published: ${describeError(err)}`,
-          );
-        } finally {
-          this.deps.progress?.onFile?.();
-        }
-      });
-    }
-    for (const l of plan.link) {
-      await linkAtomic(this.root, path.join(this.root, l.from), path.join(this.root, l.to));
-      report.linked++;
-    }
-    await queue.onIdle();
-    opts.signal?.throwIfAborted();
-
+    const applied = await this.applier.apply(plans, opts, report);
+    const { failed } = applied;
     // One repo that cannot be published (a self-check failure, two files at one pool path)
     // must not stop the others; its previous generation stays served.
     for (const p of plans) {
       try {
-        const outcome = await this.publish(p, failed, observations, derived, {
+        const outcome = await this.publish(p, applied, {
           quick: opts.quick === true,
           warm: opts.warm === true,
         });
-        if (p.layout.dropsPackageFiles) await this.dropDerivedSources(p, failed, outcome.extracted);
+        if (p.layout.dropsPackageFiles)
+          await this.applier.dropDerivedSources(p, failed, outcome.extracted);
         if (outcome.published) report.published.push(p.repo.name);
         if (outcome.deferred) report.deferred.push(p.repo.name);
       } catch (err) {
@@ -1118,379 +452,21 @@ export class SyncEngine {
     }
   }
 
-  /**
-   * Package files of layouts that drop them (RepoLayout.dropsPackageFiles) that are not on disk
-   * but whose yield is: every file the state DB says they yielded is there with its SHA-256
-   * (fingerprint, or a re-hash on a deep pass), and their parse is cached. By canonical path,
-   * with the package file's size. Any other such file is fetched again as usual.
-   */
-  private async derivedPresent(
-    plans: readonly RepoPlan[],
-    fingerprints: ReadonlyMap<string, Fingerprint>,
-    deep: boolean,
-  ): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    const { store } = this.deps;
-    for (const p of plans) {
-      if (!p.layout.dropsPackageFiles) continue;
-      const parsed = store.packageMetaStatus(metaCacheKey(p.layout));
-      for (const d of p.desired) {
-        const canonical = d.paths[0];
-        if (canonical === undefined || parsed.get(d.expectedSha256) !== true) continue;
-        if (statInfoSync(path.join(this.root, canonical)) !== null) continue;
-        const record = store.getPackageMeta(d.expectedSha256, derivedKey(p.layout, canonical))
-          ?.meta as DerivedRecord | null | undefined;
-        if (!record || !Array.isArray(record.outputs)) continue;
-        let whole = true;
-        for (const o of record.outputs) {
-          const full = path.join(this.root, o.path);
-          const fp = fingerprints.get(o.path);
-          const st = statInfoSync(full);
-          if (st === null) whole = false;
-          else if (deep || fp?.sha256 !== o.sha256 || !fingerprintMatches(fp, st)) {
-            // Touched, or a deep pass: the bytes decide, not the stat.
-            whole = (await sha256File(full)) === o.sha256;
-            if (whole)
-              store.putFingerprint({
-                path: o.path,
-                sha256: o.sha256,
-                ...st,
-                verifiedAt: this.now(),
-              });
-          }
-          if (!whole) break;
-        }
-        if (whole) out.set(canonical, record.size);
-        else
-          this.deps.log.info(
-            { repo: d.repo, file: canonical },
-            "a file unpacked from this package file is missing or changed; fetching the package file again",
-          );
-      }
-    }
-    return out;
-  }
-
-  /**
-   * After a publish of a layout that drops its package files: record what each package file
-   * on disk yielded (by its SHA-256), then delete it. A file that yielded nothing (it did not
-   * parse) is kept, so it is not fetched again every pass. Without a render (`extracted`
-   * absent: the served generation already holds the file's yield, fetched again after a
-   * blob went missing) the record made when it was first unpacked says what it yielded.
-   */
-  private async dropDerivedSources(
-    plan: RepoPlan,
-    failed: ReadonlySet<string>,
-    extracted: ReadonlyMap<string, { path: string; sha256: string }[]> | undefined,
-  ): Promise<void> {
-    const { store, log } = this.deps;
-    for (const d of plan.desired) {
-      const canonical = d.paths[0];
-      if (canonical === undefined || failed.has(d.file.uri)) continue;
-      const full = path.join(this.root, canonical);
-      const st = statInfoSync(full);
-      if (st === null) continue;
-      const known = store.getPackageMeta(d.expectedSha256, derivedKey(plan.layout, canonical))
-        ?.meta as DerivedRecord | null;
-      const outputs = extracted ? extracted.get(canonical) : known?.outputs;
-      if (!outputs || outputs.length === 0) continue;
-      // Only once every file it yielded is in place (a generation that failed leaves it).
-      if (!extracted && outputs.some((o) => statInfoSync(path.join(this.root, o.path)) === null))
-        continue;
-      const record: DerivedRecord = { size: st.size, outputs };
-      store.putPackageMeta(
-        d.expectedSha256,
-        derivedKey(plan.layout, canonical),
-        record as unknown as PackageMeta,
-        null,
-      );
-      try {
-        for (const rel of d.paths) {
-          await fs.rm(path.join(this.root, rel), { force: true });
-          store.deleteFingerprint(rel);
-        }
-      } catch (err) {
-        log.warn({ file: canonical }, `could not remove after unpacking: ${describeError(err)}`);
-      }
-    }
-  }
-
-  private async recordFingerprint(rel: string, sha256: string): Promise<void> {
-    const st = await statInfo(path.join(this.root, rel));
-    if (st) this.deps.store.putFingerprint({ path: rel, sha256, ...st, verifiedAt: this.now() });
-  }
-
-  /** The time until a file that stalled may be tried again (0: now). */
-  private stallRetryIn(row: { attempts: number; lastAttemptAt: number }): number {
-    const delay = Math.min(
-      STALL_RETRY_MAX_MS,
-      STALL_RETRY_BASE_MS * 2 ** Math.min(30, Math.max(0, row.attempts - 1)),
-    );
-    return Math.max(0, row.lastAttemptAt + delay - this.now());
-  }
-
-  private recordFailure(d: DesiredFile, err: unknown): void {
-    const stalled = isPackratError(err, "PACKRAT_DOWNLOAD_STALLED");
-    this.deps.store.recordDownloadFailure({
-      repo: d.repo,
-      uri: d.file.uri,
-      filename: d.file.filename,
-      // The code marks a stall for the backoff above (download_failures has no code column).
-      error: `${stalled ? STALLED_PREFIX : ""}${describeError(err)}`,
-      lastAttemptAt: this.now(),
-    });
-    if (typeof err === "object" && err !== null) this.recordedErrors.add(err);
-  }
-
-  /**
-   * Fetch a file, or join the download of it already in flight, and wait at most `waitMs` for
-   * it. Why: a master that trickles one file must not hold a pass (and with it every change
-   * queued behind it, in every repo) for the file's whole deadline. A download that outlives the
-   * wait goes on in the background, within the shared download slots; the pass publishes
-   * without it, and when it ends the detached listener (the daemon) queues a pass that publishes
-   * it, or, if it failed, one after its backoff. Success and failure are recorded in the state
-   * DB here, once, whichever pass waits or none.
-   */
-  private async fetchShared(
-    d: DesiredFile,
-    plans: readonly RepoPlan[],
-    signal: AbortSignal | undefined,
-    waitMs: number | undefined,
-  ): Promise<"done" | "pending"> {
-    const canonical = d.paths[0] ?? "";
-    let entry = this.downloads.get(canonical);
-    if (!entry) {
-      const downloadSignal = signal
-        ? AbortSignal.any([signal, this.stopDownloads.signal])
-        : this.stopDownloads.signal;
-      const created: { done: Promise<void>; detached: boolean } = {
-        detached: false,
-        done: this.downloadSlots.add(async () => {
-          downloadSignal.throwIfAborted();
-          await this.fetchOne(d, plans, downloadSignal);
-          for (const extra of d.paths.slice(1)) {
-            await linkAtomic(
-              this.root,
-              path.join(this.root, canonical),
-              path.join(this.root, extra),
-            );
-          }
-          this.deps.store.clearDownloadFailure(d.repo, d.file.uri);
-        }),
-      };
-      entry = created;
-      this.downloads.set(canonical, created);
-      created.done.then(
-        () => {
-          this.downloads.delete(canonical);
-          if (created.detached)
-            this.detachedListener?.({ repo: d.repo, file: canonical, error: null, retryInMs: 0 });
-        },
-        (err: unknown) => {
-          this.downloads.delete(canonical);
-          if (downloadSignal.aborted && !isPackratError(err, "PACKRAT_DOWNLOAD_STALLED")) return;
-          this.recordFailure(d, err);
-          if (!created.detached) return;
-          this.deps.log.error(
-            { repo: d.repo, file: canonical, code: isPackratError(err) ? err.code : undefined },
-            `not published: ${describeError(err)}`,
-          );
-          const row = this.deps.store
-            .listDownloadFailures()
-            .find((f) => f.repo === d.repo && f.uri === d.file.uri);
-          const retryInMs =
-            row && isPackratError(err, "PACKRAT_DOWNLOAD_STALLED") ? this.stallRetryIn(row) : 0;
-          this.detachedListener?.({ repo: d.repo, file: canonical, error: err, retryInMs });
-        },
-      );
-    }
-    if (waitMs === undefined) {
-      await entry.done;
-      return "done";
-    }
-    // Already left to the background by an earlier pass: waiting again would cost every pass of
-    // the repo the whole wait (and the changes queued behind it), for a file known to be slow.
-    if (entry.detached) return "pending";
-    const finished = entry.done.then(() => "done" as const);
-    finished.catch(() => undefined); // raised to the waiter below, or handled above
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise<"pending">((resolve) => {
-      timer = setTimeout(() => resolve("pending"), waitMs);
-    });
-    try {
-      const outcome = await Promise.race([finished, waited]);
-      if (outcome === "pending") {
-        entry.detached = true;
-        this.deps.log.info(
-          { repo: d.repo, file: canonical, waitedMs: waitMs },
-          "download continues in the background; publishing without it for now",
-        );
-      }
-      return outcome;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Download, verify, optionally transform, and rename into place. */
-  private async fetchOne(
-    d: DesiredFile,
-    plans: readonly RepoPlan[],
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
-    const canonical = d.paths[0] ?? "";
-    const { tmp, size } = await downloadVerified(
-      { fileUrl: d.file.fileUrl, sha256: d.file.sha256, label: canonical },
-      {
-        client: this.deps.client,
-        root: this.root,
-        log: this.deps.log,
-        limits: this.limits,
-        ...(this.deps.retry ? { retry: this.deps.retry } : {}),
-        ...(this.deps.sleep ? { sleep: this.deps.sleep } : {}),
-        ...(signal ? { signal } : {}),
-        onBytes: (n: number) => this.deps.progress?.onBytes?.(n),
-      },
-    );
-    let diskSha = d.file.sha256;
-    let diskSize = size;
-    let transformKey: string | null = null;
-    const layout = plans.find((p) => p.repo.name === d.repo)?.layout;
-    try {
-      if (layout?.transform && this.transformActive(layout)) {
-        const source = await openFileSource(tmp);
-        let rewritten: Uint8Array | null;
-        try {
-          rewritten = await layout.transform(
-            source,
-            d.file.filename,
-            this.deps.signer,
-            this.deps.layoutOptions,
-          );
-        } finally {
-          await source.close();
-        }
-        if (rewritten) {
-          const handle = await fs.open(tmp, "w");
-          try {
-            await handle.writeFile(rewritten);
-            await handle.sync();
-          } finally {
-            await handle.close();
-          }
-          diskSha = sha256Bytes(rewritten);
-          diskSize = rewritten.length;
-          transformKey = this.deps.signer?.fingerprint ?? null;
-        }
-      }
-      const full = path.join(this.root, canonical);
-      await assertNoSymlinkDirs(this.root, full);
-      await fs.mkdir(path.dirname(full), { recursive: true });
-      await fs.rename(tmp, full);
-      await fsyncDir(path.dirname(full));
-    } catch (err) {
-      await fs.rm(tmp, { force: true });
-      throw err;
-    }
-    d.expectedSha256 = diskSha;
-    this.deps.store.setDiskSha256(d.repo, d.file.uri, diskSha, transformKey, diskSize);
-    await this.recordFingerprint(canonical, diskSha);
-  }
-
-  // ---- publishing -----------------------------------------------------------------------
-
   private async publish(
     plan: RepoPlan,
-    failed: ReadonlySet<string>,
-    observations: ReadonlyMap<string, PathObservation>,
-    derived: ReadonlyMap<string, number>,
-    { quick, warm }: { quick: boolean; warm: boolean },
+    applied: Applied,
+    flags: { quick: boolean; warm: boolean },
   ): Promise<PublishOutcome> {
-    const { store, log, layoutOptions, signer } = this.deps;
-    const dir = assertSafeRelativePath(plan.repo.filesystemDir, `repo ${plan.repo.name}`);
-    const packages: PublishedPackage[] = [];
-    const metaKey = metaCacheKey(plan.layout);
-    // Cached metadata is read only when the layout asks for it: a pass whose inputs are
-    // unchanged does not render, and a render with warm caches asks for few (JSON.parse of
-    // 10,000 metas costs more than the rest of a one-package pass).
-    const metaStatus = store.packageMetaStatus(metaKey);
-    const signatureMemos = {
-      last: this.signatures.get(plan.repo.name) ?? new Map<string, Uint8Array>(),
-      used: new Map<string, Uint8Array>(),
-    };
-    const present: { d: DesiredFile; canonical: string; st: StatInfo }[] = [];
-    for (const d of [...plan.desired].sort((a, b) => a.file.uri.localeCompare(b.file.uri))) {
-      if (failed.has(d.file.uri)) continue;
-      const canonical = d.paths[0];
-      if (canonical === undefined) continue;
-      const size = derived.get(canonical);
-      if (size !== undefined) {
-        present.push({ d, canonical, st: { size, mtimeNs: "0", ino: "0" } });
-        continue;
-      }
-      // A file fetched in this pass (no observation, or one that did not match) has not been
-      // stat'ed since: stat it. A file hashed and found right keeps the stat it had.
-      const seen = observations.get(canonical);
-      const fetched =
-        seen === undefined ||
-        seen.stat === null ||
-        (seen.hashed !== undefined && seen.hashed !== d.expectedSha256);
-      const st = fetched ? statInfoSync(path.join(this.root, canonical)) : seen.stat;
-      if (st !== null) present.push({ d, canonical, st });
-    }
-    const parsed = await this.parseNew(
-      plan.layout,
-      present.filter(({ d }) => !metaStatus.has(d.expectedSha256)),
-    );
-    for (const { d, canonical, st } of present) {
-      const status = metaStatus.get(d.expectedSha256);
-      if (status === false) continue; // failed to parse: logged when it did
-      if (status === undefined && !parsed.get(d.expectedSha256)) continue;
-      const signature = plan.layout.wantsPackageSignatures
-        ? await this.packageSignature(d, canonical, signatureMemos)
-        : undefined;
-      const sha256 = d.expectedSha256;
-      let meta = parsed.get(sha256) ?? null;
-      packages.push({
-        ...(signature ? { signature } : {}),
-        file: d.file,
-        distroVersion: plan.distroVersions.get(d.file.distroVersionUri) as DistroVersion,
-        paths: d.paths.map((p) => p.slice(dir.length + 1)),
-        size: st.size,
-        sha256,
-        get meta() {
-          return (meta ??= store.getPackageMeta(sha256, metaKey)?.meta ?? {});
-        },
-      });
-    }
-    if (plan.layout.wantsPackageSignatures)
-      this.signatures.set(plan.repo.name, signatureMemos.used);
+    const { store, log } = this.deps;
+    const request = await this.inputs.request(plan, applied, flags);
     try {
-      const outcome = await publishRepo(
-        {
-          layout: plan.layout,
-          repoDir: dir,
-          // A raised metaVersion re-renders (re-parsed metadata leaves the package list as it
-          // was); an unversioned layout keeps the salt, and so its published generation.
-          salt: JSON.stringify([
-            plan.layout.optionsUsed.map((k) => [k, layoutOptions[k]]),
-            signer?.fingerprint ?? null,
-            ...(metaKey === plan.layout.managerType ? [] : [metaKey]),
-          ]),
-          warmOnly: warm,
-          input: {
-            repo: plan.repo,
-            distroVersions: plan.distroVersions,
-            packages,
-            signer,
-            options: layoutOptions,
-            now: new Date(this.now()),
-            quick,
-          },
-        },
-        { root: this.root, store, log, now: this.now, warned: this.warned },
-      );
-      return outcome;
+      return await publishRepo(request, {
+        root: this.root,
+        store,
+        log,
+        now: this.now,
+        warned: this.warned,
+      });
     } catch (err) {
       log.error(
         { repo: plan.repo.name },
@@ -1498,89 +474,6 @@ export class SyncEngine {
       );
       throw err;
     }
-  }
-
-  /** A detached signature of a package file, made once per (sha256, key) and cached. */
-  private async packageSignature(
-    d: DesiredFile,
-    rel: string,
-    memos: { last: ReadonlyMap<string, Uint8Array>; used: Map<string, Uint8Array> },
-  ): Promise<Uint8Array | undefined> {
-    const signer = this.deps.signer;
-    if (!signer) return undefined;
-    const key = `signature:${signer.fingerprint}`;
-    // The same object every pass (a layout's render cache may compare by identity first), and no
-    // state DB read and JSON.parse per package per pass.
-    const memoKey = `${signer.fingerprint}:${d.expectedSha256}`;
-    const memo = memos.last.get(memoKey);
-    if (memo !== undefined) {
-      memos.used.set(memoKey, memo);
-      return memo;
-    }
-    const cached = this.deps.store.getPackageMeta(d.expectedSha256, key);
-    if (typeof cached?.meta?.signature === "string") {
-      const bytes = Buffer.from(cached.meta.signature, "base64");
-      memos.used.set(memoKey, bytes);
-      return bytes;
-    }
-    const bytes = await fs.readFile(path.join(this.root, rel));
-    const signature = await signer.signDetachedBinary(bytes);
-    memos.used.set(memoKey, signature);
-    this.deps.store.putPackageMeta(
-      d.expectedSha256,
-      key,
-      { signature: Buffer.from(signature).toString("base64") },
-      null,
-    );
-    return signature;
-  }
-
-  /**
-   * Parse the package files whose sha256 has no cached metadata yet, PARSE_CONCURRENCY at a
-   * time (a cold sync of 10,000 packages parsed them one after another), and cache the results
-   * in one transaction. A file that does not parse is cached as an error, logged once, and
-   * left out of the index.
-   */
-  private async parseNew(
-    layout: RepoLayout,
-    files: readonly { d: DesiredFile; canonical: string }[],
-  ): Promise<Map<string, Record<string, unknown> | null>> {
-    const { store, log } = this.deps;
-    const out = new Map<string, Record<string, unknown> | null>();
-    const errors = new Map<string, string>();
-    const queue = new PQueue({ concurrency: PARSE_CONCURRENCY });
-    const bySha = new Map(files.map((f) => [f.d.expectedSha256, f]));
-    const progress = this.deps.progress;
-    const repoName = files[0]?.d.repo;
-    if (repoName !== undefined) progress?.onIndexPlan?.(repoName, bySha.size);
-    await Promise.all(
-      [...bySha.values()].map(({ d, canonical }) =>
-        queue.add(async () => {
-          const source = await openFileSource(path.join(this.root, canonical));
-          try {
-            out.set(d.expectedSha256, await layout.parse(source, d.file.filename));
-          } catch (err) {
-            if (!isPackratError(err)) throw err;
-            out.set(d.expectedSha256, null);
-            errors.set(d.expectedSha256, describeError(err));
-            log.error(
-              { repo: d.repo, file: canonical, code: err.code },
-              `left out of the index: ${describeError(err)}`,
-            );
-          } finally {
-            await source.close();
-            progress?.onIndexed?.();
-          }
-        }),
-      ),
-    ).finally(() => {
-      if (repoName !== undefined) progress?.onIndexDone?.();
-    });
-    store.transaction(() => {
-      for (const [sha256, meta] of out)
-        store.putPackageMeta(sha256, metaCacheKey(layout), meta, errors.get(sha256) ?? null);
-    });
-    return out;
   }
 
   /** The public key exports; one that cannot be written is reported, and the pass goes on. */
@@ -1627,96 +520,6 @@ export class SyncEngine {
     }));
     for (const replica of this.deps.replicas ?? [])
       report.buckets.push(await replica.round({ ...opts, rootFiles }));
-  }
-
-  // ---- cleanup --------------------------------------------------------------------------
-
-  private async clearTemp(): Promise<void> {
-    // Only this agent writes here and it holds the state DB lock, so anything left is debris
-    // from a crash: never a final path, safe to drop. fs.rm removes a symlink planted here
-    // itself, never what it points to.
-    releaseTempDir(this.root);
-    await fs.rm(path.join(this.root, TMP_DIR), { recursive: true, force: true });
-  }
-
-  /**
-   * After a pass: the temp directory goes if empty, and any repair of it is logged. Not while
-   * a download a pass left to the background still writes there: its temp path goes through
-   * the directory's descriptor, which must stay open (and not be reused) until it is done.
-   */
-  private async dropTemp(): Promise<void> {
-    for (const repair of takeTempDirRepairs(this.root)) this.deps.log.warn(repair);
-    if (this.downloads.size > 0) return;
-    releaseTempDir(this.root);
-    await fs.rmdir(path.join(this.root, TMP_DIR)).catch(() => undefined);
-  }
-
-  private async cleanup(
-    plans: readonly RepoPlan[],
-    force: boolean,
-    report: SyncReport,
-  ): Promise<void> {
-    const { store, log, settings } = this.deps;
-    const cutoff = this.now() - settings.metadataGraceSeconds * 1000;
-    report.expired = store.expireSuperseded(cutoff).length;
-
-    const expected = new Set<string>();
-    for (const p of plans) for (const d of p.desired) for (const rel of d.paths) expected.add(rel);
-    for (const rel of store.listPublishedPaths()) expected.add(rel);
-    for (const f of this.deps.rootFiles ?? []) expected.add(f.path);
-
-    // Directories of repos this agent does not publish (a manager type with no layout) are
-    // never touched.
-    const skipped = this.skippedDirs;
-    const entries = (await walkTree(this.root)).filter(
-      (e) =>
-        e.rel !== TMP_DIR &&
-        !e.rel.startsWith(`${TMP_DIR}/`) &&
-        !skipped.some((s) => e.rel === s || e.rel.startsWith(`${s}/`)),
-    );
-    const diskFiles = entries.filter((e) => e.kind !== "dir").map((e) => e.rel);
-    const removal = planRemovals({
-      diskFiles,
-      expected,
-      keep: settings.keepFileList,
-      maxRemovalRatio: settings.maxRemovalRatio,
-      force,
-    });
-    if (removal.refused) {
-      report.refused = removal.refused;
-      log.error(removal.refused);
-      return;
-    }
-    for (const rel of removal.remove) {
-      log.info({ file: rel }, "removing a file nothing names");
-      try {
-        await fs.rm(path.join(this.root, rel), { force: true });
-      } catch (err) {
-        // One file that cannot go (permissions, a directory in its place) must not stop the
-        // rest of the cleanup, nor the heartbeat after it.
-        log.warn({ file: rel }, `could not remove: ${describeError(err)}`);
-        continue;
-      }
-      store.deleteFingerprint(rel);
-      report.removed++;
-    }
-    // Prune empty directories, deepest first (walkTree lists children before parents). Only
-    // those that held nothing but removed files are tried: an rmdir that fails is not free.
-    const removed = new Set(removal.remove);
-    const occupied = new Set<string>();
-    for (const e of entries) {
-      if (e.kind === "dir" || removed.has(e.rel)) continue;
-      for (let i = e.rel.lastIndexOf("/"); i > 0; i = e.rel.lastIndexOf("/", i - 1))
-        occupied.add(e.rel.slice(0, i));
-    }
-    for (const e of entries) {
-      if (e.kind !== "dir" || occupied.has(e.rel)) continue;
-      try {
-        await fs.rmdir(path.join(this.root, e.rel));
-      } catch {
-        // not empty: fine
-      }
-    }
   }
 
   /** EngineDeps.checkModel: the in-memory model must equal SQLite after every pass. */

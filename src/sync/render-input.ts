@@ -1,0 +1,216 @@
+/**
+ * What each layout is given to render (issue 25): the packages of a repo that are on disk and
+ * parse, in URI order, with their metadata, paths and package signatures. Metadata is parsed
+ * once per SHA-256 and cached in the state DB; a pass whose inputs are unchanged reads none of
+ * it (the layout asks through a getter), and package signatures are made once per SHA-256 and
+ * key and kept in memory for the repo's next publish.
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import PQueue from "p-queue";
+import { describeError, isPackratError } from "../errors.js";
+import type { PublishedPackage, RepoLayout } from "../layout/types.js";
+import { metaCacheKey } from "../layout/types.js";
+import type { DistroVersion } from "../types.js";
+import type { Applied } from "./apply.js";
+import { openFileSource, statInfoSync, type StatInfo } from "./disk.js";
+import type { EngineDeps } from "./engine-types.js";
+import { assertSafeRelativePath } from "./filename-guard.js";
+import type { RepoPlan } from "./plan.js";
+import type { PublishRequest } from "./publish.js";
+import type { DesiredFile } from "./reconcile.js";
+
+/** Package files parsed at once on a cold sync (reads overlap; parsing is on the main thread). */
+const PARSE_CONCURRENCY = 8;
+
+export class RenderInputs {
+  private readonly now: () => number;
+  /**
+   * Package signatures by repo, then signer fingerprint and sha256, as the last publish used
+   * them; each publish keeps only the ones it used (memory: one repo's worth, ~100 bytes a package).
+   */
+  private readonly signatures = new Map<string, Map<string, Uint8Array>>();
+
+  constructor(
+    private readonly deps: EngineDeps,
+    private readonly root: string,
+  ) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  /**
+   * The publish request of a repo: every package the plan serves that is on disk (applied) and
+   * parses, with its metadata (cached by SHA-256, parsed now if new), its paths within the repo
+   * and, for layouts that want one, its detached signature.
+   */
+  async request(
+    plan: RepoPlan,
+    applied: Applied,
+    { quick, warm }: { quick: boolean; warm: boolean },
+  ): Promise<PublishRequest> {
+    const { store, layoutOptions, signer } = this.deps;
+    const { failed, observations, derived } = applied;
+    const dir = assertSafeRelativePath(plan.repo.filesystemDir, `repo ${plan.repo.name}`);
+    const packages: PublishedPackage[] = [];
+    const metaKey = metaCacheKey(plan.layout);
+    // Cached metadata is read only when the layout asks for it: a pass whose inputs are
+    // unchanged does not render, and a render with warm caches asks for few (JSON.parse of
+    // 10,000 metas costs more than the rest of a one-package pass).
+    const metaStatus = store.packageMetaStatus(metaKey);
+    const signatureMemos = {
+      last: this.signatures.get(plan.repo.name) ?? new Map<string, Uint8Array>(),
+      used: new Map<string, Uint8Array>(),
+    };
+    const present: { d: DesiredFile; canonical: string; st: StatInfo }[] = [];
+    for (const d of [...plan.desired].sort((a, b) => a.file.uri.localeCompare(b.file.uri))) {
+      if (failed.has(d.file.uri)) continue;
+      const canonical = d.paths[0];
+      if (canonical === undefined) continue;
+      const size = derived.get(canonical);
+      if (size !== undefined) {
+        present.push({ d, canonical, st: { size, mtimeNs: "0", ino: "0" } });
+        continue;
+      }
+      // A file fetched in this pass (no observation, or one that did not match) has not been
+      // stat'ed since: stat it. A file hashed and found right keeps the stat it had.
+      const seen = observations.get(canonical);
+      const fetched =
+        seen === undefined ||
+        seen.stat === null ||
+        (seen.hashed !== undefined && seen.hashed !== d.expectedSha256);
+      const st = fetched ? statInfoSync(path.join(this.root, canonical)) : seen.stat;
+      if (st !== null) present.push({ d, canonical, st });
+    }
+    const parsed = await this.parseNew(
+      plan.layout,
+      present.filter(({ d }) => !metaStatus.has(d.expectedSha256)),
+    );
+    for (const { d, canonical, st } of present) {
+      const status = metaStatus.get(d.expectedSha256);
+      if (status === false) continue; // failed to parse: logged when it did
+      if (status === undefined && !parsed.get(d.expectedSha256)) continue;
+      const signature = plan.layout.wantsPackageSignatures
+        ? await this.packageSignature(d, canonical, signatureMemos)
+        : undefined;
+      const sha256 = d.expectedSha256;
+      let meta = parsed.get(sha256) ?? null;
+      packages.push({
+        ...(signature ? { signature } : {}),
+        file: d.file,
+        distroVersion: plan.distroVersions.get(d.file.distroVersionUri) as DistroVersion,
+        paths: d.paths.map((p) => p.slice(dir.length + 1)),
+        size: st.size,
+        sha256,
+        get meta() {
+          return (meta ??= store.getPackageMeta(sha256, metaKey)?.meta ?? {});
+        },
+      });
+    }
+    if (plan.layout.wantsPackageSignatures)
+      this.signatures.set(plan.repo.name, signatureMemos.used);
+    return {
+      layout: plan.layout,
+      repoDir: dir,
+      // A raised metaVersion re-renders (re-parsed metadata leaves the package list as it
+      // was); an unversioned layout keeps the salt, and so its published generation.
+      salt: JSON.stringify([
+        plan.layout.optionsUsed.map((k) => [k, layoutOptions[k]]),
+        signer?.fingerprint ?? null,
+        ...(metaKey === plan.layout.managerType ? [] : [metaKey]),
+      ]),
+      warmOnly: warm,
+      input: {
+        repo: plan.repo,
+        distroVersions: plan.distroVersions,
+        packages,
+        signer,
+        options: layoutOptions,
+        now: new Date(this.now()),
+        quick,
+      },
+    };
+  }
+
+  /** A detached signature of a package file, made once per (sha256, key) and cached. */
+  private async packageSignature(
+    d: DesiredFile,
+    rel: string,
+    memos: { last: ReadonlyMap<string, Uint8Array>; used: Map<string, Uint8Array> },
+  ): Promise<Uint8Array | undefined> {
+    const signer = this.deps.signer;
+    if (!signer) return undefined;
+    const key = `signature:${signer.fingerprint}`;
+    // The same object every pass (a layout's render cache may compare by identity first), and no
+    // state DB read and JSON.parse per package per pass.
+    const memoKey = `${signer.fingerprint}:${d.expectedSha256}`;
+    const memo = memos.last.get(memoKey);
+    if (memo !== undefined) {
+      memos.used.set(memoKey, memo);
+      return memo;
+    }
+    const cached = this.deps.store.getPackageMeta(d.expectedSha256, key);
+    if (typeof cached?.meta?.signature === "string") {
+      const bytes = Buffer.from(cached.meta.signature, "base64");
+      memos.used.set(memoKey, bytes);
+      return bytes;
+    }
+    const bytes = await fs.readFile(path.join(this.root, rel));
+    const signature = await signer.signDetachedBinary(bytes);
+    memos.used.set(memoKey, signature);
+    this.deps.store.putPackageMeta(
+      d.expectedSha256,
+      key,
+      { signature: Buffer.from(signature).toString("base64") },
+      null,
+    );
+    return signature;
+  }
+
+  /**
+   * Parse the package files whose sha256 has no cached metadata yet, PARSE_CONCURRENCY at a
+   * time (a cold sync of 10,000 packages parsed them one after another), and cache the results
+   * in one transaction. A file that does not parse is cached as an error, logged once, and
+   * left out of the index.
+   */
+  private async parseNew(
+    layout: RepoLayout,
+    files: readonly { d: DesiredFile; canonical: string }[],
+  ): Promise<Map<string, Record<string, unknown> | null>> {
+    const { store, log } = this.deps;
+    const out = new Map<string, Record<string, unknown> | null>();
+    const errors = new Map<string, string>();
+    const queue = new PQueue({ concurrency: PARSE_CONCURRENCY });
+    const bySha = new Map(files.map((f) => [f.d.expectedSha256, f]));
+    const progress = this.deps.progress;
+    const repoName = files[0]?.d.repo;
+    if (repoName !== undefined) progress?.onIndexPlan?.(repoName, bySha.size);
+    await Promise.all(
+      [...bySha.values()].map(({ d, canonical }) =>
+        queue.add(async () => {
+          const source = await openFileSource(path.join(this.root, canonical));
+          try {
+            out.set(d.expectedSha256, await layout.parse(source, d.file.filename));
+          } catch (err) {
+            if (!isPackratError(err)) throw err;
+            out.set(d.expectedSha256, null);
+            errors.set(d.expectedSha256, describeError(err));
+            log.error(
+              { repo: d.repo, file: canonical, code: err.code },
+              `left out of the index: ${describeError(err)}`,
+            );
+          } finally {
+            await source.close();
+            progress?.onIndexed?.();
+          }
+        }),
+      ),
+    ).finally(() => {
+      if (repoName !== undefined) progress?.onIndexDone?.();
+    });
+    store.transaction(() => {
+      for (const [sha256, meta] of out)
+        store.putPackageMeta(sha256, metaCacheKey(layout), meta, errors.get(sha256) ?? null);
+    });
+    return out;
+  }
+}
