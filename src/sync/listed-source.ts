@@ -105,6 +105,17 @@ const TAKE_CONCURRENCY = 8;
 /** At most this many quiet windows group one burst. */
 const MAX_GROUPS = 10;
 
+/**
+ * The first window of a change to an idle source whose objects appear whole (a bucket; its
+ * backend has no `settled`): a lone upload is in the index well within a second, while a burst
+ * runs on past this window into the full ones and is grouped as before (issue 23: a new upload
+ * in the index within 1 s, 500 uploads in a handful of publishes).
+ */
+const FIRST_WINDOW_MS = 200;
+
+/** A source is idle (its next change gets FIRST_WINDOW_MS) once no change was reported for this long. */
+const IDLE_AFTER_MS = 5000;
+
 type Entry =
   { kind: "package"; file: PackageFile } | { kind: "invalid"; skipped: SkippedPackageFile };
 
@@ -126,6 +137,8 @@ interface RepoState {
   dirty: boolean;
   /** `package name \0 uri` by relative path, as last reported to a poll. */
   reported: Map<string, string>;
+  /** When a poll last reported a change (0: never). */
+  lastChangeAt: number;
 }
 
 export class ListedSource implements MasterClient {
@@ -158,6 +171,7 @@ export class ListedSource implements MasterClient {
         wake: null,
         dirty: false,
         reported: new Map(),
+        lastChangeAt: 0,
       });
     }
   }
@@ -267,9 +281,14 @@ export class ListedSource implements MasterClient {
       if (state.dirty) {
         // Group a burst: until no event came for quietMs, but never longer than MAX_GROUPS
         // windows, so a steady trickle of uploads still publishes.
+        const short =
+          state.backend.settled === undefined && this.now() - state.lastChangeAt > IDLE_AFTER_MS;
         for (let windows = 0; state.dirty && windows < MAX_GROUPS; windows++) {
           state.dirty = false;
-          await sleep(this.quietMs, signal);
+          await sleep(
+            windows === 0 && short ? Math.min(FIRST_WINDOW_MS, this.quietMs) : this.quietMs,
+            signal,
+          );
         }
       } else {
         await sleep(this.settleMs, signal); // objects still being written: look again
@@ -362,6 +381,7 @@ export class ListedSource implements MasterClient {
       if (state.reported.get(rel) !== key) names.add(key.split("\0")[0]!);
     for (const [rel, key] of state.reported) if (!now.has(rel)) names.add(key.split("\0")[0]!);
     state.reported = now;
+    if (names.size > 0) state.lastChangeAt = this.now();
     return [...names].sort();
   }
 
