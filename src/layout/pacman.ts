@@ -613,7 +613,12 @@ const PACMAN: Omit<RepoLayout, "render" | "forgetRepos" | "check"> = {
   // packrat's PackageFile.type for pacman packages is not fixed; parse() rejects non-packages.
   fileTypes: ["*"],
   // pacman checks a detached signature per package (%PGPSIG% and <file>.sig).
-  wantsPackageSignatures: true,
+  derive: {
+    wants: (_options, signer) => (signer ? { rewrite: false, signature: true } : null),
+    run: async (source, _filename, signer) => ({
+      signature: await signPacmanPackage(source, signer),
+    }),
+  },
   optionsUsed: ["pacmanRepoNames"],
   options: {
     pacmanRepoNames: {

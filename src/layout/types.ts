@@ -130,10 +130,47 @@ export interface PublishedPackage {
   meta: PackageMeta;
   /**
    * Detached binary signature of the package file by the configured signer; present only for
-   * layouts with `wantsPackageSignatures` (pacman's `.sig` and %PGPSIG%). The engine makes it
-   * once per (sha256, signing key) and caches it in the state DB.
+   * layouts whose derive() makes one (pacman's `.sig` and %PGPSIG%). Sync makes it once per
+   * (sha256, signing key) and caches it in the state DB (package_signatures).
    */
   signature?: Uint8Array;
+}
+
+/** What a layout derives from one package file's bytes (RepoLayout.derive). */
+export interface DerivedArtifacts {
+  /** Bytes to serve instead of the master's (an RPM with a header signature); absent: as listed. */
+  bytes?: Uint8Array;
+  /** A detached binary signature of the bytes served (pacman's `<file>.sig` and %PGPSIG%). */
+  signature?: Uint8Array;
+}
+
+/**
+ * The one hook for per-package artifacts (issue 17). Sync never knows which format wants what:
+ * it asks `wants`, runs `run` once per content digest and signer, and caches the result (a
+ * rewrite as the file on disk and its SHA-256 in the package file row, a signature in the
+ * package_signatures table).
+ */
+export interface PackageDerivation {
+  /**
+   * What the layout derives under these options with this signer, or null for nothing.
+   * `rewrite`: the served bytes differ from the master's, so sync derives while the download is
+   * still a temp file and places the result; `signature`: sync hands it to render as
+   * PublishedPackage.signature.
+   */
+  wants(
+    options: LayoutOptions,
+    signer: Signer | null,
+  ): { rewrite: boolean; signature: boolean } | null;
+  /**
+   * Derive from one package file: the master's bytes when `wants` says rewrite (the signature,
+   * if any, must then be of the rewritten bytes), else the bytes served.
+   */
+  run(
+    source: ByteSource,
+    filename: string,
+    signer: Signer,
+    options: LayoutOptions,
+  ): Promise<DerivedArtifacts>;
 }
 
 export interface RenderInput {
@@ -248,8 +285,6 @@ export interface RepoLayout {
    * there with their hashes (fetching it again otherwise), so a repo takes its space once.
    */
   readonly dropsPackageFiles?: boolean;
-  /** Ask the engine for a detached signature of every package file (see PublishedPackage). */
-  readonly wantsPackageSignatures?: boolean;
   /** Where a package file goes, relative to the repo directory; first path canonical. */
   placePackage(input: PlacementInput): string[];
   /**
@@ -269,15 +304,11 @@ export interface RepoLayout {
   readonly metaVersion?: number;
   render(input: RenderInput): Promise<RenderResult>;
   /**
-   * Optional rewrite of a verified download before it is published (yum: add an RPM header
-   * signature when sign_rpm_packages is on). Returns null when the bytes stay as they are.
+   * What the layout derives from each package file (PackageDerivation): served bytes that
+   * differ from the master's (yum: RPMs with a header signature), a detached signature
+   * (pacman), or both. Sync runs it once per content and signer and caches the result.
    */
-  transform?(
-    source: ByteSource,
-    filename: string,
-    signer: Signer | null,
-    options: LayoutOptions,
-  ): Promise<Uint8Array | null>;
+  readonly derive?: PackageDerivation;
   /**
    * Drop what the layout keeps between renders (its render caches) for repos not in `keep`:
    * repos that left the mirror. Called after each full sync.

@@ -322,9 +322,11 @@ const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
     return { ...(await parseRpm(source, filename)) };
   },
 
-  async transform(source, filename, signer, options) {
-    if (!options.signRpmPackages || !signer) return null;
-    return signRpm(source, filename, signer);
+  // sign_rpm_packages: each RPM is served with an RPM v4 header signature by the repo key.
+  derive: {
+    wants: (options, signer) =>
+      options.signRpmPackages && signer ? { rewrite: true, signature: false } : null,
+    run: async (source, filename, signer) => ({ bytes: await signRpm(source, filename, signer) }),
   },
 
   // <distro>/main/<version>/: el/9 unless the repo names them.

@@ -557,6 +557,14 @@ function prepareStatements(db: Db) {
        VALUES (?, ?, ?, ?, ?)`,
     ),
 
+    getPackageSignature: db.prepare<[string, string, string], { signature: Buffer }>(
+      "SELECT signature FROM package_signatures WHERE sha256 = ? AND layout = ? AND signer = ?",
+    ),
+    putPackageSignature: db.prepare<[string, string, string, Buffer, number]>(
+      `INSERT OR REPLACE INTO package_signatures (sha256, layout, signer, signature, made_at)
+       VALUES (?, ?, ?, ?, ?)`,
+    ),
+
     latestGeneration: db.prepare<[string], GenerationDbRow>(
       "SELECT * FROM generations WHERE repo = ? ORDER BY generation DESC LIMIT 1",
     ),
@@ -994,6 +1002,19 @@ class SqliteStateStore implements StateStore {
         this.now(),
       );
       this.model.putMeta(sha256, layout, meta !== null);
+    });
+  }
+
+  getPackageSignature(sha256: string, layout: string, signer: string): Uint8Array | undefined {
+    return this.guard("reading a package signature", () => {
+      const row = this.s.getPackageSignature.get(sha256, layout, signer);
+      return row && new Uint8Array(row.signature);
+    });
+  }
+
+  putPackageSignature(sha256: string, layout: string, signer: string, signature: Uint8Array): void {
+    this.guard("caching a package signature", () => {
+      this.s.putPackageSignature.run(sha256, layout, signer, Buffer.from(signature), this.now());
     });
   }
 

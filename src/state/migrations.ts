@@ -205,6 +205,27 @@ CREATE TABLE replica_repos (
 `);
     },
   },
+  {
+    version: 6,
+    description: "package signatures a layout derives, in a table of their own",
+    up(db) {
+      db.exec(`
+-- A detached signature of a package file's bytes (RepoLayout.derive: pacman's .sig), by the
+-- SHA-256 of the bytes signed, the layout and the signing key's fingerprint. Made once, ever.
+-- (Earlier agents kept these in package_meta under 'signature:<fingerprint>'; those rows are
+-- dropped, and such packages are signed once more.)
+CREATE TABLE package_signatures (
+  sha256 TEXT NOT NULL,
+  layout TEXT NOT NULL,
+  signer TEXT NOT NULL,
+  signature BLOB NOT NULL,
+  made_at INTEGER NOT NULL,
+  PRIMARY KEY (sha256, layout, signer)
+) STRICT;
+DELETE FROM package_meta WHERE layout LIKE 'signature:%';
+`);
+    },
+  },
 ];
 
 /** The version this agent writes and understands. */

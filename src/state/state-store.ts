@@ -188,6 +188,10 @@ export interface StateStore {
     error: string | null,
   ): void;
 
+  // package signatures a layout derives (RepoLayout.derive), by the bytes signed
+  getPackageSignature(sha256: string, layout: string, signer: string): Uint8Array | undefined;
+  putPackageSignature(sha256: string, layout: string, signer: string, signature: Uint8Array): void;
+
   // publishing
   latestGeneration(repo: string): GenerationRow | undefined;
   /**

@@ -10,7 +10,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import PQueue from "p-queue";
 import { describeError, isPackratError } from "../errors.js";
-import type { PackageMeta, RepoLayout } from "../layout/types.js";
+import type { DerivedArtifacts, PackageMeta, RepoLayout } from "../layout/types.js";
 import { metaCacheKey } from "../layout/types.js";
 import type { Fingerprint } from "../state/state-store.js";
 import {
@@ -545,20 +545,19 @@ export class Applier {
     let diskSize = size;
     let transformKey: string | null = null;
     const layout = plans.find((p) => p.repo.name === d.repo)?.layout;
+    const { signer, layoutOptions } = this.deps;
     try {
-      if (layout?.transform && this.transformActive(layout)) {
+      // A layout that serves other bytes than the master's (RepoLayout.derive) rewrites the
+      // download while it is still a temp file: the final path only ever holds served bytes.
+      if (layout?.derive && signer && layout.derive.wants(layoutOptions, signer)?.rewrite) {
         const source = await openFileSource(tmp);
-        let rewritten: Uint8Array | null;
+        let derived: DerivedArtifacts;
         try {
-          rewritten = await layout.transform(
-            source,
-            d.file.filename,
-            this.deps.signer,
-            this.deps.layoutOptions,
-          );
+          derived = await layout.derive.run(source, d.file.filename, signer, layoutOptions);
         } finally {
           await source.close();
         }
+        const rewritten = derived.bytes;
         if (rewritten) {
           const handle = await fs.open(tmp, "w");
           try {
@@ -569,8 +568,15 @@ export class Applier {
           }
           diskSha = sha256Bytes(rewritten);
           diskSize = rewritten.length;
-          transformKey = this.deps.signer?.fingerprint ?? null;
+          transformKey = signer.fingerprint;
         }
+        if (derived.signature)
+          this.deps.store.putPackageSignature(
+            diskSha,
+            layout.managerType,
+            signer.fingerprint,
+            derived.signature,
+          );
       }
       const full = path.join(this.root, canonical);
       await assertNoSymlinkDirs(this.root, full);
@@ -584,13 +590,5 @@ export class Applier {
     d.expectedSha256 = diskSha;
     this.deps.store.setDiskSha256(d.repo, d.file.uri, diskSha, transformKey, diskSize);
     await this.recordFingerprint(canonical, diskSha);
-  }
-
-  private transformActive(layout: RepoLayout): boolean {
-    return (
-      layout.transform !== undefined &&
-      this.deps.layoutOptions.signRpmPackages &&
-      this.deps.signer !== null
-    );
   }
 }

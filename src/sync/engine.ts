@@ -351,7 +351,7 @@ export class SyncEngine {
         keep: deps.settings.keepFileList,
       },
       transformKey: (layout) =>
-        layout.transform !== undefined && deps.layoutOptions.signRpmPackages && deps.signer
+        deps.signer && layout.derive?.wants(deps.layoutOptions, deps.signer)?.rewrite
           ? deps.signer.fingerprint
           : null,
     });

@@ -5,7 +5,6 @@
  * it (the layout asks through a getter), and package signatures are made once per SHA-256 and
  * key and kept in memory for the repo's next publish.
  */
-import fs from "node:fs/promises";
 import path from "node:path";
 import PQueue from "p-queue";
 import { describeError, isPackratError } from "../errors.js";
@@ -50,6 +49,7 @@ export class RenderInputs {
   ): Promise<PublishRequest> {
     const { store, layoutOptions, signer } = this.deps;
     const { failed, observations, derived } = applied;
+    const wantsSignatures = plan.layout.derive?.wants(layoutOptions, signer)?.signature === true;
     const dir = assertSafeRelativePath(plan.repo.filesystemDir, `repo ${plan.repo.name}`);
     const packages: PublishedPackage[] = [];
     const metaKey = metaCacheKey(plan.layout);
@@ -89,8 +89,8 @@ export class RenderInputs {
       const status = metaStatus.get(d.expectedSha256);
       if (status === false) continue; // failed to parse: logged when it did
       if (status === undefined && !parsed.get(d.expectedSha256)) continue;
-      const signature = plan.layout.wantsPackageSignatures
-        ? await this.packageSignature(d, canonical, signatureMemos)
+      const signature = wantsSignatures
+        ? await this.packageSignature(plan.layout, d, canonical, signatureMemos)
         : undefined;
       const sha256 = d.expectedSha256;
       let meta = parsed.get(sha256) ?? null;
@@ -106,8 +106,7 @@ export class RenderInputs {
         },
       });
     }
-    if (plan.layout.wantsPackageSignatures)
-      this.signatures.set(plan.repo.name, signatureMemos.used);
+    if (wantsSignatures) this.signatures.set(plan.repo.name, signatureMemos.used);
     return {
       layout: plan.layout,
       repoDir: dir,
@@ -132,37 +131,46 @@ export class RenderInputs {
   }
 
   /** A detached signature of a package file, made once per (sha256, key) and cached. */
+  /**
+   * The detached signature a layout derives for a package file (RepoLayout.derive), made once
+   * per (sha256, layout, key) and kept in the state DB's package_signatures.
+   */
   private async packageSignature(
+    layout: RepoLayout,
     d: DesiredFile,
     rel: string,
     memos: { last: ReadonlyMap<string, Uint8Array>; used: Map<string, Uint8Array> },
   ): Promise<Uint8Array | undefined> {
-    const signer = this.deps.signer;
-    if (!signer) return undefined;
-    const key = `signature:${signer.fingerprint}`;
+    const { signer, store, layoutOptions } = this.deps;
+    if (!signer || !layout.derive) return undefined;
     // The same object every pass (a layout's render cache may compare by identity first), and no
-    // state DB read and JSON.parse per package per pass.
+    // state DB read per package per pass.
     const memoKey = `${signer.fingerprint}:${d.expectedSha256}`;
     const memo = memos.last.get(memoKey);
     if (memo !== undefined) {
       memos.used.set(memoKey, memo);
       return memo;
     }
-    const cached = this.deps.store.getPackageMeta(d.expectedSha256, key);
-    if (typeof cached?.meta?.signature === "string") {
-      const bytes = Buffer.from(cached.meta.signature, "base64");
-      memos.used.set(memoKey, bytes);
-      return bytes;
-    }
-    const bytes = await fs.readFile(path.join(this.root, rel));
-    const signature = await signer.signDetachedBinary(bytes);
-    memos.used.set(memoKey, signature);
-    this.deps.store.putPackageMeta(
+    const cached = store.getPackageSignature(
       d.expectedSha256,
-      key,
-      { signature: Buffer.from(signature).toString("base64") },
-      null,
+      layout.managerType,
+      signer.fingerprint,
     );
+    if (cached) {
+      memos.used.set(memoKey, cached);
+      return cached;
+    }
+    const source = await openFileSource(path.join(this.root, rel));
+    let signature: Uint8Array | undefined;
+    try {
+      signature = (await layout.derive.run(source, d.file.filename, signer, layoutOptions))
+        .signature;
+    } finally {
+      await source.close();
+    }
+    if (!signature) return undefined;
+    memos.used.set(memoKey, signature);
+    store.putPackageSignature(d.expectedSha256, layout.managerType, signer.fingerprint, signature);
     return signature;
   }
 

@@ -290,13 +290,14 @@ describe("sync engine with a pacman repo", () => {
       ).toBe(true);
       // The any package is in the arch dir too.
       expect(existsSync(path.join(fx.root, "arch/x86_64/docs-1.0-1-any.pkg.tar.zst"))).toBe(true);
-      const cached = h.store.getPackageMeta(
-        createHash("sha256")
-          .update(await readFile(pkgFile))
-          .digest("hex"),
-        `signature:${key.signer.fingerprint}`,
+      const pkgBytes = await readFile(pkgFile);
+      const cached = h.store.getPackageSignature(
+        createHash("sha256").update(pkgBytes).digest("hex"),
+        "pacman",
+        key.signer.fingerprint,
       );
-      expect(typeof cached?.meta?.signature).toBe("string");
+      // The signature made once and kept (package_signatures) is the one published beside it.
+      expect(cached && Buffer.from(cached)).toEqual(sig);
     } finally {
       await h.close();
       await fx.close();

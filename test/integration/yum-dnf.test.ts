@@ -77,10 +77,13 @@ let files: RenderedFile[];
 let published: { pkg: PublishedPackage; bytes: Uint8Array }[];
 let keyFile: string;
 
-/** Parse, sign (transform) and place one RPM as the sync engine would. */
+/** Parse, sign (derive) and place one RPM as the sync engine would. */
 async function publish(filename: string, original: Uint8Array, dv: DistroVersion) {
-  const transformed = await yumLayout.transform!(bufferSource(original), filename, signer, options);
-  const bytes = transformed ?? original;
+  const rewrite = yumLayout.derive!.wants(options, signer)?.rewrite === true;
+  const derived = rewrite
+    ? await yumLayout.derive!.run(bufferSource(original), filename, signer, options)
+    : {};
+  const bytes = derived.bytes ?? original;
   // Parse the bytes as published: the signature header moved the header range.
   const meta = await yumLayout.parse(bufferSource(bytes), filename);
   const arch = meta.arch as string;

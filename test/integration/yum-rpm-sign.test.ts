@@ -152,14 +152,16 @@ describe("RPM header signing", () => {
     await expect(checksig(signer.publicKeyArmored(), signed)).rejects.toThrow(/import failed/);
   });
 
-  it("transform is null unless sign_rpm_packages is on and a signer exists", async () => {
+  it("derive rewrites only when sign_rpm_packages is on and a signer exists", async () => {
     const signer = await gpgEd25519TestSigner();
     const src = bufferSource(built[0]!);
-    expect(await yumLayout.transform!(src, "p.rpm", signer, DEFAULT_LAYOUT_OPTIONS)).toBeNull();
+    const derive = yumLayout.derive!;
+    expect(derive.wants(DEFAULT_LAYOUT_OPTIONS, signer)).toBeNull();
     const on = { ...DEFAULT_LAYOUT_OPTIONS, signRpmPackages: true };
-    expect(await yumLayout.transform!(src, "p.rpm", null, on)).toBeNull();
-    const signed = await yumLayout.transform!(src, "p.rpm", signer, on);
-    expect(signed).not.toBeNull();
-    expect((await checksig(signer.publicKeyArmored(), signed!))[0]).toBe(true);
+    expect(derive.wants(on, null)).toBeNull();
+    expect(derive.wants(on, signer)).toEqual({ rewrite: true, signature: false });
+    const { bytes, signature } = await derive.run(src, "p.rpm", signer, on);
+    expect(signature).toBeUndefined();
+    expect((await checksig(signer.publicKeyArmored(), bytes!))[0]).toBe(true);
   });
 });

@@ -256,8 +256,18 @@ describe.each(supportedManagerTypes())("the %s layout", (managerType) => {
         size: f.bytes.length,
         sha256: sha256(f.bytes),
         meta,
-        ...(layout.wantsPackageSignatures
-          ? { signature: await signer.signDetachedBinary(f.bytes) }
+        // What sync hands over from the layout's own derive hook (pacman's signatures).
+        ...(layout.derive?.wants(DEFAULT_LAYOUT_OPTIONS, signer)?.signature
+          ? {
+              signature: (
+                await layout.derive.run(
+                  bufferSource(f.bytes),
+                  f.filename,
+                  signer,
+                  DEFAULT_LAYOUT_OPTIONS,
+                )
+              ).signature!,
+            }
           : {}),
       });
     }

@@ -122,7 +122,7 @@ describe("a new state DB", () => {
     expect(db.prepare("SELECT value FROM control WHERE key = 'version'").get()).toEqual({
       value: String(SCHEMA_VERSION),
     });
-    expect(SCHEMA_VERSION).toBe(5);
+    expect(SCHEMA_VERSION).toBe(6);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     const tables = (
       db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
@@ -136,6 +136,7 @@ describe("a new state DB", () => {
         "package_files",
         "fingerprints",
         "package_meta",
+        "package_signatures",
         "generations",
         "published_files",
         "download_failures",
@@ -737,7 +738,7 @@ describe("the original agent's tables, renamed", () => {
     db.close();
 
     const err = expectPackratError(() => store(path), "PACKRAT_STATE_DB");
-    expect(err.message).toMatch(/from schema version 2 to 5 failed .*kv.*rolled back/);
+    expect(err.message).toMatch(/from schema version 2 to 6 failed .*kv.*rolled back/);
     expect(err.message).toContain(path);
 
     const check = raw(path);
@@ -765,7 +766,7 @@ describe("databases this agent must not open", () => {
 
     const err = expectPackratError(() => store(path), "PACKRAT_STATE_DB");
     expect(err.message).toContain(path);
-    expect(err.message).toMatch(/schema version 99 is newer than this agent understands \(5\)/);
+    expect(err.message).toMatch(/schema version 99 is newer than this agent understands \(6\)/);
     expect(err.hint).toMatch(/newer packrat-agent/);
     expectPackratError(() => store(path, { readonly: true }), "PACKRAT_STATE_DB");
 
@@ -838,7 +839,7 @@ describe("databases this agent must not open", () => {
     const old = join(dir, "old.db");
     makeOriginalDb(old, "plain");
     const err = expectPackratError(() => store(old, { readonly: true }), "PACKRAT_STATE_DB");
-    expect(err.message).toMatch(/schema version 2 and needs migrating to 5/);
+    expect(err.message).toMatch(/schema version 2 and needs migrating to 6/);
     expect(err.hint).toMatch(/Start the agent once/);
     const check = raw(old);
     expect(check.prepare("SELECT value FROM control").get()).toEqual({ value: "2" });
@@ -1151,5 +1152,30 @@ describe("the in-memory state model (issue 25)", () => {
       /^package file of a \/api\/v2\/Package\/PackageFile:1:: in memory .*"1.1".*state DB .*"9.9"/,
     );
     expect(drift[1]).toBe("fingerprint x: in memory, not in the state DB");
+  });
+});
+
+describe("schema 6: package signatures in a table of their own", () => {
+  it("a schema-5 database loses its package_meta signature rows and gains package_signatures", () => {
+    const path = join(dir, "state.db");
+    const s = store(path);
+    s.putPackageMeta(hex(1), "apt", { a: 1 }, null);
+    s.close();
+    // Back to what schema 5 had: a signature cached in package_meta, no package_signatures.
+    const db = raw(path, false);
+    db.exec("DROP TABLE package_signatures");
+    db.prepare("UPDATE control SET value = '5' WHERE key = 'version'").run();
+    db.prepare(
+      "INSERT INTO package_meta (sha256, layout, meta_json, error, cached_at) VALUES (?, 'signature:ABC', '{}', NULL, 1)",
+    ).run(hex(2));
+    db.close();
+    const migrated = store(path);
+    expect(migrated.getPackageMeta(hex(2), "signature:ABC")).toBeUndefined();
+    expect(migrated.getPackageMeta(hex(1), "apt")?.meta).toEqual({ a: 1 });
+    expect(migrated.getPackageSignature(hex(2), "pacman", "ABC")).toBeUndefined();
+    migrated.putPackageSignature(hex(2), "pacman", "ABC", new Uint8Array([1, 2, 3]));
+    expect(migrated.getPackageSignature(hex(2), "pacman", "ABC")).toEqual(
+      new Uint8Array([1, 2, 3]),
+    );
   });
 });
