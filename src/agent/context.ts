@@ -42,6 +42,16 @@ export function layoutOptionsFrom(settings: Settings): LayoutOptions {
   return { ...settings.layouts, mirrorDescription: settings.mirror.description };
 }
 
+/** Repos published in place (no master; `[repo NAME] publish = in-place`). */
+export function inPlaceReposOf(settings: Settings): ReadonlySet<string> {
+  if (settings.packrat !== null) return new Set();
+  return new Set(
+    Object.entries(settings.repos)
+      .filter(([, r]) => r.publish === "in-place")
+      .map(([name]) => name),
+  );
+}
+
 /** A repo's serve policy: its [repo NAME] section over the [mirror] keys. */
 export function servePolicyOf(settings: Settings, repo: string): ServePolicy {
   const own = settings.repos[repo];
@@ -188,7 +198,16 @@ export function sourceFrom(
   const sourceLog = log.child({ source: "repos" });
   const repos = Object.entries(settings.repos).flatMap(([name, r]) => {
     if (r.format === undefined || r.source === undefined) return [];
-    const repo = { name, format: r.format, version: r.version, distro: r.distro };
+    const inPlace = r.publish === "in-place";
+    const repo = {
+      name,
+      format: r.format,
+      version: r.version,
+      distro: r.distro,
+      inPlace,
+      // In place: served where it lies, at its path under root_dir (the config checked it is).
+      publishDir: inPlace ? path.relative(settings.mirror.rootDir, r.source) : undefined,
+    };
     if (!r.source.startsWith("s3://")) {
       return [{ repo, backend: directoryBackend(r.source, { log: sourceLog, repoName: name }) }];
     }
@@ -201,6 +220,7 @@ export function sourceFrom(
     repos,
     description: settings.mirror.description,
     layoutFor,
+    layoutOptions: layoutOptionsFrom(settings),
     log: sourceLog,
     onClose: () => bucketEvents?.close(),
   });
@@ -247,6 +267,7 @@ export async function buildEngineParts(
     layoutFor: layouts.layoutFor,
     forgetRepos: layouts.forgetRepos,
     servePolicy: (repo) => servePolicyOf(settings, repo),
+    inPlaceRepos: inPlaceReposOf(settings),
     layoutOptions: layoutOptionsFrom(settings),
     rootFiles: await rootFilesFor(settings, signer, log),
     replicas,

@@ -42,6 +42,8 @@ import {
   downloadVerified,
 } from "./download.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
+import { expiredInPlace, heldFetches, inPlaceDirsEver } from "./in-place.js";
+import { sourcePathOf } from "./listed-source.js";
 import type { ReplicaPort, RoundReport } from "../publish/replica.js";
 import { PathAuthority } from "./path-authority.js";
 import type { MasterClient, PackageFileListing } from "./master-types.js";
@@ -136,6 +138,11 @@ export interface EngineDeps {
   log: Logger;
   signer: Signer | null;
   layoutFor: (managerType: string) => RepoLayout | undefined;
+  /**
+   * Repos published in place (src/sync/in-place.ts): their directory is their source, packages
+   * are named where they lie, and nothing there the agent did not write is touched.
+   */
+  inPlaceRepos?: ReadonlySet<string>;
   /** The layouts drop the render caches of repos not in `keep` (LayoutRegistry.forgetRepos). */
   forgetRepos?: (keep: ReadonlySet<string>) => void;
   layoutOptions: LayoutOptions;
@@ -746,7 +753,14 @@ export class SyncEngine {
         if (!distroVersion) continue;
         try {
           const options = this.deps.layoutOptions;
-          const placed = layout.placePackage({ repo, file, distroVersion, repoArches, options });
+          const placed = layout.placePackage({
+            repo,
+            file,
+            distroVersion,
+            repoArches,
+            options,
+            ...this.inPlacePlacement(repo, file),
+          });
           desired.push({
             repo: repo.name,
             file,
@@ -773,6 +787,23 @@ export class SyncEngine {
       });
     }
     return { plans, refusedRepos };
+  }
+
+  private inPlace(repo: string): boolean {
+    return this.deps.inPlaceRepos?.has(repo) === true;
+  }
+
+  /** An in-place repo's package is placed where its source has it (PlacementInput.sourcePath). */
+  private inPlacePlacement(repo: Repo, file: PackageFile): { sourcePath?: string } {
+    if (!this.inPlace(repo.name)) return {};
+    const sourcePath = sourcePathOf(file);
+    if (sourcePath === undefined) {
+      throw new PackratError(
+        "PACKRAT_UNSAFE_FILENAME",
+        `repo ${repo.name} is published in place, and ${file.filename} is not a file of its source`,
+      );
+    }
+    return { sourcePath };
   }
 
   /**
@@ -1011,6 +1042,14 @@ export class SyncEngine {
     }
 
     const failed = new Set<string>(unobservable);
+    // In place, the package files are the producer's: never removed or fetched again.
+    for (const action of heldFetches(plan, (repo) => this.inPlace(repo))) {
+      const d = action.desired;
+      failed.add(d.file.uri);
+      const error = `the file in the source no longer has the bytes it was listed with (sha256 ${d.expectedSha256}): changed or damaged since; left as it is, and out of the index until the source lists it again`;
+      report.failed.push({ repo: d.repo, file: d.paths[0] ?? d.file.filename, error });
+      log.error({ repo: d.repo, file: d.paths[0] }, `not published: ${error}`);
+    }
     const queue = new PQueue({ concurrency: this.deps.settings.downloadConcurrency });
     const stalls = new Map(
       store
@@ -1480,6 +1519,7 @@ export class SyncEngine {
             ...(metaKey === plan.layout.managerType ? [] : [metaKey]),
           ]),
           warmOnly: warm,
+          inPlace: this.inPlace(plan.repo.name),
           input: {
             repo: plan.repo,
             distroVersions: plan.distroVersions,
@@ -1660,7 +1700,20 @@ export class SyncEngine {
   ): Promise<void> {
     const { store, log, settings } = this.deps;
     const cutoff = this.now() - settings.metadataGraceSeconds * 1000;
-    report.expired = store.expireSuperseded(cutoff).length;
+    const expired = store.expireSuperseded(cutoff);
+    report.expired = expired.length;
+    // In-place directories are their producers': never walked; only the agent's own expired
+    // metadata there goes (src/sync/in-place.ts).
+    const inPlaceDirs = plans
+      .filter((p) => this.inPlace(p.repo.name))
+      .map((p) => p.repo.filesystemDir);
+    for (const rel of expiredInPlace(expired, inPlaceDirs, this.root, store)) {
+      log.info({ file: rel }, "removing superseded metadata");
+      await fs.rm(path.join(this.root, rel), { force: true }).catch((err: unknown) => {
+        log.warn({ file: rel }, `could not remove: ${describeError(err)}`);
+      });
+      store.deleteFingerprint(rel);
+    }
 
     const expected = new Set<string>();
     for (const p of plans) for (const d of p.desired) for (const rel of d.paths) expected.add(rel);
@@ -1669,7 +1722,7 @@ export class SyncEngine {
 
     // Directories of repos this agent does not publish (a manager type with no layout) are
     // never touched.
-    const skipped = this.skippedDirs;
+    const skipped = [...this.skippedDirs, ...inPlaceDirsEver(store, inPlaceDirs)];
     const entries = (await walkTree(this.root)).filter(
       (e) =>
         e.rel !== TMP_DIR &&
