@@ -10,14 +10,14 @@
  * index.
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { samplePackages } from "../../src/demo/sample-mirror.js";
 import { startStaticServer, type StaticServer } from "../../src/demo/static-server.js";
 import type { GeneratedSigningKey } from "../../src/signing/keygen.js";
 import { runAptGet } from "../support/apt-client.js";
-import { runCli } from "../support/cli.js";
+import { runCli, startCli, type RunningCli } from "../support/cli.js";
 import { pacmanKeyring, pipDownload, runPacman } from "../support/clients.js";
 import { runDnf, writeDnfConfig } from "../support/dnf-client.js";
 import { makeSourceMirror } from "../support/source-mirror.js";
@@ -107,7 +107,11 @@ describe("repos published in place (the source directory is the served tree)", (
     server = await startStaticServer(root);
   }, 60_000);
 
+  let daemon: RunningCli | null = null;
+
   afterAll(async () => {
+    daemon?.kill("SIGKILL");
+    await daemon?.exited;
     await server?.close();
     await rm(work, { recursive: true, force: true });
   });
@@ -181,6 +185,10 @@ describe("repos published in place (the source directory is the served tree)", (
     expect(pip.ok, pip.output).toBe(true);
     expect(pip.files).toEqual(["hello_demo-1.0-py3-none-any.whl"]);
 
+    // verify reads the in-place trees as clients do, and calls no producer file unexpected.
+    const verify = await runCli(["verify", "--config", conf], { timeoutMs: 120_000 });
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+
     // Both refused files are in status, with their reasons.
     const status = await runCli(["status", "--json", "--config", conf]);
     expect(status.stdout).toMatch(/broken_1\.0_all\.deb/);
@@ -242,4 +250,22 @@ describe("repos published in place (the source directory is the served tree)", (
     expect(byHashAfter.length).toBeGreaterThan(0);
     await expectProducerFilesUntouched();
   }, 300_000);
+
+  test("the daemon publishes a package renamed into place, named where it lies", async () => {
+    daemon = startCli(["run", "--config", conf, "--log-level", "debug"]);
+    await daemon.waitForLog(/full sync/i, 60_000);
+    const packages = () => readIndex("apt/dists/bookworm/main/binary-amd64/Packages");
+    const next = samplePackages(2).find((p) => p.type === "deb" && p.package === "packrat-tools")!;
+    const rel = `apt/builds/2026-12/${next.filename}`;
+    const tmp = path.join(root, "apt/builds/2026-12", `.${next.filename}.part`);
+    await writeFile(tmp, next.content);
+    await rename(tmp, path.join(root, rel));
+    producer.set(rel, createHash("sha256").update(next.content).digest("hex"));
+    const deadline = Date.now() + 45_000;
+    while (!(await packages()).includes(`Filename: builds/2026-12/${next.filename}`)) {
+      if (Date.now() > deadline) throw new Error("the daemon did not publish the new package");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await expectProducerFilesUntouched();
+  }, 180_000);
 });
