@@ -227,7 +227,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   checkAcrossKeys(mirror, failed, report);
   checkLayoutOptions(layouts, mirror, failed, report);
   if (withoutMaster && mirror.rootDir) checkSourcesApart(mirror.rootDir.value, repos, doc, report);
-  if (withoutMaster) checkInPlace(mirror.rootDir?.value, repos, layouts, doc, report);
+  if (withoutMaster) checkInPlace(mirror.rootDir?.value, repos, layouts, s3, doc, report);
   if (withoutMaster) checkBucketSources(repos, s3, doc, report);
   const keepFileList =
     mirror.keepFileList && mirror.rootDir
@@ -622,6 +622,7 @@ function checkInPlace(
   root: string | undefined,
   repos: Readonly<Record<string, RepoSettings>>,
   layouts: Partial<Values<LayoutSettings>>,
+  s3: Partial<Values<S3Settings>> | null,
   doc: IniDocument,
   report: Report,
 ): void {
@@ -660,10 +661,18 @@ function checkInPlace(
     const source = repo.source;
     if (source === undefined) continue;
     if (source.startsWith("s3://")) {
-      problem(
-        "publish",
-        "expected root_dir for an s3:// source: in-place publishing is built for directory sources",
-      );
+      // In place in a bucket: the [s3] section publishes into the source's bucket, and the
+      // repo is served at the source prefix (metadata beside the packages, as s3apt does).
+      if (!s3?.bucket) continue; // checkBucketSources asks for the [s3] section
+      const [bucket, ...rest] = source.slice("s3://".length).split("/");
+      const prefix = rest.join("/");
+      const published = s3.prefix?.value ?? S3_DEFAULTS.prefix;
+      if (bucket !== s3.bucket.value || !prefix.startsWith(published) || prefix === published) {
+        problem(
+          "source",
+          `expected a prefix below where the mirror is published (s3://${s3.bucket.value}/${published}...) for a repo published in place in a bucket: the index is written beside the packages, and the [s3] section is what writes to the bucket`,
+        );
+      }
       continue;
     }
     if (root === undefined) continue;
@@ -727,6 +736,7 @@ function checkBucketSources(
     const [bucket, ...rest] = source.slice("s3://".length).split("/");
     const prefix = rest.join("/");
     const published = s3.prefix?.value ?? S3_DEFAULTS.prefix;
+    if (repo.publish === "in-place") continue; // served where it is: checkInPlace
     if (
       s3.bucket?.value === bucket &&
       (prefix.startsWith(published) || published.startsWith(prefix))

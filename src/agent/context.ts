@@ -42,14 +42,29 @@ export function layoutOptionsFrom(settings: Settings): LayoutOptions {
   return { ...settings.layouts, mirrorDescription: settings.mirror.description };
 }
 
-/** Repos published in place (no master; `[repo NAME] publish = in-place`). */
-export function inPlaceReposOf(settings: Settings): ReadonlySet<string> {
+/**
+ * Repos published in place (no master; `[repo NAME] publish = in-place`): from a directory
+ * (`bucket` false), or from a bucket, in the [s3] bucket (`bucket` true).
+ */
+export function inPlaceReposOf(settings: Settings, bucket = false): ReadonlySet<string> {
   if (settings.packrat !== null) return new Set();
   return new Set(
     Object.entries(settings.repos)
-      .filter(([, r]) => r.publish === "in-place")
+      .filter(([, r]) => r.publish === "in-place" && r.source?.startsWith("s3://") === bucket)
       .map(([name]) => name),
   );
+}
+
+/**
+ * Where an in-place repo is served, relative to root_dir (and to the [s3] prefix): a
+ * directory's path under root_dir; a bucket source's prefix under the [s3] prefix (the config
+ * checked that it is one).
+ */
+export function inPlaceDirOf(settings: Settings, source: string): string {
+  if (!source.startsWith("s3://")) return path.relative(settings.mirror.rootDir, source);
+  const key = source.slice("s3://".length).split("/").slice(1).join("/");
+  const prefix = settings.s3?.prefix ?? "";
+  return key.slice(prefix.length).replace(/\/+$/, "");
 }
 
 /** A repo's serve policy: its [repo NAME] section over the [mirror] keys. */
@@ -169,6 +184,9 @@ export function replicasFrom(settings: Settings, store: StateStore, log: Logger)
       graceMs: settings.mirror.metadataGraceSeconds * 1000,
       concurrency: settings.s3?.uploadConcurrency ?? 8,
       keep: settings.mirror.keepFileList,
+      sourcePrefixes: [...inPlaceReposOf(settings, true)].map(
+        (name) => `${inPlaceDirOf(settings, settings.repos[name]!.source!)}/`,
+      ),
     }),
   ];
 }
@@ -206,7 +224,7 @@ export function sourceFrom(
       distro: r.distro,
       inPlace,
       // In place: served where it lies, at its path under root_dir (the config checked it is).
-      publishDir: inPlace ? path.relative(settings.mirror.rootDir, r.source) : undefined,
+      publishDir: inPlace ? inPlaceDirOf(settings, r.source) : undefined,
     };
     if (!r.source.startsWith("s3://")) {
       return [{ repo, backend: directoryBackend(r.source, { log: sourceLog, repoName: name }) }];
@@ -268,6 +286,7 @@ export async function buildEngineParts(
     forgetRepos: layouts.forgetRepos,
     servePolicy: (repo) => servePolicyOf(settings, repo),
     inPlaceRepos: inPlaceReposOf(settings),
+    bucketInPlaceRepos: inPlaceReposOf(settings, true),
     layoutOptions: layoutOptionsFrom(settings),
     rootFiles: await rootFilesFor(settings, signer, log),
     replicas,

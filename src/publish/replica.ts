@@ -52,6 +52,13 @@ export interface ReplicaDeps {
   /** Uploads at once. */
   concurrency: number;
   keep: readonly string[];
+  /**
+   * Key prefixes (relative to the store's prefix, ending in "/") of repos published in place in
+   * this bucket: their packages are the producer's source objects, never uploaded (nor deleted:
+   * only what this agent put is); a metadata key there that this agent did not put is never
+   * overwritten (the upload is refused and the repo stays behind).
+   */
+  sourcePrefixes?: readonly string[];
 }
 
 /** A file the agent writes at root_dir itself (the public key), by path. */
@@ -224,6 +231,8 @@ export class Replica implements ReplicaPort {
     };
     for (const row of rows) {
       if (row.supersededAt !== null) continue;
+      // In place: the package is the source object itself, already at this key.
+      if (row.kind === "package" && this.inSource(row.path)) continue;
       add({ key: row.path, rel: row.path, sha256: row.sha256, order: row.order, repo: row.repo });
     }
     // The public key: not content-addressed, and named by no index.
@@ -245,6 +254,10 @@ export class Replica implements ReplicaPort {
     }
     keep.add(LOCK_KEY);
     return keep;
+  }
+
+  private inSource(key: string): boolean {
+    return (this.deps.sourcePrefixes ?? []).some((p) => key.startsWith(p));
   }
 
   private recordedByKey(): Map<string, ReplicaObjectRow> {
@@ -277,8 +290,18 @@ export class Replica implements ReplicaPort {
     return forget.length;
   }
 
-  private async upload(w: Wanted): Promise<number> {
+  private async upload(
+    w: Wanted,
+    recorded: ReadonlyMap<string, ReplicaObjectRow>,
+  ): Promise<number> {
     const { store, state, root } = this.deps;
+    // In a source prefix, a key this agent did not put may be the producer's: never replace it.
+    if (!recorded.has(w.key) && this.inSource(w.key) && (await store.get(w.key)) !== null) {
+      throw new PackratError(
+        "PACKRAT_UNSAFE_FILENAME",
+        `${store.description}: ${w.key} holds an object the agent did not put, in the source of a repo published in place: not overwritten, and the repo's new generation is held back; move the object elsewhere`,
+      );
+    }
     const full = path.join(root, ...w.rel.split("/"));
     const size = statSync(full).size;
     const etag = await store.put(w.key, fileBody(full, w.rel, size, w.sha256), {
@@ -387,7 +410,7 @@ export class Replica implements ReplicaPort {
           queue.add(async () => {
             if (failedRepos.has(w.repo) && w.order > 0) return;
             try {
-              const bytes = await this.upload(w);
+              const bytes = await this.upload(w, recorded);
               report.uploadedBytes += bytes;
               report.uploaded++;
             } catch (err) {

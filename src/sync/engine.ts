@@ -143,6 +143,13 @@ export interface EngineDeps {
    * are named where they lie, and nothing there the agent did not write is touched.
    */
   inPlaceRepos?: ReadonlySet<string>;
+  /**
+   * Repos published in place in a bucket (an s3:// source inside the [s3] prefix): their
+   * packages are placed at their source path too, so the copy in root_dir mirrors the bucket;
+   * root_dir itself is the agent's working tree as for any repo (src/publish/replica.ts keeps
+   * the source objects untouched).
+   */
+  bucketInPlaceRepos?: ReadonlySet<string>;
   /** The layouts drop the render caches of repos not in `keep` (LayoutRegistry.forgetRepos). */
   forgetRepos?: (keep: ReadonlySet<string>) => void;
   layoutOptions: LayoutOptions;
@@ -795,7 +802,8 @@ export class SyncEngine {
 
   /** An in-place repo's package is placed where its source has it (PlacementInput.sourcePath). */
   private inPlacePlacement(repo: Repo, file: PackageFile): { sourcePath?: string } {
-    if (!this.inPlace(repo.name)) return {};
+    if (!this.inPlace(repo.name) && this.deps.bucketInPlaceRepos?.has(repo.name) !== true)
+      return {};
     const sourcePath = sourcePathOf(file);
     if (sourcePath === undefined) {
       throw new PackratError(

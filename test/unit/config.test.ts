@@ -1275,13 +1275,25 @@ describe("[repo NAME] publish = in-place: the source directory is the served tre
         `[mirror]\nroot_dir: ${root}\ngpg_sign_key: ABCD\nsign_rpm_packages: yes\n[repo a]\nformat: yum\nsource: ${root}/apt\npublish: in-place\n`,
       ).join("\n"),
     ).toContain("expected root_dir while [mirror] sign_rpm_packages is on");
-    expect(
-      problemsOf(
-        repo(`format: apt\nsource: s3://packages/pool/\npublish: in-place\n[s3]\nbucket: other`),
-      ).join("\n"),
-    ).toContain(
-      "expected root_dir for an s3:// source: in-place publishing is built for directory sources",
+  });
+
+  it("serves an s3:// source in place only below the [s3] prefix of the same bucket", () => {
+    const inBucket = (source: string, s3: string) =>
+      `[mirror]\nroot_dir: ${root}\n[repo a]\nformat: apt\nsource: ${source}\npublish: in-place\n[s3]\n${s3}\n`;
+    expect(parseConfig(inBucket("s3://packages/pool/", "bucket: packages"), "m").repos.a).toEqual({
+      format: "apt",
+      source: "s3://packages/pool/",
+      publish: "in-place",
+    });
+    expect(problemOf(inBucket("s3://packages/pool/", "bucket: other"))).toMatch(
+      /\[repo a\] source = "s3:\/\/packages\/pool\/": expected a prefix below where the mirror is published \(s3:\/\/other\/\.\.\.\) for a repo published in place in a bucket/,
     );
+    expect(
+      problemOf(inBucket("s3://packages/pool/", "bucket: packages\nprefix: mirror")),
+    ).toContain("expected a prefix below where the mirror is published (s3://packages/mirror/...)");
+    expect(
+      problemOf(inBucket("s3://packages/mirror/", "bucket: packages\nprefix: mirror")),
+    ).toContain("expected a prefix below where the mirror is published");
   });
 
   it("refuses publish beside a [packrat] master (a master's repos are always copied)", () => {
