@@ -18,7 +18,7 @@
  * lists the prefix and forgets records the bucket contradicts (deleted or replaced by someone
  * else), so they are uploaded again. A lock object keeps a second agent off the same prefix.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
@@ -256,6 +256,13 @@ export class Replica implements ReplicaPort {
     return keep;
   }
 
+  /** Is the object at `key` absent, or the bytes this agent put there (`rec`)? */
+  private async stillOurs(key: string, rec: ReplicaObjectRow | undefined): Promise<boolean> {
+    const bytes = await this.deps.store.get(key);
+    if (bytes === null) return true;
+    return rec !== undefined && createHash("sha256").update(bytes).digest("hex") === rec.sha256;
+  }
+
   private inSource(key: string): boolean {
     return (this.deps.sourcePrefixes ?? []).some((p) => key.startsWith(p));
   }
@@ -295,8 +302,9 @@ export class Replica implements ReplicaPort {
     recorded: ReadonlyMap<string, ReplicaObjectRow>,
   ): Promise<number> {
     const { store, state, root } = this.deps;
-    // In a source prefix, a key this agent did not put may be the producer's: never replace it.
-    if (!recorded.has(w.key) && this.inSource(w.key) && (await store.get(w.key)) !== null) {
+    // In a source prefix, an object this agent did not put (or that was replaced since it put
+    // it) is the producer's: never replace it. A GET of each such key (a 404 for a new one).
+    if (this.inSource(w.key) && !(await this.stillOurs(w.key, recorded.get(w.key)))) {
       throw new PackratError(
         "PACKRAT_UNSAFE_FILENAME",
         `${store.description}: ${w.key} holds an object the agent did not put, in the source of a repo published in place: not overwritten, and the repo's new generation is held back; move the object elsewhere`,
