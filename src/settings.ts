@@ -106,6 +106,12 @@ export interface RepoSettings {
   version?: string;
   /** yum: the distro directory (default "el"). */
   distro?: string;
+  /**
+   * root_dir (the default): packages copied to root_dir/NAME at the layout's paths. in-place:
+   * the source directory (inside root_dir) is the served tree, metadata written beside the
+   * packages, which stay where they are.
+   */
+  publish?: "root_dir" | "in-place";
 }
 
 /**

@@ -9,6 +9,7 @@
  * newer or older agent still loads; an unknown section is an error, because a misspelt section
  * header silently takes every key under it out of the configuration.
  */
+import { accessSync, constants as fsConstants, statSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { posix } from "node:path";
 import { PackratError } from "../errors.js";
@@ -30,7 +31,7 @@ import {
   type IniSection,
 } from "./config/ini.js";
 import { interpolate } from "./config/interpolation.js";
-import { DEFAULT_LAYOUT_OPTIONS, layoutOptionSpecs } from "../layout/index.js";
+import { DEFAULT_LAYOUT_OPTIONS, layoutFor, layoutOptionSpecs } from "../layout/index.js";
 import type { LayoutSettings, OptionContext } from "../layout/types.js";
 import {
   keyOf,
@@ -226,6 +227,7 @@ export function parseConfigWithWarnings(text: string, source: string): ConfigRes
   checkAcrossKeys(mirror, failed, report);
   checkLayoutOptions(layouts, mirror, failed, report);
   if (withoutMaster && mirror.rootDir) checkSourcesApart(mirror.rootDir.value, repos, doc, report);
+  if (withoutMaster) checkInPlace(mirror.rootDir?.value, repos, layouts, s3, doc, report);
   if (withoutMaster) checkBucketSources(repos, s3, doc, report);
   const keepFileList =
     mirror.keepFileList && mirror.rootDir
@@ -595,6 +597,7 @@ function checkSourcesApart(
   for (const [name, repo] of Object.entries(repos)) {
     const source = repo.source;
     if (source === undefined || source.startsWith("s3://")) continue;
+    if (repo.publish === "in-place") continue; // checkInPlace: inside root_dir, on purpose
     const line = doc.sections.get(`repo ${name}`)?.entries.get("source")?.line ?? null;
     if (isInside(source, root)) {
       report.problem(
@@ -605,6 +608,104 @@ function checkSourcesApart(
       report.problem(
         line,
         `[repo ${name}] source = "${source}": expected a directory that does not hold root_dir (${root}): its published copies would be read back as new packages`,
+      );
+    }
+  }
+}
+
+/**
+ * `publish = in-place`: the source directory is the served tree, so it lies inside root_dir
+ * (below it, not root_dir itself), is a directory the agent can write its metadata into, and
+ * its format can be served from where the producer puts the packages.
+ */
+function checkInPlace(
+  root: string | undefined,
+  repos: Readonly<Record<string, RepoSettings>>,
+  layouts: Partial<Values<LayoutSettings>>,
+  s3: Partial<Values<S3Settings>> | null,
+  doc: IniDocument,
+  report: Report,
+): void {
+  for (const [name, repo] of Object.entries(repos)) {
+    if (repo.publish !== "in-place") continue;
+    const section = doc.sections.get(`repo ${name}`);
+    const entryOf = (key: string) => section?.entries.get(key);
+    const problem = (key: string, expected: string) => {
+      const entry = entryOf(key);
+      if (entry) report.valueProblem(`repo ${name}`, entry, entry.value, expected);
+      else report.problem(section?.line ?? null, `[repo ${name}] ${expected}`);
+    };
+    const format = repo.format;
+    const layout = format === undefined ? undefined : layoutFor(format);
+    if (layout?.notInPlace !== undefined) {
+      problem(
+        "publish",
+        `expected root_dir for a ${format} repo: it cannot be published in place (${layout.notInPlace})`,
+      );
+    }
+    if (format === "yum") {
+      for (const key of ["distro", "version"] as const) {
+        if (entryOf(key))
+          problem(
+            key,
+            `expected no ${key}: a yum repo published in place has its repodata/ at the top of its source directory (the dnf baseurl), with no <distro>/main/<version>/ tree`,
+          );
+      }
+      if (layouts.signRpmPackages?.value === true) {
+        problem(
+          "publish",
+          "expected root_dir while [mirror] sign_rpm_packages is on: signing rewrites each RPM, and the agent never writes a producer's file (turn signing off, or publish to root_dir)",
+        );
+      }
+    }
+    const source = repo.source;
+    if (source === undefined) continue;
+    if (source.startsWith("s3://")) {
+      // In place in a bucket: the [s3] section publishes into the source's bucket, and the
+      // repo is served at the source prefix (metadata beside the packages, as s3apt does).
+      if (!s3?.bucket) continue; // checkBucketSources asks for the [s3] section
+      const [bucket, ...rest] = source.slice("s3://".length).split("/");
+      const prefix = rest.join("/");
+      const published = s3.prefix?.value ?? S3_DEFAULTS.prefix;
+      if (bucket !== s3.bucket.value || !prefix.startsWith(published) || prefix === published) {
+        problem(
+          "source",
+          `expected a prefix below where the mirror is published (s3://${s3.bucket.value}/${published}...) for a repo published in place in a bucket: the index is written beside the packages, and the [s3] section is what writes to the bucket`,
+        );
+      }
+      continue;
+    }
+    if (root === undefined) continue;
+    const sourceEntry = entryOf("source");
+    const sourceProblem = (expected: string) => {
+      if (sourceEntry)
+        report.valueProblem(`repo ${name}`, sourceEntry, sourceEntry.value, expected);
+    };
+    if (!isInside(source, root) || source === root) {
+      sourceProblem(
+        `expected a directory below root_dir (${root}) for a repo published in place: the source directory is the served tree, at its path under root_dir (e.g. ${posix.join(root, name)})`,
+      );
+      continue;
+    }
+    const rel = source.slice(root.length + 1);
+    if (rel.split("/").some((seg) => seg.startsWith("."))) {
+      sourceProblem(
+        `expected no segment starting with "." under root_dir (${rel}): such names are the agent's own`,
+      );
+      continue;
+    }
+    try {
+      if (!statSync(source).isDirectory()) {
+        sourceProblem("expected a directory (the agent writes the repo's metadata into it)");
+        continue;
+      }
+      accessSync(source, fsConstants.W_OK | fsConstants.X_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      sourceProblem(
+        code === "ENOENT"
+          ? "expected an existing directory: a repo published in place has its metadata written into its source (create it)"
+          : `expected a directory the agent can write (${code ?? "not writable"}): a repo published in place has its metadata written into its source`,
       );
     }
   }
@@ -635,6 +736,7 @@ function checkBucketSources(
     const [bucket, ...rest] = source.slice("s3://".length).split("/");
     const prefix = rest.join("/");
     const published = s3.prefix?.value ?? S3_DEFAULTS.prefix;
+    if (repo.publish === "in-place") continue; // served where it is: checkInPlace
     if (
       s3.bucket?.value === bucket &&
       (prefix.startsWith(published) || published.startsWith(prefix))

@@ -42,6 +42,31 @@ export function layoutOptionsFrom(settings: Settings): LayoutOptions {
   return { ...settings.layouts, mirrorDescription: settings.mirror.description };
 }
 
+/**
+ * Repos published in place (no master; `[repo NAME] publish = in-place`): from a directory
+ * (`bucket` false), or from a bucket, in the [s3] bucket (`bucket` true).
+ */
+export function inPlaceReposOf(settings: Settings, bucket = false): ReadonlySet<string> {
+  if (settings.packrat !== null) return new Set();
+  return new Set(
+    Object.entries(settings.repos)
+      .filter(([, r]) => r.publish === "in-place" && r.source?.startsWith("s3://") === bucket)
+      .map(([name]) => name),
+  );
+}
+
+/**
+ * Where an in-place repo is served, relative to root_dir (and to the [s3] prefix): a
+ * directory's path under root_dir; a bucket source's prefix under the [s3] prefix (the config
+ * checked that it is one).
+ */
+export function inPlaceDirOf(settings: Settings, source: string): string {
+  if (!source.startsWith("s3://")) return path.relative(settings.mirror.rootDir, source);
+  const key = source.slice("s3://".length).split("/").slice(1).join("/");
+  const prefix = settings.s3?.prefix ?? "";
+  return key.slice(prefix.length).replace(/\/+$/, "");
+}
+
 /** A repo's serve policy: its [repo NAME] section over the [mirror] keys. */
 export function servePolicyOf(settings: Settings, repo: string): ServePolicy {
   const own = settings.repos[repo];
@@ -159,6 +184,9 @@ export function replicasFrom(settings: Settings, store: StateStore, log: Logger)
       graceMs: settings.mirror.metadataGraceSeconds * 1000,
       concurrency: settings.s3?.uploadConcurrency ?? 8,
       keep: settings.mirror.keepFileList,
+      sourcePrefixes: [...inPlaceReposOf(settings, true)].map(
+        (name) => `${inPlaceDirOf(settings, settings.repos[name]!.source!)}/`,
+      ),
     }),
   ];
 }
@@ -188,7 +216,16 @@ export function sourceFrom(
   const sourceLog = log.child({ source: "repos" });
   const repos = Object.entries(settings.repos).flatMap(([name, r]) => {
     if (r.format === undefined || r.source === undefined) return [];
-    const repo = { name, format: r.format, version: r.version, distro: r.distro };
+    const inPlace = r.publish === "in-place";
+    const repo = {
+      name,
+      format: r.format,
+      version: r.version,
+      distro: r.distro,
+      inPlace,
+      // In place: served where it lies, at its path under root_dir (the config checked it is).
+      publishDir: inPlace ? inPlaceDirOf(settings, r.source) : undefined,
+    };
     if (!r.source.startsWith("s3://")) {
       return [{ repo, backend: directoryBackend(r.source, { log: sourceLog, repoName: name }) }];
     }
@@ -201,6 +238,7 @@ export function sourceFrom(
     repos,
     description: settings.mirror.description,
     layoutFor,
+    layoutOptions: layoutOptionsFrom(settings),
     log: sourceLog,
     onClose: () => bucketEvents?.close(),
   });
@@ -250,6 +288,8 @@ export async function buildEngineParts(
     layoutFor: layouts.layoutFor,
     forgetRepos: layouts.forgetRepos,
     servePolicy: (repo) => servePolicyOf(settings, repo),
+    inPlaceRepos: inPlaceReposOf(settings),
+    bucketInPlaceRepos: inPlaceReposOf(settings, true),
     layoutOptions: layoutOptionsFrom(settings),
     rootFiles: await rootFilesFor(settings, signer, log),
     replicas,

@@ -494,7 +494,10 @@ const APT: Omit<RepoLayout, "render" | "forgetRepos"> = {
   },
   filenamePattern: /\.[ud]?deb$/,
   check: checkAptRepo,
-  placePackage: (input: PlacementInput) => [poolPath(input.file.packageName, input.file.filename)],
+  // In place: where the producer put it (Filename: is relative to the top, where dists/ is).
+  placePackage: (input: PlacementInput) => [
+    input.sourcePath ?? poolPath(input.file.packageName, input.file.filename),
+  ],
   // Every index, Release and by-hash file is under dists/.
   reservesPath: (rel) => rel === "dists" || rel.startsWith("dists/"),
   parse: (source, filename) => parseDeb(source, filename),

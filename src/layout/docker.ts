@@ -83,7 +83,13 @@ export function dockerNameAndTag(filename: string): { name: string; tag: string 
   return { name, tag };
 }
 
-function placePackage({ file }: PlacementInput): string[] {
+/** Why a docker repo is never published in place. */
+const NOT_IN_PLACE =
+  "a docker registry serves blobs at content-addressed paths (v2/<name>/blobs/sha256:...), unpacked from the image archives and not the archives themselves";
+
+function placePackage({ file, sourcePath }: PlacementInput): string[] {
+  if (sourcePath !== undefined)
+    throw new PackratError("PACKRAT_UNSAFE_FILENAME", `${file.filename}: ${NOT_IN_PLACE}`);
   dockerNameAndTag(file.filename);
   const arch = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(file.arch) ? file.arch : "unknown";
   return [`archives/${arch}/${file.filename}`];
@@ -287,6 +293,7 @@ export const dockerLayout: RepoLayout = {
   optionsUsed: [],
   // The archives are unpacked into blobs and not kept (about 1x the images' size on disk).
   dropsPackageFiles: true,
+  notInPlace: NOT_IN_PLACE,
   filenamePattern: /^[^_/]+_[^/]+\.tar$/,
   check: checkDockerRepo,
   placePackage,

@@ -93,7 +93,8 @@ export const jsonLayout: RepoLayout = {
   filenamePattern: /(?!)/,
   sourceFilePattern: /^[^.]/,
   check: checkJsonRepo,
-  placePackage: ({ file }) => [`${file.packageName}/${file.filename}`],
+  // In place: where the producer put it (the manifest names it by its path).
+  placePackage: ({ file, sourcePath }) => [sourcePath ?? `${file.packageName}/${file.filename}`],
   // The manifests and their signatures; a package named like the directory would land in it.
   reservesPath: (rel) => rel === MANIFEST_DIR || rel.startsWith(`${MANIFEST_DIR}/`),
   parse: (): Promise<PackageMeta> => Promise.resolve({}),

@@ -84,6 +84,10 @@ function archDirs(repoArches: readonly string[]): string[] {
 }
 
 function placePackage(input: PlacementInput): string[] {
+  // In place: where the producer put it; each directory holding packages gets its database
+  // (pacman reads a package from the directory its db is in), so `Server =` names that
+  // directory: the source's top for flat packages, `x86_64/` for packages under x86_64/.
+  if (input.sourcePath !== undefined) return [input.sourcePath];
   const arch = pacmanArch(input.file.arch);
   const dirs = arch === "any" ? archDirs(input.repoArches) : [arch];
   return dirs.map((dir) => `${dir}/${input.file.filename}`);

@@ -33,6 +33,8 @@ export { normalizeProjectName };
 const SAFE_SEGMENT = /^[A-Za-z0-9._-]+$/;
 
 function placePackage(input: PlacementInput): string[] {
+  // In place: where the producer put it (the simple index links to it by a relative URL).
+  if (input.sourcePath !== undefined) return [input.sourcePath];
   const prefix = input.file.packageName.slice(0, 6);
   if (!SAFE_SEGMENT.test(prefix) || prefix === "." || prefix === "..") {
     throw new PackratError(

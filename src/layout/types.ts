@@ -99,6 +99,13 @@ export interface PlacementInput {
   /** Every packrat arch present among the repo's files (pacman puts `all` files in each). */
   repoArches: readonly string[];
   options: LayoutOptions;
+  /**
+   * The file's path relative to its source directory, for a repo published in place (its
+   * packages stay where the producer put them, the metadata is written beside them): the layout
+   * places the file there and nowhere else, or throws PACKRAT_UNSAFE_FILENAME saying why it
+   * cannot serve it from there. Absent for every other repo.
+   */
+  sourcePath?: string;
 }
 
 /** A package as a source without a master lists it (RepoLayout.identify). */
@@ -285,6 +292,11 @@ export interface RepoLayout {
    * there with their hashes (fetching it again otherwise), so a repo takes its space once.
    */
   readonly dropsPackageFiles?: boolean;
+  /**
+   * Why a repo of this format cannot be published in place (PlacementInput.sourcePath); absent
+   * when it can. The config refuses `publish = in-place` for such a format with this reason.
+   */
+  readonly notInPlace?: string;
   /** Where a package file goes, relative to the repo directory; first path canonical. */
   placePackage(input: PlacementInput): string[];
   /**
@@ -325,7 +337,12 @@ export interface RepoLayout {
    * the distro version it stands for, from its [repo NAME] `version` and `distro`. Absent: no
    * distro (distro "none", version null).
    */
-  sourceDistroVersion?(given: { version?: string | undefined; distro?: string | undefined }): {
+  sourceDistroVersion?(given: {
+    version?: string | undefined;
+    distro?: string | undefined;
+    /** The repo is published in place: its metadata goes at the top of the source directory. */
+    inPlace?: boolean | undefined;
+  }): {
     distro: string;
     version: string | null;
   };

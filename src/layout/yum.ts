@@ -46,8 +46,18 @@ function safeSegment(value: string, what: string): string {
   return value;
 }
 
+/** The distro of a repo published in place (sourceDistroVersion): its root is the repo dir. */
+const IN_PLACE_DISTRO = "";
+
+/** `root/rel`, or `rel` at the repo directory's top. */
+function under(root: string, rel: string): string {
+  return root === "" ? rel : `${root}/${rel}`;
+}
+
 /** `<distro>/main/<version>`: the directory that holds one dnf repo's repodata/. */
 export function yumRepoRoot(dv: DistroVersion): string {
+  // A repo published in place: repodata/ at the top of the source directory.
+  if (dv.distro === IN_PLACE_DISTRO) return "";
   const distro = safeSegment(dv.distro, "distro");
   const version = safeSegment(dv.version ?? dv.name, "distro version");
   return `${distro}/main/${version}`;
@@ -93,10 +103,10 @@ function compareSortKeys(a: CachedEntry, b: CachedEntry): number {
 
 function hrefOf(pkg: PublishedPackage, root: string): string {
   const path = pkg.paths[0];
-  if (path === undefined || !path.startsWith(`${root}/`)) {
+  if (path === undefined || (root !== "" && !path.startsWith(`${root}/`))) {
     throw new Error(`yum layout: ${pkg.file.filename} is at ${path}, outside its repo ${root}`);
   }
-  return path.slice(root.length + 1);
+  return root === "" ? path : path.slice(root.length + 1);
 }
 
 function newEntry(
@@ -179,7 +189,7 @@ async function renderRepo(
   for (const { type, open, packed, ext } of docs) {
     const checksum = sha256Hex(packed);
     const href = `repodata/${checksum}-${type}.xml.${ext}`;
-    files.push({ path: `${root}/${href}`, content: packed, contentAddressed: true, stage: 0 });
+    files.push({ path: under(root, href), content: packed, contentAddressed: true, stage: 0 });
     data.push({
       type,
       href,
@@ -202,7 +212,7 @@ async function renderRepo(
    * refresh; it never makes dnf accept unsigned data, and repomd.xml never names a missing file.
    */
   files.push({
-    path: `${root}/repodata/repomd.xml`,
+    path: under(root, "repodata/repomd.xml"),
     content: repomd,
     contentAddressed: false,
     stage: 1,
@@ -210,7 +220,7 @@ async function renderRepo(
   if (input.signer) {
     const asc = await input.signer.signDetachedArmored(repomd);
     files.push({
-      path: `${root}/repodata/repomd.xml.asc`,
+      path: under(root, "repodata/repomd.xml.asc"),
       content: Buffer.from(asc, "utf8"),
       contentAddressed: false,
       stage: 2,
@@ -314,6 +324,8 @@ const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
   reservesPath: (rel) => rel.split("/").includes("repodata"),
 
   placePackage(input: PlacementInput): string[] {
+    // In place: where the producer put it (hrefs are relative to the top, where repodata/ is).
+    if (input.sourcePath !== undefined) return [input.sourcePath];
     const root = yumRepoRoot(input.distroVersion);
     return [`${root}/${yumArchDir(input.file.arch)}/${input.file.filename}`];
   },
@@ -330,7 +342,11 @@ const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
   },
 
   // <distro>/main/<version>/: el/9 unless the repo names them.
-  sourceDistroVersion: (given) => ({ distro: given.distro ?? "el", version: given.version ?? "9" }),
+  // In place: repodata/ at the top of the source directory, the one dnf baseurl.
+  sourceDistroVersion: (given) =>
+    given.inPlace === true
+      ? { distro: IN_PLACE_DISTRO, version: null }
+      : { distro: given.distro ?? "el", version: given.version ?? "9" },
 
   identify(meta, filename) {
     const rpm = asRpmMeta(meta, filename);

@@ -18,7 +18,7 @@
  * lists the prefix and forgets records the bucket contradicts (deleted or replaced by someone
  * else), so they are uploaded again. A lock object keeps a second agent off the same prefix.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
@@ -52,6 +52,13 @@ export interface ReplicaDeps {
   /** Uploads at once. */
   concurrency: number;
   keep: readonly string[];
+  /**
+   * Key prefixes (relative to the store's prefix, ending in "/") of repos published in place in
+   * this bucket: their packages are the producer's source objects, never uploaded (nor deleted:
+   * only what this agent put is); a metadata key there that this agent did not put is never
+   * overwritten (the upload is refused and the repo stays behind).
+   */
+  sourcePrefixes?: readonly string[];
 }
 
 /** A file the agent writes at root_dir itself (the public key), by path. */
@@ -224,6 +231,8 @@ export class Replica implements ReplicaPort {
     };
     for (const row of rows) {
       if (row.supersededAt !== null) continue;
+      // In place: the package is the source object itself, already at this key.
+      if (row.kind === "package" && this.inSource(row.path)) continue;
       add({ key: row.path, rel: row.path, sha256: row.sha256, order: row.order, repo: row.repo });
     }
     // The public key: not content-addressed, and named by no index.
@@ -245,6 +254,17 @@ export class Replica implements ReplicaPort {
     }
     keep.add(LOCK_KEY);
     return keep;
+  }
+
+  /** Is the object at `key` absent, or the bytes this agent put there (`rec`)? */
+  private async stillOurs(key: string, rec: ReplicaObjectRow | undefined): Promise<boolean> {
+    const bytes = await this.deps.store.get(key);
+    if (bytes === null) return true;
+    return rec !== undefined && createHash("sha256").update(bytes).digest("hex") === rec.sha256;
+  }
+
+  private inSource(key: string): boolean {
+    return (this.deps.sourcePrefixes ?? []).some((p) => key.startsWith(p));
   }
 
   private recordedByKey(): Map<string, ReplicaObjectRow> {
@@ -277,8 +297,19 @@ export class Replica implements ReplicaPort {
     return forget.length;
   }
 
-  private async upload(w: Wanted): Promise<number> {
+  private async upload(
+    w: Wanted,
+    recorded: ReadonlyMap<string, ReplicaObjectRow>,
+  ): Promise<number> {
     const { store, state, root } = this.deps;
+    // In a source prefix, an object this agent did not put (or that was replaced since it put
+    // it) is the producer's: never replace it. A GET of each such key (a 404 for a new one).
+    if (this.inSource(w.key) && !(await this.stillOurs(w.key, recorded.get(w.key)))) {
+      throw new PackratError(
+        "PACKRAT_UNSAFE_FILENAME",
+        `${store.description}: ${w.key} holds an object the agent did not put, in the source of a repo published in place: not overwritten, and the repo's new generation is held back; move the object elsewhere`,
+      );
+    }
     const full = path.join(root, ...w.rel.split("/"));
     const size = statSync(full).size;
     const etag = await store.put(w.key, fileBody(full, w.rel, size, w.sha256), {
@@ -387,7 +418,7 @@ export class Replica implements ReplicaPort {
           queue.add(async () => {
             if (failedRepos.has(w.repo) && w.order > 0) return;
             try {
-              const bytes = await this.upload(w);
+              const bytes = await this.upload(w, recorded);
               report.uploadedBytes += bytes;
               report.uploaded++;
             } catch (err) {

@@ -31,6 +31,7 @@ import {
   downloadVerified,
 } from "./download.js";
 import type { DetachedDownload, EngineDeps, SyncReport } from "./engine-types.js";
+import { heldFetches } from "./in-place.js";
 import { PENDING_TRANSFORM, type RepoPlan } from "./plan.js";
 import { type DesiredFile, type PathObservation, needsHash, planFetches } from "./reconcile.js";
 
@@ -221,6 +222,14 @@ export class Applier {
     }
 
     const failed = new Set<string>(unobservable);
+    // In place, the package files are the producer's: never removed or fetched again.
+    for (const action of heldFetches(plan, (repo) => this.deps.inPlaceRepos?.has(repo) === true)) {
+      const d = action.desired;
+      failed.add(d.file.uri);
+      const error = `the file in the source no longer has the bytes it was listed with (sha256 ${d.expectedSha256}): changed or damaged since; left as it is, and out of the index until the source lists it again`;
+      report.failed.push({ repo: d.repo, file: d.paths[0] ?? d.file.filename, error });
+      log.error({ repo: d.repo, file: d.paths[0] }, `not published: ${error}`);
+    }
     const queue = new PQueue({ concurrency: this.deps.settings.downloadConcurrency });
     const stalls = new Map(
       store

@@ -9,6 +9,7 @@ import type { Logger } from "../log.js";
 import type { StateStore } from "../state/state-store.js";
 import { TMP_DIR, releaseTempDir, takeTempDirRepairs, walkTree } from "./disk.js";
 import type { EngineSettings, RootFile, SyncReport } from "./engine-types.js";
+import { expiredInPlace, inPlaceDirsEver } from "./in-place.js";
 import type { RepoPlan } from "./plan.js";
 import { planRemovals } from "./reconcile.js";
 
@@ -18,6 +19,8 @@ export interface CleanupDeps {
   log: Logger;
   settings: Pick<EngineSettings, "metadataGraceSeconds" | "keepFileList" | "maxRemovalRatio">;
   rootFiles?: readonly RootFile[] | undefined;
+  /** Repos published in place (src/sync/in-place.ts): their directories are never walked. */
+  inPlaceRepos?: ReadonlySet<string> | undefined;
   now: () => number;
 }
 
@@ -64,7 +67,20 @@ export async function cleanupTree(
   const { store, log, settings, rootFiles } = deps;
   const root = deps.root;
   const cutoff = deps.now() - settings.metadataGraceSeconds * 1000;
-  report.expired = store.expireSuperseded(cutoff).length;
+  const expired = store.expireSuperseded(cutoff);
+  report.expired = expired.length;
+  // In-place directories are their producers': never walked; only the agent's own expired
+  // metadata there goes (src/sync/in-place.ts).
+  const inPlaceDirs = plans
+    .filter((p) => deps.inPlaceRepos?.has(p.repo.name) === true)
+    .map((p) => p.repo.filesystemDir);
+  for (const rel of expiredInPlace(expired, inPlaceDirs, root, store)) {
+    log.info({ file: rel }, "removing superseded metadata");
+    await fs.rm(path.join(root, rel), { force: true }).catch((err: unknown) => {
+      log.warn({ file: rel }, `could not remove: ${describeError(err)}`);
+    });
+    store.deleteFingerprint(rel);
+  }
 
   const expected = new Set<string>();
   for (const p of plans) for (const d of p.desired) for (const rel of d.paths) expected.add(rel);
@@ -73,7 +89,7 @@ export async function cleanupTree(
 
   // Directories of repos this agent does not publish (a manager type with no layout) are
   // never touched.
-  const skipped = skippedDirs;
+  const skipped = [...skippedDirs, ...inPlaceDirsEver(store, inPlaceDirs)];
   const entries = (await walkTree(root)).filter(
     (e) =>
       e.rel !== TMP_DIR &&

@@ -51,6 +51,18 @@ export interface EngineDeps {
   log: Logger;
   signer: Signer | null;
   layoutFor: (managerType: string) => RepoLayout | undefined;
+  /**
+   * Repos published in place (src/sync/in-place.ts): their directory is their source, packages
+   * are named where they lie, and nothing there the agent did not write is touched.
+   */
+  inPlaceRepos?: ReadonlySet<string>;
+  /**
+   * Repos published in place in a bucket (an s3:// source inside the [s3] prefix): their
+   * packages are placed at their source path too, so the copy in root_dir mirrors the bucket;
+   * root_dir itself is the agent's working tree as for any repo (src/publish/replica.ts keeps
+   * the source objects untouched).
+   */
+  bucketInPlaceRepos?: ReadonlySet<string>;
   /** The layouts drop the render caches of repos not in `keep` (LayoutRegistry.forgetRepos). */
   forgetRepos?: (keep: ReadonlySet<string>) => void;
   layoutOptions: LayoutOptions;

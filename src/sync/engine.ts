@@ -350,6 +350,8 @@ export class SyncEngine {
         rootFiles: (deps.rootFiles ?? []).map((f) => f.path),
         keep: deps.settings.keepFileList,
       },
+      placeAtSource: (repo) =>
+        deps.inPlaceRepos?.has(repo) === true || deps.bucketInPlaceRepos?.has(repo) === true,
       transformKey: (layout) =>
         deps.signer && layout.derive?.wants(deps.layoutOptions, deps.signer)?.rewrite
           ? deps.signer.fingerprint

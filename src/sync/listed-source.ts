@@ -25,7 +25,8 @@ import type { Readable } from "node:stream";
 import PQueue from "p-queue";
 import path from "node:path";
 import { describeError, PackratError } from "../errors.js";
-import type { ByteSource, RepoLayout } from "../layout/types.js";
+import { DEFAULT_LAYOUT_OPTIONS } from "../layout/index.js";
+import type { ByteSource, LayoutOptions, RepoLayout } from "../layout/types.js";
 import type { Logger } from "../log.js";
 import type { DistroVersion, MirrorInfo, PackageFile, Repo } from "../types.js";
 import { assertSafeFilename } from "./filename-guard.js";
@@ -45,6 +46,14 @@ export interface SourceRepo {
   version?: string | undefined;
   /** yum: the distro directory (default "el"). */
   distro?: string | undefined;
+  /**
+   * Published in place (`publish = in-place`): the source directory is the served tree, at
+   * `publishDir` under root_dir. Packages are named where they lie (PlacementInput.sourcePath),
+   * the metadata is written beside them, and the agent's own files there are never listed back.
+   */
+  inPlace?: boolean | undefined;
+  /** The repo's directory under root_dir (default: its name). */
+  publishDir?: string | undefined;
 }
 
 /** One object a backend lists. */
@@ -92,6 +101,8 @@ export interface ListedSourceOptions {
   /** How long a poll waits before looking at unsettled objects again. */
   settleMs?: number;
   now?: () => number;
+  /** What layouts' reservesPath look at (in-place repos); default: every option's default. */
+  layoutOptions?: LayoutOptions;
   /** Called by close() after the watchers are closed (the bucket events listener). */
   onClose?: () => Promise<void> | undefined;
 }
@@ -139,6 +150,8 @@ interface RepoState {
   reported: Map<string, string>;
   /** When a poll last reported a change (0: never). */
   lastChangeAt: number;
+  /** In place: producer files at metadata paths, already reported. */
+  refusedInPlace: Set<string>;
 }
 
 export class ListedSource implements MasterClient {
@@ -172,6 +185,7 @@ export class ListedSource implements MasterClient {
         dirty: false,
         reported: new Map(),
         lastChangeAt: 0,
+        refusedInPlace: new Set(),
       });
     }
   }
@@ -200,7 +214,7 @@ export class ListedSource implements MasterClient {
             uri,
             name: repo.name,
             description: `${repo.format} packages from ${backend.where}`,
-            filesystemDir: repo.name,
+            filesystemDir: repo.publishDir ?? repo.name,
             managerType: repo.format,
             distroVersionUris: [distroVersionUri(repo.name)],
             tag: SOURCE_TAG,
@@ -214,7 +228,11 @@ export class ListedSource implements MasterClient {
   getDistroVersions(): Promise<DistroVersion[]> {
     return Promise.resolve(
       [...this.repos.values()].map(({ repo, layout }) => {
-        const where = layout.sourceDistroVersion?.(repo) ?? { distro: "none", version: null };
+        const where = layout.sourceDistroVersion?.({
+          version: repo.version,
+          distro: repo.distro,
+          inPlace: repo.inPlace === true,
+        }) ?? { distro: "none", version: null };
         return {
           uri: distroVersionUri(repo.name),
           name: repo.name,
@@ -408,6 +426,7 @@ export class ListedSource implements MasterClient {
     const present = new Set<string>();
     let unsettled = 0;
     const packages = layout.sourceFilePattern ?? layout.filenamePattern;
+    const reserved = repo.inPlace === true ? this.reservedIn(state) : null;
     // Objects are hashed and parsed TAKE_CONCURRENCY at a time (a bucket's GETs wait on the
     // network; a directory's reads on the disk), in listing order.
     const takes = new PQueue({ concurrency: TAKE_CONCURRENCY });
@@ -415,7 +434,13 @@ export class ListedSource implements MasterClient {
     for (const obj of objects) {
       signal?.throwIfAborted();
       if (!packages.test(path.posix.basename(obj.rel))) continue;
+      const collision = reserved?.(obj.rel);
+      if (collision === "agent") continue;
       present.add(obj.rel);
+      if (collision !== undefined && collision !== null) {
+        state.entries.set(obj.rel, { stamp: obj.stamp, entry: collision });
+        continue;
+      }
       const before = state.seen.get(obj.rel);
       state.seen.set(obj.rel, obj);
       const taken = state.entries.get(obj.rel);
@@ -446,6 +471,39 @@ export class ListedSource implements MasterClient {
     for (const rel of [...state.entries.keys()]) if (!present.has(rel)) state.entries.delete(rel);
     for (const rel of [...state.seen.keys()]) if (!present.has(rel)) state.seen.delete(rel);
     state.unsettled = unsettled;
+  }
+
+  /**
+   * In place, the agent's metadata lies among the packages: a path where the layout writes
+   * metadata is never a package. The agent's own files there are passed over quietly; one that
+   * is named like a package is a producer's file in the agent's place: reported once (it is not
+   * indexed, and left where it is).
+   */
+  private reservedIn(state: RepoState): (rel: string) => Entry | "agent" | null {
+    const { repo, layout } = state;
+    const context = {
+      repo: { name: repo.name, managerType: repo.format } as Repo,
+      repoDir: repo.publishDir ?? repo.name,
+      options: this.opts.layoutOptions ?? DEFAULT_LAYOUT_OPTIONS,
+    };
+    return (rel) => {
+      if (!layout.reservesPath(rel, context)) return null;
+      if (!layout.filenamePattern.test(path.posix.basename(rel))) return "agent";
+      const reason = `${state.backend.where}${rel} lies where the ${layout.managerType} layout writes the repo's metadata: not indexed, and left where it is; move it elsewhere in the source`;
+      if (!state.refusedInPlace.has(rel)) {
+        state.refusedInPlace.add(rel);
+        this.opts.log.error({ repo: repo.name, file: rel }, reason);
+      }
+      return {
+        kind: "invalid",
+        skipped: {
+          uri: `${repoUri(repo.name)}${rel}`,
+          fileUrl: rel,
+          code: "PACKRAT_UNSAFE_FILENAME",
+          reason,
+        },
+      };
+    };
   }
 
   /** Hash and parse one complete object into a package file, or a skipped entry saying why. */
@@ -501,6 +559,15 @@ export class ListedSource implements MasterClient {
       },
     };
   }
+}
+
+/**
+ * The path relative to its source of a file this class listed (its fileUrl), or undefined for
+ * a file from elsewhere (a master's). Where an in-place repo's package is served.
+ */
+export function sourcePathOf(file: Pick<PackageFile, "fileUrl">): string | undefined {
+  const m = /^local:\/\/[^/]+\/(.+)$/.exec(file.fileUrl);
+  return m?.[1];
 }
 
 /** Names producers write to before renaming into place: never read. */

@@ -9,11 +9,12 @@
  * refused and why, and which state DB rows change. What to download, link or remove once the
  * disk has been looked at is reconcile.ts (planFetches, planRemovals), also pure.
  */
-import { describeError, isPackratError } from "../errors.js";
+import { PackratError, describeError, isPackratError } from "../errors.js";
 import { layoutAccepts } from "../layout/index.js";
 import type { LayoutOptions, RepoLayout } from "../layout/types.js";
 import type { PackageFileRow } from "../state/state-store.js";
 import type { DistroVersion, PackageFile, Repo } from "../types.js";
+import { sourcePathOf } from "./listed-source.js";
 import type { PackageFileListing } from "./master-types.js";
 import { PathAuthority, type PathAuthoritySettings } from "./path-authority.js";
 import { checkMasterSanity, type DesiredFile } from "./reconcile.js";
@@ -77,6 +78,11 @@ export interface PlanInput {
    * the layout transforms under these options; null when its files are served as listed.
    */
   transformKey: (layout: RepoLayout) => string | null;
+  /**
+   * Repos whose packages are placed where their source has them (publishing in place,
+   * src/sync/in-place.ts): PlacementInput.sourcePath. Absent: none.
+   */
+  placeAtSource?: (repo: string) => boolean;
 }
 
 /** Plan every repo of a pass. */
@@ -169,7 +175,14 @@ function planRepo(
     const distroVersion = distroVersions.get(file.distroVersionUri);
     if (!distroVersion) continue;
     try {
-      const placed = layout.placePackage({ repo, file, distroVersion, repoArches, options });
+      const placed = layout.placePackage({
+        repo,
+        file,
+        distroVersion,
+        repoArches,
+        options,
+        ...(input.placeAtSource?.(repo.name) ? { sourcePath: sourcePlacement(repo, file) } : {}),
+      });
       desired.push({
         repo: repo.name,
         file,
@@ -195,6 +208,18 @@ function planRepo(
     previous,
     refused,
   };
+}
+
+/** An in-place repo's package goes where its source has it (PlacementInput.sourcePath). */
+function sourcePlacement(repo: Repo, file: PackageFile): string {
+  const sourcePath = sourcePathOf(file);
+  if (sourcePath === undefined) {
+    throw new PackratError(
+      "PACKRAT_UNSAFE_FILENAME",
+      `repo ${repo.name} is published in place, and ${file.filename} is not a file of its source`,
+    );
+  }
+  return sourcePath;
 }
 
 /**

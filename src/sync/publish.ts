@@ -36,6 +36,7 @@ import {
   writeTempFiles,
 } from "./disk.js";
 import { assertSafeRelativePath } from "./filename-guard.js";
+import { refuseProducerFiles } from "./in-place.js";
 import { PathAuthority } from "./path-authority.js";
 
 export interface PublishRequest {
@@ -45,6 +46,11 @@ export interface PublishRequest {
   repoDir: string;
   /** Extra inputs that change the output (options, signer), folded into the inputs hash. */
   salt: string;
+  /**
+   * The repo is published in place (src/sync/in-place.ts): no metadata file is written over a
+   * file the agent did not write.
+   */
+  inPlace?: boolean;
   /**
    * Render (filling the layout's caches) but publish nothing; only for a repo whose served
    * generation already matches its inputs. A changed repo is published as usual.
@@ -301,6 +307,13 @@ async function switchIn(
     });
     sources.push(file.extract ? { extract: file.extract, sha256 } : { content: file.content });
   }
+  if (req.inPlace === true)
+    refuseProducerFiles(
+      repoName,
+      pending.map((p) => p.rel),
+      deps.root,
+      deps.store,
+    );
   // Each directory is checked and made once (a pacman arch directory takes 10,000 .sig files).
   for (const dir of new Set(pending.map((p) => path.dirname(p.full)))) {
     await assertNoSymlinkDirs(deps.root, path.join(dir, "-"));

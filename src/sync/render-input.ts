@@ -118,6 +118,7 @@ export class RenderInputs {
         ...(metaKey === plan.layout.managerType ? [] : [metaKey]),
       ]),
       warmOnly: warm,
+      inPlace: this.deps.inPlaceRepos?.has(plan.repo.name) === true,
       input: {
         repo: plan.repo,
         distroVersions: plan.distroVersions,

@@ -8,6 +8,7 @@ import path from "node:path";
 import { layoutFor } from "../layout/index.js";
 import type { RepoLayout, SignatureVerifier, TreeReader } from "../layout/types.js";
 import { SKIPPED_REPO_DIRS_KEY, type StateStore } from "../state/state-store.js";
+import { IN_PLACE_DIRS_KEY } from "./in-place.js";
 import { TMP_DIR, fingerprintMatches, sha256File, statInfo, walkTree } from "./disk.js";
 
 export interface VerifyProblem {
@@ -91,9 +92,9 @@ function diskReader(root: string, repoDir: string, hasher: Hasher): TreeReader {
   };
 }
 
-function skippedDirs(store: StateStore): string[] {
+function skippedDirs(store: StateStore, key = SKIPPED_REPO_DIRS_KEY): string[] {
   try {
-    const parsed: unknown = JSON.parse(store.getValue(SKIPPED_REPO_DIRS_KEY) ?? "[]");
+    const parsed: unknown = JSON.parse(store.getValue(key) ?? "[]");
     return Array.isArray(parsed) ? parsed.filter((d): d is string => typeof d === "string") : [];
   } catch {
     return [];
@@ -180,7 +181,9 @@ export async function verifyTree(opts: VerifyTreeOptions): Promise<VerifyReport>
   const expected = new Set(published.map((r) => r.path));
   for (const f of opts.rootFiles ?? []) expected.add(f);
   const repoDirs = repos.map((r) => ({ name: r.repo.name, dir: r.repo.filesystemDir }));
-  const skipped = skippedDirs(store);
+  // In-place directories hold the producer's files too, indexed or not: never the agent's to
+  // call unexpected (cleanup never touches them either).
+  const skipped = [...skippedDirs(store), ...skippedDirs(store, IN_PLACE_DIRS_KEY)];
   for (const e of await walkTree(root)) {
     if (e.kind === "dir" || e.rel === TMP_DIR || e.rel.startsWith(`${TMP_DIR}/`)) continue;
     if (skipped.some((d) => e.rel === d || e.rel.startsWith(`${d}/`))) continue;

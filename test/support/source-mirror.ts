@@ -1,6 +1,7 @@
 /**
  * A mirror without a master (repos from directories): a work dir with a signing key, one
- * incoming directory per repo, and the mirror.conf that declares them. The directory-source
+ * incoming directory per repo (root_dir/NAME when the repos are published in place), and the
+ * mirror.conf that declares them. The directory-source
  * tests share it.
  */
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
@@ -23,10 +24,15 @@ export async function makeSourceMirror(opts: {
   repos: Record<string, { format: string; lines?: string[] }>;
   /** Extra [mirror] lines. */
   mirror?: string[];
+  /**
+   * Every repo published in place: its source is root_dir/NAME (`incoming` is root_dir), and
+   * its section says `publish: in-place`.
+   */
+  inPlace?: boolean;
 }): Promise<SourceMirror> {
   const work = await mkdtemp(path.join(tmpdir(), `packrat-${opts.name}-`));
-  const incoming = path.join(work, "incoming");
   const root = path.join(work, "root");
+  const incoming = opts.inPlace === true ? root : path.join(work, "incoming");
   const key = await generateSigningKey({
     name: opts.name,
     email: `${opts.name}@packrat.invalid`,
@@ -40,6 +46,7 @@ export async function makeSourceMirror(opts: {
       `[repo ${repo}]`,
       `format: ${format}`,
       `source: ${path.join(incoming, repo)}`,
+      ...(opts.inPlace === true ? ["publish: in-place"] : []),
       ...(lines ?? []),
     );
   }

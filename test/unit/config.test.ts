@@ -1217,3 +1217,90 @@ version: 9
     );
   });
 });
+
+describe("[repo NAME] publish = in-place: the source directory is the served tree", () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), "packrat-inplace-conf-"));
+    await mkdir(join(root, "apt"));
+    await mkdir(join(root, ".hidden"));
+    await writeFile(join(root, "a-file"), "");
+  });
+  afterAll(() => rm(root, { recursive: true, force: true }));
+
+  const repo = (lines: string) => `[mirror]\nroot_dir: ${root}\n[repo a]\n${lines}\n`;
+
+  it("reads a directory below root_dir, and root_dir publishing stays the default", () => {
+    const settings = parseConfig(
+      repo(`format: apt\nsource: ${root}/apt\npublish: in-place`),
+      "mirror.conf",
+    );
+    expect(settings.repos.a).toEqual({ format: "apt", source: `${root}/apt`, publish: "in-place" });
+    expect(parseConfig(LOCAL_FOR_DEFAULT, "m").repos.a!.publish).toBeUndefined();
+  });
+
+  it("refuses a bad value, naming file, line, key and the choices", () => {
+    expect(problemOf(repo(`format: apt\nsource: /srv/in\npublish: inplace`))).toMatch(
+      /^mirror\.conf:6: \[repo a\] publish = "inplace": expected one of root_dir, in-place/,
+    );
+  });
+
+  it("refuses a source that is not below root_dir, is root_dir, hides under a dot, or is no writable directory", () => {
+    expect(problemOf(repo(`format: apt\nsource: /srv/incoming\npublish: in-place`))).toMatch(
+      /^mirror\.conf:5: \[repo a\] source = "\/srv\/incoming": expected a directory below root_dir .* for a repo published in place/,
+    );
+    expect(problemOf(repo(`format: apt\nsource: ${root}\npublish: in-place`))).toContain(
+      "expected a directory below root_dir",
+    );
+    expect(problemOf(repo(`format: apt\nsource: ${root}/.hidden\npublish: in-place`))).toContain(
+      'expected no segment starting with "."',
+    );
+    expect(problemOf(repo(`format: apt\nsource: ${root}/nope\npublish: in-place`))).toContain(
+      "expected an existing directory: a repo published in place has its metadata written into its source",
+    );
+    expect(problemOf(repo(`format: apt\nsource: ${root}/a-file\npublish: in-place`))).toContain(
+      "expected a directory (the agent writes the repo's metadata into it)",
+    );
+  });
+
+  it("refuses a format that cannot be served from the producer's paths, and yum keys that do not apply", () => {
+    expect(problemOf(repo(`format: docker\nsource: ${root}/apt\npublish: in-place`))).toMatch(
+      /\[repo a\] publish = "in-place": expected root_dir for a docker repo: it cannot be published in place \(a docker registry serves blobs at content-addressed paths/,
+    );
+    expect(
+      problemOf(repo(`format: yum\nsource: ${root}/apt\npublish: in-place\ndistro: rocky`)),
+    ).toContain("expected no distro: a yum repo published in place has its repodata/ at the top");
+    expect(
+      problemsOf(
+        `[mirror]\nroot_dir: ${root}\ngpg_sign_key: ABCD\nsign_rpm_packages: yes\n[repo a]\nformat: yum\nsource: ${root}/apt\npublish: in-place\n`,
+      ).join("\n"),
+    ).toContain("expected root_dir while [mirror] sign_rpm_packages is on");
+  });
+
+  it("serves an s3:// source in place only below the [s3] prefix of the same bucket", () => {
+    const inBucket = (source: string, s3: string) =>
+      `[mirror]\nroot_dir: ${root}\n[repo a]\nformat: apt\nsource: ${source}\npublish: in-place\n[s3]\n${s3}\n`;
+    expect(parseConfig(inBucket("s3://packages/pool/", "bucket: packages"), "m").repos.a).toEqual({
+      format: "apt",
+      source: "s3://packages/pool/",
+      publish: "in-place",
+    });
+    expect(problemOf(inBucket("s3://packages/pool/", "bucket: other"))).toMatch(
+      /\[repo a\] source = "s3:\/\/packages\/pool\/": expected a prefix below where the mirror is published \(s3:\/\/other\/\.\.\.\) for a repo published in place in a bucket/,
+    );
+    expect(
+      problemOf(inBucket("s3://packages/pool/", "bucket: packages\nprefix: mirror")),
+    ).toContain("expected a prefix below where the mirror is published (s3://packages/mirror/...)");
+    expect(
+      problemOf(inBucket("s3://packages/mirror/", "bucket: packages\nprefix: mirror")),
+    ).toContain("expected a prefix below where the mirror is published");
+  });
+
+  it("refuses publish beside a [packrat] master (a master's repos are always copied)", () => {
+    expect(problemsOf(`${MINIMAL}\n[repo a]\npublish: in-place\n`).join("\n")).toMatch(
+      /\[repo a\] publish: a repo with its own format and source needs no \[packrat\] master/,
+    );
+  });
+});
+
+const LOCAL_FOR_DEFAULT = `[mirror]\nroot_dir: /var/www/repo\n[repo a]\nformat: apt\nsource: /srv/in\n`;

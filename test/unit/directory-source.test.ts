@@ -214,6 +214,47 @@ describe("DirectorySource", () => {
   });
 });
 
+describe("DirectorySource, a repo published in place", () => {
+  it("names each package at its path in the source and never lists the agent's metadata back", async () => {
+    const [deb] = samplePackages(0).filter((p) => p.type === "deb");
+    await writeFile(join(await mkdirp(join(dir, "builds/2026")), deb!.filename), deb!.content);
+    // The agent's own apt metadata beside it: never a package, never reported.
+    await writeFile(
+      join(await mkdirp(join(dir, "dists/stable/main/binary-amd64")), "Packages"),
+      "",
+    );
+    // A real package where the metadata goes: reported as skipped, not indexed.
+    await writeFile(join(dir, "dists", deb!.filename), deb!.content);
+    const src = source([
+      { name: "apt", format: "apt", source: dir, inPlace: true, publishDir: "incoming/apt" },
+    ]);
+    const [repo] = await src.getRepos([uriOf("apt")]);
+    expect(repo!.filesystemDir).toBe("incoming/apt");
+    const { files, skipped } = await src.listPackageFiles(uriOf("apt"));
+    expect(files.map((f) => f.fileUrl)).toEqual([`local://apt/builds/2026/${deb!.filename}`]);
+    expect(skipped).toEqual([
+      expect.objectContaining({
+        code: "PACKRAT_UNSAFE_FILENAME",
+        fileUrl: `dists/${deb!.filename}`,
+        reason: expect.stringContaining(
+          "where the apt layout writes the repo's metadata",
+        ) as string,
+      }),
+    ]);
+    await src.close();
+  });
+
+  it("gives a yum repo in place its repodata at the top (no distro directories)", async () => {
+    const src = source([{ name: "yum", format: "yum", source: dir, inPlace: true }]);
+    const [dv] = await src.getDistroVersions();
+    expect(dv).toMatchObject({ distro: "", version: null });
+    const root = source([{ name: "yum", format: "yum", source: dir }]);
+    expect((await root.getDistroVersions())[0]).toMatchObject({ distro: "el", version: "9" });
+    await src.close();
+    await root.close();
+  });
+});
+
 async function mkdirp(path: string): Promise<string> {
   const { mkdir } = await import("node:fs/promises");
   await mkdir(path, { recursive: true });

@@ -108,7 +108,10 @@ function publish(
   );
 }
 
-function replica(store: ObjectStore, over: Partial<{ graceMs: number; keep: string[] }> = {}) {
+function replica(
+  store: ObjectStore,
+  over: Partial<{ graceMs: number; keep: string[]; sourcePrefixes: string[] }> = {},
+) {
   return new Replica({
     store,
     state,
@@ -118,6 +121,7 @@ function replica(store: ObjectStore, over: Partial<{ graceMs: number; keep: stri
     graceMs: over.graceMs ?? 0,
     concurrency: 4,
     keep: over.keep ?? [],
+    ...(over.sourcePrefixes ? { sourcePrefixes: over.sourcePrefixes } : {}),
   });
 }
 
@@ -343,5 +347,39 @@ describe("the lock object", () => {
     const refused = await other.round({ reconcile: false });
     expect(refused.error).toMatch(/another agent publishes here/);
     expect(refused.uploaded).toBe(0);
+  });
+});
+
+describe("a repo published in place in the bucket (sourcePrefixes)", () => {
+  it("never uploads its packages (they are the source objects) nor writes over an object the agent did not put", async () => {
+    // The producer's object, already in the bucket.
+    mkdirSync(path.join(bucketDir, "pool"), { recursive: true });
+    writeFileSync(path.join(bucketDir, "pool/a_1.deb"), "deb a 1");
+    const pkg = { path: "pool/a_1.deb", content: "deb a 1", order: 0, kind: "package" as const };
+    publish("apt", 1, [pkg, { path: "pool/dists/x/InRelease", content: "InRelease v1", order: 2 }]);
+    const store = new RecordingStore(new DirStore(bucketDir));
+    const r = replica(store, { sourcePrefixes: ["pool/"] });
+    const first = await r.round({ reconcile: false, force: true });
+    expect(first.failed).toEqual([]);
+    expect(store.puts.map((p) => p.key)).toEqual(["pool/dists/x/InRelease"]);
+
+    // Between full syncs (no reconcile) the producer replaces the agent's InRelease: the next
+    // generation's is not written over it, and the repo is held back.
+    writeFileSync(path.join(bucketDir, "pool/dists/x/InRelease"), "the producer's");
+    clock += 1000;
+    publish("apt", 2, [pkg, { path: "pool/dists/x/InRelease", content: "InRelease v2", order: 2 }]);
+    const second = await r.round({ reconcile: false, force: true });
+    expect(second.failed).toEqual([
+      {
+        key: "pool/dists/x/InRelease",
+        error: expect.stringContaining("holds an object the agent did not put") as string,
+      },
+    ]);
+    expect(second.behind).toEqual(["apt"]);
+    expect(readFileSync(path.join(bucketDir, "pool/dists/x/InRelease"), "utf8")).toBe(
+      "the producer's",
+    );
+    expect(readFileSync(path.join(bucketDir, "pool/a_1.deb"), "utf8")).toBe("deb a 1");
+    expect(store.puts.map((p) => p.key)).toEqual(["pool/dists/x/InRelease"]);
   });
 });

@@ -284,6 +284,11 @@ export const REPO_KEYS: SectionSpec<RepoSettings> = {
     example: "stable",
     what: "the apt codename or yum release version",
   },
+  publish: {
+    parse: oneOf(["root_dir", "in-place"] as const),
+    example: "in-place",
+    what: "where the repo is published: root_dir (a copy under root_dir/NAME) or in-place (the source directory itself, inside root_dir, metadata beside the packages)",
+  },
   distro: {
     parse: (raw) =>
       /^[0-9A-Za-z._+~-]+$/.test(raw) && raw !== "." && raw !== ".."
@@ -295,7 +300,7 @@ export const REPO_KEYS: SectionSpec<RepoSettings> = {
 };
 
 /** The [repo NAME] keys that declare a repo of its own (no [packrat] master). */
-export const SOURCE_REPO_KEYS = ["format", "source", "version", "distro"] as const;
+export const SOURCE_REPO_KEYS = ["format", "source", "version", "distro", "publish"] as const;
 
 /** `[repo prod-apt]` → `prod-apt`; null for any other section name. */
 export function repoSectionName(section: string): string | null {
