@@ -23,7 +23,7 @@ import { generateSigningKey, type GeneratedSigningKey } from "../../src/signing/
 import { runAptGet } from "../support/apt-client.js";
 import { runCli } from "../support/cli.js";
 import { sampleDeb } from "../support/mirror-fixture.js";
-import type { RunningRgw } from "../support/rgw.js";
+import { aptS3Method, type RunningRgw } from "../support/rgw.js";
 import { s3Client, sharedRgw } from "../support/s3-test.js";
 
 const run = promisify(execFile);
@@ -170,6 +170,20 @@ describe.skipIf(shared.rgw === null)(
         packages: ["first-pkg", "second-pkg"],
       });
       expect(apt.downloadedFiles).toEqual(["first-pkg_1.0_all.deb", "second-pkg_2.0_all.deb"]);
+
+      // The s3apt way: apt-transport-s3 reading `deb s3://bucket/pool …` with credentials.
+      const method = await aptS3Method(rgw, path.join(work, "s3-method"), [bucket]);
+      const viaS3 = await runAptGet({
+        repoUrl: `s3://${bucket}/pool`,
+        suite: "bookworm",
+        components: ["main"],
+        keyringPath: path.join(work, "root", "repo-key.gpg"),
+        archs: ["amd64"],
+        packages: ["first-pkg", "second-pkg"],
+        extraConfig: method.aptConfig,
+      });
+      expect(viaS3.updateOutput).toMatch(/Get:\d+ s3:\/\/\S+ bookworm InRelease/);
+      expect(viaS3.downloadedFiles).toEqual(["first-pkg_1.0_all.deb", "second-pkg_2.0_all.deb"]);
     }, 300_000);
 
     test("an object the producer put at a metadata key is never overwritten; a deleted package leaves the index", async () => {
