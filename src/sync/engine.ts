@@ -42,6 +42,7 @@ import {
 } from "./plan.js";
 import { publishRepo, type PublishOutcome } from "./publish.js";
 import { RenderInputs } from "./render-input.js";
+import type { SignatureVerifier } from "../signing/verify.js";
 
 export type {
   DetachedDownload,
@@ -64,6 +65,8 @@ export class SyncEngine {
   private skippedDirs: string[] = [];
   /** Publish warnings logged so far (repo + text): each is logged once per engine (process). */
   private readonly warned = new Set<string>();
+  /** The self-check's signature verifiers, by key (publish.ts PublisherDeps.verifiers). */
+  private readonly verifiers = new Map<string, Promise<SignatureVerifier>>();
   /** Observes the disk and downloads; its downloads outlive a pass (see apply.ts). */
   private readonly applier: Applier;
   private readonly inputs: RenderInputs;
@@ -468,6 +471,7 @@ export class SyncEngine {
         log,
         now: this.now,
         warned: this.warned,
+        verifiers: this.verifiers,
       });
     } catch (err) {
       log.error(

@@ -83,6 +83,11 @@ export interface PublisherDeps {
    * still carries every warning.
    */
   warned?: Set<string>;
+  /**
+   * Signature verifiers by key fingerprint, kept by the engine (one per process and key: making
+   * one parses the key). Absent: one is made for each self-check.
+   */
+  verifiers?: Map<string, Promise<SignatureVerifier>>;
 }
 
 /** A digest of everything that decides a repo's metadata, so unchanged repos are not rewritten. */
@@ -124,14 +129,17 @@ async function latestIntact(deps: PublisherDeps, repoName: string): Promise<bool
 export const PUBLISH_CHECK_FAILURES_KEY = "publish_check_failures";
 export const PUBLISH_CHECK_LAST_FAILURE_KEY = "publish_check_last_failure";
 
-const verifiers = new Map<string, Promise<SignatureVerifier>>();
-
-function verifierFor(input: RenderInput): Promise<SignatureVerifier> | null {
+function verifierFor(
+  input: RenderInput,
+  verifiers: PublisherDeps["verifiers"],
+): Promise<SignatureVerifier> | null {
   const signer = input.signer;
   if (!signer) return null;
-  let v = verifiers.get(signer.fingerprint);
-  if (!v)
-    verifiers.set(signer.fingerprint, (v = createSignatureVerifier(signer.publicKeyArmored())));
+  let v = verifiers?.get(signer.fingerprint);
+  if (!v) {
+    v = createSignatureVerifier(signer.publicKeyArmored());
+    verifiers?.set(signer.fingerprint, v);
+  }
   return v;
 }
 
@@ -182,7 +190,7 @@ export async function selfCheckGeneration(
 ): Promise<void> {
   const checker = req.layout.check;
   const started = deps.now();
-  const verifier = verifierFor(req.input);
+  const verifier = verifierFor(req.input, deps.verifiers);
   let problems: CheckProblem[];
   try {
     const result = await checker({
