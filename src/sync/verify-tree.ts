@@ -13,6 +13,7 @@ import {
   TMP_DIR,
   fingerprintMatches,
   readTinySync,
+  sha256Bytes,
   sha256FileInfo,
   statInfoSync,
   walkTree,
@@ -63,6 +64,8 @@ class Hasher {
   hashed = 0;
   private readonly cache = new Map<string, Promise<{ size: number; sha256: string } | null>>();
   private fingerprints: Map<string, Fingerprint> | null = null;
+  /** Regular files read whole this run (readWhole), by path. */
+  private readonly read = new Map<string, { size: number; sha256: string }>();
   constructor(
     private readonly root: string,
     private readonly store: StateStore,
@@ -87,7 +90,7 @@ class Hasher {
           const fp = this.fingerprint(rel);
           if (fp && fingerprintMatches(fp, st)) return { size: st.size, sha256: fp.sha256 };
         }
-        const info = await sha256FileInfo(full);
+        const info = this.read.get(rel) ?? (await sha256FileInfo(full));
         if (info !== null) this.hashed++;
         return info;
       })();
@@ -95,18 +98,36 @@ class Hasher {
     }
     return p;
   }
+
+  /**
+   * Bytes of a regular file (not a symlink) this run has just read whole: its hash for step 2,
+   * which would otherwise open and read it again (a pacman .sig per package).
+   */
+  readWhole(rel: string, bytes: Uint8Array): void {
+    if (!this.cache.has(`h:${rel}`))
+      this.read.set(rel, { size: bytes.length, sha256: sha256Bytes(bytes) });
+  }
 }
 
-/** A metadata file's bytes (following symlinks, as a web server does), or null if absent. */
-async function readMetadata(full: string): Promise<Uint8Array | null> {
+/**
+ * A metadata file's bytes (following symlinks, as a web server does), or null if absent. A
+ * small regular file is read synchronously (an index's signature, or a pacman .sig per package,
+ * would otherwise cost a thread-pool round trip each) and its bytes handed to `whole`.
+ */
+async function readMetadata(
+  full: string,
+  whole: (bytes: Uint8Array) => void,
+): Promise<Uint8Array | null> {
   try {
-    // Small regular files are read synchronously: an index's signature or a pacman .sig per
-    // package would otherwise cost a thread-pool round trip each.
-    const st = fsSync.statSync(full, { throwIfNoEntry: false });
+    const st = fsSync.lstatSync(full, { throwIfNoEntry: false });
     if (st === undefined || st.isDirectory()) return null;
     if (st.isFile()) {
       const tiny = readTinySync(full);
-      if (tiny !== null) return new Uint8Array(tiny.buffer, tiny.byteOffset, tiny.byteLength);
+      if (tiny !== null) {
+        const bytes = new Uint8Array(tiny.buffer, tiny.byteOffset, tiny.byteLength);
+        whole(bytes);
+        return bytes;
+      }
     }
     return new Uint8Array(await readFile(full));
   } catch (err) {
@@ -119,7 +140,7 @@ async function readMetadata(full: string): Promise<Uint8Array | null> {
 function diskReader(root: string, repoDir: string, hasher: Hasher): TreeReader {
   const rel = (p: string) => `${repoDir}/${p}`;
   return {
-    read: (p) => readMetadata(path.join(root, rel(p))),
+    read: (p) => readMetadata(path.join(root, rel(p)), (bytes) => hasher.readWhole(rel(p), bytes)),
     packageInfo: (p) => hasher.info(rel(p), true),
   };
 }
