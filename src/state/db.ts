@@ -723,8 +723,11 @@ class SqliteStateStore implements StateStore {
     this.s = prepareStatements(db);
   }
 
-  /** Run one store operation; environmental SQLite failures become PackratErrors. */
+  /** Run one store operation; environmental SQLite failures become PackratErrors. Fingerprints
+   * recorded since the last operation are written first, so every operation sees them. */
   private guard<T>(doing: string, fn: () => T): T {
+    if (this.pendingFingerprints.size > 0 || this.fingerprintFailure !== null)
+      this.flushFingerprints();
     try {
       return fn();
     } catch (err) {
@@ -732,6 +735,42 @@ class SqliteStateStore implements StateStore {
       // after an I/O error): the model is read again rather than trusted.
       this.model.drop();
       throw translateSqliteError(err, this.path, doing) ?? err;
+    }
+  }
+
+  /**
+   * Fingerprints recorded outside a transaction and not yet written, by path (the last one
+   * wins). A pass records one per file it hashed or wrote, one statement at a time: each in a
+   * transaction of its own cost ~0.17 ms (WAL frames and checkpoints), 1.7 s of a 10,000-RPM
+   * cold publish; written together they cost ~0.015 ms each. They are written before the next
+   * operation of this store (so reads and deletes see them, in order), at the latest in the
+   * next turn of the event loop, and on close. Losing them (a crash in between) is safe: a
+   * fingerprint only vouches for a file's bytes, and a file without one is hashed again.
+   */
+  private pendingFingerprints = new Map<string, FingerprintDbRow>();
+  private flushScheduled: NodeJS.Immediate | null = null;
+  /** A background write that failed: thrown by the next operation (its rows are dropped). */
+  private fingerprintFailure: Error | null = null;
+
+  private flushFingerprints(): void {
+    const failure = this.fingerprintFailure;
+    if (failure !== null) {
+      this.fingerprintFailure = null;
+      throw failure;
+    }
+    if (this.pendingFingerprints.size === 0) return;
+    const rows = [...this.pendingFingerprints.values()];
+    this.pendingFingerprints.clear();
+    try {
+      this.db
+        .transaction(() => {
+          for (const row of rows) this.s.putFingerprint.run(row);
+        })
+        .immediate();
+    } catch (err) {
+      // Those rows are lost (only a re-hash later): the model, which has them, is read again.
+      this.model.drop();
+      throw translateSqliteError(err, this.path, `recording ${rows.length} fingerprint(s)`) ?? err;
     }
   }
 
@@ -743,7 +782,18 @@ class SqliteStateStore implements StateStore {
 
   close(): void {
     this.model.drop();
-    if (this.db.open) this.db.close();
+    if (this.flushScheduled) clearImmediate(this.flushScheduled);
+    this.flushScheduled = null;
+    if (!this.db.open) return;
+    try {
+      this.flushFingerprints();
+    } catch {
+      // Closing must close; the fingerprints not written only cost a re-hash (see above).
+    } finally {
+      this.fingerprintFailure = null;
+      this.pendingFingerprints.clear();
+      this.db.close();
+    }
   }
 
   replacedOnDisk(): string | null {
@@ -942,16 +992,34 @@ class SqliteStateStore implements StateStore {
   }
 
   putFingerprint(fp: Fingerprint): void {
-    this.guard(`recording the fingerprint of ${fp.path}`, () => {
-      this.s.putFingerprint.run({
-        path: fp.path,
-        sha256: fp.sha256,
-        size: fp.size,
-        mtime_ns: fp.mtimeNs,
-        ino: fp.ino,
-        verified_at: fp.verifiedAt,
+    const row: FingerprintDbRow = {
+      path: fp.path,
+      sha256: fp.sha256,
+      size: fp.size,
+      mtime_ns: fp.mtimeNs,
+      ino: fp.ino,
+      verified_at: fp.verifiedAt,
+    };
+    // Inside a transaction the row commits (or rolls back) with it, as the caller expects.
+    if (this.db.inTransaction || this.db.readonly || !this.db.open) {
+      this.guard(`recording the fingerprint of ${fp.path}`, () => {
+        this.s.putFingerprint.run(row);
       });
       this.model.putFingerprint(fp);
+      return;
+    }
+    this.pendingFingerprints.delete(fp.path); // keep the order of the last recording
+    this.pendingFingerprints.set(fp.path, row);
+    // The model is what the store says: every read flushes the queue first, so it agrees.
+    this.model.putFingerprint(fp);
+    this.flushScheduled ??= setImmediate(() => {
+      this.flushScheduled = null;
+      if (!this.db.open || this.pendingFingerprints.size === 0) return;
+      try {
+        this.flushFingerprints();
+      } catch (err) {
+        this.fingerprintFailure ??= err instanceof Error ? err : new Error(String(err));
+      }
     });
   }
 

@@ -154,7 +154,9 @@ export function multiUris(
   uris: readonly string[],
   max: number,
 ): { uri: string; members: string[] }[] {
-  const byModel = new Map<string, string[]>();
+  // Ids in first-seen order, per model; a Set, not Array.includes: that was quadratic (0.4 s
+  // of every full sync at 10,000 package files, most of one at 100,000).
+  const byModel = new Map<string, Set<string>>();
   for (const uri of uris) {
     const parsed = parseObjectUri(uri);
     if (!parsed || parsed.ids.length !== 1) {
@@ -163,12 +165,13 @@ export function multiUris(
         `${JSON.stringify(uri)} is not a CInP object URI (expected /api/v2/<Namespace>/<Model>:<id>:)`,
       );
     }
-    const ids = byModel.get(parsed.model) ?? [];
-    if (!ids.includes(parsed.ids[0]!)) ids.push(parsed.ids[0]!);
-    byModel.set(parsed.model, ids);
+    let ids = byModel.get(parsed.model);
+    if (!ids) byModel.set(parsed.model, (ids = new Set()));
+    ids.add(parsed.ids[0]!);
   }
   const out: { uri: string; members: string[] }[] = [];
-  for (const [model, ids] of byModel) {
+  for (const [model, idSet] of byModel) {
+    const ids = [...idSet];
     for (let i = 0; i < ids.length; i += max) {
       const chunk = ids.slice(i, i + max);
       out.push({

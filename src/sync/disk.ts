@@ -63,7 +63,7 @@ const SMALL_FILE = 1 << 20;
 const TINY_FILE = 256 * 1024;
 
 /** The whole file, if it is a regular file of at most TINY_FILE bytes; else null. */
-function readTinySync(full: string): Buffer | null {
+export function readTinySync(full: string): Buffer | null {
   const fd = fsSync.openSync(full, "r");
   try {
     const { size } = fsSync.fstatSync(fd);
@@ -81,9 +81,74 @@ function readTinySync(full: string): Buffer | null {
   }
 }
 
+/** Reused by hashTinySync: hashing thousands of small files allocates no buffer per file. */
+let scratch: Buffer | null = null;
+
+/** SHA-256 of a regular file of at most TINY_FILE bytes, read synchronously; else null. */
+function hashTinySync(full: string): string | null {
+  const fd = fsSync.openSync(full, "r");
+  try {
+    const { size } = fsSync.fstatSync(fd);
+    if (size > TINY_FILE) return null;
+    return hashOpenTinySync(fd);
+  } finally {
+    fsSync.closeSync(fd);
+  }
+}
+
+/** The SHA-256 of what an open file of at most TINY_FILE bytes holds, or null if larger. */
+function hashOpenTinySync(fd: number): string | null {
+  scratch ??= Buffer.allocUnsafe(TINY_FILE + 1);
+  let got = 0;
+  // Read to the end, not to the fstat's size: a file that grew since is hashed as it is now
+  // (or, past TINY_FILE, by the caller's streaming path).
+  for (;;) {
+    const n = fsSync.readSync(fd, scratch, got, scratch.length - got, got);
+    if (n === 0) break;
+    got += n;
+    if (got === scratch.length) return null;
+  }
+  return createHash("sha256").update(scratch.subarray(0, got)).digest("hex");
+}
+
+const OPEN_NOFOLLOW =
+  fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW | fsSync.constants.O_NONBLOCK;
+
+/**
+ * Size and SHA-256 of a regular file, or null when nothing or something else (a symlink, a
+ * directory, a FIFO) is at `full`, as statInfo sees it. One open and fstat instead of an lstat
+ * and then an open: a deep verify pays this per package file beside `sha256sum`.
+ */
+export async function sha256FileInfo(
+  full: string,
+): Promise<{ size: number; sha256: string } | null> {
+  let fd: number;
+  try {
+    fd = fsSync.openSync(full, OPEN_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ELOOP") return null;
+    throw err;
+  }
+  let size: number;
+  try {
+    const st = fsSync.fstatSync(fd);
+    if (!st.isFile()) return null;
+    size = st.size;
+    if (size <= TINY_FILE) {
+      const sha256 = hashOpenTinySync(fd);
+      if (sha256 !== null) return { size, sha256 };
+    }
+  } finally {
+    fsSync.closeSync(fd);
+  }
+  // A large file: streamed (it was a regular file a moment ago; sha256File reads it by path).
+  return { size, sha256: await sha256File(full) };
+}
+
 export async function sha256File(full: string): Promise<string> {
-  const tiny = readTinySync(full);
-  if (tiny !== null) return createHash("sha256").update(tiny).digest("hex");
+  const tiny = hashTinySync(full);
+  if (tiny !== null) return tiny;
   const handle = await fs.open(full, "r");
   try {
     const { size } = await handle.stat();

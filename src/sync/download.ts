@@ -7,6 +7,7 @@ import { type Hash, createHash } from "node:crypto";
 import fs, { type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
+import { finished } from "node:stream/promises";
 import { IntegrityError, PackratError, describeError, isPackratError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { DEFAULT_RETRY, backoffDelay, realSleep, type RetryPolicy, type Sleep } from "./backoff.js";
@@ -204,12 +205,12 @@ class WriteBehind {
 
   constructor(private readonly fh: FileHandle) {}
 
-  async push(chunk: Buffer): Promise<void> {
+  /** Queue a chunk; when a batch is full, a promise that settles once its write has started. */
+  push(chunk: Buffer): Promise<void> | null {
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes < WRITE_BATCH_BYTES) return;
-    await this.settleWrite();
-    this.startWrite();
+    if (this.pendingBytes < WRITE_BATCH_BYTES) return null;
+    return this.settleWrite().then(() => this.startWrite());
   }
 
   /** Writes what is left, then waits for every write and flush; throws the first error. */
@@ -312,6 +313,9 @@ async function writeAllAt(fh: FileHandle, buffers: Buffer[], position: number): 
 /**
  * Receive the body into `fh`, hashing each chunk as it arrives. Returns the byte count. The body
  * is consumed directly (no pipeline/Transform): each stream stage costs a hop per 64 KiB chunk.
+ * It is read in flowing mode ('data' events, paused while a full batch waits for the previous
+ * write), not with an async iterator: the iterator's read() concatenates every chunk buffered
+ * meanwhile into a new buffer, a copy of much of the file when the disk is the slower side.
  */
 async function receiveInto(
   body: Readable,
@@ -327,12 +331,30 @@ async function receiveInto(
   let size = 0;
   try {
     signal?.throwIfAborted();
-    for await (const chunk of body as AsyncIterable<Buffer>) {
+    // Listening before the first chunk flows: an error or an early end is never missed.
+    const ended = finished(body);
+    // The write a paused body waits for (held in an object: it is set from the listener).
+    const paused: { write: Promise<void> | null } = { write: null };
+    body.on("data", (chunk: Buffer) => {
       hash.update(chunk);
       size += chunk.length;
       onBytes?.(chunk.length);
-      await writer.push(chunk);
-    }
+      const wait = writer.push(chunk);
+      if (wait === null) return;
+      body.pause();
+      paused.write = wait.then(
+        () => {
+          paused.write = null;
+          body.resume();
+        },
+        (err: unknown) => {
+          // The write failed: stop the body; `ended` rejects with the error.
+          body.destroy(err as Error);
+        },
+      );
+    });
+    await ended;
+    if (paused.write !== null) await paused.write;
     signal?.throwIfAborted();
     await writer.finish();
     return size;

@@ -3,13 +3,22 @@
  * client-view checkers the publisher runs before each switch), check that the state DB and the
  * disk agree, and find files nothing publishes. Reads only: it can run beside a live agent.
  */
+import fsSync from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { layoutFor } from "../layout/index.js";
 import type { RepoLayout, SignatureVerifier, TreeReader } from "../layout/types.js";
-import { SKIPPED_REPO_DIRS_KEY, type StateStore } from "../state/state-store.js";
+import { SKIPPED_REPO_DIRS_KEY, type Fingerprint, type StateStore } from "../state/state-store.js";
+import {
+  TMP_DIR,
+  fingerprintMatches,
+  readTinySync,
+  sha256Bytes,
+  sha256FileInfo,
+  statInfoSync,
+  walkTree,
+} from "./disk.js";
 import { IN_PLACE_DIRS_KEY } from "./in-place.js";
-import { TMP_DIR, fingerprintMatches, sha256File, statInfo, walkTree } from "./disk.js";
 
 export interface VerifyProblem {
   /** The repo the path belongs to, null for root_dir files. */
@@ -46,48 +55,93 @@ export interface VerifyTreeOptions {
   layoutFor?: (managerType: string) => RepoLayout | undefined;
 }
 
-/** SHA-256 of a file once per run, vouched for by its fingerprint unless deep. */
+/**
+ * SHA-256 of a file once per run, vouched for by its fingerprint unless deep. The per-file
+ * costs are what a deep verify pays beside `sha256sum` (issue 25): the fingerprints are read in
+ * one query (only when one can vouch), the stat is synchronous, and a small file is read and
+ * hashed synchronously (sha256File), so a package check costs no thread-pool round trip.
+ */
 class Hasher {
   hashed = 0;
   private readonly cache = new Map<string, Promise<{ size: number; sha256: string } | null>>();
+  private fingerprints: Map<string, Fingerprint> | null = null;
+  /** Regular files read whole this run (readWhole), by path. */
+  private readonly read = new Map<string, { size: number; sha256: string }>();
   constructor(
     private readonly root: string,
     private readonly store: StateStore,
     private readonly deep: boolean,
   ) {}
 
+  private fingerprint(rel: string): Fingerprint | undefined {
+    this.fingerprints ??= new Map(this.store.listFingerprints().map((f) => [f.path, f]));
+    return this.fingerprints.get(rel);
+  }
+
   info(rel: string, trustFingerprint: boolean): Promise<{ size: number; sha256: string } | null> {
-    const key = `${trustFingerprint && !this.deep ? "f" : "h"}:${rel}`;
+    const vouch = trustFingerprint && !this.deep;
+    const key = `${vouch ? "f" : "h"}:${rel}`;
     let p = this.cache.get(key);
     if (!p) {
       p = (async () => {
-        const full = path.join(this.root, ...rel.split("/"));
-        const st = await statInfo(full);
-        if (st === null) return null;
-        const fp = this.store.getFingerprint(rel);
-        if (trustFingerprint && !this.deep && fp && fingerprintMatches(fp, st))
-          return { size: st.size, sha256: fp.sha256 };
-        this.hashed++;
-        return { size: st.size, sha256: await sha256File(full) };
+        const full = path.join(this.root, rel);
+        if (vouch) {
+          const st = statInfoSync(full);
+          if (st === null) return null;
+          const fp = this.fingerprint(rel);
+          if (fp && fingerprintMatches(fp, st)) return { size: st.size, sha256: fp.sha256 };
+        }
+        const info = this.read.get(rel) ?? (await sha256FileInfo(full));
+        if (info !== null) this.hashed++;
+        return info;
       })();
       this.cache.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * Bytes of a regular file (not a symlink) this run has just read whole: its hash for step 2,
+   * which would otherwise open and read it again (a pacman .sig per package).
+   */
+  readWhole(rel: string, bytes: Uint8Array): void {
+    if (!this.cache.has(`h:${rel}`))
+      this.read.set(rel, { size: bytes.length, sha256: sha256Bytes(bytes) });
+  }
+}
+
+/**
+ * A metadata file's bytes (following symlinks, as a web server does), or null if absent. A
+ * small regular file is read synchronously (an index's signature, or a pacman .sig per package,
+ * would otherwise cost a thread-pool round trip each) and its bytes handed to `whole`.
+ */
+async function readMetadata(
+  full: string,
+  whole: (bytes: Uint8Array) => void,
+): Promise<Uint8Array | null> {
+  try {
+    const st = fsSync.lstatSync(full, { throwIfNoEntry: false });
+    if (st === undefined || st.isDirectory()) return null;
+    if (st.isFile()) {
+      const tiny = readTinySync(full);
+      if (tiny !== null) {
+        const bytes = new Uint8Array(tiny.buffer, tiny.byteOffset, tiny.byteLength);
+        whole(bytes);
+        return bytes;
+      }
+    }
+    return new Uint8Array(await readFile(full));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "EISDIR" || code === "ENOTDIR") return null;
+    throw err;
   }
 }
 
 function diskReader(root: string, repoDir: string, hasher: Hasher): TreeReader {
   const rel = (p: string) => `${repoDir}/${p}`;
   return {
-    async read(p) {
-      try {
-        return new Uint8Array(await readFile(path.join(root, ...rel(p).split("/"))));
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === "ENOENT" || code === "EISDIR") return null;
-        throw err;
-      }
-    },
+    read: (p) => readMetadata(path.join(root, rel(p)), (bytes) => hasher.readWhole(rel(p), bytes)),
     packageInfo: (p) => hasher.info(rel(p), true),
   };
 }

@@ -343,6 +343,87 @@ describe("fingerprints and the metadata cache", () => {
     expect(s.getFingerprint(fp.path)).toBeUndefined();
   });
 
+  describe("fingerprints recorded outside a transaction are written together", () => {
+    const fp = (path: string, n = 1) => ({
+      path,
+      sha256: hex(n),
+      size: n,
+      mtimeNs: "1763712000123456789",
+      ino: String(n),
+      verifiedAt: 1000,
+    });
+    /** What another connection sees committed. */
+    const onDisk = (path: string) => {
+      const db = raw(join(dir, "state.db"));
+      try {
+        return db.prepare("SELECT 1 FROM fingerprints WHERE path = ?").get(path) !== undefined;
+      } finally {
+        db.close();
+      }
+    };
+    const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+    it("in the next turn of the event loop, and before any other operation of the store", async () => {
+      const s = store();
+      s.putFingerprint(fp("a"));
+      s.putFingerprint(fp("b"));
+      expect(onDisk("a")).toBe(false); // not yet: written together with what follows
+      await nextTurn();
+      expect(onDisk("a") && onDisk("b")).toBe(true);
+      s.putFingerprint(fp("c"));
+      s.setValue("k", "v"); // any operation writes them first
+      expect(onDisk("c")).toBe(true);
+    });
+
+    it("keeps the order of puts and deletes, and the last put of a path wins", () => {
+      const s = store();
+      s.putFingerprint(fp("a", 1));
+      s.putFingerprint(fp("a", 2));
+      expect(s.getFingerprint("a")?.sha256).toBe(hex(2));
+      s.putFingerprint(fp("b", 1));
+      s.deleteFingerprint("b");
+      expect(s.listFingerprints().map((f) => f.path)).toEqual(["a"]);
+      expect(onDisk("b")).toBe(false);
+    });
+
+    it("on close", () => {
+      const s = store();
+      s.putFingerprint(fp("a"));
+      s.close();
+      expect(onDisk("a")).toBe(true);
+    });
+
+    it("inside a transaction, with it: committed or rolled back together", () => {
+      const s = store();
+      s.transaction(() => {
+        s.putFingerprint(fp("kept"));
+        expect(onDisk("kept")).toBe(false); // the other connection sees only committed rows
+      });
+      expect(onDisk("kept")).toBe(true);
+      expect(() =>
+        s.transaction(() => {
+          s.putFingerprint(fp("gone"));
+          throw new Error("roll back");
+        }),
+      ).toThrow("roll back");
+      expect(s.getFingerprint("gone")).toBeUndefined();
+    });
+
+    it("a write that fails in the background is thrown by the next operation", async () => {
+      const s = store(undefined, { busyTimeoutMs: 0 });
+      s.setValue("k", "v");
+      const other = raw(join(dir, "state.db"), false);
+      other.exec("BEGIN IMMEDIATE"); // holds the write lock
+      s.putFingerprint(fp("a"));
+      await nextTurn();
+      other.exec("ROLLBACK");
+      other.close();
+      expectPackratError(() => s.getValue("k"), "PACKRAT_STATE_LOCKED");
+      expect(s.getValue("k")).toBe("v"); // once
+      expect(s.getFingerprint("a")).toBeUndefined(); // dropped: it is hashed again next time
+    });
+  });
+
   it("caches parsed metadata and parse errors by sha256 and layout", () => {
     const s = store(undefined, { now: () => 5 });
     expect(s.getPackageMeta(hex(1), "apt")).toBeUndefined();

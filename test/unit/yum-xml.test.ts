@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { describe, expect, it } from "vitest";
-import { xmlAttrs, xmlEscape } from "../../src/layout/formats/xml.js";
+import { xmlAttrEscape, xmlAttrs, xmlEscape } from "../../src/layout/formats/xml.js";
 
 // What XML 1.0 can carry: tab, LF, CR and everything from U+0020 except U+FFFE/U+FFFF and
 // lone surrogates.
@@ -12,6 +12,31 @@ const allowed = (s: string) =>
     .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "");
 
 describe("xml escaping", () => {
+  it("the quick path (nothing to escape) agrees with the full escape for every UTF-16 unit", () => {
+    // The full escape, as written before the quick path: every value through both replaces.
+    const ENT: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" };
+    const FORBIDDEN =
+      // eslint-disable-next-line no-control-regex
+      /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+    const fullText = (v: string) =>
+      v.replace(FORBIDDEN, "").replace(/[&<>\r]/g, (c) => ENT[c] ?? "&#13;");
+    const fullAttr = (v: string) =>
+      v.replace(FORBIDDEN, "").replace(/[&<>"\t\n\r]|[\u0080-\u{10ffff}]/gu, (c) => {
+        const cp = c.codePointAt(0) ?? 0;
+        return ENT[c] ?? (cp < 0x80 ? `&#${cp};` : `&#x${cp.toString(16).toUpperCase()};`);
+      });
+    for (let u = 0; u <= 0xffff; u++) {
+      const s = `a${String.fromCharCode(u)}b`;
+      expect(xmlEscape(s)).toBe(fullText(s));
+      expect(xmlAttrEscape(s)).toBe(fullAttr(s));
+    }
+    for (const s of ["", "plain-1.0_x86_64", "\ud83d\ude00", "x\ud83dy", 'q"t', "t\tl\nc\r"]) {
+      expect(xmlEscape(s)).toBe(fullText(s));
+      expect(xmlAttrEscape(s)).toBe(fullAttr(s));
+    }
+    expect(xmlAttrEscape(-12)).toBe("-12");
+  });
+
   it("any string survives as text and as an attribute in a well-formed document", () => {
     const parser = new XMLParser({
       ignoreAttributes: false,

@@ -8,6 +8,13 @@ const FORBIDDEN =
   // eslint-disable-next-line no-control-regex
   /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
+/** Any character xmlEscape drops or replaces (FORBIDDEN or [&<>\r]); tab and LF stay. */
+// eslint-disable-next-line no-control-regex
+const TEXT_NEEDS_WORK = /[\u0000-\u0008\u000b-\u001f&<>\ud800-\udfff\ufffe\uffff]/;
+/** Any character xmlAttrEscape drops or replaces: controls, [&<>"] and everything non-ASCII. */
+// eslint-disable-next-line no-control-regex
+const ATTR_NEEDS_WORK = /[\u0000-\u001f&<>"\u0080-\uffff]/;
+
 const ENTITIES: Record<string, string> = {
   "&": "&amp;",
   "<": "&lt;",
@@ -20,9 +27,11 @@ const ENTITIES: Record<string, string> = {
  * stay, CR becomes &#13; (an XML parser would otherwise read it as a line end).
  */
 export function xmlEscape(value: string | number): string {
-  return String(value)
-    .replace(FORBIDDEN, "")
-    .replace(/[&<>\r]/g, (c) => ENTITIES[c] ?? "&#13;");
+  if (typeof value === "number") return String(value);
+  // Most values need nothing: one scan instead of two replaces (a 10,000-RPM render escapes
+  // a few hundred thousand values).
+  if (!TEXT_NEEDS_WORK.test(value)) return value;
+  return value.replace(FORBIDDEN, "").replace(/[&<>\r]/g, (c) => ENTITIES[c] ?? "&#13;");
 }
 
 /**
@@ -32,14 +41,14 @@ export function xmlEscape(value: string | number): string {
  * and every non-ASCII character as &#xHEX; rather than UTF-8, e.g. name="na&#xEF;ve".
  */
 export function xmlAttrEscape(value: string | number): string {
-  return String(value)
-    .replace(FORBIDDEN, "")
-    .replace(/[&<>"\t\n\r]|[\u0080-\u{10ffff}]/gu, (c) => {
-      const entity = ENTITIES[c];
-      if (entity !== undefined) return entity;
-      const cp = c.codePointAt(0) ?? 0;
-      return cp < 0x80 ? `&#${cp};` : `&#x${cp.toString(16).toUpperCase()};`;
-    });
+  if (typeof value === "number") return String(value);
+  if (!ATTR_NEEDS_WORK.test(value)) return value;
+  return value.replace(FORBIDDEN, "").replace(/[&<>"\t\n\r]|[\u0080-\u{10ffff}]/gu, (c) => {
+    const entity = ENTITIES[c];
+    if (entity !== undefined) return entity;
+    const cp = c.codePointAt(0) ?? 0;
+    return cp < 0x80 ? `&#${cp};` : `&#x${cp.toString(16).toUpperCase()};`;
+  });
 }
 
 /** ` name="value"` pairs, skipping undefined values, in the order given. */
