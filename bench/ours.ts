@@ -16,6 +16,8 @@ import { loadSigner } from "../src/signing/openpgp-signer.js";
 import { openStateStore } from "../src/state/db.js";
 import { MirrorDaemon } from "../src/sync/daemon.js";
 import { SyncEngine } from "../src/sync/engine.js";
+import { verifyTree } from "../src/sync/verify-tree.js";
+import { createSignatureVerifier } from "../src/signing/verify.js";
 import { createMasterClient } from "../src/sync/master-client.js";
 
 export interface OursArgs {
@@ -144,10 +146,33 @@ async function main(args: OursArgs): Promise<OursResult> {
     if (args.op === "series") return await runSeries(args, engine);
     const started = performance.now();
     const cpu = process.cpuUsage();
+    if (args.op === "deep") {
+      // What `packrat-agent verify --deep` runs: every repo read back as its clients would,
+      // and every package file re-hashed (issue 25's "verify --deep" row).
+      const verified = await verifyTree({
+        root: args.root,
+        store,
+        keepFileList: [],
+        deep: true,
+        verifier: signer ? await createSignatureVerifier(signer.publicKeyArmored()) : null,
+        rootFiles: [],
+      });
+      const ms = performance.now() - started;
+      const used = process.cpuUsage(cpu);
+      if (!verified.ok)
+        throw new Error(
+          `verify --deep found problems: ${JSON.stringify(verified.problems.slice(0, 5))}`,
+        );
+      return {
+        ms,
+        cpuMs: (used.user + used.system) / 1000,
+        report: { hashed: verified.filesHashed, published: [] },
+      };
+    }
     const report =
       args.op === "incremental"
         ? await engine.incrementalSync(args.repo ?? "", args.packages ?? [])
-        : await engine.fullSync({ deep: args.op === "deep" });
+        : await engine.fullSync();
     const ms = performance.now() - started;
     const used = process.cpuUsage(cpu);
     const cpuMs = (used.user + used.system) / 1000;
