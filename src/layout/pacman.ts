@@ -33,10 +33,9 @@ import type {
 } from "./types.js";
 
 /**
- * Proposed additions to the shared interfaces (read here through narrow local types until the
- * lead wires them): a package's detached binary signature, made once per (sha256, signing key)
- * with signPacmanPackage() and kept in the state DB, and, as a slower fallback, a way to read
- * a package's bytes at render time so it can be signed then.
+ * A package as pacman renders it: its detached binary signature comes from this layout's derive
+ * hook (made once per (sha256, signing key) by sync and kept in package_signatures). Without
+ * one, `readPackage` lets a caller outside sync (tests, tools) have it signed at render time.
  */
 export interface PacmanPublishedPackage extends PublishedPackage {
   signature?: Uint8Array;
@@ -468,7 +467,7 @@ async function render(repoCaches: RepoCaches, input: RenderInput): Promise<Rende
       const dir = slash === -1 ? "" : p.slice(0, slash);
       const filename = p.slice(slash + 1);
       // The metadata is the master's file's (sha256 as parsed); the entry describes the bytes
-      // on disk. Both sha256s are the same unless a transform rewrote the file.
+      // on disk. Both sha256s are the same unless a derive rewrite changed the file.
       const parsedAs = published.file.sha256 === published.sha256 ? "" : published.file.sha256;
       const key = `${published.sha256}\t${published.size}\t${filename}\t${parsedAs}`;
       const cached = previous.get(dir)?.entries.get(key);

@@ -130,9 +130,9 @@ export interface PublishedPackage {
   distroVersion: DistroVersion;
   /** Paths relative to the repo directory (placement order; the first is canonical). */
   paths: string[];
-  /** Bytes on disk (after any transform, e.g. RPM signing). */
+  /** Bytes on disk (after a derive rewrite, e.g. RPM signing). */
   size: number;
-  /** SHA-256 of the bytes on disk (differs from file.sha256 only after a transform). */
+  /** SHA-256 of the bytes on disk (differs from file.sha256 only after a derive rewrite). */
   sha256: string;
   meta: PackageMeta;
   /**

@@ -75,7 +75,7 @@ export interface PlanInput {
   paths: PathAuthoritySettings;
   /**
    * The key a layout's transform rewrites package files with (the signer's fingerprint), when
-   * the layout transforms under these options; null when its files are served as listed.
+   * the layout's derive rewrites files under these options; null when they are served as listed.
    */
   transformKey: (layout: RepoLayout) => string | null;
   /**
