@@ -24,7 +24,7 @@ import { runAptGet } from "../support/apt-client.js";
 import { runCli } from "../support/cli.js";
 import { sampleDeb } from "../support/mirror-fixture.js";
 import { aptS3Method, type RunningRgw } from "../support/rgw.js";
-import { s3Client, sharedRgw } from "../support/s3-test.js";
+import { s3Client, sharedRgw, writeS3cmdConfig } from "../support/s3-test.js";
 
 const run = promisify(execFile);
 const shared = sharedRgw();
@@ -89,23 +89,7 @@ describe.skipIf(shared.rgw === null)(
         type: "ed25519",
       });
       await writeFile(path.join(work, "key.asc"), key.armoredSecretKey, { mode: 0o600 });
-      const url = new URL(rgw.endpoint);
-      s3cfg = path.join(work, "s3cfg");
-      await writeFile(
-        s3cfg,
-        [
-          "[default]",
-          `access_key = ${rgw.accessKeyId}`,
-          `secret_key = ${rgw.secretAccessKey}`,
-          `host_base = ${url.host}`,
-          `host_bucket = ${url.host}`,
-          "use_https = False",
-          `bucket_location = ${rgw.region}`,
-          "signature_v2 = False",
-          "",
-        ].join("\n"),
-        { mode: 0o600 },
-      );
+      s3cfg = await writeS3cmdConfig(rgw, path.join(work, "s3cfg"));
       conf = path.join(work, "mirror.conf");
       await writeFile(
         conf,

@@ -2,6 +2,7 @@
  * For S3 test files (test/integration/{rgw,s3}-*.test.ts): the shared gateway the globalSetup
  * started, or a loud skip when there is none (see rgw-global-setup.ts).
  */
+import { writeFile } from "node:fs/promises";
 import { CreateBucketCommand, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import { attachRgw, type RunningRgw } from "./rgw.js";
 
@@ -63,4 +64,25 @@ export async function makeBucket(
     s3.destroy();
   }
   return name;
+}
+
+/** An s3cmd config for the gateway (plain HTTP, path style, SigV4) at `file`, mode 0600. */
+export async function writeS3cmdConfig(rgw: RunningRgw, file: string): Promise<string> {
+  const url = new URL(rgw.endpoint);
+  await writeFile(
+    file,
+    [
+      "[default]",
+      `access_key = ${rgw.accessKeyId}`,
+      `secret_key = ${rgw.secretAccessKey}`,
+      `host_base = ${url.host}`,
+      `host_bucket = ${url.host}`,
+      "use_https = False",
+      `bucket_location = ${rgw.region}`,
+      "signature_v2 = False",
+      "",
+    ].join("\n"),
+    { mode: 0o600 },
+  );
+  return file;
 }
