@@ -7,6 +7,9 @@
  *
  *   node dist/bench/ours.js '{"op":"full","masterUrl":...}'
  */
+import { writeFile } from "node:fs/promises";
+import { Session } from "node:inspector/promises";
+import path from "node:path";
 import { createInterface } from "node:readline";
 import { describeError } from "../src/errors.js";
 import { createLayouts } from "../src/layout/index.js";
@@ -196,6 +199,15 @@ async function runSeries(args: OursArgs, engine: SyncEngine): Promise<OursResult
   // As the daemon does after its first full sync: fill the render caches.
   await engine.warm(args.repo ?? "");
   process.stdout.write("ready\n");
+  // BENCH_SERIES_PROF=<dir>: a V8 CPU profile of the changes alone (not the warm-up before
+  // them, nor the settle after), which is what case b measures.
+  const profDir = process.env.BENCH_SERIES_PROF;
+  const profiler = profDir ? new Session() : null;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post("Profiler.enable");
+    await profiler.post("Profiler.start");
+  }
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
     const name = line.trim();
@@ -210,6 +222,14 @@ async function runSeries(args: OursArgs, engine: SyncEngine): Promise<OursResult
       `${JSON.stringify({ ms, cpuMs: (used.user + used.system) / 1000, report, ...(process.env.BENCH_SPANS ? { spans } : {}) })}\n`,
     );
     for (const k of Object.keys(spans)) delete spans[k];
+  }
+  if (profiler && profDir) {
+    const { profile } = await profiler.post("Profiler.stop");
+    await writeFile(
+      path.join(profDir, `series-${args.repo ?? ""}-${process.pid}.cpuprofile`),
+      JSON.stringify(profile),
+    );
+    profiler.disconnect();
   }
   // What the daemon does once the repo is quiet: the complete generation (Packages.xz).
   await engine.settle(args.repo ?? "");

@@ -15,7 +15,8 @@
  *                          [--peer-timeout-s 600] [--formats deb,rpm,pacman] [--no-peers]
  *                          [--debounces 250,0]
  * Environment: BENCH_SPANS=1 logs where our time goes (wall-time spans of the engine's steps);
- * BENCH_CPU_PROF=<dir> writes a V8 CPU profile of every run of ours.
+ * BENCH_CPU_PROF=<dir> writes a V8 CPU profile of every run of ours; BENCH_SERIES_PROF=<dir> one
+ * of case b's changes alone (without the process's warm-up and settle).
  */
 import { link, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
