@@ -582,16 +582,15 @@ function prepareStatements(db: Db) {
          sha256 = excluded.sha256, kind = excluded.kind, generation = excluded.generation,
          superseded_at = NULL, publish_order = excluded.publish_order`,
     ),
-    supersedeOlder: db.prepare<[number, string, number]>(
+    supersedePaths: db.prepare<[number, string, string]>(
       `UPDATE published_files SET superseded_at = ?
-       WHERE repo = ? AND generation < ? AND superseded_at IS NULL`,
+       WHERE repo = ? AND superseded_at IS NULL AND path IN (SELECT value FROM json_each(?))`,
+    ),
+    listCurrentPublished: db.prepare<[string], PublishedFileDbRow>(
+      "SELECT * FROM published_files WHERE repo = ? AND superseded_at IS NULL",
     ),
     listAllPublished: db.prepare<[], PublishedFileDbRow>(
       "SELECT * FROM published_files ORDER BY repo, path",
-    ),
-    listCurrentMetadata: db.prepare<[string], PublishedFileDbRow>(
-      `SELECT * FROM published_files
-       WHERE repo = ? AND kind = 'metadata' AND superseded_at IS NULL ORDER BY path`,
     ),
     listPublishedPaths: db.prepare<[], string>("SELECT path FROM published_files").pluck(),
     listRepoPublished: db.prepare<[string], PublishedFileDbRow>(
@@ -710,6 +709,7 @@ class SqliteStateStore implements StateStore {
         out.set(row.sha256, row.parsed === 1);
       return out;
     },
+    currentPublished: (repo) => this.s.listCurrentPublished.all(repo).map(toPublishedFileRow),
   }));
 
   constructor(path: string, db: Db, now: () => number, busyTimeoutMs?: number) {
@@ -1109,35 +1109,57 @@ class SqliteStateStore implements StateStore {
         file_count: gen.fileCount,
         package_count: gen.packageCount,
       });
+      // Only what differs from the rows already current is written: a +1 generation of a
+      // 10,000-package repo writes a few rows, not 10,000 (issue 25). A row keeps the
+      // generation that first named it with these bytes.
+      const current = this.model.currentPublished(gen.repo);
+      const named = new Set<string>();
+      const written: PublishedFileRow[] = [];
       for (const f of files) {
         if (f.repo !== gen.repo) {
           throw new Error(
             `generation ${gen.generation} of ${gen.repo} names ${f.path} of ${f.repo}`,
           );
         }
+        named.add(f.path);
+        const order = f.order ?? (f.kind === "package" ? 0 : UNKNOWN_PUBLISH_ORDER);
+        const was = current.get(f.path);
+        if (was && was.sha256 === f.sha256 && was.kind === f.kind && was.order === order) continue;
+        written.push({
+          repo: gen.repo,
+          path: f.path,
+          sha256: f.sha256,
+          kind: f.kind,
+          generation: gen.generation,
+          supersededAt: null,
+          order,
+        });
       }
-      this.s.upsertPublishedMany.run(
-        gen.repo,
-        gen.generation,
-        JSON.stringify(
-          files.map((f) => [
-            f.path,
-            f.sha256,
-            f.kind,
-            f.order ?? (f.kind === "package" ? 0 : UNKNOWN_PUBLISH_ORDER),
-          ]),
-        ),
-      );
-      // Rows it named now carry this generation; every older one still current is superseded.
-      // Rows superseded earlier keep their earlier time, so they expire first.
-      this.s.supersedeOlder.run(now, gen.repo, gen.generation);
+      const superseded = [...current.keys()].filter((p) => !named.has(p));
+      if (written.length > 0)
+        this.s.upsertPublishedMany.run(
+          gen.repo,
+          gen.generation,
+          JSON.stringify(written.map((r) => [r.path, r.sha256, r.kind, r.order])),
+        );
+      // Rows it no longer names are superseded now; rows superseded earlier keep their earlier
+      // time, so they expire first.
+      if (superseded.length > 0)
+        this.s.supersedePaths.run(now, gen.repo, JSON.stringify(superseded));
+      this.model.applyGeneration(gen.repo, written, superseded);
     });
   }
 
   listCurrentMetadata(repo: string): PublishedFileRow[] {
     return this.guard("listing published metadata", () =>
-      this.s.listCurrentMetadata.all(repo).map(toPublishedFileRow),
+      [...this.model.currentPublished(repo).values()]
+        .filter((r) => r.kind === "metadata")
+        .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
     );
+  }
+
+  currentPublishedFiles(repo: string): ReadonlyMap<string, PublishedFileRow> {
+    return this.guard("listing published files", () => this.model.currentPublished(repo));
   }
 
   listPublishedPaths(): string[] {
@@ -1163,6 +1185,7 @@ class SqliteStateStore implements StateStore {
   deletePublishedFiles(repo: string): void {
     this.guard(`forgetting published files of ${repo}`, () => {
       this.s.deletePublished.run(repo);
+      this.model.dropPublished(repo);
     });
   }
 

@@ -1,5 +1,6 @@
 /**
- * The state DB's package file rows, fingerprints and parse results kept in memory (issue 25):
+ * The state DB's package file rows, fingerprints, parse results and each repo's current
+ * published-file rows kept in memory (issue 25):
  * each is read from SQLite once, then updated by every write the store makes, so a pass does not
  * re-read and re-decode 10,000 rows it already holds. The store writes SQLite first and the
  * model after; where SQLite merges a write with what it had (an upsert that keeps a known
@@ -9,19 +10,22 @@
  * file) drops it whole; the next read loads it again. `drift` compares it with fresh reads, for
  * the tests and for `PACKRAT_CHECK_MODEL`.
  */
-import type { Fingerprint, PackageFileRow } from "./state-store.js";
+import type { Fingerprint, PackageFileRow, PublishedFileRow } from "./state-store.js";
 
 /** What the model is loaded from and checked against: fresh SQLite reads. */
 export interface ModelSource {
   repoFiles(repo: string): PackageFileRow[];
   fingerprints(): Fingerprint[];
   metaStatus(layout: string): Map<string, boolean>;
+  /** A repo's published-file rows no generation has superseded. */
+  currentPublished(repo: string): PublishedFileRow[];
 }
 
 export class StateModel {
   private readonly files = new Map<string, Map<string, PackageFileRow>>();
   private fingerprintMap: Map<string, Fingerprint> | null = null;
   private readonly metaStatusByLayout = new Map<string, Map<string, boolean>>();
+  private readonly published = new Map<string, Map<string, PublishedFileRow>>();
 
   constructor(private readonly source: () => ModelSource) {}
 
@@ -30,6 +34,7 @@ export class StateModel {
     this.files.clear();
     this.fingerprintMap = null;
     this.metaStatusByLayout.clear();
+    this.published.clear();
   }
 
   // package files
@@ -97,6 +102,39 @@ export class StateModel {
     this.metaStatusByLayout.get(layout)?.set(sha256, parsed);
   }
 
+  // published files
+
+  /** A repo's current (not superseded) published-file rows by path: loaded once, then kept. */
+  currentPublished(repo: string): ReadonlyMap<string, PublishedFileRow> {
+    let rows = this.published.get(repo);
+    if (rows === undefined) {
+      rows = new Map(
+        this.source()
+          .currentPublished(repo)
+          .map((r) => [r.path, r]),
+      );
+      this.published.set(repo, rows);
+    }
+    return rows;
+  }
+
+  /** A generation was recorded: these rows were written as they are, these paths superseded. */
+  applyGeneration(
+    repo: string,
+    written: readonly PublishedFileRow[],
+    superseded: Iterable<string>,
+  ) {
+    const rows = this.published.get(repo);
+    if (rows === undefined) return;
+    for (const path of superseded) rows.delete(path);
+    for (const row of written) rows.set(row.path, row);
+  }
+
+  /** The repo's published rows changed wholesale (forgotten): load them again when next asked. */
+  dropPublished(repo: string): void {
+    this.published.delete(repo);
+  }
+
   // the check
 
   /**
@@ -116,6 +154,10 @@ export class StateModel {
     }
     for (const [layout, status] of this.metaStatusByLayout)
       out.push(...diffMaps(`parse result (${layout})`, status, fresh.metaStatus(layout)));
+    for (const [repo, rows] of this.published) {
+      const db = new Map(fresh.currentPublished(repo).map((r) => [r.path, r]));
+      out.push(...diffMaps(`published file of ${repo}`, rows, db));
+    }
     return out;
   }
 }

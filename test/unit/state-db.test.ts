@@ -498,12 +498,14 @@ describe("generations and published files", () => {
         supersededAt: null,
         order: 1000,
       },
+      // Named again with the same bytes: the row is not rewritten, and keeps the generation
+      // that first named it (a +1 generation writes only what changed).
       "pool/x.deb": {
         repo: "a",
         path: "pool/x.deb",
         sha256: hex(9),
         kind: "package",
-        generation: 2,
+        generation: 1,
         supersededAt: null,
         order: 0,
       },
@@ -1157,6 +1159,20 @@ describe("the in-memory state model (issue 25)", () => {
     expect(s.packageFileRows("a").size).toBe(0);
     expect(s.fingerprintMap().size).toBe(0);
     expect(s.packageMetaStatus("apt").size).toBe(0);
+    expect(s.listCurrentMetadata("a")).toEqual([]);
+    const generation = (n: number, files: [string, number, "metadata" | "package"][]) =>
+      s.recordGeneration(
+        {
+          repo: "a",
+          generation: n,
+          inputsHash: `h${n}`,
+          publishedAt: n,
+          fileCount: files.length,
+          packageCount: 0,
+        },
+        files.map(([path, h, kind]) => ({ repo: "a", path, sha256: hex(h), kind })),
+        n * 10,
+      );
     const steps: [string, () => void][] = [
       [
         "replace all",
@@ -1190,6 +1206,36 @@ describe("the in-memory state model (issue 25)", () => {
             }),
           ).toThrow("boom"),
       ],
+      [
+        "a generation",
+        () =>
+          generation(1, [
+            ["a/Release", 1, "metadata"],
+            ["a/by-hash/1", 1, "metadata"],
+            ["a/p.deb", 5, "package"],
+          ]),
+      ],
+      [
+        "a generation that keeps, changes and drops rows",
+        () =>
+          generation(2, [
+            ["a/Release", 2, "metadata"],
+            ["a/by-hash/2", 2, "metadata"],
+            ["a/p.deb", 5, "package"],
+          ]),
+      ],
+      [
+        "a generation rolled back",
+        () =>
+          expect(() =>
+            s.transaction(() => {
+              generation(3, [["a/Release", 3, "metadata"]]);
+              throw new Error("boom");
+            }),
+          ).toThrow("boom"),
+      ],
+      ["published files forgotten", () => s.deletePublishedFiles("a")],
+      ["a generation after", () => generation(4, [["a/Release", 4, "metadata"]])],
       ["repo deleted", () => s.deleteRepo("b")],
       ["reopened", () => s.reopen()],
     ];
@@ -1199,6 +1245,7 @@ describe("the in-memory state model (issue 25)", () => {
       s.packageFileRows("a");
       s.fingerprintMap();
       s.packageMetaStatus("apt");
+      s.listCurrentMetadata("a");
       expect(s.modelDrift(), label).toEqual([]);
     }
     expect([...s.packageFileRows("a").keys()]).toEqual([
@@ -1207,6 +1254,9 @@ describe("the in-memory state model (issue 25)", () => {
     ]);
     expect(s.packageFileRows("a").get("/api/v2/Package/PackageFile:1:")?.diskSha256).toBe(hex(9));
     expect(s.fingerprintMap().has("y")).toBe(false);
+    expect(s.listCurrentMetadata("a").map((r) => [r.path, r.generation])).toEqual([
+      ["a/Release", 4],
+    ]);
     expect(s.packageMetaStatus("apt")).toEqual(
       new Map([
         [hex(1), true],
@@ -1221,14 +1271,22 @@ describe("the in-memory state model (issue 25)", () => {
     s.upsertRepo(repo("a"), [BOOKWORM], 1);
     s.replacePackageFiles("a", [fileRow("a", 1, "p1")]);
     s.putFingerprint(fp("x", hex(1)));
+    s.recordGeneration(
+      { repo: "a", generation: 1, inputsHash: "h", publishedAt: 1, fileCount: 1, packageCount: 0 },
+      [{ repo: "a", path: "a/Release", sha256: hex(1), kind: "metadata" }],
+      1,
+    );
     s.packageFileRows("a");
     s.fingerprintMap();
+    s.listCurrentMetadata("a");
     const other = raw(path, false);
     other.prepare("UPDATE package_files SET version = '9.9'").run();
     other.prepare("DELETE FROM fingerprints").run();
+    other.prepare("UPDATE published_files SET superseded_at = 5").run();
     other.close();
     const drift = s.modelDrift();
-    expect(drift).toHaveLength(2);
+    expect(drift).toHaveLength(3);
+    expect(drift[2]).toBe("published file of a a/Release: in memory, not in the state DB");
     expect(drift[0]).toMatch(
       /^package file of a \/api\/v2\/Package\/PackageFile:1:: in memory .*"1.1".*state DB .*"9.9"/,
     );
