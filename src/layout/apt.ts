@@ -5,7 +5,7 @@
  * Origin and Label are the repo's name (stable: users pin on them with `o=`/`l=`);
  * Description is the repo's description, else the mirror's, else the repo name.
  */
-import { checkAptRepo } from "./checks/apt.js";
+import { createAptCheck } from "./checks/apt.js";
 import { digestHex, sha256Hex } from "../digest.js";
 import { architectureList, integer } from "../config-values.js";
 import { PackratError } from "../errors.js";
@@ -445,6 +445,7 @@ export function createAptLayout(): RepoLayout & { cachedDists(): [string, string
   const distCaches = newDistCaches();
   return {
     ...APT,
+    check: createAptCheck(),
     render: (input) => renderApt(distCaches, input),
     forgetRepos: (keep) => distCaches.forgetRepos(keep),
     cachedDists: () => distCaches.keys(),
@@ -452,7 +453,7 @@ export function createAptLayout(): RepoLayout & { cachedDists(): [string, string
 }
 
 /** What every apt layout shares; render and its caches come from createAptLayout. */
-const APT: Omit<RepoLayout, "render" | "forgetRepos"> = {
+const APT: Omit<RepoLayout, "render" | "forgetRepos" | "check"> = {
   managerType: "apt",
   title: "apt",
   fileKinds: ".deb, .udeb, .ddeb",
@@ -493,7 +494,6 @@ const APT: Omit<RepoLayout, "render" | "forgetRepos"> = {
     },
   },
   filenamePattern: /\.[ud]?deb$/,
-  check: checkAptRepo,
   // In place: where the producer put it (Filename: is relative to the top, where dists/ is).
   placePackage: (input: PlacementInput) => [
     input.sourcePath ?? poolPath(input.file.packageName, input.file.filename),

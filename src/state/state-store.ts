@@ -209,6 +209,8 @@ export interface StateStore {
   listPublishedFiles(repo?: string): PublishedFileRow[];
   /** The metadata rows of a repo's latest generation (not superseded). */
   listCurrentMetadata(repo: string): PublishedFileRow[];
+  /** Every row of a repo not superseded, by path (held in memory: no query). */
+  currentPublishedFiles(repo: string): ReadonlyMap<string, PublishedFileRow>;
   /** Every path the published-file rows name, current or superseded (cleanup's keep set). */
   listPublishedPaths(): string[];
   /** Forget superseded files older than the cutoff; returns their paths (the caller deletes them). */

@@ -7,7 +7,9 @@
  */
 import {
   Findings,
+  MAX_INDEX_BYTES,
   checkPackageRef,
+  comparePackageRef,
   decodeUtf8,
   decompressAny,
   dirOf,
@@ -16,7 +18,15 @@ import {
   readRequired,
   sha256Hex,
 } from "./common.js";
-import type { CheckInput, CheckResult } from "./types.js";
+import {
+  byteView,
+  rememberMember,
+  splitGzipMembers,
+  type GzipMember,
+  type GzipMemberMemo,
+  type KnownGzipMember,
+} from "./gzip-members.js";
+import type { CheckInput, CheckProblem, CheckResult } from "./types.js";
 
 type Stanza = Map<string, string>;
 
@@ -104,7 +114,12 @@ const normalize = (s: string) =>
     .join("\n")
     .trimEnd();
 
-async function checkDist(dist: string, input: CheckInput, f: Findings): Promise<void> {
+async function checkDist(
+  memos: Memos,
+  dist: string,
+  input: CheckInput,
+  f: Findings,
+): Promise<void> {
   const { reader, verifier } = input;
   f.entryPoints++;
   const releasePath = `${dist}/Release`;
@@ -185,6 +200,10 @@ async function checkDist(dist: string, input: CheckInput, f: Findings): Promise<
     groups.set(m[1]!, [...(groups.get(m[1]!) ?? []), name]);
   }
   for (const [base, names] of groups) {
+    const where = `${dist}/${base}`;
+    const memoKey = `${input.scope ?? ""}\0${where}`;
+    const memo = memos.get(memoKey);
+    const used: IndexMemo = { stanzas: new Map(), members: new Map() };
     // The first variant that decodes is the reference; the others must hold the same bytes
     // once decompressed (compared as bytes: decoding 7 MB of text per variant is the slow part).
     let reference: string | null = null;
@@ -193,18 +212,19 @@ async function checkDist(dist: string, input: CheckInput, f: Findings): Promise<
     for (const name of names.sort()) {
       const data = contents.get(name);
       if (data === undefined) continue; // already reported
-      let plain: Uint8Array;
+      let parts: Uint8Array[];
       try {
-        plain = await decompressAny(data);
+        parts = await decodeIndex(data, memo?.members.get(name), used.members, name);
       } catch (err) {
         f.add(`${dist}/${name}`, `cannot be decompressed: ${errorText(err)}`);
         continue;
       }
       if (referenceBytes !== null) {
-        if (!Buffer.from(plain.buffer, plain.byteOffset, plain.length).equals(referenceBytes))
+        if (!sameBytesAs(referenceBytes, parts))
           f.add(`${dist}/${name}`, `decodes to other stanzas than ${dist}/${referenceName}`);
         continue;
       }
+      const plain = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
       const text = decodeUtf8(plain);
       if (text === null) {
         f.add(`${dist}/${name}`, "is not valid UTF-8");
@@ -215,35 +235,173 @@ async function checkDist(dist: string, input: CheckInput, f: Findings): Promise<
       referenceName = name;
     }
     if (reference === null) continue;
-    const where = `${dist}/${base}`;
-    for (const stanza of parseDeb822(reference)) {
-      const pkg = stanza.get("package");
-      const filename = stanza.get("filename");
-      const what = `${where} (${pkg ?? "a stanza without Package"})`;
-      if (!pkg || !stanza.get("version") || !stanza.get("architecture"))
-        f.add(where, `a stanza lacks Package, Version or Architecture (${pkg ?? "?"})`);
-      if (!filename) {
-        f.add(where, `${pkg ?? "a stanza"} has no Filename`);
-        continue;
-      }
-      const size = Number(stanza.get("size"));
-      const sha256 = stanza.get("sha256");
-      if (!Number.isSafeInteger(size) || !sha256 || !/^[0-9a-f]{64}$/i.test(sha256)) {
-        f.add(where, `${pkg ?? filename} lacks a valid Size or SHA256`);
-      }
-      await checkPackageRef(
-        f,
-        reader,
-        joinRel("", filename),
-        { size: Number.isSafeInteger(size) ? size : null, sha256: sha256 ?? null },
-        what,
-        filename,
-      );
+    const direct = input.reader.packageInfoSync?.bind(input.reader);
+    for (const r of readStanzas(reference, where, memo?.stanzas, used.stanzas)) {
+      for (const p of r.problems) f.add(p.path, p.problem);
+      if (r.ref === null) continue;
+      const { rel, size, sha256, what, filename } = r.ref;
+      // A reader that answers at once (the publisher's) costs no promise per stanza.
+      if (direct && rel !== null)
+        comparePackageRef(f, rel, direct(rel), { size, sha256 }, what, filename);
+      else await checkPackageRef(f, reader, rel, { size, sha256 }, what, filename);
     }
+    memos.set(memoKey, used);
   }
 }
 
-export async function checkAptRepo(input: CheckInput): Promise<CheckResult> {
+/**
+ * What a checker remembers of one Packages index between runs (issue 25): the reading of each
+ * stanza chunk of the last reference text, keyed by the chunk's exact text, and each gzip
+ * variant's members with what they decompress to. The next generation of a 10,000-package
+ * index parses and inflates only what changed; everything else is matched in full (string
+ * and byte equality), so a reading is the one the bytes give, never a guess.
+ */
+interface IndexMemo {
+  stanzas: Map<string, StanzaReading[]>;
+  members: Map<string, GzipMemberMemo<KnownPlainMember>>;
+}
+
+interface KnownPlainMember extends KnownGzipMember {
+  plain: Uint8Array;
+}
+
+/** By scope (the repo), dist and index. */
+type Memos = Map<string, IndexMemo>;
+
+/** What one stanza says, and what is wrong with it on its own (a pure function of its text). */
+interface StanzaReading {
+  problems: readonly CheckProblem[];
+  /** The package file it names, checked against the tree on every reading. */
+  ref: {
+    what: string;
+    rel: string | null;
+    filename: string;
+    size: number | null;
+    sha256: string | null;
+  } | null;
+}
+
+function readStanza(stanza: Stanza, where: string): StanzaReading {
+  const problems: CheckProblem[] = [];
+  const pkg = stanza.get("package");
+  const filename = stanza.get("filename");
+  const what = `${where} (${pkg ?? "a stanza without Package"})`;
+  if (!pkg || !stanza.get("version") || !stanza.get("architecture"))
+    problems.push({
+      path: where,
+      problem: `a stanza lacks Package, Version or Architecture (${pkg ?? "?"})`,
+    });
+  if (!filename) {
+    problems.push({ path: where, problem: `${pkg ?? "a stanza"} has no Filename` });
+    return { problems, ref: null };
+  }
+  const size = Number(stanza.get("size"));
+  const sha256 = stanza.get("sha256");
+  if (!Number.isSafeInteger(size) || !sha256 || !/^[0-9a-f]{64}$/i.test(sha256))
+    problems.push({ path: where, problem: `${pkg ?? filename} lacks a valid Size or SHA256` });
+  return {
+    problems,
+    ref: {
+      what,
+      rel: joinRel("", filename),
+      filename,
+      size: Number.isSafeInteger(size) ? size : null,
+      sha256: sha256 ?? null,
+    },
+  };
+}
+
+/**
+ * The stanzas of `text`, read chunk by chunk between empty lines ("\n\n": no field continues
+ * across one, so each chunk reads alone as it reads in the whole). A chunk read last time is
+ * not parsed again. `used` gets every chunk of this text, keyed by substrings of it: the memo
+ * keeps one index's text alive, not every generation's.
+ */
+function readStanzas(
+  text: string,
+  where: string,
+  memo: Map<string, StanzaReading[]> | undefined,
+  used: Map<string, StanzaReading[]>,
+): StanzaReading[] {
+  const out: StanzaReading[] = [];
+  let pos = 0;
+  while (pos < text.length) {
+    let end = text.indexOf("\n\n", pos);
+    if (end === -1) end = text.length;
+    const chunk = text.slice(pos, end);
+    let readings = memo?.get(chunk) ?? used.get(chunk);
+    if (readings === undefined) {
+      // A copy through JSON: substrings of this text in a reading kept for later generations
+      // would keep this whole text alive with it.
+      readings = JSON.parse(
+        JSON.stringify(parseDeb822(chunk).map((st) => readStanza(st, where))),
+      ) as StanzaReading[];
+    }
+    used.set(chunk, readings);
+    for (const r of readings) out.push(r);
+    pos = end + 2;
+  }
+  return out;
+}
+
+/**
+ * An index decompressed, as parts whose concatenation is the whole: a multi-member gzip file
+ * member by member (a member remembered from the last reading is not inflated again), anything
+ * else whole. A gzip file this reader does not take apart, or one with a fault, is decoded
+ * whole by decompressAny, which says what is wrong the way gunzip does.
+ */
+async function decodeIndex(
+  data: Uint8Array,
+  memo: GzipMemberMemo<KnownPlainMember> | undefined,
+  usedMembers: Map<string, GzipMemberMemo<KnownPlainMember>>,
+  name: string,
+): Promise<Uint8Array[]> {
+  if (data[0] === 0x1f && data[1] === 0x8b) {
+    let members: GzipMember<KnownPlainMember>[] | null = null;
+    try {
+      members = splitGzipMembers(data, memo, MAX_INDEX_BYTES);
+    } catch {
+      members = null;
+    }
+    if (members !== null) {
+      const used: GzipMemberMemo<KnownPlainMember> = new Map();
+      const parts = members.map((m) => {
+        const known = m.known ?? { bytes: m.bytes, plain: m.plain! };
+        rememberMember(used, known);
+        return known.plain;
+      });
+      usedMembers.set(name, used);
+      return parts;
+    }
+  }
+  return [await decompressAny(data)];
+}
+
+/** Do `parts`, concatenated, hold exactly the bytes of `reference`? (No concatenation made.) */
+function sameBytesAs(reference: Uint8Array, parts: readonly Uint8Array[]): boolean {
+  const ref = byteView(reference);
+  let at = 0;
+  for (const p of parts) {
+    if (at + p.length > ref.length || ref.compare(p, 0, p.length, at, at + p.length) !== 0)
+      return false;
+    at += p.length;
+  }
+  return at === ref.length;
+}
+
+/**
+ * An apt checker with a memory of its own (what it read of each Packages index, per repo and
+ * dist), so two layouts or two engines never share or evict each other's.
+ */
+export function createAptCheck(): (input: CheckInput) => Promise<CheckResult> {
+  const memos: Memos = new Map();
+  return (input) => checkAptRepoWith(memos, input);
+}
+
+/** A shared checker, for tests and one-off checks. */
+export const checkAptRepo = createAptCheck();
+
+async function checkAptRepoWith(memos: Memos, input: CheckInput): Promise<CheckResult> {
   const f = new Findings();
   const dists = new Set<string>();
   for (const p of input.metadataPaths) {
@@ -254,7 +412,7 @@ export async function checkAptRepo(input: CheckInput): Promise<CheckResult> {
     f.add("dists", "no dists/<suite>/Release: apt has nothing to read");
   for (const dist of [...dists].sort()) {
     try {
-      await checkDist(dist, input, f);
+      await checkDist(memos, dist, input, f);
     } catch (err) {
       f.add(dist, `cannot be read as apt does: ${errorText(err)}`);
     }

@@ -73,16 +73,38 @@ export async function checkPackageRef(
   referrer: string,
   raw: string,
 ): Promise<void> {
+  if (rel !== null && reader.packageInfoSync) {
+    comparePackageRef(f, rel, reader.packageInfoSync(rel), expected, referrer, raw);
+    return;
+  }
+  let info: PackageInfo | null = null;
+  if (rel !== null) {
+    try {
+      info = await reader.packageInfo(rel);
+    } catch (err) {
+      f.packages++;
+      f.add(rel, `cannot be read (${err instanceof Error ? err.message : String(err)})`);
+      return;
+    }
+  }
+  comparePackageRef(f, rel, info, expected, referrer, raw);
+}
+
+/**
+ * checkPackageRef once the package's size and hash are known: no promise per reference, for a
+ * checker that walks 10,000 of them through a reader that answers at once (packageInfoSync).
+ */
+export function comparePackageRef(
+  f: Findings,
+  rel: string | null,
+  info: PackageInfo | null,
+  expected: { size?: number | null; sha256?: string | null },
+  referrer: string,
+  raw: string,
+): void {
   f.packages++;
   if (rel === null) {
     f.add(referrer, `names ${JSON.stringify(raw)}, which points outside the repo`);
-    return;
-  }
-  let info: PackageInfo | null;
-  try {
-    info = await reader.packageInfo(rel);
-  } catch (err) {
-    f.add(rel, `cannot be read (${err instanceof Error ? err.message : String(err)})`);
     return;
   }
   if (info === null) {

@@ -10,7 +10,6 @@
  * bytes is not read again (see readDatabase), so checking a +1 on 10,000 packages parses about
  * 64 entries; the package references of every entry are checked on every reading.
  */
-import * as zlib from "node:zlib";
 import { readTar } from "../formats/tar.js";
 import type { TarEntry } from "../formats/tar.js";
 import {
@@ -23,6 +22,13 @@ import {
   joinRel,
   readRequired,
 } from "./common.js";
+import {
+  rememberMember,
+  splitGzipMembers,
+  type GzipMember,
+  type GzipMemberMemo,
+  type KnownGzipMember,
+} from "./gzip-members.js";
 import type { CheckInput, CheckProblem, CheckResult, SignatureVerifier } from "./types.js";
 
 /** A desc file: `%KEY%` then one value per line, a blank line between fields. */
@@ -236,9 +242,9 @@ async function readDatabase(
 ): Promise<EntryReading[]> {
   const memoKey = `${scope}\0${dbPath}`;
   const memo = memos.get(memoKey);
-  let members: Member[] | null = null;
+  let members: GzipMember<KnownMember>[] | null = null;
   try {
-    if (db[0] === 0x1f && db[1] === 0x8b) members = splitMembers(db, memo);
+    if (db[0] === 0x1f && db[1] === 0x8b) members = splitGzipMembers(db, memo, MAX_INDEX_BYTES);
   } catch {
     // Whatever is wrong, the whole-file reading below says it the way gunzip does.
     members = null;
@@ -263,10 +269,7 @@ async function readDatabase(
       memos.delete(memoKey);
       return readEntries(dbPath, await decompressAny(db));
     }
-    const key = memberKey(known.bytes);
-    const list = used.get(key) ?? [];
-    list.push(known);
-    used.set(key, list);
+    rememberMember(used, known);
     for (const r of known.readings) out.push(r);
   }
   memos.set(memoKey, used);
@@ -274,89 +277,14 @@ async function readDatabase(
 }
 
 /** Members read last time, by memberKey, per database path. */
-interface KnownMember {
-  bytes: Uint8Array;
+interface KnownMember extends KnownGzipMember {
   readings: EntryReading[];
   /** The member is the end-of-archive blocks (it must be the last). */
   end: boolean;
 }
-type MemberMemo = Map<string, KnownMember[]>;
+type MemberMemo = GzipMemberMemo<KnownMember>;
 /** What a pacman checker remembers of the databases it read, by repo and path. */
 type Memos = Map<string, MemberMemo>;
-
-/** Where a member's deflate data starts to differ from another's: skip the fixed header. */
-function memberKey(bytes: Uint8Array): string {
-  return view(bytes).subarray(10, 42).toString("latin1");
-}
-
-interface Member {
-  /** The member's bytes (a copy: the memo must not hold the whole database). */
-  bytes: Uint8Array;
-  /** The memo's reading of these exact bytes, or null... */
-  known: KnownMember | null;
-  /** ...and then the decompressed member. */
-  plain: Uint8Array | null;
-}
-
-/**
- * The members of a gzip file, each either matched byte for byte with a remembered one or
- * decompressed (CRC-32 and length checked as gunzip does). null when the file uses gzip
- * header fields this reader does not take apart (the whole-file path reads it then).
- */
-function splitMembers(db: Uint8Array, memo: MemberMemo | undefined): Member[] | null {
-  const buf = view(db);
-  const out: Member[] = [];
-  let total = 0;
-  let pos = 0;
-  while (pos < buf.length) {
-    const known = memo
-      ?.get(memberKey(buf.subarray(pos)))
-      ?.find(
-        (m) =>
-          pos + m.bytes.length <= buf.length &&
-          buf.compare(m.bytes, 0, m.bytes.length, pos, pos + m.bytes.length) === 0,
-      );
-    if (known) {
-      out.push({ bytes: known.bytes, known, plain: null });
-      pos += known.bytes.length;
-      continue;
-    }
-    // RFC 1952 §2.3: ID1 ID2 CM=8 FLG MTIME(4) XFL OS; only FLG = 0 (no optional fields).
-    if (pos + 18 > buf.length || buf[pos] !== 0x1f || buf[pos + 1] !== 0x8b) return null;
-    if (buf[pos + 2] !== 8 || buf[pos + 3] !== 0) return null;
-    const inflated = zlib.inflateRawSync(buf.subarray(pos + 10), {
-      info: true,
-      maxOutputLength: MAX_INDEX_BYTES,
-    }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-    const plain = inflated.buffer;
-    const end = pos + 10 + inflated.engine.bytesWritten + 8;
-    if (end > buf.length) throw new Error("truncated gzip member");
-    if (
-      buf.readUInt32LE(end - 8) !== crc32Of(plain) ||
-      buf.readUInt32LE(end - 4) !== plain.length % 2 ** 32
-    )
-      throw new Error("gzip member fails its CRC-32 or length check");
-    total += plain.length;
-    if (total > MAX_INDEX_BYTES) throw new Error("decompressed size over the limit");
-    out.push({ bytes: new Uint8Array(buf.subarray(pos, end)), known: null, plain });
-    pos = end;
-  }
-  return out;
-}
-
-const CRC_TABLE = Int32Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c;
-});
-
-/** gzip's CRC-32 (zlib.crc32 is Node 20.15 and later only). */
-function crc32Of(data: Uint8Array): number {
-  if (typeof zlib.crc32 === "function") return zlib.crc32(data);
-  let c = -1;
-  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ -1) >>> 0;
-}
 
 function isZeros(data: Uint8Array): boolean {
   for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;

@@ -25,6 +25,11 @@ export interface TreeReader {
    * fingerprints (the engine verified the bytes) or hash in full (`verify --deep`).
    */
   packageInfo(relPath: string): Promise<PackageInfo | null>;
+  /**
+   * The same answer at once, for a reader that already holds it (the publisher's view of a
+   * new generation): a checker walking 10,000 package references then makes no promise each.
+   */
+  packageInfoSync?(relPath: string): PackageInfo | null;
 }
 
 /** Signature checks against the exported public key (implemented outside src/layout). */
