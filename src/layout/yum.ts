@@ -4,7 +4,7 @@
  * (one dnf repo per distro version). Metadata is createrepo_c's: checksum-named
  * primary/filelists/other, and repomd.xml (+ repomd.xml.asc when signing).
  */
-import { checkYumRepos } from "./checks/yum.js";
+import { createYumCheck } from "./checks/yum.js";
 import { sha256Hex } from "../digest.js";
 import { boolean, integer, oneOf } from "../config-values.js";
 import { PackratError } from "../errors.js";
@@ -257,7 +257,7 @@ async function render(rootCaches: RootCaches, input: RenderInput): Promise<Rende
   return { files, warnings };
 }
 
-/** A new yum layout, with render caches of its own. */
+/** A new yum layout, with render caches and checker memory of its own. */
 export function createYumLayout(): RepoLayout {
   const rootCaches: RootCaches = new RenderCaches<RootCache>(() => ({
     entries: new Map(),
@@ -265,13 +265,14 @@ export function createYumLayout(): RepoLayout {
   }));
   return {
     ...YUM,
+    check: createYumCheck(),
     render: (input) => render(rootCaches, input),
     forgetRepos: (keep) => rootCaches.forgetRepos(keep),
   };
 }
 
 /** What every yum layout shares; render and its caches come from createYumLayout. */
-const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
+const YUM: Omit<RepoLayout, "render" | "forgetRepos" | "check"> = {
   managerType: "yum",
   title: "yum/dnf",
   fileKinds: ".rpm",
@@ -319,7 +320,6 @@ const YUM: Omit<RepoLayout, "render" | "forgetRepos"> = {
   },
 
   filenamePattern: /\.rpm$/,
-  check: checkYumRepos,
   // repodata/ of each <distro>/main/<version>/; an arch dir named repodata would be inside it.
   reservesPath: (rel) => rel.split("/").includes("repodata"),
 

@@ -8,6 +8,7 @@ import { gzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { CheckResult, TreeReader } from "../../src/layout/types.js";
 import { writeTar } from "../../src/layout/formats/tar.js";
+import { createYumCheck } from "../../src/layout/checks/yum.js";
 import { layoutFor } from "../../src/layout/index.js";
 import { bufferSource, type PublishedPackage, type RenderedFile } from "../../src/layout/types.js";
 import { DEFAULT_LAYOUT_OPTIONS } from "../../src/layout/index.js";
@@ -329,6 +330,24 @@ describe("client-view checkers", () => {
       const rpm = [...b.packages.keys()][0]!;
       b.packages.set(rpm, flip(b.packages.get(rpm)!));
       expect(paths(await check("yum", b, verifier))).toEqual([rpm]);
+    });
+
+    it("remembers what it read, and still reports what changed after (one checker, three runs)", async () => {
+      const checker = createYumCheck();
+      const run = (b: Built) =>
+        checker({ reader: readerOf(b), metadataPaths: b.metadataPaths, verifier, scope: "r" });
+      expect((await run(good)).problems).toEqual([]);
+      // The same documents again (every member and element remembered), a package changed.
+      const b = clone(good);
+      const rpm = [...b.packages.keys()][1]!;
+      b.packages.set(rpm, flip(b.packages.get(rpm)!));
+      expect(paths(await run(b))).toEqual([rpm]);
+      // A damaged primary after a good reading.
+      const c = clone(good);
+      const primary = c.metadataPaths.find((p) => p.endsWith("-primary.xml.gz"))!;
+      c.files.set(primary, flip(c.files.get(primary)!));
+      expect(paths(await run(c))).toContain(primary);
+      expect((await run(good)).problems).toEqual([]);
     });
   });
 

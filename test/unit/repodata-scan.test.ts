@@ -50,6 +50,21 @@ describe("scanRepodata", () => {
       ),
     ).toThrow(/not closed/);
   });
+  it("with a memo, gives the same readings, and reads again an element changed at its end", () => {
+    const children = ["name", "checksum", "size", "location"];
+    const memo = { last: undefined, used: new Map() };
+    const first = scanRepodata(primary, "metadata", children, memo);
+    expect(first).toEqual(scanRepodata(primary, "metadata", children));
+    // The next document: the first package as before, the second with another location.
+    const next = primary.replace('href="b.rpm"', 'href="c.rpm"');
+    const memo2 = { last: memo.used, used: new Map() };
+    const second = scanRepodata(next, "metadata", children, memo2);
+    expect(second.packages[0]).toBe(first.packages[0]); // remembered, not read again
+    expect(second.packages[1]!.children.get("location")!.attrs.get("href")).toBe("c.rpm");
+    expect(second).toEqual(scanRepodata(next, "metadata", children));
+    // Only this document's elements are kept for the next reading.
+    expect(memo2.used.size).toBe(2);
+  });
   it("unescapes the five entities and character references", () => {
     expect(unescapeXml("&lt;&gt;&amp;&quot;&apos;&#38;&#x26;")).toBe(`<>&"'&&`);
   });

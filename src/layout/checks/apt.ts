@@ -19,12 +19,10 @@ import {
   sha256Hex,
 } from "./common.js";
 import {
-  byteView,
-  rememberMember,
-  splitGzipMembers,
-  type GzipMember,
+  decompressRemembering,
+  sameBytesAs,
   type GzipMemberMemo,
-  type KnownGzipMember,
+  type KnownPlainMember,
 } from "./gzip-members.js";
 import type { CheckInput, CheckProblem, CheckResult } from "./types.js";
 
@@ -214,7 +212,14 @@ async function checkDist(
       if (data === undefined) continue; // already reported
       let parts: Uint8Array[];
       try {
-        parts = await decodeIndex(data, memo?.members.get(name), used.members, name);
+        const decoded = await decompressRemembering(
+          data,
+          memo?.members.get(name),
+          MAX_INDEX_BYTES,
+          decompressAny,
+        );
+        parts = decoded.parts;
+        if (decoded.used) used.members.set(name, decoded.used);
       } catch (err) {
         f.add(`${dist}/${name}`, `cannot be decompressed: ${errorText(err)}`);
         continue;
@@ -259,10 +264,6 @@ async function checkDist(
 interface IndexMemo {
   stanzas: Map<string, StanzaReading[]>;
   members: Map<string, GzipMemberMemo<KnownPlainMember>>;
-}
-
-interface KnownPlainMember extends KnownGzipMember {
-  plain: Uint8Array;
 }
 
 /** By scope (the repo), dist and index. */
@@ -342,51 +343,6 @@ function readStanzas(
     pos = end + 2;
   }
   return out;
-}
-
-/**
- * An index decompressed, as parts whose concatenation is the whole: a multi-member gzip file
- * member by member (a member remembered from the last reading is not inflated again), anything
- * else whole. A gzip file this reader does not take apart, or one with a fault, is decoded
- * whole by decompressAny, which says what is wrong the way gunzip does.
- */
-async function decodeIndex(
-  data: Uint8Array,
-  memo: GzipMemberMemo<KnownPlainMember> | undefined,
-  usedMembers: Map<string, GzipMemberMemo<KnownPlainMember>>,
-  name: string,
-): Promise<Uint8Array[]> {
-  if (data[0] === 0x1f && data[1] === 0x8b) {
-    let members: GzipMember<KnownPlainMember>[] | null = null;
-    try {
-      members = splitGzipMembers(data, memo, MAX_INDEX_BYTES);
-    } catch {
-      members = null;
-    }
-    if (members !== null) {
-      const used: GzipMemberMemo<KnownPlainMember> = new Map();
-      const parts = members.map((m) => {
-        const known = m.known ?? { bytes: m.bytes, plain: m.plain! };
-        rememberMember(used, known);
-        return known.plain;
-      });
-      usedMembers.set(name, used);
-      return parts;
-    }
-  }
-  return [await decompressAny(data)];
-}
-
-/** Do `parts`, concatenated, hold exactly the bytes of `reference`? (No concatenation made.) */
-function sameBytesAs(reference: Uint8Array, parts: readonly Uint8Array[]): boolean {
-  const ref = byteView(reference);
-  let at = 0;
-  for (const p of parts) {
-    if (at + p.length > ref.length || ref.compare(p, 0, p.length, at, at + p.length) !== 0)
-      return false;
-    at += p.length;
-  }
-  return at === ref.length;
 }
 
 /**

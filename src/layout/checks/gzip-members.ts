@@ -92,6 +92,56 @@ export function splitGzipMembers<K extends KnownGzipMember>(
   return out;
 }
 
+/** A remembered member with what it decompresses to (for readers that compare the bytes). */
+export interface KnownPlainMember extends KnownGzipMember {
+  plain: Uint8Array;
+}
+
+/**
+ * `data` decompressed, as parts whose concatenation is the whole: a multi-member gzip file
+ * member by member (a member remembered in `memo` is not inflated again), and `used` (when
+ * given) what to remember for the next reading. Anything else, a gzip file this reader does
+ * not take apart, or one with a fault, goes to `whole`, which says what is wrong the way
+ * gunzip does.
+ */
+export async function decompressRemembering(
+  data: Uint8Array,
+  memo: GzipMemberMemo<KnownPlainMember> | undefined,
+  maxOutput: number,
+  whole: (data: Uint8Array) => Promise<Uint8Array>,
+): Promise<{ parts: Uint8Array[]; used: GzipMemberMemo<KnownPlainMember> | null }> {
+  if (data[0] === 0x1f && data[1] === 0x8b) {
+    let members: GzipMember<KnownPlainMember>[] | null = null;
+    try {
+      members = splitGzipMembers(data, memo, maxOutput);
+    } catch {
+      members = null;
+    }
+    if (members !== null) {
+      const used: GzipMemberMemo<KnownPlainMember> = new Map();
+      const parts = members.map((m) => {
+        const known = m.known ?? { bytes: m.bytes, plain: m.plain! };
+        rememberMember(used, known);
+        return known.plain;
+      });
+      return { parts, used };
+    }
+  }
+  return { parts: [await whole(data)], used: null };
+}
+
+/** Do `parts`, concatenated, hold exactly the bytes of `reference`? (No concatenation made.) */
+export function sameBytesAs(reference: Uint8Array, parts: readonly Uint8Array[]): boolean {
+  const ref = byteView(reference);
+  let at = 0;
+  for (const p of parts) {
+    if (at + p.length > ref.length || ref.compare(p, 0, p.length, at, at + p.length) !== 0)
+      return false;
+    at += p.length;
+  }
+  return at === ref.length;
+}
+
 const CRC_TABLE = Int32Array.from({ length: 256 }, (_, n) => {
   let c = n;
   for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;

@@ -86,13 +86,51 @@ function childElement(block: string, name: string): ScannedElement | undefined {
 }
 
 /**
+ * What a scan remembers between readings of one document (issue 25): each <package> element's
+ * reading by the element's exact text. `last` is the previous reading's, `used` fills with
+ * this one's; each reading made now is of a copy of its element, so a reading carried to later
+ * generations keeps a few hundred bytes alive, not the whole document it came from.
+ */
+export interface ScanMemo {
+  last: ReadonlyMap<string, ScannedPackage> | undefined;
+  used: Map<string, ScannedPackage>;
+}
+
+/** A string with no tie to the one it was cut from (V8 keeps substrings as slices of it). */
+const detached = (s: string) => Buffer.from(s, "utf8").toString("utf8");
+
+/** The reading of one <package ...>...</package> (or self-closed) element's text. */
+function readPackage(
+  element: string,
+  nameEnd: number,
+  childNames: readonly string[],
+): ScannedPackage {
+  const gt = element.indexOf(">", nameEnd);
+  let attrText = element.slice(nameEnd, gt);
+  const selfClosing = attrText.endsWith("/");
+  if (selfClosing) attrText = attrText.slice(0, -1);
+  const attrs = parseAttrs(attrText);
+  const children = new Map<string, ScannedElement>();
+  if (!selfClosing) {
+    const block = element.slice(gt + 1, element.length - "</package>".length);
+    for (const name of childNames) {
+      const el = childElement(block, name);
+      if (el) children.set(name, el);
+    }
+  }
+  return { attrs, children };
+}
+
+/**
  * Scan a document whose root element is `root` (e.g. "metadata") for its <package> elements.
- * Throws FormatError when the structure is broken (no root, an unclosed package).
+ * Throws FormatError when the structure is broken (no root, an unclosed package). With a
+ * memo, an element read last time (the same text) is not read again.
  */
 export function scanRepodata(
   xml: string,
   root: string,
   childNames: readonly string[],
+  memo?: ScanMemo,
 ): ScannedDocument {
   const rootRe = new RegExp(`<${root}(?=[\\s/>])([^>]*)>`);
   const rm = rootRe.exec(xml);
@@ -115,26 +153,19 @@ export function scanRepodata(
     }
     const gt = xml.indexOf(">", nameEnd);
     if (gt < 0) throw new FormatError("repodata", "a <package> start tag is not closed");
-    let attrText = xml.slice(nameEnd, gt);
-    const selfClosing = attrText.endsWith("/");
-    if (selfClosing) attrText = attrText.slice(0, -1);
-    const attrs = parseAttrs(attrText);
-    const children = new Map<string, ScannedElement>();
-    if (selfClosing) {
-      packages.push({ attrs, children });
-      pos = gt + 1;
-      continue;
+    let stop = gt + 1;
+    if (xml.charCodeAt(gt - 1) !== 47 /* "/": self-closed */ || gt === nameEnd) {
+      const end = xml.indexOf("</package>", gt);
+      if (end < 0 || end > limit)
+        throw new FormatError("repodata", "a <package> element is not closed");
+      stop = end + "</package>".length;
     }
-    const end = xml.indexOf("</package>", gt);
-    if (end < 0 || end > limit)
-      throw new FormatError("repodata", "a <package> element is not closed");
-    const block = xml.slice(gt + 1, end);
-    for (const name of childNames) {
-      const el = childElement(block, name);
-      if (el) children.set(name, el);
-    }
-    packages.push({ attrs, children });
-    pos = end + 10;
+    const element = xml.slice(at, stop);
+    let pkg = memo?.last?.get(element) ?? memo?.used.get(element);
+    pkg ??= readPackage(memo ? detached(element) : element, nameEnd - at, childNames);
+    memo?.used.set(element, pkg);
+    packages.push(pkg);
+    pos = stop;
   }
   return { rootAttrs, packages };
 }

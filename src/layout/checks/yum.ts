@@ -5,18 +5,58 @@
  * location exists with its size and checksum; filelists and other describe the same pkgids.
  * repomd.xml is parsed with fast-xml-parser; the large documents are scanned.
  */
+import { createHash } from "node:crypto";
 import { XMLParser } from "fast-xml-parser";
 import {
   Findings,
+  MAX_INDEX_BYTES,
   checkPackageRef,
+  comparePackageRef,
   decompressAny,
   errorText,
   hashHex,
   joinRel,
   readRequired,
 } from "./common.js";
-import { scanRepodata, type ScannedPackage } from "./repodata-scan.js";
+import {
+  decompressRemembering,
+  type GzipMemberMemo,
+  type KnownPlainMember,
+} from "./gzip-members.js";
+import { scanRepodata, type ScanMemo, type ScannedPackage } from "./repodata-scan.js";
 import type { CheckInput, CheckResult } from "./types.js";
+
+/**
+ * What a yum checker remembers of one repodata document between runs (issue 25): its gzip
+ * members with what they inflate to, and each <package> element's reading by its exact text.
+ * A generation that adds one package to 10,000 inflates one member and reads one element per
+ * document; everything else is matched in full (bytes, text), so the reading is what the
+ * bytes say.
+ */
+interface DocMemo {
+  members: GzipMemberMemo<KnownPlainMember> | undefined;
+  packages: ReadonlyMap<string, ScannedPackage> | undefined;
+}
+
+/** By scope (the repo), dnf repo root and document type. */
+type Memos = Map<string, DocMemo>;
+
+/** One document's memory for this reading: what was known, and what to keep for the next. */
+interface DocReading {
+  last: DocMemo | undefined;
+  next: DocMemo;
+  scan: ScanMemo;
+}
+
+function docReading(memos: Memos, key: string): DocReading {
+  const last = memos.get(key);
+  const used = new Map<string, ScannedPackage>();
+  return {
+    last,
+    next: { members: undefined, packages: used },
+    scan: { last: last?.packages, used },
+  };
+}
 
 const parser = new XMLParser({
   ignoreAttributes: false,
@@ -63,12 +103,18 @@ function packagesOf(
   xml: string,
   root: string,
   children: readonly string[] = [],
+  memo?: ScanMemo,
 ): { count: string | undefined; list: ScannedPackage[] } {
-  const doc = scanRepodata(xml, root, children);
+  const doc = scanRepodata(xml, root, children, memo);
   return { count: doc.rootAttrs.get("packages"), list: doc.packages };
 }
 
-async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promise<void> {
+async function checkYumRepo(
+  memos: Memos,
+  root: string,
+  input: CheckInput,
+  f: Findings,
+): Promise<void> {
   const { reader, verifier } = input;
   f.entryPoints++;
   const prefix = root === "" ? "" : `${root}/`;
@@ -87,6 +133,7 @@ async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promi
     return;
   }
   const opened = new Map<string, string>();
+  const readings = new Map<string, DocReading>();
   for (const d of data) {
     const type = attr(d, "type") ?? "?";
     const href = attr(d.location, "href");
@@ -110,26 +157,41 @@ async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promi
       f.add(rel, `${a} is ${hashHex(a, bytes)}, ${repomdPath} says ${want}`);
       continue;
     }
-    let open: Uint8Array;
+    const reading = docReading(memos, `${input.scope ?? ""}\0${root}\0${type}`);
+    let parts: Uint8Array[];
     try {
-      open = await decompressAny(bytes);
+      const decoded = await decompressRemembering(
+        bytes,
+        reading.last?.members,
+        MAX_INDEX_BYTES,
+        decompressAny,
+      );
+      parts = decoded.parts;
+      reading.next.members = decoded.used ?? undefined;
     } catch (err) {
       f.add(rel, `cannot be decompressed: ${errorText(err)}`);
       continue;
     }
-    if (d["open-size"] !== undefined && open.length !== Number(text(d["open-size"])))
-      f.add(
-        rel,
-        `decompresses to ${open.length} bytes, ${repomdPath} says ${text(d["open-size"])}`,
-      );
+    const openSize = parts.reduce((n, p) => n + p.length, 0);
+    if (d["open-size"] !== undefined && openSize !== Number(text(d["open-size"])))
+      f.add(rel, `decompresses to ${openSize} bytes, ${repomdPath} says ${text(d["open-size"])}`);
     if (d["open-checksum"] !== undefined) {
       const oa = algo(attr(d["open-checksum"], "type"));
       const owant = text(d["open-checksum"]).trim().toLowerCase();
-      if (oa !== null && hashHex(oa, open) !== owant)
-        f.add(rel, `decompressed ${oa} is ${hashHex(oa, open)}, ${repomdPath} says ${owant}`);
+      if (oa !== null) {
+        const h = createHash(oa);
+        for (const p of parts) h.update(p);
+        const got = h.digest("hex");
+        if (got !== owant) f.add(rel, `decompressed ${oa} is ${got}, ${repomdPath} says ${owant}`);
+      }
     }
-    opened.set(type, Buffer.from(open).toString("utf8"));
+    opened.set(type, Buffer.concat(parts).toString("utf8"));
+    readings.set(type, reading);
   }
+  // Kept once the documents were read through (a reading that threw keeps the last memory).
+  const remember = () => {
+    for (const [type, r] of readings) memos.set(`${input.scope ?? ""}\0${root}\0${type}`, r.next);
+  };
 
   const primaryXml = opened.get("primary");
   if (primaryXml === undefined) {
@@ -138,10 +200,16 @@ async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promi
     return;
   }
   const primaryPath = `${prefix}repodata/primary`;
-  const primary = packagesOf(primaryXml, "metadata", ["name", "checksum", "size", "location"]);
+  const primary = packagesOf(
+    primaryXml,
+    "metadata",
+    ["name", "checksum", "size", "location"],
+    readings.get("primary")?.scan,
+  );
   if (primary.count !== undefined && Number(primary.count) !== primary.list.length)
     f.add(primaryPath, `says packages="${primary.count}" but holds ${primary.list.length}`);
   const pkgids = new Set<string>();
+  const direct = reader.packageInfoSync?.bind(reader);
   for (const p of primary.list) {
     const name = p.children.get("name")?.text ?? "";
     const href = p.children.get("location")?.attrs.get("href");
@@ -154,23 +222,26 @@ async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promi
       continue;
     }
     const size = Number(p.children.get("size")?.attrs.get("package"));
-    await checkPackageRef(
-      f,
-      reader,
-      joinRel(root, href),
-      {
-        size: Number.isSafeInteger(size) ? size : null,
-        sha256: type === "sha256" ? sum : null,
-      },
-      `${primaryPath} (${name})`,
-      href,
-    );
+    const rel = joinRel(root, href);
+    const expected = {
+      size: Number.isSafeInteger(size) ? size : null,
+      sha256: type === "sha256" ? sum : null,
+    };
+    // A reader that answers at once (the publisher's) costs no promise per package.
+    if (direct && rel !== null)
+      comparePackageRef(f, rel, direct(rel), expected, `${primaryPath} (${name})`, href);
+    else await checkPackageRef(f, reader, rel, expected, `${primaryPath} (${name})`, href);
     if (type !== "sha256") f.add(primaryPath, `package ${name}: checksum type is not sha256`);
   }
   for (const kind of ["filelists", "other"]) {
     const xml = opened.get(kind);
     if (xml === undefined) continue;
-    const { count, list } = packagesOf(xml, kind === "filelists" ? "filelists" : "otherdata");
+    const { count, list } = packagesOf(
+      xml,
+      kind === "filelists" ? "filelists" : "otherdata",
+      [],
+      readings.get(kind)?.scan,
+    );
     if (Number(count ?? list.length) !== primary.list.length || list.length !== primary.list.length)
       f.add(
         `${prefix}repodata/${kind}`,
@@ -182,9 +253,22 @@ async function checkYumRepo(root: string, input: CheckInput, f: Findings): Promi
         f.add(`${prefix}repodata/${kind}`, `names pkgid ${id}, which primary does not list`);
     }
   }
+  remember();
 }
 
-export async function checkYumRepos(input: CheckInput): Promise<CheckResult> {
+/**
+ * A yum checker with a memory of its own (what it read of each document, per repo and dnf
+ * repo root), so two layouts or two engines never share or evict each other's.
+ */
+export function createYumCheck(): (input: CheckInput) => Promise<CheckResult> {
+  const memos: Memos = new Map();
+  return (input) => checkYumReposWith(memos, input);
+}
+
+/** A shared checker, for tests and one-off checks. */
+export const checkYumRepos = createYumCheck();
+
+async function checkYumReposWith(memos: Memos, input: CheckInput): Promise<CheckResult> {
   const f = new Findings();
   const roots = new Set<string>();
   for (const p of input.metadataPaths) {
@@ -195,7 +279,7 @@ export async function checkYumRepos(input: CheckInput): Promise<CheckResult> {
     f.add("repodata", "no repodata/repomd.xml: dnf has nothing to read");
   for (const root of [...roots].sort()) {
     try {
-      await checkYumRepo(root, input, f);
+      await checkYumRepo(memos, root, input, f);
     } catch (err) {
       f.add(
         root === "" ? "repodata" : `${root}/repodata`,
