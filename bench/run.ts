@@ -12,7 +12,8 @@
  *
  *   node dist/bench/run.js [--n 1000] [--runs 3] [--work DIR] [--cases a,b,c,d,e]
  *                          [--triggers 50] [--download-mb 256] [--slow-s 60]
- *                          [--peer-timeout-s 600] [--formats deb,rpm,pacman] [--no-peers]
+ *                          [--peer-timeout-s 600] [--peer-cold-timeout-s S] [--skip-peers a,b]
+ *                          [--formats deb,rpm,pacman] [--no-peers]
  *                          [--debounces 250,0]
  * Environment: BENCH_SPANS=1 logs where our time goes (wall-time spans of the engine's steps);
  * BENCH_CPU_PROF=<dir> writes a V8 CPU profile of every run of ours; BENCH_SERIES_PROF=<dir> one
@@ -41,6 +42,10 @@ interface Options {
   downloadMb: number;
   slowMs: number;
   peerTimeoutMs: number;
+  /** Cold runs of peers stop after this (default: peerTimeoutMs); see --peer-cold-timeout-s. */
+  peerColdTimeoutMs: number;
+  /** Peers left out of this run (--skip-peers). */
+  skipPeers: Set<string>;
   formats: Format[];
   peers: boolean;
   debounces: number[];
@@ -61,6 +66,8 @@ function parseOptions(argv: readonly string[]): Options {
     downloadMb: Number(get("download-mb", "256")),
     slowMs: Number(get("slow-s", "60")) * 1000,
     peerTimeoutMs: Number(get("peer-timeout-s", "600")) * 1000,
+    peerColdTimeoutMs: Number(get("peer-cold-timeout-s", get("peer-timeout-s", "600"))) * 1000,
+    skipPeers: new Set(get("skip-peers", "").split(",").filter(Boolean)),
     formats: get("formats", FORMATS.join(","))
       .split(",")
       .filter((f): f is Format => (FORMATS as readonly string[]).includes(f)),
@@ -272,7 +279,7 @@ class Bench {
         const dir = path.join(this.opts.work, "peers", peer.tool, `cold-${i}`);
         await rm(dir, { recursive: true, force: true });
         await peer.prepare(dir, files);
-        done.push(await runScript(peer.cold(dir), { timeoutMs: this.opts.peerTimeoutMs }));
+        done.push(await runScript(peer.cold(dir), { timeoutMs: this.opts.peerColdTimeoutMs }));
       }
     }
     const last = this.oursDir(format, `cold-${steps.length - 1}`);
@@ -290,7 +297,7 @@ class Bench {
         if (!peer.seed) continue;
         await rm(dir, { recursive: true, force: true });
         await peer.seed(dir, path.join(last.root, r.dir));
-        m.note = `stopped after ${fmtS(this.opts.peerTimeoutMs)}; its +1 repo was seeded from our published db`;
+        m.note = `stopped after ${fmtS(this.opts.peerColdTimeoutMs)}; its +1 repo was seeded from our published db`;
       } else {
         await this.assertNames(dir, [this.corpus.entries[format][0]!.filename]);
       }
@@ -654,7 +661,9 @@ async function main(): Promise<void> {
   const peers = peersFor(gpg);
   try {
     for (const format of opts.formats) {
-      const mine = opts.peers ? peers.filter((p) => p.format === format) : [];
+      const mine = opts.peers
+        ? peers.filter((p) => p.format === format && !opts.skipPeers.has(p.tool))
+        : [];
       if (opts.cases.has("a") || opts.cases.has("b") || opts.cases.has("c") || opts.cases.has("d"))
         await bench.cold(format, opts.cases.has("a") || opts.cases.has("b") ? mine : []);
       if (opts.cases.has("b")) await bench.plusOne(format, mine);
