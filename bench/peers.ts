@@ -169,7 +169,14 @@ export function peersFor(gpg: Gpg): Peer[] {
         );
       },
       cold: (dir) =>
-        [env, `cd ${q(dir)}`, "reprepro --silent -b . includedeb bench incoming/*.deb"].join("\n"),
+        [
+          env,
+          `cd ${q(dir)}`,
+          // Through xargs (100,000 names do not fit in one argv), exporting once at the end
+          // as a single includedeb of every file would.
+          "find incoming -name '*.deb' -print0 | xargs -0 reprepro --silent --export=silent-never -b . includedeb bench",
+          "reprepro --silent -b . export bench",
+        ].join("\n"),
       place: async (dir, file) => {
         await mkdir(path.join(dir, "new"), { recursive: true });
         return linkOne(file, path.join(dir, "new"));
@@ -205,7 +212,8 @@ export function peersFor(gpg: Gpg): Peer[] {
         [
           env,
           `cd ${q(path.join(dir, "repo"))}`,
-          `repo-add -q -s -k ${gpg.keyId} bench.db.tar.gz *.pkg.tar.zst`,
+          // Through xargs: 100,000 names do not fit in one argv (each batch adds to the db).
+          `find . -maxdepth 1 -name '*.pkg.tar.zst' -print0 | xargs -0 repo-add -q -s -k ${gpg.keyId} bench.db.tar.gz`,
         ].join("\n"),
       place: (dir, file) => linkOne(file, path.join(dir, "repo")),
       seed: async (dir, oursRepoDir) => {

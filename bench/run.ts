@@ -12,7 +12,8 @@
  *
  *   node dist/bench/run.js [--n 1000] [--runs 3] [--work DIR] [--cases a,b,c,d,e]
  *                          [--triggers 50] [--download-mb 256] [--slow-s 60]
- *                          [--peer-timeout-s 600] [--peer-cold-timeout-s S] [--skip-peers a,b]
+ *                          [--peer-timeout-s 600] [--peer-cold-timeout-s S|tool=S,...]
+ *                          [--skip-peers a,b]
  *                          [--formats deb,rpm,pacman] [--no-peers]
  *                          [--debounces 250,0]
  * Environment: BENCH_SPANS=1 logs where our time goes (wall-time spans of the engine's steps);
@@ -42,8 +43,8 @@ interface Options {
   downloadMb: number;
   slowMs: number;
   peerTimeoutMs: number;
-  /** Cold runs of peers stop after this (default: peerTimeoutMs); see --peer-cold-timeout-s. */
-  peerColdTimeoutMs: number;
+  /** Cold runs of a peer stop after this (default: peerTimeoutMs); see --peer-cold-timeout-s. */
+  peerColdTimeoutMs: (tool: string) => number;
   /** Peers left out of this run (--skip-peers). */
   skipPeers: Set<string>;
   formats: Format[];
@@ -66,7 +67,15 @@ function parseOptions(argv: readonly string[]): Options {
     downloadMb: Number(get("download-mb", "256")),
     slowMs: Number(get("slow-s", "60")) * 1000,
     peerTimeoutMs: Number(get("peer-timeout-s", "600")) * 1000,
-    peerColdTimeoutMs: Number(get("peer-cold-timeout-s", get("peer-timeout-s", "600"))) * 1000,
+    // "120" for every peer, or "repo-add=120,reprepro=300" for some (the rest: --peer-timeout-s).
+    peerColdTimeoutMs: (tool: string) => {
+      const spec = get("peer-cold-timeout-s", "");
+      const all = Number(get("peer-timeout-s", "600")) * 1000;
+      if (spec === "") return all;
+      if (!spec.includes("=")) return Number(spec) * 1000;
+      const mine = spec.split(",").find((e) => e.split("=")[0] === tool);
+      return mine ? Number(mine.split("=")[1]) * 1000 : all;
+    },
     skipPeers: new Set(get("skip-peers", "").split(",").filter(Boolean)),
     formats: get("formats", FORMATS.join(","))
       .split(",")
@@ -279,7 +288,9 @@ class Bench {
         const dir = path.join(this.opts.work, "peers", peer.tool, `cold-${i}`);
         await rm(dir, { recursive: true, force: true });
         await peer.prepare(dir, files);
-        done.push(await runScript(peer.cold(dir), { timeoutMs: this.opts.peerColdTimeoutMs }));
+        done.push(
+          await runScript(peer.cold(dir), { timeoutMs: this.opts.peerColdTimeoutMs(peer.tool) }),
+        );
       }
     }
     const last = this.oursDir(format, `cold-${steps.length - 1}`);
@@ -297,7 +308,7 @@ class Bench {
         if (!peer.seed) continue;
         await rm(dir, { recursive: true, force: true });
         await peer.seed(dir, path.join(last.root, r.dir));
-        m.note = `stopped after ${fmtS(this.opts.peerColdTimeoutMs)}; its +1 repo was seeded from our published db`;
+        m.note = `stopped after ${fmtS(this.opts.peerColdTimeoutMs(peer.tool))}; its +1 repo was seeded from our published db`;
       } else {
         await this.assertNames(dir, [this.corpus.entries[format][0]!.filename]);
       }
