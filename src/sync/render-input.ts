@@ -215,7 +215,10 @@ export class RenderInputs {
         queue.add(async () => {
           const source = await openFileSource(path.join(this.root, canonical));
           try {
-            out.set(d.expectedSha256, await layout.parse(source, d.file.filename));
+            // Every file here was hashed, vouched for by its fingerprint, or downloaded and
+            // verified in this pass (apply.ts): a parser need not hash it again.
+            const verified = { ...source, verifiedSha256: d.expectedSha256 };
+            out.set(d.expectedSha256, await layout.parse(verified, d.file.filename));
           } catch (err) {
             if (!isPackratError(err)) throw err;
             out.set(d.expectedSha256, null);
