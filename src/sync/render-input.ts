@@ -8,7 +8,7 @@
 import path from "node:path";
 import PQueue from "p-queue";
 import { describeError, isPackratError } from "../errors.js";
-import type { PublishedPackage, RepoLayout } from "../layout/types.js";
+import type { ByteSource, PublishedPackage, RepoLayout } from "../layout/types.js";
 import { metaCacheKey } from "../layout/types.js";
 import type { DistroVersion } from "../types.js";
 import type { Applied } from "./apply.js";
@@ -90,9 +90,11 @@ export class RenderInputs {
       const st = fetched ? statInfoSync(path.join(this.root, canonical)) : seen.stat;
       if (st !== null) present.push({ d, canonical, st });
     }
+    // A new file is signed from the bytes read for its parse: one read of it, not two.
     const parsed = await this.parseNew(
       plan.layout,
       present.filter(({ d }) => !metaStatus.has(d.expectedSha256)),
+      wantsSignatures ? signatureMemos : null,
     );
     for (const { d, canonical, st } of present) {
       const status = metaStatus.get(d.expectedSha256);
@@ -158,13 +160,15 @@ export class RenderInputs {
     d: DesiredFile,
     rel: string,
     memos: SignatureMemos,
+    /** The file, already open (parseNew); otherwise it is opened if a signature is to be made. */
+    opened?: ByteSource,
   ): Promise<Uint8Array | undefined> {
     const { signer, store, layoutOptions } = this.deps;
     if (!signer || !layout.derive) return undefined;
     // The same object every pass (a layout's render cache may compare by identity first), and no
     // state DB read per package per pass.
     const memoKey = `${signer.fingerprint}:${d.expectedSha256}`;
-    const memo = memos.last.get(memoKey);
+    const memo = memos.used.get(memoKey) ?? memos.last.get(memoKey);
     if (memo !== undefined) {
       memos.used.set(memoKey, memo);
       return memo;
@@ -178,13 +182,13 @@ export class RenderInputs {
       memos.used.set(memoKey, cached);
       return cached;
     }
-    const source = await openFileSource(path.join(this.root, rel));
+    const source = opened ?? (await openFileSource(path.join(this.root, rel)));
     let signature: Uint8Array | undefined;
     try {
       signature = (await layout.derive.run(source, d.file.filename, signer, layoutOptions))
         .signature;
     } finally {
-      await source.close();
+      if (opened === undefined) await (source as ByteSource & { close(): Promise<void> }).close();
     }
     if (!signature) return undefined;
     memos.used.set(memoKey, signature);
@@ -201,12 +205,14 @@ export class RenderInputs {
   private async parseNew(
     layout: RepoLayout,
     files: readonly { d: DesiredFile; canonical: string }[],
+    signatures: SignatureMemos | null,
   ): Promise<Map<string, Record<string, unknown> | null>> {
     const { store, log } = this.deps;
     const out = new Map<string, Record<string, unknown> | null>();
     const errors = new Map<string, string>();
     const queue = new PQueue({ concurrency: PARSE_CONCURRENCY });
     const bySha = new Map(files.map((f) => [f.d.expectedSha256, f]));
+    let signingFailure: { err: unknown } | null = null;
     const progress = this.deps.progress;
     const repoName = files[0]?.d.repo;
     if (repoName !== undefined) progress?.onIndexPlan?.(repoName, bySha.size);
@@ -215,18 +221,26 @@ export class RenderInputs {
         queue.add(async () => {
           const source = await openFileSource(path.join(this.root, canonical));
           try {
-            // Every file here was hashed, vouched for by its fingerprint, or downloaded and
-            // verified in this pass (apply.ts): a parser need not hash it again.
-            const verified = { ...source, verifiedSha256: d.expectedSha256 };
-            out.set(d.expectedSha256, await layout.parse(verified, d.file.filename));
-          } catch (err) {
-            if (!isPackratError(err)) throw err;
-            out.set(d.expectedSha256, null);
-            errors.set(d.expectedSha256, describeError(err));
-            log.error(
-              { repo: d.repo, file: canonical, code: err.code },
-              `left out of the index: ${describeError(err)}`,
-            );
+            try {
+              // Every file here was hashed, vouched for by its fingerprint, or downloaded and
+              // verified in this pass (apply.ts): a parser need not hash it again.
+              const verified = { ...source, verifiedSha256: d.expectedSha256 };
+              out.set(d.expectedSha256, await layout.parse(verified, d.file.filename));
+            } catch (err) {
+              if (!isPackratError(err)) throw err;
+              out.set(d.expectedSha256, null);
+              errors.set(d.expectedSha256, describeError(err));
+              log.error(
+                { repo: d.repo, file: canonical, code: err.code },
+                `left out of the index: ${describeError(err)}`,
+              );
+            }
+            // Only a file that parses is published, and so signed. A signing failure is not
+            // the file's: it fails the publish (after the parses are cached), as in request().
+            if (signatures && out.get(d.expectedSha256))
+              await this.packageSignature(layout, d, canonical, signatures, source).catch(
+                (err: unknown) => void (signingFailure ??= { err }),
+              );
           } finally {
             await source.close();
             progress?.onIndexed?.();
@@ -240,6 +254,7 @@ export class RenderInputs {
       for (const [sha256, meta] of out)
         store.putPackageMeta(sha256, metaCacheKey(layout), meta, errors.get(sha256) ?? null);
     });
+    if (signingFailure !== null) throw (signingFailure as { err: unknown }).err;
     return out;
   }
 }
