@@ -22,6 +22,12 @@ export interface ByteSource {
   readonly size: number;
   /** Up to `length` bytes at `offset`; fewer only at the end of the data. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * The SHA-256 of these bytes, when the caller has checked it (sync: the file was hashed, or
+   * vouched for by its fingerprint, or downloaded and verified, in this pass). A parser that
+   * reports the file's SHA-256 may take it instead of hashing every byte again.
+   */
+  readonly verifiedSha256?: string;
 }
 
 /** A ByteSource over bytes in memory. */

@@ -21,6 +21,7 @@ import {
   openFileSource,
   sha256Bytes,
   sha256File,
+  statAndHashTinySync,
   statInfo,
   statInfoSync,
 } from "./disk.js";
@@ -161,11 +162,18 @@ export class Applier {
     const observe = async (d: DesiredFile, rel: string): Promise<void> => {
       const full = path.join(this.root, rel);
       const fingerprint = fingerprints.get(rel);
-      const obs: PathObservation = { stat: statInfoSync(full), fingerprint };
+      // No fingerprint that could vouch for the bytes (or a deep pass): the file is hashed
+      // whatever its stat, so stat and hash it from one open (a small file synchronously).
+      const hashAnyway =
+        opts.deep || fingerprint === undefined || fingerprint.sha256 !== d.expectedSha256;
+      const seen = hashAnyway ? statAndHashTinySync(full) : null;
+      const obs: PathObservation = { stat: seen ? seen.stat : statInfoSync(full), fingerprint };
       if (needsHash(obs, d.expectedSha256, opts.deep)) {
-        await observeQueue.add(async () => {
-          obs.hashed = await sha256File(full);
-        });
+        if (seen?.sha256 != null) obs.hashed = seen.sha256;
+        else
+          await observeQueue.add(async () => {
+            obs.hashed = await sha256File(full);
+          });
         report.hashed++;
         if (obs.hashed !== d.expectedSha256) {
           if (d.expectedSha256.startsWith(PENDING_TRANSFORM))

@@ -305,6 +305,75 @@ describe("sync engine with a pacman repo", () => {
   });
 });
 
+describe("sync engine with a pacman repo whose signing fails", () => {
+  it("fails the repo's publish, keeps the parses, and the next pass publishes", async () => {
+    const { buildPacmanPackage } = await import("../support/pacman-builder.js");
+    const { PackratError } = await import("../../src/errors.js");
+    const { metaCacheKey } = await import("../../src/layout/types.js");
+    const fx = await startMirrorFixture();
+    fx.master.addDistroVersion({ name: "arch", distro: "arch", version: null, fileType: "pacman" });
+    fx.master.addRepo({
+      name: "prod-arch",
+      filesystemDir: "arch",
+      managerType: "pacman",
+      distroVersions: ["arch"],
+      tag: "prod",
+    });
+    fx.master.setRepoList("mirror1", ["prod-apt", "prod-json", "prod-arch"]);
+    const shas: string[] = [];
+    for (const name of ["one", "two"]) {
+      const pkg = buildPacmanPackage({ name, version: "1.0-1", arch: "x86_64", files: {} });
+      shas.push(createHash("sha256").update(pkg.bytes).digest("hex"));
+      fx.master.addPackageFile({
+        package: name,
+        distroVersion: "arch",
+        version: "1.0-1",
+        type: "pacman",
+        arch: "x86_64",
+        filename: pkg.filename,
+        content: pkg.bytes,
+        tags: ["prod"],
+      });
+    }
+    const key = await makeTestSigner();
+    let failing = true;
+    // The key's own methods, but package signatures fail while `failing`.
+    const signer = new Proxy(key.signer, {
+      get(target, prop) {
+        if (prop === "signDetachedBinary" && failing)
+          return () => Promise.reject(new PackratError("PACKRAT_SIGNING_KEY", "the key is away"));
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === "function" ? (value as () => unknown).bind(target) : value;
+      },
+    });
+    const h = makeEngine(fx, { signer });
+    try {
+      const first = await h.engine.fullSync();
+      expect(first.published).not.toContain("prod-arch");
+      expect(first.failed.map((f) => f.repo)).toContain("prod-arch");
+      expect(first.failed.find((f) => f.repo === "prod-arch")?.error).toContain("the key is away");
+      expect(existsSync(path.join(fx.root, "arch/x86_64/arch.db"))).toBe(false);
+      // A signing failure is not the package's: both parses are cached as good ones.
+      const status = h.store.packageMetaStatus(metaCacheKey(layoutFor("pacman")!));
+      expect(shas.map((sha) => status.get(sha))).toEqual([true, true]);
+
+      failing = false;
+      const second = await h.engine.fullSync();
+      expect(second.failed).toEqual([]);
+      expect(second.published).toContain("prod-arch");
+      for (const name of ["one", "two"]) {
+        const pkgFile = path.join(fx.root, `arch/x86_64/${name}-1.0-1-x86_64.pkg.tar.zst`);
+        const sig = await readFile(`${pkgFile}.sig`);
+        const ok = await gpgv(key.signer.publicKeyBinary(), sig, await readFile(pkgFile));
+        expect(ok.ok).toBe(true);
+      }
+    } finally {
+      await h.close();
+      await fx.close();
+    }
+  });
+});
+
 describe("a stalled download and its backoff", () => {
   let fx: MirrorFixture;
   let h: EngineHarness;

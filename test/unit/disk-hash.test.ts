@@ -4,7 +4,12 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { sha256File, sha256FileInfo } from "../../src/sync/disk.js";
+import {
+  sha256File,
+  sha256FileInfo,
+  statAndHashTinySync,
+  statInfoSync,
+} from "../../src/sync/disk.js";
 
 let dir: string;
 beforeEach(() => {
@@ -49,5 +54,29 @@ describe("sha256File and sha256FileInfo", () => {
     await expect(sha256FileInfo(join(dir, "target", "below"))).rejects.toMatchObject({
       code: "ENOTDIR",
     });
+  });
+
+  it("statAndHashTinySync sees what statInfoSync and sha256File see, from one open", () => {
+    for (const size of [0, 3, 256 * 1024, 256 * 1024 + 1]) {
+      const bytes = randomBytes(size);
+      const file = join(dir, `g${size}`);
+      writeFileSync(file, bytes);
+      const seen = statAndHashTinySync(file);
+      expect(seen.stat).toEqual(statInfoSync(file));
+      // Past the synchronous limit the caller hashes it (sha256File).
+      expect(seen.sha256).toBe(size <= 256 * 1024 ? sha(bytes) : null);
+    }
+    writeFileSync(join(dir, "target"), "x");
+    symlinkSync(join(dir, "target"), join(dir, "link"));
+    mkdirSync(join(dir, "sub"));
+    execFileSync("mkfifo", [join(dir, "fifo")]);
+    for (const name of ["missing", "link", "sub", "fifo"]) {
+      expect(statInfoSync(join(dir, name)), name).toBeNull();
+      expect(statAndHashTinySync(join(dir, name)), name).toEqual({ stat: null, sha256: null });
+    }
+    // A file where a directory should be: an error for both (the observer fails that path).
+    const below = join(dir, "target", "below");
+    expect(() => statInfoSync(below)).toThrow(/ENOTDIR/);
+    expect(() => statAndHashTinySync(below)).toThrow(/ENOTDIR/);
   });
 });

@@ -75,6 +75,35 @@ describe("parseRpm", () => {
     expect(JSON.parse(JSON.stringify(meta))).toEqual(meta);
   });
 
+  it("takes a SHA-256 the caller verified instead of hashing, and parses the same", async () => {
+    const bytes = sample();
+    const hashed = await parseRpm(bufferSource(bytes), "demo.rpm");
+    let bytesRead = 0;
+    const counting = bufferSource(bytes);
+    const verified = {
+      size: counting.size,
+      read: async (offset: number, length: number) => {
+        const got = await counting.read(offset, length);
+        bytesRead += got.length;
+        return got;
+      },
+      verifiedSha256: hashed.sha256,
+    };
+    expect(await parseRpm(verified, "demo.rpm")).toEqual(hashed);
+    // One read of the head (here the whole file), no second pass for a hash.
+    expect(bytesRead).toBe(bytes.length);
+    // The parser reports what it was given: the caller's check is what vouches for it.
+    const other = "ab".repeat(32);
+    expect(
+      (await parseRpm({ ...bufferSource(bytes), verifiedSha256: other }, "d.rpm")).sha256,
+    ).toBe(other);
+    // A file shorter than it claims is still refused.
+    const short = { ...bufferSource(bytes), size: bytes.length + 10, verifiedSha256: other };
+    await expect(parseRpm(short, "short.rpm")).rejects.toMatchObject({
+      code: "PACKRAT_PACKAGE_INVALID",
+    });
+  });
+
   it("gives PACKRAT_PACKAGE_INVALID naming the file for a truncated RPM", async () => {
     const bytes = sample();
     for (const cut of [0, 50, 96, 100, 200, bytes.length >> 1]) {

@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ByteSource } from "../types.js";
-import { readThrough, withHead } from "./read-through.js";
+import { READ_CHUNK, readThrough, withHead } from "./read-through.js";
 import { HeaderReader, headerText, invalid, readRpmStructure } from "./rpm-header.js";
 import { FileFlag, S_IFDIR, S_IFMT, Sense, SigTag, Tag } from "./rpm-tags.js";
 
@@ -80,12 +80,22 @@ export const CHANGELOG_CAP = 100;
 
 /**
  * SHA-256 of the whole source, read once, and its first chunk (read-through.ts): the lead and
- * headers are parsed from that chunk instead of four more reads of the file.
+ * headers are parsed from that chunk instead of four more reads of the file. A source whose
+ * SHA-256 the caller checked (ByteSource.verifiedSha256) is not hashed again.
  */
 export async function sha256Of(
   source: ByteSource,
   filename: string,
 ): Promise<{ sha256: string; head: Uint8Array }> {
+  if (source.verifiedSha256 !== undefined) {
+    // Checked by the caller: only the head is read (the headers are parsed from it).
+    const want = Math.min(READ_CHUNK, source.size);
+    const head = want === 0 ? new Uint8Array(0) : await source.read(0, want);
+    if (head.length !== want) {
+      throw invalid(filename, `read ${head.length} bytes, expected ${source.size} (truncated)`);
+    }
+    return { sha256: source.verifiedSha256, head };
+  }
   const hash = createHash("sha256");
   const { head, bytesRead } = await readThrough(source, (chunk) => hash.update(chunk));
   if (bytesRead !== source.size) {
