@@ -23,6 +23,7 @@ import {
   readRequired,
 } from "./common.js";
 import {
+  byteView,
   rememberMember,
   splitGzipMembers,
   type GzipMember,
@@ -47,8 +48,7 @@ export function parseDesc(text: string): Map<string, string[]> {
 }
 
 /** Byte equality without copying either side (Buffer.from(Uint8Array) copies). */
-const view = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a === b || view(a).equals(b);
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a === b || byteView(a).equals(b);
 
 /**
  * Signatures that verified, by verifier, data object and signature object. Metadata bytes are
@@ -142,7 +142,7 @@ async function checkDb(
     if (pgpsig !== null && rel !== null) {
       const sig = await reader.read(`${rel}.sig`);
       if (sig === null) f.add(`${rel}.sig`, `missing (${where} embeds a %PGPSIG%)`);
-      else if (view(sig).toString("base64") !== pgpsig)
+      else if (byteView(sig).toString("base64") !== pgpsig)
         f.add(`${rel}.sig`, `differs from the %PGPSIG% in ${where}`);
     }
   }

@@ -134,6 +134,7 @@ async function checkYumRepo(
   }
   const opened = new Map<string, string>();
   const readings = new Map<string, DocReading>();
+  const memoKey = (type: string) => `${input.scope ?? ""}\0${root}\0${type}`;
   for (const d of data) {
     const type = attr(d, "type") ?? "?";
     const href = attr(d.location, "href");
@@ -157,7 +158,7 @@ async function checkYumRepo(
       f.add(rel, `${a} is ${hashHex(a, bytes)}, ${repomdPath} says ${want}`);
       continue;
     }
-    const reading = docReading(memos, `${input.scope ?? ""}\0${root}\0${type}`);
+    const reading = docReading(memos, memoKey(type));
     let parts: Uint8Array[];
     try {
       const decoded = await decompressRemembering(
@@ -190,7 +191,7 @@ async function checkYumRepo(
   }
   // Kept once the documents were read through (a reading that threw keeps the last memory).
   const remember = () => {
-    for (const [type, r] of readings) memos.set(`${input.scope ?? ""}\0${root}\0${type}`, r.next);
+    for (const [type, r] of readings) memos.set(memoKey(type), r.next);
   };
 
   const primaryXml = opened.get("primary");
