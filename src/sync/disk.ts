@@ -581,6 +581,24 @@ export async function copyRangeToTemp(
   return tmp;
 }
 
+/**
+ * A new temp name for an existing (fsynced) file, as a hard link: the temp to rename into place
+ * shares its bytes. Null where the filesystem cannot link; the caller writes the bytes instead.
+ */
+export async function linkTempOrNull(
+  root: string,
+  hint: string,
+  existing: string,
+): Promise<string | null> {
+  const tmp = tmpPath(root, hint);
+  try {
+    await fs.link(existing, tmp);
+    return tmp;
+  } catch {
+    return null;
+  }
+}
+
 /** A hard link to `existing` as a new temp file (a copy where links fail). */
 export async function linkToTemp(root: string, hint: string, existing: string): Promise<string> {
   const tmp = tmpPath(root, hint);

@@ -28,6 +28,7 @@ import {
   assertNoSymlinkDirs,
   copyRangeToTemp,
   fsyncDir,
+  linkTempOrNull,
   linkToTemp,
   sha256Bytes,
   eachLimit,
@@ -259,6 +260,50 @@ interface PendingFile {
 }
 
 /**
+ * Write the in-memory files of a generation to temp files (fsynced, writeTempFiles). Files with
+ * the same bytes are written once and hard-linked: apt names each index twice (Packages and
+ * by-hash/SHA256/<hash>), 7.7 MB each at 10,000 packages, and the second write and its fsync
+ * were most of the disk time of a +1. Sharing an inode is safe because nothing here writes to
+ * a published file in place: every path is replaced by a rename, and removing one name leaves
+ * the other whole. Where the filesystem cannot link, the bytes are written again.
+ */
+interface InMemoryFile {
+  p: PendingFile;
+  content: Uint8Array;
+  sha256: string;
+}
+
+async function writeInMemory(root: string, files: readonly InMemoryFile[]): Promise<void> {
+  const first = new Map<string, PendingFile>();
+  const unique: InMemoryFile[] = [];
+  const copies: InMemoryFile[] = [];
+  for (const f of files) {
+    if (first.has(f.sha256)) copies.push(f);
+    else {
+      first.set(f.sha256, f.p);
+      unique.push(f);
+    }
+  }
+  const tmps = await writeTempFiles(
+    root,
+    unique.map(({ p, content }) => ({ hint: p.rel, content })),
+  );
+  unique.forEach(({ p }, i) => (p.tmp = tmps[i]!));
+  const unlinked: InMemoryFile[] = [];
+  for (const f of copies) {
+    const tmp = await linkTempOrNull(root, f.p.rel, first.get(f.sha256)!.tmp);
+    if (tmp === null) unlinked.push(f);
+    else f.p.tmp = tmp;
+  }
+  if (unlinked.length === 0) return;
+  const more = await writeTempFiles(
+    root,
+    unlinked.map(({ p, content }) => ({ hint: p.rel, content })),
+  );
+  unlinked.forEach(({ p }, i) => (p.tmp = more[i]!));
+}
+
+/**
  * Switch a rendered generation in. Every new file is first written whole and fsynced to a temp
  * file (all of them, then one batch of fsyncs: writeTempFiles); then the content-addressed ones
  * are renamed into place (nothing names them yet) and their directories fsynced; then the
@@ -277,7 +322,8 @@ async function switchIn(
   const pending: PendingFile[] = [];
   /** What each pending file is made of: bytes in memory, or a byte range of a package file. */
   const sources: (
-    { content: Uint8Array } | { extract: NonNullable<RenderedFile["extract"]>; sha256: string }
+    | { content: Uint8Array; sha256: string }
+    | { extract: NonNullable<RenderedFile["extract"]>; sha256: string }
   )[] = [];
   /** Extracted files by SHA-256: where their bytes already are (final path or temp file). */
   const extracted = new Map<string, string>();
@@ -287,10 +333,18 @@ async function switchIn(
   // bytes, and fingerprinted so, is not even stat'ed. A pacman repo has 10,000 .sig files.
   // A full sync checks every one of them (latestIntact) and publishes again if one is gone.
   const current = req.input.quick === true ? deps.store.currentPublishedFiles(repoName) : null;
+  // A layout names one buffer at two paths (apt's Packages and its by-hash copy): hashed once.
+  // Only within this call, where nothing writes to the buffers.
+  const hashOf = new Map<Uint8Array, string>();
   for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
     const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
     const full = path.join(deps.root, rel);
-    const sha256 = file.extract ? file.extract.sha256 : sha256Bytes(file.content);
+    let sha256: string;
+    if (file.extract) sha256 = file.extract.sha256;
+    else {
+      sha256 = hashOf.get(file.content) ?? sha256Bytes(file.content);
+      hashOf.set(file.content, sha256);
+    }
     const size = file.extract ? file.extract.length : file.content.length;
     written.push({ path: rel, sha256, order: publishOrder(file) });
     // A content-addressed name already holding its bytes is never rewritten: a client may be
@@ -327,7 +381,9 @@ async function switchIn(
       contentAddressed: file.contentAddressed,
       stage: file.stage,
     });
-    sources.push(file.extract ? { extract: file.extract, sha256 } : { content: file.content });
+    sources.push(
+      file.extract ? { extract: file.extract, sha256 } : { content: file.content, sha256 },
+    );
   }
   if (req.inPlace === true)
     refuseProducerFiles(
@@ -346,13 +402,9 @@ async function switchIn(
     // names the file in an error (a by-hash basename is only a hash).
     const inMemory = pending.flatMap((p, i) => {
       const src = sources[i]!;
-      return "content" in src ? [{ p, content: src.content }] : [];
+      return "content" in src ? [{ p, content: src.content, sha256: src.sha256 }] : [];
     });
-    const tmps = await writeTempFiles(
-      deps.root,
-      inMemory.map(({ p, content }) => ({ hint: p.rel, content })),
-    );
-    inMemory.forEach(({ p }, i) => (p.tmp = tmps[i]!));
+    await writeInMemory(deps.root, inMemory);
     // Byte ranges of package files (docker's blobs): one file per content, however many paths
     // serve it (a layer shared by images), copied and checked against its digest.
     for (const [i, p] of pending.entries()) {

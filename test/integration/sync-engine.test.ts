@@ -71,6 +71,29 @@ describe("sync engine against the fake master", () => {
     expect((await walkTree(fx.root)).some((e) => e.rel.startsWith(".packrat-tmp/"))).toBe(false);
   });
 
+  it("writes an index once and links its by-hash name; a later generation leaves the old copy whole", async () => {
+    await h.engine.fullSync();
+    const dir = "apt/dists/bookworm/main/binary-amd64";
+    const first = await read(`${dir}/Packages`);
+    const sha = createHash("sha256").update(first).digest("hex");
+    const byHash = `${dir}/by-hash/SHA256/${sha}`;
+    const [plain, copy] = await Promise.all([
+      stat(path.join(fx.root, dir, "Packages")),
+      stat(path.join(fx.root, byHash)),
+    ]);
+    // One write: the two names share an inode (this would fail with two writes).
+    expect(copy.ino).toBe(plain.ino);
+    expect(plain.nlink).toBe(2);
+    fx.addDeb("newpkg", "1.0");
+    await h.engine.fullSync();
+    const second = await read(`${dir}/Packages`);
+    expect(second).toContain("Package: newpkg\n");
+    // Packages was replaced by a rename, not written through: the old by-hash copy a client
+    // may still fetch keeps the old bytes.
+    expect(await read(byHash)).toBe(first);
+    expect((await stat(path.join(fx.root, byHash))).nlink).toBe(1);
+  });
+
   it("parses again what an older parser cached once the layout's metaVersion is raised", async () => {
     // An older agent's parser refused hello and cached that (the cache is by sha256, for good).
     const hello = sampleDeb("hello", "1.0-1");
