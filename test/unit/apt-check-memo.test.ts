@@ -138,6 +138,30 @@ for (const sync of [true, false]) {
       ]);
     });
 
+    it("reads members cut inside stanzas as the whole text reads", async () => {
+      // Members cut every 333 bytes, inside stanzas and fields: read member by member, a
+      // stanza would be split in two. Every package must still be found, and a fault in a
+      // stanza that straddles a cut reported, on the first reading and a remembering one.
+      const cutAt = (stanzas: string[]) => {
+        const plain = Buffer.from(stanzas.map((st) => `${st}\n`).join(""));
+        const members: Buffer[] = [];
+        for (let i = 0; i < plain.length; i += 333)
+          members.push(gzipSync(plain.subarray(i, i + 333)));
+        return tree(stanzas, 10, Buffer.concat(members));
+      };
+      const check = createAptCheck();
+      const first = await run(check, cutAt(all()));
+      expect(first.problems).toEqual([]);
+      expect(first.packages).toBe(N);
+      const stanzas = all();
+      stanzas[3] = stanza(3, { Size: "x" });
+      const second = await run(check, cutAt(stanzas));
+      expect(second.packages).toBe(N);
+      expect(second.problems).toEqual([
+        { path: `dists/s/${PK}`, problem: "p3 lacks a valid Size or SHA256" },
+      ]);
+    });
+
     it("reports a damaged member after a good reading, the way gunzip does", async () => {
       const check = createAptCheck();
       const good = tree(all());

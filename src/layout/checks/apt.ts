@@ -24,6 +24,7 @@ import {
   type GzipMemberMemo,
   type KnownPlainMember,
 } from "./gzip-members.js";
+import { isUtf8 } from "node:buffer";
 import type { CheckInput, CheckProblem, CheckResult } from "./types.js";
 
 type Stanza = Map<string, string>;
@@ -201,16 +202,20 @@ async function checkDist(
     const where = `${dist}/${base}`;
     const memoKey = `${input.scope ?? ""}\0${where}`;
     const memo = memos.get(memoKey);
-    const used: IndexMemo = { stanzas: new Map(), members: new Map() };
+    const used: IndexMemo = { stanzas: new Map(), members: new Map(), byMember: new Map() };
     // The first variant that decodes is the reference; the others must hold the same bytes
     // once decompressed (compared as bytes: decoding 7 MB of text per variant is the slow part).
-    let reference: string | null = null;
     let referenceBytes: Uint8Array | null = null;
     let referenceName = "";
+    // The reference cut at the members of a gzip variant holding exactly its bytes, where each
+    // cut falls between stanzas: read member by member, a remembered member's stanzas are not
+    // even looked up again.
+    let segments: Segment[] | null = null;
     for (const name of names.sort()) {
       const data = contents.get(name);
       if (data === undefined) continue; // already reported
       let parts: Uint8Array[];
+      let members: KnownPlainMember[] | null;
       try {
         const decoded = await decompressRemembering(
           data,
@@ -219,6 +224,7 @@ async function checkDist(
           decompressAny,
         );
         parts = decoded.parts;
+        members = decoded.members;
         if (decoded.used) used.members.set(name, decoded.used);
       } catch (err) {
         f.add(`${dist}/${name}`, `cannot be decompressed: ${errorText(err)}`);
@@ -227,21 +233,24 @@ async function checkDist(
       if (referenceBytes !== null) {
         if (!sameBytesAs(referenceBytes, parts))
           f.add(`${dist}/${name}`, `decodes to other stanzas than ${dist}/${referenceName}`);
+        else segments ??= stanzaAligned(parts, members);
         continue;
       }
       const plain = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-      const text = decodeUtf8(plain);
-      if (text === null) {
+      if (!isUtf8(plain)) {
         f.add(`${dist}/${name}`, "is not valid UTF-8");
         continue;
       }
-      reference = text;
       referenceBytes = plain;
       referenceName = name;
+      segments = stanzaAligned(parts, members);
     }
-    if (reference === null) continue;
+    if (referenceBytes === null) continue;
+    const readings = segments
+      ? readSegments(segments, where, memo, used)
+      : readStanzas(decodeUtf8(referenceBytes) ?? "", where, memo?.stanzas, used.stanzas);
     const direct = input.reader.packageInfoSync?.bind(input.reader);
-    for (const r of readStanzas(reference, where, memo?.stanzas, used.stanzas)) {
+    for (const r of readings) {
       for (const p of r.problems) f.add(p.path, p.problem);
       if (r.ref === null) continue;
       const { rel, size, sha256, what, filename } = r.ref;
@@ -264,7 +273,59 @@ async function checkDist(
 interface IndexMemo {
   stanzas: Map<string, StanzaReading[]>;
   members: Map<string, GzipMemberMemo<KnownPlainMember>>;
+  /**
+   * The readings of each gzip member's stanzas. A member is remembered only with its exact
+   * compressed bytes, so it stands for exactly the plain bytes it was read from.
+   */
+  byMember: Map<KnownPlainMember, StanzaReading[]>;
 }
+
+/** A piece of a Packages index that starts and ends between stanzas, and the member it is. */
+interface Segment {
+  plain: Uint8Array;
+  member: KnownPlainMember;
+}
+
+/**
+ * The parts as segments, when every cut falls right after an empty line: there the deb822
+ * reader holds no stanza and no field, so reading the parts one by one gives exactly the
+ * stanzas of reading them joined. Null otherwise (then the text is read whole).
+ */
+function stanzaAligned(
+  parts: readonly Uint8Array[],
+  members: readonly KnownPlainMember[] | null,
+): Segment[] | null {
+  if (members === null || members.length !== parts.length) return null;
+  for (let i = 0; i < parts.length - 1; i++) {
+    const p = parts[i]!;
+    if (p.length < 2 || p[p.length - 1] !== 0x0a || p[p.length - 2] !== 0x0a) return null;
+  }
+  return parts.map((plain, i) => ({ plain, member: members[i]! }));
+}
+
+/** The stanzas of the segments in order; a member read before is taken from the memory. */
+function readSegments(
+  segments: readonly Segment[],
+  where: string,
+  memo: IndexMemo | undefined,
+  used: IndexMemo,
+): StanzaReading[] {
+  const out: StanzaReading[] = [];
+  for (const [i, s] of segments.entries()) {
+    let readings = memo?.byMember.get(s.member) ?? used.byMember.get(s.member);
+    if (readings === undefined) {
+      // The whole is valid UTF-8 (checked), and a cut after a newline splits no character.
+      // Only the first piece may lose a byte order mark, as the whole text would.
+      const text = i === 0 ? decodeUtf8(s.plain) : keepBom.decode(s.plain);
+      readings = readStanzas(text ?? "", where, memo?.stanzas, used.stanzas);
+    }
+    used.byMember.set(s.member, readings);
+    for (const r of readings) out.push(r);
+  }
+  return out;
+}
+
+const keepBom = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** By scope (the repo), dist and index. */
 type Memos = Map<string, IndexMemo>;

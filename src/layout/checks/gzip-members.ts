@@ -109,7 +109,12 @@ export async function decompressRemembering(
   memo: GzipMemberMemo<KnownPlainMember> | undefined,
   maxOutput: number,
   whole: (data: Uint8Array) => Promise<Uint8Array>,
-): Promise<{ parts: Uint8Array[]; used: GzipMemberMemo<KnownPlainMember> | null }> {
+): Promise<{
+  parts: Uint8Array[];
+  used: GzipMemberMemo<KnownPlainMember> | null;
+  /** The member each part is (a remembered one, or new), when the file was taken apart. */
+  members: KnownPlainMember[] | null;
+}> {
   if (data[0] === 0x1f && data[1] === 0x8b) {
     let members: GzipMember<KnownPlainMember>[] | null = null;
     try {
@@ -119,15 +124,15 @@ export async function decompressRemembering(
     }
     if (members !== null) {
       const used: GzipMemberMemo<KnownPlainMember> = new Map();
-      const parts = members.map((m) => {
-        const known = m.known ?? { bytes: m.bytes, plain: m.plain! };
-        rememberMember(used, known);
-        return known.plain;
+      const known = members.map((m) => {
+        const k = m.known ?? { bytes: m.bytes, plain: m.plain! };
+        rememberMember(used, k);
+        return k;
       });
-      return { parts, used };
+      return { parts: known.map((k) => k.plain), used, members: known };
     }
   }
-  return { parts: [await whole(data)], used: null };
+  return { parts: [await whole(data)], used: null, members: null };
 }
 
 /** Do `parts`, concatenated, hold exactly the bytes of `reference`? (No concatenation made.) */
