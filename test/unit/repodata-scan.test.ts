@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { scanRepodata, unescapeXml } from "../../src/layout/checks/repodata-scan.js";
+import {
+  scanRepodata,
+  scanRepodataPieces,
+  unescapeXml,
+  type PieceMemo,
+  type ScannedPackage,
+} from "../../src/layout/checks/repodata-scan.js";
 import { FormatError } from "../../src/layout/formats/format-error.js";
 
 const primary = `<?xml version="1.0" encoding="UTF-8"?>
@@ -67,5 +73,85 @@ describe("scanRepodata", () => {
   });
   it("unescapes the five entities and character references", () => {
     expect(unescapeXml("&lt;&gt;&amp;&quot;&apos;&#38;&#x26;")).toBe(`<>&"'&&`);
+  });
+});
+
+/** A document with what makes scanning tricky: look-alike names, self-closed and multibyte. */
+const tricky = `<?xml version="1.0" encoding="UTF-8"?>
+<metadata xmlns="http://linux.duke.edu/metadata/common" packages="5">
+<package type="rpm"><name>a</name><packager>p&lt;q</packager><location href="a.rpm"/></package>
+<packagex/>
+<package type="rpm"><name>\u263a\u00e9</name><location href="b.rpm"/></package>
+  <package pkgid="c"/>
+<package type="rpm"><name>d</name><location href="d.rpm"/>
+</package>
+<package type="rpm"><name>e</name><location href="e.rpm"/></package>
+</metadata>
+`;
+const CHILDREN = ["name", "location", "packager"];
+
+/** `text` cut at `cuts` (byte offsets, ascending) into pieces keyed by their index. */
+function cutInto(text: string, cuts: number[]) {
+  const bytes = Buffer.from(text, "utf8");
+  const at = [0, ...cuts, bytes.length];
+  return at.slice(0, -1).map((from, i) => ({ plain: bytes.subarray(from, at[i + 1]), key: i }));
+}
+
+describe("scanRepodataPieces", () => {
+  it("finds what the joined text gives wherever it answers, at every set of cuts", () => {
+    // Every pair of cut points over the document (about 170,000): where the pieces
+    // scan apart, the result must be the whole's; where they cannot, null (never a guess).
+    const whole = scanRepodata(tricky, "metadata", CHILDREN);
+    const len = Buffer.byteLength(tricky);
+    let answered = 0;
+    for (let a = 1; a < len; a++)
+      for (let b = a + 1; b < len; b++) {
+        const doc = scanRepodataPieces(cutInto(tricky, [a, b]), "metadata", CHILDREN);
+        if (doc === null) continue;
+        answered++;
+        expect(doc, `cut at ${a} and ${b}`).toEqual(whole);
+      }
+    // ...and the cuts the renderer makes (between elements) do answer.
+    expect(answered).toBeGreaterThan(100);
+  });
+
+  it("reads the pieces the renderer cuts, and takes a remembered middle piece from memory", () => {
+    const lines = tricky.split(/(?<=\n)/);
+    // header (declaration and root) | two elements | the rest
+    const pieces = (text: string) => {
+      const parts = text.split(/(?<=\n)/);
+      const sizes = [2, 2, parts.length - 4];
+      let i = 0;
+      return sizes.map((n, k) => {
+        const plain = Buffer.from(parts.slice(i, (i += n)).join(""), "utf8");
+        return { plain, key: `${k}:${plain.toString("hex")}` };
+      });
+    };
+    expect(lines.length).toBeGreaterThan(5);
+    const memo: PieceMemo<string> = { last: undefined, used: new Map() };
+    const first = scanRepodataPieces(pieces(tricky), "metadata", CHILDREN, undefined, memo);
+    expect(first).toEqual(scanRepodata(tricky, "metadata", CHILDREN));
+    const middle = [...memo.used.values()][0]!;
+    // The same middle piece next time is not read again: its very readings come back.
+    const memo2: PieceMemo<string> = { last: memo.used, used: new Map() };
+    const next = tricky.replace('href="e.rpm"', 'href="f.rpm"');
+    const second = scanRepodataPieces(pieces(next), "metadata", CHILDREN, undefined, memo2);
+    expect(second).toEqual(scanRepodata(next, "metadata", CHILDREN));
+    expect(second!.packages[0]).toBe(middle[0]);
+    expect(second!.packages.at(-1)!.children.get("location")!.attrs.get("href")).toBe("f.rpm");
+  });
+
+  it("answers null for an element cut in two, a root end in a middle piece, or too few pieces", () => {
+    const at = (s: string) => Buffer.byteLength(tricky.slice(0, tricky.indexOf(s)));
+    // Cut inside the multi-line element d, after its newline: the cut follows white space.
+    const insideD = at('</package>\n<package type="rpm"><name>e');
+    expect(scanRepodataPieces(cutInto(tricky, [10, insideD]), "metadata", CHILDREN)).toBeNull();
+    expect(scanRepodataPieces(cutInto(tricky, [at("<packagex")]), "metadata", CHILDREN)).toBeNull();
+    const early = `<metadata packages="1">\n</metadata>\n<package pkgid="x"/>\n</metadata>\n`;
+    const cuts = [early.indexOf("</metadata>"), early.indexOf("<package")];
+    // The whole reads up to the last end tag, so x is in it; a piece cannot know that.
+    const read: ScannedPackage[] = scanRepodata(early, "metadata", []).packages;
+    expect(read).toHaveLength(1);
+    expect(scanRepodataPieces(cutInto(early, cuts), "metadata", [])).toBeNull();
   });
 });

@@ -122,6 +122,56 @@ function readPackage(
 }
 
 /**
+ * The <package> elements of `xml` from `pos` up to `limit`. An element that does not end
+ * before `limit` throws when `strict`; otherwise the answer is null (a piece of a document
+ * whose next piece may hold the rest).
+ */
+function scanPackages(
+  xml: string,
+  pos: number,
+  limit: number,
+  childNames: readonly string[],
+  memo: ScanMemo | undefined,
+  strict: boolean,
+): ScannedPackage[] | null {
+  const packages: ScannedPackage[] = [];
+  for (;;) {
+    const at = xml.indexOf("<package", pos);
+    if (at < 0 || at >= limit) break;
+    const nameEnd = tagEnd(xml, at, "package");
+    if (nameEnd < 0) {
+      pos = at + 8;
+      continue;
+    }
+    const gt = xml.indexOf(">", nameEnd);
+    if (gt < 0) {
+      if (!strict) return null;
+      throw new FormatError("repodata", "a <package> start tag is not closed");
+    }
+    let stop = gt + 1;
+    if (xml.charCodeAt(gt - 1) !== 47 /* "/": self-closed */ || gt === nameEnd) {
+      const end = xml.indexOf("</package>", gt);
+      if (end < 0 || end > limit) {
+        if (!strict) return null;
+        throw new FormatError("repodata", "a <package> element is not closed");
+      }
+      stop = end + "</package>".length;
+    }
+    const element = xml.slice(at, stop);
+    let pkg = memo?.last?.get(element) ?? memo?.used.get(element);
+    pkg ??= readPackage(memo ? detached(element) : element, nameEnd - at, childNames);
+    memo?.used.set(element, pkg);
+    packages.push(pkg);
+    pos = stop;
+  }
+  return packages;
+}
+
+function rootStart(xml: string, root: string): RegExpExecArray | null {
+  return new RegExp(`<${root}(?=[\\s/>])([^>]*)>`).exec(xml);
+}
+
+/**
  * Scan a document whose root element is `root` (e.g. "metadata") for its <package> elements.
  * Throws FormatError when the structure is broken (no root, an unclosed package). With a
  * memo, an element read last time (the same text) is not read again.
@@ -132,40 +182,88 @@ export function scanRepodata(
   childNames: readonly string[],
   memo?: ScanMemo,
 ): ScannedDocument {
-  const rootRe = new RegExp(`<${root}(?=[\\s/>])([^>]*)>`);
-  const rm = rootRe.exec(xml);
+  const rm = rootStart(xml, root);
   if (!rm) throw new FormatError("repodata", `no <${root}> element`);
   const rootAttrs = parseAttrs(rm[1] ?? "");
-  const closeRoot = `</${root}>`;
-  const rootEnd = xml.lastIndexOf(closeRoot);
+  const rootEnd = xml.lastIndexOf(`</${root}>`);
   if (rootEnd < 0 && !(rm[1] ?? "").endsWith("/"))
     throw new FormatError("repodata", `<${root}> is not closed`);
-  const packages: ScannedPackage[] = [];
-  let pos = rm.index + rm[0].length;
   const limit = rootEnd < 0 ? xml.length : rootEnd;
-  for (;;) {
-    const at = xml.indexOf("<package", pos);
-    if (at < 0 || at >= limit) break;
-    const nameEnd = tagEnd(xml, at, "package");
-    if (nameEnd < 0) {
-      pos = at + 8;
-      continue;
-    }
-    const gt = xml.indexOf(">", nameEnd);
-    if (gt < 0) throw new FormatError("repodata", "a <package> start tag is not closed");
-    let stop = gt + 1;
-    if (xml.charCodeAt(gt - 1) !== 47 /* "/": self-closed */ || gt === nameEnd) {
-      const end = xml.indexOf("</package>", gt);
-      if (end < 0 || end > limit)
-        throw new FormatError("repodata", "a <package> element is not closed");
-      stop = end + "</package>".length;
-    }
-    const element = xml.slice(at, stop);
-    let pkg = memo?.last?.get(element) ?? memo?.used.get(element);
-    pkg ??= readPackage(memo ? detached(element) : element, nameEnd - at, childNames);
-    memo?.used.set(element, pkg);
-    packages.push(pkg);
-    pos = stop;
-  }
+  const packages = scanPackages(xml, rm.index + rm[0].length, limit, childNames, memo, true)!;
   return { rootAttrs, packages };
+}
+
+/**
+ * The last byte of a piece a cut may follow: '>' or white space. No name this scanner looks
+ * for ("<package", "</package>", the root's tags) can then be split, nor a UTF-8 character.
+ */
+const CUT_AFTER = new Set([0x3e, 0x20, 0x09, 0x0d, 0x0a]);
+
+/** One piece of a document (a member of a multi-member gzip file) and what identifies it. */
+export interface DocPiece<K> {
+  plain: Uint8Array;
+  /** The same key stands for the same bytes (a gzip member matched by its exact bytes). */
+  key: K;
+}
+
+/** What a pieces scan remembers between readings: each middle piece's packages, by its key. */
+export interface PieceMemo<K> {
+  last: ReadonlyMap<K, ScannedPackage[]> | undefined;
+  used: Map<K, ScannedPackage[]>;
+}
+
+/**
+ * scanRepodata of the pieces joined, without joining them (issue 25): each piece is read on
+ * its own, and a middle piece remembered by its key gives its packages without being decoded
+ * or looked at. Exact where every cut follows a '>' or white space, each <package> element
+ * ends in the piece it starts in, the root's start tag is in the first piece and its last end
+ * tag in the last: then no name, element or character spans a cut, and reading the pieces
+ * one by one finds what reading the whole finds. Null where the pieces are not cut so (or are too few to gain anything):
+ * the caller then reads the joined text with scanRepodata, which also says what is broken.
+ */
+export function scanRepodataPieces<K>(
+  pieces: readonly DocPiece<K>[],
+  root: string,
+  childNames: readonly string[],
+  memo?: ScanMemo,
+  pieceMemo?: PieceMemo<K>,
+): ScannedDocument | null {
+  const n = pieces.length;
+  if (n < 3) return null;
+  for (let i = 0; i < n - 1; i++) {
+    const p = pieces[i]!.plain;
+    if (p.length === 0 || !CUT_AFTER.has(p[p.length - 1]!)) return null;
+  }
+  const text = (i: number) => {
+    const p = pieces[i]!.plain;
+    return Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString("utf8");
+  };
+  const first = text(0);
+  const rm = rootStart(first, root);
+  if (!rm || (rm[1] ?? "").endsWith("/")) return null;
+  const last = text(n - 1);
+  const rootEnd = last.lastIndexOf(`</${root}>`);
+  if (rootEnd < 0) return null;
+  const head = scanPackages(first, rm.index + rm[0].length, first.length, childNames, memo, false);
+  if (head === null) return null;
+  const packages = head;
+  for (let i = 1; i < n - 1; i++) {
+    const { key } = pieces[i]!;
+    let found = pieceMemo?.last?.get(key) ?? pieceMemo?.used.get(key);
+    if (found === undefined) {
+      const t = text(i);
+      // The root's end tag in a middle piece: the whole would end the root there. Rare;
+      // read the whole.
+      if (t.includes(`</${root}>`)) return null;
+      const read = scanPackages(t, 0, t.length, childNames, memo, false);
+      if (read === null) return null;
+      found = read;
+    }
+    pieceMemo?.used.set(key, found);
+    for (const p of found) packages.push(p);
+  }
+  const tail = scanPackages(last, 0, rootEnd, childNames, memo, false);
+  if (tail === null) return null;
+  for (const p of tail) packages.push(p);
+  return { rootAttrs: parseAttrs(rm[1] ?? ""), packages };
 }

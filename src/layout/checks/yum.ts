@@ -23,7 +23,13 @@ import {
   type GzipMemberMemo,
   type KnownPlainMember,
 } from "./gzip-members.js";
-import { scanRepodata, type ScanMemo, type ScannedPackage } from "./repodata-scan.js";
+import {
+  scanRepodata,
+  scanRepodataPieces,
+  type PieceMemo,
+  type ScanMemo,
+  type ScannedPackage,
+} from "./repodata-scan.js";
 import type { CheckInput, CheckResult } from "./types.js";
 
 /**
@@ -36,6 +42,8 @@ import type { CheckInput, CheckResult } from "./types.js";
 interface DocMemo {
   members: GzipMemberMemo<KnownPlainMember> | undefined;
   packages: ReadonlyMap<string, ScannedPackage> | undefined;
+  /** The packages of each gzip member read as a middle piece (scanRepodataPieces). */
+  byMember: ReadonlyMap<KnownPlainMember, ScannedPackage[]> | undefined;
 }
 
 /** By scope (the repo), dnf repo root and document type. */
@@ -46,16 +54,25 @@ interface DocReading {
   last: DocMemo | undefined;
   next: DocMemo;
   scan: ScanMemo;
+  pieces: PieceMemo<KnownPlainMember>;
 }
 
 function docReading(memos: Memos, key: string): DocReading {
   const last = memos.get(key);
   const used = new Map<string, ScannedPackage>();
+  const byMember = new Map<KnownPlainMember, ScannedPackage[]>();
   return {
     last,
-    next: { members: undefined, packages: used },
+    next: { members: undefined, packages: used, byMember },
     scan: { last: last?.packages, used },
+    pieces: { last: last?.byMember, used: byMember },
   };
+}
+
+/** A decompressed document: its parts, and the gzip member each is when it had members. */
+interface OpenedDoc {
+  parts: Uint8Array[];
+  members: KnownPlainMember[] | null;
 }
 
 const parser = new XMLParser({
@@ -98,14 +115,28 @@ function algo(type: string | undefined): string | null {
   }
 }
 
-/** The big documents are scanned, not parsed into a DOM (see repodata-scan.ts). */
+/**
+ * The big documents are scanned, not parsed into a DOM (see repodata-scan.ts): member by
+ * member where the gzip members cut between elements (a remembered member is not decoded
+ * again), else the joined text.
+ */
 function packagesOf(
-  xml: string,
+  opened: OpenedDoc,
   root: string,
-  children: readonly string[] = [],
-  memo?: ScanMemo,
+  children: readonly string[],
+  reading: DocReading | undefined,
 ): { count: string | undefined; list: ScannedPackage[] } {
-  const doc = scanRepodata(xml, root, children, memo);
+  const { parts, members } = opened;
+  const doc =
+    (members !== null &&
+      scanRepodataPieces(
+        parts.map((plain, i) => ({ plain, key: members[i]! })),
+        root,
+        children,
+        reading?.scan,
+        reading?.pieces,
+      )) ||
+    scanRepodata(Buffer.concat(parts).toString("utf8"), root, children, reading?.scan);
   return { count: doc.rootAttrs.get("packages"), list: doc.packages };
 }
 
@@ -132,7 +163,7 @@ async function checkYumRepo(
     f.add(repomdPath, "lists no <data>");
     return;
   }
-  const opened = new Map<string, string>();
+  const opened = new Map<string, OpenedDoc>();
   const readings = new Map<string, DocReading>();
   const memoKey = (type: string) => `${input.scope ?? ""}\0${root}\0${type}`;
   for (const d of data) {
@@ -160,6 +191,7 @@ async function checkYumRepo(
     }
     const reading = docReading(memos, memoKey(type));
     let parts: Uint8Array[];
+    let members: KnownPlainMember[] | null;
     try {
       const decoded = await decompressRemembering(
         bytes,
@@ -168,6 +200,7 @@ async function checkYumRepo(
         decompressAny,
       );
       parts = decoded.parts;
+      members = decoded.members;
       reading.next.members = decoded.used ?? undefined;
     } catch (err) {
       f.add(rel, `cannot be decompressed: ${errorText(err)}`);
@@ -186,7 +219,7 @@ async function checkYumRepo(
         if (got !== owant) f.add(rel, `decompressed ${oa} is ${got}, ${repomdPath} says ${owant}`);
       }
     }
-    opened.set(type, Buffer.concat(parts).toString("utf8"));
+    opened.set(type, { parts, members });
     readings.set(type, reading);
   }
   // Kept once the documents were read through (a reading that threw keeps the last memory).
@@ -205,7 +238,7 @@ async function checkYumRepo(
     primaryXml,
     "metadata",
     ["name", "checksum", "size", "location"],
-    readings.get("primary")?.scan,
+    readings.get("primary"),
   );
   if (primary.count !== undefined && Number(primary.count) !== primary.list.length)
     f.add(primaryPath, `says packages="${primary.count}" but holds ${primary.list.length}`);
@@ -241,7 +274,7 @@ async function checkYumRepo(
       xml,
       kind === "filelists" ? "filelists" : "otherdata",
       [],
-      readings.get(kind)?.scan,
+      readings.get(kind),
     );
     if (Number(count ?? list.length) !== primary.list.length || list.length !== primary.list.length)
       f.add(
