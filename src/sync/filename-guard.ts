@@ -19,11 +19,18 @@ export function assertSafeFilename(name: string, context: string): string {
   return name;
 }
 
+const NORMAL_SAFE = /^[0-9a-zA-Z._+~@:-]+(?:\/[0-9a-zA-Z._+~@:-]+)*$/;
+const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
+
 /**
  * Check a relative path made of safe segments (a repo's filesystem_dir, a layout's output path)
  * and return it normalised with forward slashes.
  */
 export function assertSafeRelativePath(rel: string, context: string): string {
+  // Already normal (no empty segment) and of safe characters: the answer is `rel` itself when
+  // no segment is "." or "..". One regex pass instead of a split per segment: a pass checks
+  // every path of a 10,000-package repo (and a pacman repo's 10,000 .sig files) again.
+  if (NORMAL_SAFE.test(rel) && !DOT_SEGMENT.test(rel)) return rel;
   const segments = rel.split("/").filter((s) => s !== "");
   const bad =
     rel.includes("\0") ||

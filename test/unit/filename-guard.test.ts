@@ -71,3 +71,41 @@ describe("relative paths", () => {
     );
   });
 });
+
+describe("assertSafeRelativePath's one-pass check", () => {
+  /** The rule spelt out segment by segment: what the one-pass check must agree with. */
+  function bySegments(rel: string): string | null {
+    const segments = rel.split("/").filter((s) => s !== "");
+    const bad =
+      rel.includes("\0") ||
+      rel.includes("\\") ||
+      rel.startsWith("/") ||
+      segments.length === 0 ||
+      segments.some((s) => s === "." || s === ".." || !/^[0-9a-zA-Z._+~@:-]+$/.test(s));
+    return bad ? null : segments.join("/");
+  }
+  const answer = (rel: string): string | null => {
+    try {
+      return assertSafeRelativePath(rel, "t");
+    } catch {
+      return null;
+    }
+  };
+
+  it("agrees with the segment-by-segment rule on every short path of a hostile alphabet", () => {
+    // Every string of up to 5 characters over these: dots, slashes, a backslash, NUL, a
+    // space and safe characters (about 100,000 paths).
+    const alphabet = ["a", ".", "/", "\\", "\0", " ", "-", "é"];
+    let checked = 0;
+    const visit = (prefix: string, depth: number) => {
+      expect(answer(prefix), JSON.stringify(prefix)).toBe(bySegments(prefix));
+      checked++;
+      if (depth === 0) return;
+      for (const c of alphabet) visit(prefix + c, depth - 1);
+    };
+    visit("", 5);
+    expect(checked).toBeGreaterThan(30_000);
+    for (const rel of ["a/./b", "../a", "a/..", "a//b/", ".hidden/x", "x/.../y", "dists/b/by-hash"])
+      expect(answer(rel), rel).toBe(bySegments(rel));
+  });
+});
