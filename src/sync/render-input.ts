@@ -45,7 +45,10 @@ class InputPackage implements PublishedPackage {
 /** Package files parsed at once on a cold sync (reads overlap; parsing is on the main thread). */
 const PARSE_CONCURRENCY = 8;
 
-/** The package signatures of one request: the last publish's, the ones used, the ones made. */
+/**
+ * The package signatures of one request, by sha256, all of the request's signer: the last
+ * publish's, the ones used, the ones made.
+ */
 interface SignatureMemos {
   last: ReadonlyMap<string, Uint8Array>;
   used: Map<string, Uint8Array>;
@@ -53,13 +56,26 @@ interface SignatureMemos {
   made: { sha256: string; signer: string; signature: Uint8Array }[];
 }
 
+/** The signature of this sha256 the last or this request used (the memos are one signer's). */
+function rememberedSignature(sha256: string, memos: SignatureMemos): Uint8Array | undefined {
+  const memo = memos.used.get(sha256) ?? memos.last.get(sha256);
+  if (memo !== undefined) memos.used.set(sha256, memo);
+  return memo;
+}
+
 export class RenderInputs {
   private readonly now: () => number;
   /**
-   * Package signatures by repo, then signer fingerprint and sha256, as the last publish used
-   * them; each publish keeps only the ones it used (memory: one repo's worth, ~100 bytes a package).
+   * Package signatures by repo, the signer's fingerprint that made them, then by sha256, as the
+   * last publish used them; each publish keeps only the ones it used (memory: one repo's worth,
+   * ~100 bytes a package). Keyed by the sha256 string alone: the same string object every
+   * pass, whose hash V8 keeps, where a "fingerprint:sha256" key was a new string to hash per
+   * package per pass.
    */
-  private readonly signatures = new Map<string, Map<string, Uint8Array>>();
+  private readonly signatures = new Map<
+    string,
+    { fingerprint: string; bySha: Map<string, Uint8Array> }
+  >();
 
   constructor(
     private readonly deps: EngineDeps,
@@ -88,8 +104,12 @@ export class RenderInputs {
     // unchanged does not render, and a render with warm caches asks for few (JSON.parse of
     // 10,000 metas costs more than the rest of a one-package pass).
     const metaStatus = store.packageMetaStatus(metaKey);
+    const lastSignatures = this.signatures.get(plan.repo.name);
     const signatureMemos: SignatureMemos = {
-      last: this.signatures.get(plan.repo.name) ?? new Map<string, Uint8Array>(),
+      last:
+        lastSignatures !== undefined && lastSignatures.fingerprint === signer?.fingerprint
+          ? lastSignatures.bySha
+          : new Map<string, Uint8Array>(),
       used: new Map<string, Uint8Array>(),
       made: [],
     };
@@ -123,8 +143,10 @@ export class RenderInputs {
       const status = metaStatus.get(d.expectedSha256);
       if (status === false) continue; // failed to parse: logged when it did
       if (status === undefined && !parsed.get(d.expectedSha256)) continue;
+      // One remembered already: no promise per package per pass.
       const signature = wantsSignatures
-        ? await this.packageSignature(plan.layout, d, canonical, signatureMemos)
+        ? (rememberedSignature(d.expectedSha256, signatureMemos) ??
+          (await this.packageSignature(plan.layout, d, canonical, signatureMemos)))
         : undefined;
       const sha256 = d.expectedSha256;
       const pkg = new InputPackage(
@@ -139,7 +161,11 @@ export class RenderInputs {
       if (signature) pkg.signature = signature;
       packages.push(pkg);
     }
-    if (wantsSignatures) this.signatures.set(plan.repo.name, signatureMemos.used);
+    if (wantsSignatures && signer)
+      this.signatures.set(plan.repo.name, {
+        fingerprint: signer.fingerprint,
+        bySha: signatureMemos.used,
+      });
     // Signatures made now, cached in one transaction: one statement each, every one its own
     // commit, cost 1.3 s of a cold 10,000-package pacman publish.
     if (signatureMemos.made.length > 0) {
@@ -189,12 +215,9 @@ export class RenderInputs {
     if (!signer || !layout.derive) return undefined;
     // The same object every pass (a layout's render cache may compare by identity first), and no
     // state DB read per package per pass.
-    const memoKey = `${signer.fingerprint}:${d.expectedSha256}`;
-    const memo = memos.used.get(memoKey) ?? memos.last.get(memoKey);
-    if (memo !== undefined) {
-      memos.used.set(memoKey, memo);
-      return memo;
-    }
+    const memoKey = d.expectedSha256;
+    const memo = rememberedSignature(memoKey, memos);
+    if (memo !== undefined) return memo;
     const cached = store.getPackageSignature(
       d.expectedSha256,
       layout.managerType,
