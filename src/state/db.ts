@@ -560,6 +560,9 @@ function prepareStatements(db: Db) {
     getPackageSignature: db.prepare<[string, string, string], { signature: Buffer }>(
       "SELECT signature FROM package_signatures WHERE sha256 = ? AND layout = ? AND signer = ?",
     ),
+    listPackageSignatures: db.prepare<[string, string], { sha256: string; signature: Buffer }>(
+      "SELECT sha256, signature FROM package_signatures WHERE layout = ? AND signer = ?",
+    ),
     putPackageSignature: db.prepare<[string, string, string, Buffer, number]>(
       `INSERT OR REPLACE INTO package_signatures (sha256, layout, signer, signature, made_at)
        VALUES (?, ?, ?, ?, ?)`,
@@ -1077,6 +1080,18 @@ class SqliteStateStore implements StateStore {
     return this.guard("reading a package signature", () => {
       const row = this.s.getPackageSignature.get(sha256, layout, signer);
       return row && new Uint8Array(row.signature);
+    });
+  }
+
+  listPackageSignatures(layout: string, signer: string): Map<string, Uint8Array> {
+    return this.guard("reading package signatures", () => {
+      // Rows as arrays, and each Buffer kept as it comes (it is a Uint8Array of its own).
+      const out = new Map<string, Uint8Array>();
+      for (const [sha256, signature] of this.s.listPackageSignatures
+        .raw(true)
+        .all(layout, signer) as unknown as [string, Buffer][])
+        out.set(sha256, signature);
+      return out;
     });
   }
 

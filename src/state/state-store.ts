@@ -190,6 +190,11 @@ export interface StateStore {
 
   // package signatures a layout derives (RepoLayout.derive), by the bytes signed
   getPackageSignature(sha256: string, layout: string, signer: string): Uint8Array | undefined;
+  /**
+   * Every cached signature of one layout and key, by sha256, in one query: what a process's
+   * first publish of a repo reads instead of one query per package.
+   */
+  listPackageSignatures(layout: string, signer: string): Map<string, Uint8Array>;
   putPackageSignature(sha256: string, layout: string, signer: string, signature: Uint8Array): void;
 
   // publishing

@@ -109,7 +109,11 @@ export class RenderInputs {
       last:
         lastSignatures !== undefined && lastSignatures.fingerprint === signer?.fingerprint
           ? lastSignatures.bySha
-          : new Map<string, Uint8Array>(),
+          : wantsSignatures && signer
+            ? // A process's first publish of the repo: the cached ones in one query, not one
+              // query per package (150 ms of a no-change sync of 10,000 pacman packages).
+              store.listPackageSignatures(plan.layout.managerType, signer.fingerprint)
+            : new Map<string, Uint8Array>(),
       used: new Map<string, Uint8Array>(),
       made: [],
     };

@@ -1316,5 +1316,15 @@ describe("schema 6: package signatures in a table of their own", () => {
     expect(migrated.getPackageSignature(hex(2), "pacman", "ABC")).toEqual(
       new Uint8Array([1, 2, 3]),
     );
+    // All of one layout and key at once, and only those.
+    migrated.putPackageSignature(hex(3), "pacman", "ABC", new Uint8Array([4]));
+    migrated.putPackageSignature(hex(4), "pacman", "OTHER", new Uint8Array([5]));
+    migrated.putPackageSignature(hex(5), "yum", "ABC", new Uint8Array([6]));
+    expect(migrated.listPackageSignatures("pacman", "ABC")).toEqual(
+      new Map([
+        [hex(2), new Uint8Array([1, 2, 3])],
+        [hex(3), new Uint8Array([4])],
+      ]),
+    );
   });
 });
