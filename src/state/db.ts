@@ -1085,12 +1085,15 @@ class SqliteStateStore implements StateStore {
 
   listPackageSignatures(layout: string, signer: string): Map<string, Uint8Array> {
     return this.guard("reading package signatures", () => {
-      // Rows as arrays, and each Buffer kept as it comes (it is a Uint8Array of its own).
+      // Rows as arrays, and each signature a view of its Buffer, not a copy.
       const out = new Map<string, Uint8Array>();
       for (const [sha256, signature] of this.s.listPackageSignatures
         .raw(true)
         .all(layout, signer) as unknown as [string, Buffer][])
-        out.set(sha256, signature);
+        out.set(
+          sha256,
+          new Uint8Array(signature.buffer, signature.byteOffset, signature.byteLength),
+        );
       return out;
     });
   }
