@@ -601,13 +601,11 @@ export async function linkTempOrNull(
 
 /** A hard link to `existing` as a new temp file (a copy where links fail). */
 export async function linkToTemp(root: string, hint: string, existing: string): Promise<string> {
+  await fs.mkdir(tempDir(root), { recursive: true });
+  const linked = await linkTempOrNull(root, hint, existing);
+  if (linked !== null) return linked;
   const tmp = tmpPath(root, hint);
-  await fs.mkdir(path.dirname(tmp), { recursive: true });
-  try {
-    await fs.link(existing, tmp);
-  } catch {
-    await fs.copyFile(existing, tmp);
-  }
+  await fs.copyFile(existing, tmp);
   return tmp;
 }
 
