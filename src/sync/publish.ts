@@ -259,6 +259,12 @@ interface PendingFile {
   stage: number;
 }
 
+interface InMemoryFile {
+  p: PendingFile;
+  content: Uint8Array;
+  sha256: string;
+}
+
 /**
  * Write the in-memory files of a generation to temp files (fsynced, writeTempFiles). Files with
  * the same bytes are written once and hard-linked: apt names each index twice (Packages and
@@ -267,12 +273,6 @@ interface PendingFile {
  * a published file in place: every path is replaced by a rename, and removing one name leaves
  * the other whole. Where the filesystem cannot link, the bytes are written again.
  */
-interface InMemoryFile {
-  p: PendingFile;
-  content: Uint8Array;
-  sha256: string;
-}
-
 async function writeInMemory(root: string, files: readonly InMemoryFile[]): Promise<void> {
   const first = new Map<string, PendingFile>();
   const unique: InMemoryFile[] = [];
@@ -333,18 +333,12 @@ async function switchIn(
   // bytes, and fingerprinted so, is not even stat'ed. A pacman repo has 10,000 .sig files.
   // A full sync checks every one of them (latestIntact) and publishes again if one is gone.
   const current = req.input.quick === true ? deps.store.currentPublishedFiles(repoName) : null;
-  // A layout names one buffer at two paths (apt's Packages and its by-hash copy): hashed once.
-  // Only within this call, where nothing writes to the buffers.
-  const hashOf = new Map<Uint8Array, string>();
   for (const file of [...files].sort((a, b) => a.stage - b.stage)) {
     const rel = `${req.repoDir}/${assertSafeRelativePath(file.path, `repo ${repoName} layout output`)}`;
     const full = path.join(deps.root, rel);
-    let sha256: string;
-    if (file.extract) sha256 = file.extract.sha256;
-    else {
-      sha256 = hashOf.get(file.content) ?? sha256Bytes(file.content);
-      hashOf.set(file.content, sha256);
-    }
+    // sha256Bytes remembers large buffers' digests (src/digest.ts): a buffer a layout names at
+    // two paths is hashed once.
+    const sha256 = file.extract ? file.extract.sha256 : sha256Bytes(file.content);
     const size = file.extract ? file.extract.length : file.content.length;
     written.push({ path: rel, sha256, order: publishOrder(file) });
     // A content-addressed name already holding its bytes is never rewritten: a client may be
